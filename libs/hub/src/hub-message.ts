@@ -1,0 +1,72 @@
+import { MessageType, encodeMessageChunks, parseAudioTag, parseVideoTag, type RtmpMessage } from '@rtmp-relay/rtmp';
+
+/** Chunk stream ids the hub writes media on. Every message starts with a type-0 header, so they never interfere. */
+export const CSID_HUB_AUDIO = 4;
+export const CSID_HUB_DATA = 5;
+export const CSID_HUB_VIDEO = 6;
+/** The stream id nearly every player gets from its first createStream: messages are pre-chunked for it. */
+export const PRIMARY_STREAM_ID = 1;
+
+export type MediaKind = 'audio' | 'video' | 'data';
+
+/**
+ * A message on the hub timeline, classified once and serialized once. `chunks` is shared by every viewer that
+ * plays on PRIMARY_STREAM_ID with the hub's chunk size; other stream ids get a lazily built variant, also shared.
+ */
+export interface HubMessage {
+  readonly kind: MediaKind;
+  readonly type: number;
+  /** Hub timeline, uint32. */
+  readonly timestamp: number;
+  readonly payload: Buffer;
+  readonly isKeyframe: boolean;
+  readonly isSequenceHeader: boolean;
+  /** Set for Enhanced RTMP (ExHeader) frames: only viewers that negotiated this FourCC receive them. */
+  readonly fourCc: string | undefined;
+  readonly chunks: Buffer;
+  variants: Map<number, Buffer> | undefined;
+}
+
+function csidFor(kind: MediaKind): number {
+  return kind === 'audio' ? CSID_HUB_AUDIO : kind === 'video' ? CSID_HUB_VIDEO : CSID_HUB_DATA;
+}
+
+export function kindOf(type: number): MediaKind | undefined {
+  if (type === MessageType.Audio) return 'audio';
+  if (type === MessageType.Video) return 'video';
+  if (type === MessageType.DataAmf0 || type === MessageType.DataAmf3) return 'data';
+  return undefined;
+}
+
+export function createHubMessage(kind: MediaKind, type: number, timestamp: number, payload: Buffer, chunkSize: number): HubMessage {
+  let isKeyframe = false;
+  let isSequenceHeader = false;
+  let fourCc: string | undefined;
+  if (kind === 'video' && payload.length > 0) {
+    const info = parseVideoTag(payload);
+    isKeyframe = info.isKeyframe;
+    isSequenceHeader = info.isSequenceHeader || info.isMetadata;
+    if (info.exHeader) fourCc = info.fourCc;
+  } else if (kind === 'audio' && payload.length > 0) {
+    const info = parseAudioTag(payload);
+    isSequenceHeader = info.isSequenceHeader;
+    if (info.exHeader) fourCc = info.fourCc;
+  }
+  const chunks = encodeMessageChunks({ type, streamId: PRIMARY_STREAM_ID, timestamp, payload }, csidFor(kind), chunkSize);
+  return { kind, type, timestamp, payload, isKeyframe, isSequenceHeader, fourCc, chunks, variants: undefined };
+}
+
+/** The message chunked for a viewer playing on `streamId` (shared among all such viewers). */
+export function chunksFor(m: HubMessage, streamId: number, chunkSize: number): Buffer {
+  if (streamId === PRIMARY_STREAM_ID) return m.chunks;
+  let variant = m.variants?.get(streamId);
+  if (!variant) {
+    variant = encodeMessageChunks({ type: m.type, streamId, timestamp: m.timestamp, payload: m.payload }, csidFor(m.kind), chunkSize);
+    (m.variants ??= new Map()).set(streamId, variant);
+  }
+  return variant;
+}
+
+export function toRtmpMessage(m: HubMessage, streamId: number): RtmpMessage {
+  return { type: m.type, streamId, timestamp: m.timestamp, payload: m.payload };
+}

@@ -1,0 +1,6 @@
+export * from './hub-message.js';
+export * from './metadata.js';
+export * from './options.js';
+export * from './registry.js';
+export * from './stream-hub.js';
+export * from './viewer.js';

@@ -1,0 +1,43 @@
+export interface HubOptions {
+  /** Outgoing chunk size every viewer connection is switched to; messages are chunked with it once. */
+  chunkSize: number;
+  /** GOP cache bounds; past any of them the cache is dropped until the next keyframe. 0 bytes disables it. */
+  gopCacheMaxBytes: number;
+  gopCacheMaxMessages: number;
+  /** Audio kept for late joiners of audio-only streams. */
+  audioOnlyCacheMs: number;
+  /** Slow-viewer policy: past the soft bound drop non-key video; past the hard bound disconnect. */
+  viewerSoftBacklogBytes: number;
+  viewerSoftBacklogMs: number;
+  viewerHardBacklogBytes: number;
+  viewerHardBacklogMs: number;
+  /** Merge this many ms of messages into one write per viewer (0 = write each message at once, lowest latency). */
+  batchWindowMs: number;
+  /** A new publisher of a live key replaces the current one (encoder reconnects over a half-open session). */
+  allowTakeover: boolean;
+  /** How long viewers wait for a publisher to come back before they are told the stream ended. */
+  unpublishGraceMs: number;
+}
+
+export const DEFAULT_HUB_OPTIONS: HubOptions = {
+  chunkSize: 4096,
+  gopCacheMaxBytes: 32 * 1024 * 1024,
+  gopCacheMaxMessages: 4096,
+  audioOnlyCacheMs: 1000,
+  viewerSoftBacklogBytes: 2 * 1024 * 1024,
+  viewerSoftBacklogMs: 1500,
+  viewerHardBacklogBytes: 8 * 1024 * 1024,
+  viewerHardBacklogMs: 8000,
+  batchWindowMs: 0,
+  allowTakeover: true,
+  unpublishGraceMs: 1000,
+};
+
+/** Counters the hub reports; the server binds them to prom-client. All optional. */
+export interface HubObserver {
+  messageIn?(kind: string, bytes: number): void;
+  /** Bytes written to viewers (counted once per viewer write). */
+  bytesOut?(bytes: number): void;
+  dropped?(kind: string, reason: string): void;
+  slowViewerDisconnected?(viewerId: string, reason: string): void;
+}

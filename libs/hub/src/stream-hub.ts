@@ -1,0 +1,368 @@
+import { TimestampUnwrapper, type RtmpMessage } from '@rtmp-relay/rtmp';
+import { chunksFor, createHubMessage, kindOf, type HubMessage } from './hub-message.js';
+import { stripSetDataFrame, isMetadataPayload, isClearDataFrame } from './metadata.js';
+import { DEFAULT_HUB_OPTIONS, type HubObserver, type HubOptions } from './options.js';
+import type { HubViewer, ViewerSlot } from './viewer.js';
+
+export interface HubPublisher {
+  readonly id: string;
+  /** Called when another publisher takes the stream over: close the old session. */
+  kick(reason: string): void;
+}
+
+export interface HubStats {
+  key: string;
+  publisherId: string | undefined;
+  viewers: number;
+  messagesIn: number;
+  bytesIn: number;
+  startedAt: number | undefined;
+  gopMessages: number;
+  gopBytes: number;
+}
+
+interface ViewerSlotInternal extends ViewerSlot {
+  index: number;
+}
+
+const HEADER_KEY_LEGACY = 'legacy';
+
+/**
+ * One live stream: the publisher's messages go in, are classified and serialized once, cached for late joiners
+ * (metadata, sequence headers, one GOP), and the same Buffers are written to every viewer. Slow viewers lose
+ * non-key video first and are disconnected past a hard bound; nobody else waits for them.
+ *
+ * The hub keeps a single timeline that continues across publisher changes, so a message's bytes (self-contained
+ * type-0 chunk headers with absolute timestamps) are right for every viewer, whenever it joined.
+ */
+export class StreamHub {
+  private readonly options: HubOptions;
+  private publisher: HubPublisher | undefined;
+  private slots: ViewerSlotInternal[] = [];
+  private metadata: HubMessage | undefined;
+  private readonly videoHeaders = new Map<string, HubMessage>();
+  private readonly audioHeaders = new Map<string, HubMessage>();
+  private gop: HubMessage[] = [];
+  private gopBytes = 0;
+  private hasVideo = false;
+  private readonly unwrapper = new TimestampUnwrapper();
+  private offset: number | undefined;
+  private lastHubTs: number | undefined;
+  private lastMessageAt = 0;
+  private ended = false;
+  private endTimer: NodeJS.Timeout | undefined;
+  private batchTimer: NodeJS.Timeout | undefined;
+  private messagesIn = 0;
+  private bytesIn = 0;
+  private startedAt: number | undefined;
+
+  constructor(
+    readonly key: string,
+    options: Partial<HubOptions> = {},
+    private readonly observer: HubObserver = {},
+    private readonly onIdle: (hub: StreamHub) => void = () => {},
+  ) {
+    this.options = { ...DEFAULT_HUB_OPTIONS, ...options };
+  }
+
+  get chunkSize(): number {
+    return this.options.chunkSize;
+  }
+
+  get isLive(): boolean {
+    return this.publisher !== undefined;
+  }
+
+  get viewerCount(): number {
+    return this.slots.length;
+  }
+
+  get currentPublisher(): HubPublisher | undefined {
+    return this.publisher;
+  }
+
+  stats(): HubStats {
+    return {
+      key: this.key,
+      publisherId: this.publisher?.id,
+      viewers: this.slots.length,
+      messagesIn: this.messagesIn,
+      bytesIn: this.bytesIn,
+      startedAt: this.startedAt,
+      gopMessages: this.gop.length,
+      gopBytes: this.gopBytes,
+    };
+  }
+
+  /**
+   * Makes `pub` the stream's publisher. If another one is live, it is kicked when takeover is allowed
+   * (returns true), otherwise the newcomer is refused (returns false).
+   */
+  attachPublisher(pub: HubPublisher): boolean {
+    const previous = this.publisher;
+    if (previous && !this.options.allowTakeover) return false;
+    this.publisher = pub;
+    if (previous) previous.kick('taken_over');
+    this.resetForNewPublisher();
+    clearTimeout(this.endTimer);
+    this.endTimer = undefined;
+    this.startedAt = Date.now();
+    if (this.ended) {
+      this.ended = false;
+      for (const slot of this.slots) {
+        slot.awaitingKeyframe = true;
+        slot.viewer.streamRestarted();
+      }
+    }
+    return true;
+  }
+
+  /** The publisher left. Viewers stay attached for the grace period, then are told the stream ended. */
+  detachPublisher(pub: HubPublisher): void {
+    if (this.publisher !== pub) return;
+    this.publisher = undefined;
+    this.startedAt = undefined;
+    this.resetForNewPublisher();
+    const end = (): void => {
+      this.endTimer = undefined;
+      if (this.publisher) return;
+      this.ended = true;
+      for (const slot of [...this.slots]) slot.viewer.streamEnded();
+      this.checkIdle();
+    };
+    if (this.options.unpublishGraceMs > 0 && this.slots.length > 0) {
+      this.endTimer = setTimeout(end, this.options.unpublishGraceMs);
+      this.endTimer.unref();
+    } else {
+      end();
+    }
+  }
+
+  /** Caches are per publisher: a new one brings its own headers, and its timeline continues ours. */
+  private resetForNewPublisher(): void {
+    this.metadata = undefined;
+    this.videoHeaders.clear();
+    this.audioHeaders.clear();
+    this.gop = [];
+    this.gopBytes = 0;
+    this.hasVideo = false;
+    this.unwrapper.reset();
+    this.offset = undefined;
+  }
+
+  /** Maps a publisher timestamp onto the hub timeline (uint32). */
+  private mapTimestamp(ts: number, now: number): number {
+    const unwrapped = this.unwrapper.unwrap(ts);
+    if (this.offset === undefined) {
+      // The first publisher passes its timestamps through; later ones continue after the last message sent,
+      // advanced by the wall-clock gap so players see time pass.
+      this.offset =
+        this.lastHubTs === undefined ? 0 : this.lastHubTs + Math.max(1, Math.round(now - this.lastMessageAt)) - unwrapped;
+    }
+    const hubTs = unwrapped + this.offset;
+    if (this.lastHubTs === undefined || hubTs > this.lastHubTs) this.lastHubTs = hubTs;
+    this.lastMessageAt = now;
+    return hubTs >>> 0;
+  }
+
+  /** A message from the publisher (or the upstream pull): audio, video or data. Other types are ignored. */
+  push(msg: RtmpMessage): void {
+    const kind = kindOf(msg.type);
+    if (!kind) return;
+    const now = performance.now();
+    this.messagesIn++;
+    this.bytesIn += msg.payload.length;
+    this.observer.messageIn?.(kind, msg.payload.length);
+
+    let payload = msg.payload;
+    if (kind === 'data') {
+      if (isClearDataFrame(payload)) {
+        this.metadata = undefined;
+        return;
+      }
+      payload = stripSetDataFrame(payload);
+    }
+    const m = createHubMessage(kind, msg.type, this.mapTimestamp(msg.timestamp, now), payload, this.options.chunkSize);
+
+    if (kind === 'data') {
+      if (isMetadataPayload(payload)) {
+        if (this.metadata?.payload.equals(payload)) return; // encoders resend identical metadata often
+        this.metadata = m;
+      }
+    } else if (m.isSequenceHeader) {
+      const headers = kind === 'video' ? this.videoHeaders : this.audioHeaders;
+      const key = m.fourCc ?? HEADER_KEY_LEGACY;
+      if (headers.get(key)?.payload.equals(payload)) return;
+      headers.set(key, m);
+      if (kind === 'video') this.clearGop(); // old frames can't be decoded with the new header
+    } else if (kind === 'video') {
+      this.hasVideo = true;
+      if (m.isKeyframe) {
+        this.clearGop();
+        this.appendGop(m);
+      } else if (this.gop.length > 0) {
+        this.appendGop(m);
+      }
+    } else if (kind === 'audio') {
+      if (this.hasVideo) {
+        if (this.gop.length > 0) this.appendGop(m);
+      } else {
+        this.appendGop(m);
+        this.trimAudioOnlyCache(m.timestamp);
+      }
+    }
+    this.fanOut(m, now);
+  }
+
+  private clearGop(): void {
+    this.gop = [];
+    this.gopBytes = 0;
+  }
+
+  private appendGop(m: HubMessage): void {
+    if (this.options.gopCacheMaxBytes <= 0) return;
+    this.gop.push(m);
+    this.gopBytes += m.payload.length;
+    if (this.gopBytes > this.options.gopCacheMaxBytes || this.gop.length > this.options.gopCacheMaxMessages) {
+      this.clearGop(); // an oversized GOP is dropped whole; late joiners then wait for the next keyframe
+    }
+  }
+
+  private trimAudioOnlyCache(latest: number): void {
+    let drop = 0;
+    while (drop < this.gop.length && ((latest - this.gop[drop]!.timestamp) | 0) > this.options.audioOnlyCacheMs) drop++;
+    if (drop > 0) {
+      for (let i = 0; i < drop; i++) this.gopBytes -= this.gop[i]!.payload.length;
+      this.gop = this.gop.slice(drop);
+    }
+  }
+
+  private fanOut(m: HubMessage, now: number): void {
+    if (this.slots.length === 0) return;
+    if (this.options.batchWindowMs > 0 && !this.batchTimer) this.openBatch();
+    // Backwards, so a slot removed mid-loop (swap-remove) never makes us skip one.
+    for (let i = this.slots.length - 1; i >= 0; i--) {
+      const slot = this.slots[i];
+      if (slot) this.deliver(slot, m, now);
+    }
+  }
+
+  private openBatch(): void {
+    for (const slot of this.slots) slot.viewer.cork();
+    this.batchTimer = setTimeout(() => {
+      this.batchTimer = undefined;
+      for (const slot of this.slots) slot.viewer.uncork();
+    }, this.options.batchWindowMs);
+  }
+
+  private deliver(slot: ViewerSlotInternal, m: HubMessage, now: number): void {
+    const v = slot.viewer;
+    if (m.fourCc !== undefined && !v.acceptsFourCc(m.fourCc)) return;
+    if (m.kind === 'audio' && (!slot.audio || slot.paused) && !m.isSequenceHeader) return;
+    if (m.kind === 'video' && !m.isSequenceHeader) {
+      if (!slot.video || slot.paused) return;
+      if (slot.awaitingKeyframe) {
+        if (!m.isKeyframe) return;
+        slot.awaitingKeyframe = false;
+      }
+    }
+    const o = this.options;
+    const backlog = v.backlogBytes();
+    if (backlog === 0) {
+      slot.lastDrainedAt = now;
+    } else {
+      const age = now - slot.lastDrainedAt;
+      if (backlog > o.viewerHardBacklogBytes || age > o.viewerHardBacklogMs) {
+        this.removeSlot(slot);
+        this.observer.slowViewerDisconnected?.(v.id, backlog > o.viewerHardBacklogBytes ? 'backlog_bytes' : 'backlog_age');
+        v.disconnect('slow_viewer');
+        this.checkIdle();
+        return;
+      }
+      if (backlog > o.viewerSoftBacklogBytes || age > o.viewerSoftBacklogMs) slot.dropping = true;
+    }
+    if (slot.dropping && m.kind === 'video' && !m.isSequenceHeader) {
+      if (!m.isKeyframe) {
+        this.observer.dropped?.(m.kind, 'slow_viewer');
+        return;
+      }
+      slot.dropping = backlog > o.viewerSoftBacklogBytes;
+    }
+    const chunks = chunksFor(m, v.streamId, o.chunkSize);
+    v.write(chunks);
+    this.observer.bytesOut?.(chunks.length);
+  }
+
+  /** Adds a viewer and writes the join sequence: metadata, sequence headers, then the cached GOP. */
+  addViewer(viewer: HubViewer, opts: { audio?: boolean; video?: boolean } = {}): void {
+    const now = performance.now();
+    const slot: ViewerSlotInternal = {
+      viewer,
+      index: this.slots.length,
+      lastDrainedAt: now,
+      dropping: false,
+      awaitingKeyframe: true,
+      audio: opts.audio ?? true,
+      video: opts.video ?? true,
+      paused: false,
+    };
+    this.slots.push(slot);
+    viewer.cork();
+    if (this.metadata) this.deliver(slot, this.metadata, now);
+    for (const h of this.videoHeaders.values()) this.deliver(slot, h, now);
+    for (const h of this.audioHeaders.values()) this.deliver(slot, h, now);
+    for (const m of this.gop) {
+      if (slot.index < 0) break;
+      this.deliver(slot, m, now);
+    }
+    viewer.uncork();
+  }
+
+  removeViewer(viewer: HubViewer): void {
+    const slot = this.slots.find((s) => s.viewer === viewer);
+    if (!slot) return;
+    this.removeSlot(slot);
+    this.checkIdle();
+  }
+
+  /** Pause/unpause, receiveAudio, receiveVideo. Video resumes at the next keyframe. */
+  setViewerFlags(viewer: HubViewer, flags: { paused?: boolean; audio?: boolean; video?: boolean }): void {
+    const slot = this.slots.find((s) => s.viewer === viewer);
+    if (!slot) return;
+    const resumeVideo = (flags.paused === false && slot.paused) || (flags.video === true && !slot.video);
+    if (flags.paused !== undefined) slot.paused = flags.paused;
+    if (flags.audio !== undefined) slot.audio = flags.audio;
+    if (flags.video !== undefined) slot.video = flags.video;
+    if (resumeVideo) slot.awaitingKeyframe = true;
+  }
+
+  private removeSlot(slot: ViewerSlotInternal): void {
+    const i = slot.index;
+    if (i < 0) return;
+    const last = this.slots.pop()!;
+    if (last !== slot) {
+      this.slots[i] = last;
+      last.index = i;
+    }
+    slot.index = -1;
+  }
+
+  private checkIdle(): void {
+    if (!this.publisher && this.slots.length === 0 && !this.endTimer) this.onIdle(this);
+  }
+
+  /** Disconnects everyone (shutdown or admin drop). */
+  close(reason: string): void {
+    clearTimeout(this.endTimer);
+    clearTimeout(this.batchTimer);
+    this.endTimer = undefined;
+    const pub = this.publisher;
+    this.publisher = undefined;
+    pub?.kick(reason);
+    for (const slot of [...this.slots]) {
+      this.removeSlot(slot);
+      slot.viewer.disconnect(reason);
+    }
+    this.onIdle(this);
+  }
+}

@@ -1,0 +1,37 @@
+/**
+ * What the hub needs from a viewer connection (RTMP today, HTTP-FLV/WS-FLV later). Deliberately tiny: the hub
+ * keeps per-viewer state in its own small record, and never allocates per viewer per message.
+ */
+export interface HubViewer {
+  readonly id: string;
+  /** Message stream id the viewer plays on (selects the shared chunk variant). */
+  readonly streamId: number;
+  /** Receives Enhanced RTMP frames of this FourCC (negotiated in connect's fourCcList). */
+  acceptsFourCc(fourCc: string): boolean;
+  /** Writes pre-chunked bytes; the same Buffer goes to every viewer, so it must not be modified. */
+  write(chunks: Buffer): void;
+  /** Bytes accepted by write() but not yet handed to the kernel. */
+  backlogBytes(): number;
+  cork(): void;
+  uncork(): void;
+  /** Ends the viewer's connection; the hub has already removed it. */
+  disconnect(reason: string): void;
+  /** The stream ended (publisher gone past the grace period): send the player its end-of-stream signals. */
+  streamEnded(): void;
+  /** A publisher (re)started the stream after streamEnded(). */
+  streamRestarted(): void;
+}
+
+/** Per-viewer hub state: a handful of fields, no timers, no buffers. */
+export interface ViewerSlot {
+  readonly viewer: HubViewer;
+  /** Monotonic ms when the viewer's backlog was last seen empty. */
+  lastDrainedAt: number;
+  /** Past the soft bound: skip non-key video until a keyframe finds the backlog small again. */
+  dropping: boolean;
+  /** Paused or just unpaused / receiveVideo(true): wait for the next keyframe before sending video. */
+  awaitingKeyframe: boolean;
+  audio: boolean;
+  video: boolean;
+  paused: boolean;
+}

@@ -1,0 +1,270 @@
+import {
+  CHUNK_FMT_CONTINUATION,
+  CHUNK_FMT_DELTA_ONLY,
+  CHUNK_FMT_FULL,
+  DEFAULT_CHUNK_SIZE,
+  EXTENDED_TIMESTAMP_MARKER,
+  MAX_CHUNK_SIZE,
+  MessageType,
+} from './constants.js';
+import { RtmpProtocolError } from './errors.js';
+import type { RtmpMessage } from './message.js';
+
+export interface ChunkReaderLimits {
+  /** Smallest Set Chunk Size accepted from the peer (1-byte chunks are a CPU amplification vector). */
+  minChunkSize: number;
+  /** Distinct chunk stream ids one connection may use. Real encoders use fewer than 10. */
+  maxChunkStreams: number;
+  /** Bytes of not-yet-complete messages one connection may hold across all chunk streams. */
+  maxPartialBytes: number;
+  /** Largest message accepted, by message type. */
+  maxMessageSize: (type: number) => number;
+}
+
+const KIB = 1024;
+const MIB = 1024 * KIB;
+
+/** Per-type message size caps: video keyframes of 4K encoders exceed 1 MiB, control messages are tiny. */
+export function defaultMaxMessageSize(type: number): number {
+  switch (type) {
+    case MessageType.Video:
+    case MessageType.Aggregate:
+      return 16 * MIB - 1; // protocol maximum (24-bit length)
+    case MessageType.Audio:
+      return 1 * MIB;
+    case MessageType.SetChunkSize:
+    case MessageType.Abort:
+    case MessageType.Acknowledgement:
+    case MessageType.WindowAckSize:
+    case MessageType.SetPeerBandwidth:
+    case MessageType.UserControl:
+      return 64;
+    default:
+      return 1 * MIB; // commands, data, shared objects
+  }
+}
+
+export const DEFAULT_CHUNK_READER_LIMITS: ChunkReaderLimits = {
+  minChunkSize: DEFAULT_CHUNK_SIZE,
+  maxChunkStreams: 64,
+  maxPartialBytes: 32 * MIB,
+  maxMessageSize: defaultMaxMessageSize,
+};
+
+interface ChunkStream {
+  /** Absolute uint32 timestamp of the current (or last) message. */
+  timestamp: number;
+  /** Delta reused by a type-3 header that starts a new message. */
+  delta: number;
+  length: number;
+  type: number;
+  streamId: number;
+  /** The last type 0/1/2 header carried an extended timestamp, so type-3 chunks may repeat it. */
+  extended: boolean;
+  /** Raw 32-bit value carried by the current message's first chunk (absolute for type 0, delta for 1/2). */
+  extendedValue: number;
+  parts: Buffer[];
+  received: number;
+}
+
+const MESSAGE_HEADER_SIZE = [11, 7, 3, 0] as const;
+const CSID_OFFSET = 64;
+const EXTENDED_TIMESTAMP_SIZE = 4;
+const SET_CHUNK_SIZE_RESERVED_BIT = 0x8000_0000;
+
+/**
+ * Incremental chunk stream parser (RTMP spec 5.3). Accepts input split at any byte, never allocates by a declared
+ * length (payload bytes are kept as received slices), and throws RtmpProtocolError on anything malformed; after
+ * an error the reader is unusable and the connection should be closed.
+ *
+ * Set Chunk Size and Abort are applied here, at the exact point in the byte stream where they arrive, and still
+ * reported to `onMessage` for visibility.
+ */
+export class ChunkReader {
+  private readonly streams = new Map<number, ChunkStream>();
+  private readonly limits: ChunkReaderLimits;
+  private chunkSize = DEFAULT_CHUNK_SIZE;
+  private pending: Buffer | undefined;
+  private current: ChunkStream | undefined;
+  private chunkRemaining = 0;
+  private partialBytes = 0;
+  private stopped = false;
+
+  constructor(
+    private readonly onMessage: (msg: RtmpMessage) => void,
+    limits: Partial<ChunkReaderLimits> = {},
+  ) {
+    this.limits = { ...DEFAULT_CHUNK_READER_LIMITS, ...limits };
+  }
+
+  get incomingChunkSize(): number {
+    return this.chunkSize;
+  }
+
+  /** Bytes held in incomplete messages (for memory accounting). */
+  get bufferedBytes(): number {
+    return this.partialBytes + (this.pending?.length ?? 0);
+  }
+
+  /** Stops delivering messages (e.g. once the connection is closing). */
+  stop(): void {
+    this.stopped = true;
+    this.pending = undefined;
+    this.streams.clear();
+  }
+
+  push(data: Buffer): void {
+    if (this.stopped) return;
+    let buf = data;
+    if (this.pending) {
+      buf = Buffer.concat([this.pending, data]);
+      this.pending = undefined;
+    }
+    let o = 0;
+    while (o < buf.length && !this.stopped) {
+      const cs = this.current;
+      if (cs) {
+        const n = Math.min(this.chunkRemaining, buf.length - o);
+        cs.parts.push(buf.subarray(o, o + n));
+        cs.received += n;
+        this.partialBytes += n;
+        this.chunkRemaining -= n;
+        o += n;
+        if (this.partialBytes > this.limits.maxPartialBytes) {
+          throw new RtmpProtocolError('partial_bytes_exceeded', `more than ${this.limits.maxPartialBytes} bytes of incomplete messages`);
+        }
+        if (this.chunkRemaining === 0) {
+          this.current = undefined;
+          if (cs.received === cs.length) this.complete(cs);
+        }
+        continue;
+      }
+      const next = this.parseHeader(buf, o);
+      if (next < 0) {
+        // Header incomplete: keep the few bytes we have (copied, so the large input buffer can be freed).
+        this.pending = Buffer.from(buf.subarray(o));
+        return;
+      }
+      o = next;
+    }
+  }
+
+  /** Parses one chunk header at `o`. Returns the offset after it, or -1 if more bytes are needed. */
+  private parseHeader(buf: Buffer, o: number): number {
+    const available = buf.length - o;
+    const b0 = buf[o]!;
+    const fmt = b0 >>> 6;
+    let csid = b0 & 0x3f;
+    let p = o + 1;
+    if (csid === 0) {
+      if (available < 2) return -1;
+      csid = buf[o + 1]! + CSID_OFFSET;
+      p = o + 2;
+    } else if (csid === 1) {
+      if (available < 3) return -1;
+      csid = buf[o + 1]! + buf[o + 2]! * 256 + CSID_OFFSET;
+      p = o + 3;
+    }
+    const headerSize = MESSAGE_HEADER_SIZE[fmt]!;
+    if (buf.length - p < headerSize) return -1;
+
+    let cs = this.streams.get(csid);
+    if (!cs) {
+      if (fmt === CHUNK_FMT_DELTA_ONLY || fmt === CHUNK_FMT_CONTINUATION) {
+        throw new RtmpProtocolError('chunk_stream_not_started', `chunk stream ${csid} starts with a type-${fmt} header`);
+      }
+      if (this.streams.size >= this.limits.maxChunkStreams) {
+        throw new RtmpProtocolError('too_many_chunk_streams', `more than ${this.limits.maxChunkStreams} chunk streams`);
+      }
+      cs = { timestamp: 0, delta: 0, length: 0, type: 0, streamId: 0, extended: false, extendedValue: 0, parts: [], received: 0 };
+    }
+    const inProgress = cs.received > 0;
+
+    if (fmt === CHUNK_FMT_CONTINUATION) {
+      if (cs.extended) {
+        if (buf.length - p < EXTENDED_TIMESTAMP_SIZE) return -1;
+        if (inProgress) {
+          // Senders disagree on whether continuation chunks repeat the extended timestamp: peek and compare.
+          if (buf.readUInt32BE(p) === cs.extendedValue) p += EXTENDED_TIMESTAMP_SIZE;
+        } else {
+          cs.extendedValue = buf.readUInt32BE(p);
+          cs.delta = cs.extendedValue;
+          p += EXTENDED_TIMESTAMP_SIZE;
+        }
+      }
+      if (!inProgress) cs.timestamp = (cs.timestamp + cs.delta) >>> 0;
+    } else {
+      if (inProgress) {
+        throw new RtmpProtocolError('chunk_header_mid_message', `type-${fmt} header on chunk stream ${csid} inside an unfinished message`);
+      }
+      const ts24 = buf.readUIntBE(p, 3);
+      const extended = ts24 === EXTENDED_TIMESTAMP_MARKER;
+      const extAt = p + headerSize;
+      if (extended && buf.length - extAt < EXTENDED_TIMESTAMP_SIZE) return -1;
+      const value = extended ? buf.readUInt32BE(extAt) : ts24;
+      if (fmt === CHUNK_FMT_FULL) {
+        cs.timestamp = value;
+        cs.delta = value; // a type-3 new message after type 0 reuses its timestamp as the delta (spec 5.3.1.2.4)
+      } else {
+        cs.delta = value;
+        cs.timestamp = (cs.timestamp + value) >>> 0;
+      }
+      if (fmt !== CHUNK_FMT_DELTA_ONLY) {
+        cs.length = buf.readUIntBE(p + 3, 3);
+        cs.type = buf[p + 6]!;
+        if (fmt === CHUNK_FMT_FULL) cs.streamId = buf.readUInt32LE(p + 7);
+      }
+      cs.extended = extended;
+      cs.extendedValue = value;
+      p = extAt + (extended ? EXTENDED_TIMESTAMP_SIZE : 0);
+    }
+
+    if (!this.streams.has(csid)) this.streams.set(csid, cs);
+
+    if (!inProgress) {
+      const max = this.limits.maxMessageSize(cs.type);
+      if (cs.length > max) {
+        throw new RtmpProtocolError('message_too_large', `message type ${cs.type} of ${cs.length} bytes exceeds ${max}`);
+      }
+      if (cs.length === 0) {
+        this.complete(cs);
+        return p;
+      }
+    }
+    this.current = cs;
+    this.chunkRemaining = Math.min(this.chunkSize, cs.length - cs.received);
+    return p;
+  }
+
+  private complete(cs: ChunkStream): void {
+    const payload = cs.parts.length === 1 ? cs.parts[0]! : Buffer.concat(cs.parts, cs.length);
+    this.partialBytes -= cs.received;
+    cs.parts = [];
+    cs.received = 0;
+    const msg: RtmpMessage = { type: cs.type, streamId: cs.streamId, timestamp: cs.timestamp, payload };
+    if (msg.type === MessageType.SetChunkSize) this.applySetChunkSize(payload);
+    else if (msg.type === MessageType.Abort) this.applyAbort(payload);
+    this.onMessage(msg);
+  }
+
+  private applySetChunkSize(payload: Buffer): void {
+    if (payload.length < 4) throw new RtmpProtocolError('bad_control_message', 'Set Chunk Size shorter than 4 bytes');
+    const size = payload.readUInt32BE(0);
+    if (size === 0 || size & SET_CHUNK_SIZE_RESERVED_BIT) {
+      throw new RtmpProtocolError('bad_chunk_size', `invalid Set Chunk Size ${size}`);
+    }
+    if (size < this.limits.minChunkSize) {
+      throw new RtmpProtocolError('chunk_size_too_small', `Set Chunk Size ${size} below the minimum ${this.limits.minChunkSize}`);
+    }
+    this.chunkSize = Math.min(size, MAX_CHUNK_SIZE);
+  }
+
+  private applyAbort(payload: Buffer): void {
+    if (payload.length < 4) throw new RtmpProtocolError('bad_control_message', 'Abort shorter than 4 bytes');
+    const cs = this.streams.get(payload.readUInt32BE(0));
+    if (!cs || cs === this.current) return; // a message is never aborted from inside its own chunk
+    this.partialBytes -= cs.received;
+    cs.parts = [];
+    cs.received = 0;
+  }
+}

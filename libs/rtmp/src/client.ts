@@ -1,0 +1,247 @@
+import { EventEmitter } from 'node:events';
+import { connect as netConnect, type Socket } from 'node:net';
+import type { AmfObject, AmfValue } from './amf.js';
+import { encodeAmf0 } from './amf0.js';
+import { Command, Status } from './commands.js';
+import { DEFAULT_CONNECTION_LIMITS, RtmpConnection, type ConnectionLimits, type RtmpCommand } from './connection.js';
+import { CSID_AUDIO, CSID_DATA, CSID_VIDEO, DEFAULT_WINDOW_ACK_SIZE, MessageType, UserControlEvent } from './constants.js';
+import { setBufferLength } from './control.js';
+import { RtmpProtocolError } from './errors.js';
+import type { HandshakeMode } from './handshake.js';
+import type { RtmpMessage } from './message.js';
+
+export interface RtmpUrl {
+  host: string;
+  port: number;
+  app: string;
+  /** Stream name including any `?query`. */
+  stream: string;
+  tcUrl: string;
+}
+
+export const DEFAULT_RTMP_PORT = 1935;
+
+/** Parses rtmp://host[:port]/app/stream[?query]; the app is the first path segment. */
+export function parseRtmpUrl(url: string): RtmpUrl {
+  const u = new URL(url);
+  if (u.protocol !== 'rtmp:') throw new Error(`not an rtmp:// URL: ${url}`);
+  const path = u.pathname.replace(/^\/+/, '');
+  const slash = path.indexOf('/');
+  const app = slash < 0 ? path : path.slice(0, slash);
+  const stream = (slash < 0 ? '' : path.slice(slash + 1)) + u.search;
+  const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
+  const port = u.port ? Number(u.port) : DEFAULT_RTMP_PORT;
+  return { host, port, app, stream, tcUrl: `rtmp://${u.host}/${app}` };
+}
+
+export interface RtmpClientOptions {
+  /** TCP connect + handshake + connect command must finish within this (default 10 s). */
+  connectTimeoutMs?: number;
+  /** Close if nothing is received for this long once connected (0 = never; default 30 s). */
+  readTimeoutMs?: number;
+  handshake?: HandshakeMode;
+  /** Enhanced RTMP codecs this client accepts (sent as connect's fourCcList). */
+  fourCcList?: string[];
+  /** Outgoing chunk size announced after connecting (publishers: fewer headers). */
+  chunkSize?: number;
+  flashVer?: string;
+  limits?: ConnectionLimits;
+}
+
+export interface ClientEvents {
+  /** Audio, video and data messages of the played stream. */
+  media: [RtmpMessage];
+  /** onStatus information objects, for any stream. */
+  status: [AmfObject, number];
+  /** StreamEOF / UnpublishNotify / Play.Stop: the live stream ended. */
+  end: [string];
+  close: [string, Error | undefined];
+}
+
+interface Pending {
+  resolve: (values: AmfValue[]) => void;
+  reject: (err: Error) => void;
+}
+
+/**
+ * An RTMP client on the same core as the server. One connection; publish or play one stream.
+ * Commands are matched to replies by transaction id, as every real server expects.
+ */
+export class RtmpClient extends EventEmitter<ClientEvents> {
+  private nextTxn = 1;
+  private readonly pending = new Map<number, Pending>();
+  private statusWaiters: Array<(info: AmfObject, streamId: number) => boolean> = [];
+  private readTimer: NodeJS.Timeout | undefined;
+  streamId = 0;
+
+  private constructor(
+    readonly connection: RtmpConnection,
+    readonly url: RtmpUrl,
+  ) {
+    super();
+    connection.on('command', (cmd) => this.onCommand(cmd));
+    connection.on('media', (msg) => this.emit('media', msg));
+    connection.on('userControl', (ev) => {
+      if (ev.event === UserControlEvent.StreamEOF && ev.value === this.streamId && this.streamId !== 0) this.emit('end', 'stream_eof');
+    });
+    connection.on('close', (reason, err) => {
+      clearInterval(this.readTimer);
+      const error = err ?? new Error(`connection closed: ${reason}`);
+      for (const p of this.pending.values()) p.reject(error);
+      this.pending.clear();
+      this.emit('close', reason, err);
+    });
+  }
+
+  /** Opens TCP, handshakes and sends connect; resolves once the server accepted it. */
+  static async connect(url: string, opts: RtmpClientOptions = {}): Promise<RtmpClient> {
+    const target = parseRtmpUrl(url);
+    const timeoutMs = opts.connectTimeoutMs ?? 10_000;
+    const socket: Socket = netConnect({ host: target.host, port: target.port });
+    const limits = { ...DEFAULT_CONNECTION_LIMITS, ...opts.limits, handshakeTimeoutMs: timeoutMs };
+    const connection = new RtmpConnection(socket, 'client', limits, opts.handshake ?? 'simple');
+    const client = new RtmpClient(connection, target);
+    const timer = setTimeout(() => connection.close('connect_timeout', new Error(`connect to ${url} timed out after ${timeoutMs} ms`)), timeoutMs);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        connection.once('ready', resolve);
+        connection.once('close', (reason, err) => reject(err ?? new Error(`connection closed during handshake: ${reason}`)));
+      });
+      const commandObject: AmfObject = {
+        app: target.app,
+        flashVer: opts.flashVer ?? 'LNX 9,0,124,2',
+        tcUrl: target.tcUrl,
+        fpad: false,
+        capabilities: 15,
+        audioCodecs: 4071,
+        videoCodecs: 252,
+        videoFunction: 1,
+      };
+      if (opts.fourCcList?.length) commandObject['fourCcList'] = opts.fourCcList;
+      const reply = await client.call(Command.Connect, commandObject);
+      const info = reply[1];
+      if (!info || typeof info !== 'object' || (info as AmfObject)['code'] !== Status.ConnectSuccess) {
+        throw new Error(`connect rejected: ${JSON.stringify(info)}`);
+      }
+      connection.announceWindow(DEFAULT_WINDOW_ACK_SIZE);
+      if (opts.chunkSize) connection.setOutgoingChunkSize(opts.chunkSize);
+    } catch (err) {
+      connection.close('connect_failed', err as Error);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+    const readTimeoutMs = opts.readTimeoutMs ?? 30_000;
+    if (readTimeoutMs > 0) {
+      client.readTimer = setInterval(() => {
+        if (performance.now() - connection.lastReceiveAt > readTimeoutMs) {
+          connection.close('read_timeout', new Error(`nothing received for ${readTimeoutMs} ms`));
+        }
+      }, Math.min(readTimeoutMs, 1000));
+      client.readTimer.unref();
+    }
+    return client;
+  }
+
+  /** Sends a command with a fresh transaction id and waits for its _result/_error. */
+  call(name: string, commandObject: AmfValue, ...args: AmfValue[]): Promise<AmfValue[]> {
+    const txn = this.nextTxn++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(txn, { resolve, reject });
+      this.connection.sendCommand(0, name, txn, commandObject, ...args);
+    });
+  }
+
+  private onCommand(cmd: RtmpCommand): void {
+    if (cmd.name === Command.Result || cmd.name === Command.Error) {
+      const p = this.pending.get(cmd.transactionId);
+      if (!p) return;
+      this.pending.delete(cmd.transactionId);
+      if (cmd.name === Command.Result) p.resolve([cmd.commandObject, ...cmd.args]);
+      else p.reject(new Error(`${JSON.stringify(cmd.args[0] ?? cmd.commandObject)}`));
+      return;
+    }
+    if (cmd.name === Command.OnStatus) {
+      const info = cmd.args[0];
+      if (!info || typeof info !== 'object') return;
+      const status = info as AmfObject;
+      this.emit('status', status, cmd.streamId);
+      this.statusWaiters = this.statusWaiters.filter((w) => !w(status, cmd.streamId));
+      const code = status['code'];
+      if (code === Status.PlayUnpublishNotify || code === Status.PlayStop) this.emit('end', String(code));
+    }
+    // onBWDone, onFCPublish and other server calls need no answer.
+  }
+
+  private waitStatus(streamId: number, timeoutMs: number, accept: (code: string) => boolean): Promise<AmfObject> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no onStatus within ${timeoutMs} ms`)), timeoutMs);
+      const onClose = (reason: string): void => {
+        clearTimeout(timer);
+        reject(new Error(`connection closed: ${reason}`));
+      };
+      this.connection.once('close', onClose);
+      this.statusWaiters.push((info, sid) => {
+        if (sid !== streamId) return false;
+        const code = String(info['code'] ?? '');
+        clearTimeout(timer);
+        this.connection.off('close', onClose);
+        if (accept(code)) resolve(info);
+        else reject(Object.assign(new Error(`${code}: ${String(info['description'] ?? '')}`), { code }));
+        return true;
+      });
+    });
+  }
+
+  private async createStream(): Promise<number> {
+    const [, id] = await this.call(Command.CreateStream, null);
+    if (typeof id !== 'number' || id < 1) throw new RtmpProtocolError('bad_command', `createStream returned ${String(id)}`);
+    this.streamId = id;
+    return id;
+  }
+
+  /** releaseStream + FCPublish + createStream + publish; resolves on NetStream.Publish.Start. */
+  async publish(name = this.url.stream, timeoutMs = 10_000): Promise<void> {
+    const bare = name.split('?')[0]!;
+    this.connection.sendCommand(0, Command.ReleaseStream, this.nextTxn++, null, bare);
+    this.connection.sendCommand(0, Command.FCPublish, this.nextTxn++, null, bare);
+    const id = await this.createStream();
+    const started = this.waitStatus(id, timeoutMs, (code) => code === Status.PublishStart);
+    this.connection.sendCommand(id, Command.Publish, 0, null, name, 'live');
+    await started;
+  }
+
+  /** createStream + play (live); resolves on NetStream.Play.Start (rejects on StreamNotFound etc.). */
+  async play(name = this.url.stream, timeoutMs = 10_000): Promise<void> {
+    const id = await this.createStream();
+    const started = this.waitStatus(id, timeoutMs, (code) => code === Status.PlayStart || code === Status.PlayReset);
+    this.connection.sendCommand(id, Command.Play, 0, null, name, -1000);
+    this.connection.send(setBufferLength(id, 3000));
+    await started;
+  }
+
+  /** Sends an audio/video/data message on the published stream. Returns false under backpressure. */
+  sendMedia(type: number, timestamp: number, payload: Buffer): boolean {
+    const csid = type === MessageType.Audio ? CSID_AUDIO : type === MessageType.Video ? CSID_VIDEO : CSID_DATA;
+    return this.connection.send({ type, streamId: this.streamId, timestamp, payload }, csid);
+  }
+
+  /** Sends `@setDataFrame onMetaData {...}` like encoders do. */
+  sendMetadata(metadata: AmfObject): boolean {
+    return this.sendMedia(MessageType.DataAmf0, 0, encodeAmf0('@setDataFrame', 'onMetaData', metadata));
+  }
+
+  /** FCUnpublish + deleteStream, then close. */
+  close(): void {
+    if (this.connection.isClosed) return;
+    if (this.streamId) {
+      this.connection.sendCommand(0, Command.FCUnpublish, this.nextTxn++, null, this.url.stream.split('?')[0]!);
+      this.connection.sendCommand(0, Command.DeleteStream, this.nextTxn++, null, this.streamId);
+    }
+    this.connection.close('local_close');
+  }
+
+  get closed(): boolean {
+    return this.connection.isClosed;
+  }
+}

@@ -1,0 +1,129 @@
+#!/usr/bin/env node
+/**
+ * The `rtmp-relay` command. Every subcommand accepts every setting as a flag generated from SETTINGS, so flag and env
+ * names can't drift: `--rtmp-port 1936` or `RTMP_PORT=1936`. Flags win over env, env over defaults.
+ * Exit codes: 0 clean shutdown, 1 runtime failure or second signal, 2 usage or configuration error.
+ */
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { ConfigError, loadConfig, SETTINGS, type Config } from './config.js';
+
+type Role = 'standalone' | 'origin' | 'edge';
+
+function packageVersion(): string {
+  try {
+    // src/cli.ts and dist/cli.js both sit one level below the package root.
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+function settingOptions(): Option[] {
+  return SETTINGS.map((s) => {
+    const dflt = s.defaultText === '' ? '' : `, default: ${s.defaultText}`;
+    const flags = s.boolean ? `--${s.flag} [bool]` : `--${s.flag} <value>`;
+    return new Option(flags, `${s.description} [env ${s.env}${dflt}]`);
+  });
+}
+
+/** commander's camelCase option values -> kebab flags for loadConfig (only those given on the command line). */
+function flagsFrom(cmd: Command): Record<string, string | boolean | undefined> {
+  const values = cmd.opts<Record<string, string | boolean | undefined>>();
+  const flags: Record<string, string | boolean | undefined> = {};
+  for (const s of SETTINGS) {
+    const name = s.flag.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+    if (values[name] !== undefined) flags[s.flag] = values[name];
+  }
+  return flags;
+}
+
+function configOrExit(cmd: Command): Config {
+  try {
+    return loadConfig({ env: process.env, flags: flagsFrom(cmd) });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`rtmp-relay ${cmd.name()}: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+function urlHost(host: string): string {
+  if (host === '::' || host === '0.0.0.0' || host === '') return 'localhost';
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+async function run(role: Role, cmd: Command): Promise<void> {
+  const config = configOrExit(cmd);
+  const { startNode } = await import('./node.js');
+  let node: Awaited<ReturnType<typeof startNode>>;
+  try {
+    node = await startNode(config, { role });
+  } catch (err) {
+    process.stderr.write(`rtmp-relay ${role}: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  }
+  process.stderr.write(
+    `rtmp-relay ${role}: rtmp://${urlHost(config.rtmpHost)}:${node.rtmpPort}/live/<key> (publish and play), ` +
+      `http://${urlHost(config.httpHost)}:${node.httpPort}/ (metrics, health)\n`,
+  );
+
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      process.stderr.write(`rtmp-relay ${role}: ${signal} again, exiting now\n`);
+      process.exit(1);
+    }
+    stopping = true;
+    process.stderr.write(`rtmp-relay ${role}: ${signal}, shutting down (send again to exit at once)\n`);
+    node.shutdown('signal').then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`rtmp-relay ${role}: shutdown failed: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+function clusterOnly(role: 'origin' | 'edge' | 'cluster', cmd: Command): void {
+  configOrExit(cmd); // still report bad flags first
+  process.stderr.write(
+    `rtmp-relay ${role}: the ${role} role needs the cluster support (Redis stream registry + NATS), ` +
+      `which is not in this build yet. Use \`rtmp-relay standalone\` for a single node.\n`,
+  );
+  process.exit(2);
+}
+
+export function buildProgram(): Command {
+  const program = new Command('rtmp-relay')
+    .description('RTMP edge/origin relay: publish and play RTMP streams, fan out to many viewers')
+    .version(packageVersion(), '-V, --version')
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride((err: CommanderError) => {
+      // --help and --version exit 0; usage errors exit 2 like configuration errors.
+      process.exit(err.exitCode === 0 ? 0 : 2);
+    });
+
+  const sub = (name: string, description: string, action: (cmd: Command) => void | Promise<void>): void => {
+    const cmd = program.command(name).description(description);
+    for (const opt of settingOptions()) cmd.addOption(opt);
+    cmd.action(async (_opts: unknown, self: Command) => action(self));
+  };
+  sub('standalone', 'one node: accepts publishers and serves viewers (origin and edge in one process)', (c) =>
+    run('standalone', c),
+  );
+  sub('origin', 'cluster origin: owns the streams published to it (needs Redis + NATS)', (c) => clusterOnly('origin', c));
+  sub('edge', 'cluster edge: pulls streams from origins on demand, serves viewers (needs Redis + NATS)', (c) =>
+    clusterOnly('edge', c),
+  );
+  sub('cluster', 'cluster tooling (needs Redis + NATS)', (c) => clusterOnly('cluster', c));
+  return program;
+}
+
+await buildProgram().parseAsync(process.argv);

@@ -1,0 +1,340 @@
+/**
+ * Configuration of every role (standalone, origin, edge): one zod schema, fed from environment variables
+ * (SCREAMING_SNAKE) and CLI flags of the same name in kebab-case (`RTMP_PORT` <-> `--rtmp-port`).
+ * Precedence: flags > env > defaults. `SETTINGS` is the single source of truth for names, help and validation.
+ */
+import { randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
+import { hostname } from 'node:os';
+import type { HubOptions } from '@rtmp-relay/hub';
+import { defaultMaxMessageSize, MessageType, type ConnectionLimits } from '@rtmp-relay/rtmp';
+import { z } from 'zod';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+export const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export interface Config {
+  rtmpHost: string;
+  rtmpPort: number;
+  httpHost: string;
+  httpPort: number;
+  logLevel: LogLevel;
+  nodeId: string;
+  chunkSize: number;
+  writeBatchMs: number;
+  gopCacheMaxBytes: number;
+  gopCacheMaxMessages: number;
+  audioOnlyCacheMs: number;
+  allowTakeover: boolean;
+  unpublishGraceMs: number;
+  playWaitMs: number;
+  viewerSoftBacklogBytes: number;
+  viewerSoftBacklogMs: number;
+  viewerHardBacklogBytes: number;
+  viewerHardBacklogMs: number;
+  handshakeTimeoutMs: number;
+  connectTimeoutMs: number;
+  idleTimeoutMs: number;
+  pingIntervalMs: number;
+  maxConnections: number;
+  maxStreamsPerConnection: number;
+  minChunkSize: number;
+  maxChunkStreams: number;
+  maxVideoMessageBytes: number;
+  maxAudioMessageBytes: number;
+  maxDataMessageBytes: number;
+  maxPartialBytes: number;
+  amfMaxDepth: number;
+  amfMaxItems: number;
+  shutdownTimeoutMs: number;
+  drainDelayMs: number;
+}
+
+export interface Setting {
+  /** Environment variable, SCREAMING_SNAKE: `RTMP_PORT`. */
+  readonly env: string;
+  /** CLI flag without dashes, kebab-case of `env`: `rtmp-port`. */
+  readonly flag: string;
+  /** Field of `Config`, camelCase of `env`: `rtmpPort`. */
+  readonly key: keyof Config;
+  readonly description: string;
+  /** Default as shown in help ('' when computed at load time, see description). */
+  readonly defaultText: string;
+  /** The flag takes an optional value (`--allow-takeover` alone means true). */
+  readonly boolean: boolean;
+  /** Parses one raw value (string from env or flags, boolean from a bare flag) into the typed field; has the default. */
+  readonly schema: z.ZodType;
+}
+
+/** A readable list of every problem found, one per line: `RTMP_PORT (--rtmp-port): expected ..., got 'abc'`. */
+export class ConfigError extends Error {
+  constructor(readonly issues: readonly string[]) {
+    super(`invalid configuration:\n${issues.map((i) => `  ${i}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Value parsers. Each accepts the raw string (or a boolean for bare flags) and reports one readable expectation.
+
+type Raw = string | number | boolean;
+const MAX_MS = 24 * 3600 * 1000;
+const MAX_BYTES = 2 ** 40;
+const raw = z.union([z.string(), z.number(), z.boolean()]);
+
+function fail(ctx: z.RefinementCtx, message: string): never {
+  ctx.addIssue({ code: 'custom', message });
+  return z.NEVER as never;
+}
+
+function int(min: number, max: number, expectation = max >= MAX_BYTES ? `expected an integer >= ${min}` : `expected an integer ${min}-${max}`) {
+  return raw.transform((v: Raw, ctx): number => {
+    const s = typeof v === 'string' ? v.trim() : v;
+    const n = typeof s === 'number' ? s : typeof s === 'string' && /^[+-]?\d+$/.test(s) ? Number(s) : NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max) return fail(ctx, expectation);
+    return n;
+  });
+}
+
+const TRUE = new Set(['true', '1', 'yes']);
+const FALSE = new Set(['false', '0', 'no']);
+function bool() {
+  return raw.transform((v: Raw, ctx): boolean => {
+    if (typeof v === 'boolean') return v;
+    const s = String(v).trim().toLowerCase();
+    if (TRUE.has(s)) return true;
+    if (FALSE.has(s)) return false;
+    return fail(ctx, 'expected a boolean (true/false/1/0/yes/no)');
+  });
+}
+
+const HOSTNAME_RE = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+function host() {
+  return raw.transform((v: Raw, ctx): string => {
+    const s = String(v).trim();
+    if (isIP(s) !== 0 || HOSTNAME_RE.test(s)) return s;
+    return fail(ctx, 'expected an IP address or host name (:: for all interfaces)');
+  });
+}
+
+function oneOf<T extends string>(values: readonly T[]) {
+  return raw.transform((v: Raw, ctx): T => {
+    const s = String(v).trim().toLowerCase();
+    if ((values as readonly string[]).includes(s)) return s as T;
+    return fail(ctx, `expected one of ${values.join(', ')}`);
+  });
+}
+
+const NODE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+function nodeId() {
+  return raw.transform((v: Raw, ctx): string => {
+    const s = String(v).trim();
+    if (NODE_ID_RE.test(s)) return s;
+    return fail(ctx, 'expected 1-128 characters of letters, digits, ".", "_" or "-", starting with a letter or digit');
+  });
+}
+
+/** `<hostname>-<4 hex>`: unique enough across restarts of the same pod name. */
+export function defaultNodeId(): string {
+  const h = hostname().replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 100) || 'node';
+  return `${h}-${randomBytes(2).toString('hex')}`;
+}
+
+const ms = (min = 0, max = MAX_MS) => int(min, max);
+const bytes = (min = 0, max = MAX_BYTES) => int(min, max);
+const port = () => int(0, 65535, 'expected an integer 1-65535'); // 0 (any free port) is accepted for tests
+
+// ---------------------------------------------------------------------------------------------------------------
+// The settings. Order here is the order of --help.
+
+interface Def {
+  schema: z.ZodType;
+  default: unknown;
+  description: string;
+}
+
+function def<S extends z.ZodType>(schema: S, dflt: z.output<S> | (() => z.output<S>), description: string): Def {
+  return { schema, default: dflt, description };
+}
+
+const DEFS: { readonly [K in keyof Config]: Def } = {
+  rtmpHost: def(host(), '::', 'RTMP listen address (:: is dual-stack on Linux)'),
+  rtmpPort: def(port(), 1935, 'RTMP listen port'),
+  httpHost: def(host(), '::', 'HTTP listen address (health, metrics, API)'),
+  httpPort: def(port(), 8080, 'HTTP listen port'),
+  logLevel: def(oneOf(LOG_LEVELS), 'info', `log level: ${LOG_LEVELS.join(', ')}`),
+  nodeId: def(nodeId(), defaultNodeId, 'node id in logs, metrics and the cluster (default: <hostname>-<4 random hex>)'),
+  chunkSize: def(int(128, 65536), 4096, 'outgoing RTMP chunk size, 128-65536'),
+  writeBatchMs: def(ms(0, 1000), 0, 'merge this many ms of messages into one write per viewer (0 = lowest latency)'),
+  gopCacheMaxBytes: def(bytes(), 32 * 1024 * 1024, 'GOP cache bound in bytes per stream (0 disables the cache)'),
+  gopCacheMaxMessages: def(int(0, 1_000_000), 4096, 'GOP cache bound in messages per stream'),
+  audioOnlyCacheMs: def(ms(), 1000, 'audio kept for late joiners of audio-only streams'),
+  allowTakeover: def(bool(), true, 'a new publisher of a live key replaces the current one'),
+  unpublishGraceMs: def(ms(), 1000, 'viewers wait this long for the publisher to come back before the stream ends'),
+  playWaitMs: def(ms(), 3000, 'a play waits this long for a stream that is not live yet before StreamNotFound'),
+  viewerSoftBacklogBytes: def(bytes(1), 2 * 1024 * 1024, 'past this viewer backlog, non-key video is dropped'),
+  viewerSoftBacklogMs: def(ms(1), 1500, 'past this viewer backlog age, non-key video is dropped'),
+  viewerHardBacklogBytes: def(bytes(1), 8 * 1024 * 1024, 'past this viewer backlog, the viewer is disconnected'),
+  viewerHardBacklogMs: def(ms(1), 8000, 'past this viewer backlog age, the viewer is disconnected'),
+  handshakeTimeoutMs: def(ms(1), 10_000, 'the RTMP handshake must complete within this'),
+  connectTimeoutMs: def(ms(1), 10_000, 'the first command after the handshake must be connect, within this'),
+  idleTimeoutMs: def(ms(), 60_000, 'close connections that sent nothing for this long (0 disables)'),
+  pingIntervalMs: def(ms(), 30_000, 'ping idle peers this often (0 disables); must be below IDLE_TIMEOUT_MS'),
+  maxConnections: def(int(1, 10_000_000), 20_000, 'RTMP connections accepted at once; more are rejected'),
+  maxStreamsPerConnection: def(int(1, 1024), 8, 'createStream calls allowed per connection'),
+  minChunkSize: def(int(1, 65536), 128, 'smallest Set Chunk Size accepted from peers'),
+  maxChunkStreams: def(int(2, 65599), 64, 'distinct chunk stream ids one connection may use'),
+  maxVideoMessageBytes: def(int(1, 0xffffff), 0xffffff, 'largest video (and aggregate) message accepted'),
+  maxAudioMessageBytes: def(int(1, 0xffffff), 1024 * 1024, 'largest audio message accepted'),
+  maxDataMessageBytes: def(int(1, 0xffffff), 1024 * 1024, 'largest command or data message accepted'),
+  maxPartialBytes: def(bytes(1), 32 * 1024 * 1024, 'bytes of incomplete messages one connection may hold'),
+  amfMaxDepth: def(int(1, 1024), 32, 'deepest AMF nesting accepted in commands and metadata'),
+  amfMaxItems: def(int(1, 1_000_000), 1024, 'most AMF items (array elements, object properties) accepted in one value'),
+  shutdownTimeoutMs: def(ms(), 10_000, 'on shutdown, force-close connections still open after this'),
+  drainDelayMs: def(ms(), 0, 'on shutdown, stay not-ready this long before closing the listeners'),
+};
+
+function envName(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
+}
+
+function formatDefault(v: unknown): string {
+  return typeof v === 'function' ? '' : String(v);
+}
+
+export const SETTINGS: ReadonlyArray<Setting> = Object.freeze(
+  (Object.keys(DEFS) as (keyof Config)[]).map((key): Setting => {
+    const d = DEFS[key];
+    const env = envName(key);
+    const isBool = typeof d.default === 'boolean';
+    return Object.freeze({
+      env,
+      flag: env.toLowerCase().replaceAll('_', '-'),
+      key,
+      description: d.description,
+      defaultText: formatDefault(d.default),
+      boolean: isBool,
+      schema: (d.schema as z.ZodType<unknown, Raw>).default(d.default as never),
+    });
+  }),
+);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Cross-field checks: each names every variable involved.
+
+const label = (key: keyof Config): string => {
+  const s = SETTINGS.find((x) => x.key === key)!;
+  return `${s.env} (--${s.flag})`;
+};
+
+const WILDCARD_HOSTS = new Set(['::', '0.0.0.0', '']);
+
+function crossFieldIssues(c: Config): string[] {
+  const out: string[] = [];
+  const below = (soft: keyof Config, hard: keyof Config) => {
+    if ((c[soft] as number) >= (c[hard] as number))
+      out.push(`${label(soft)}: must be less than ${label(hard)}, got ${c[soft]} >= ${c[hard]}`);
+  };
+  below('viewerSoftBacklogBytes', 'viewerHardBacklogBytes');
+  below('viewerSoftBacklogMs', 'viewerHardBacklogMs');
+  if (c.pingIntervalMs > 0 && c.idleTimeoutMs > 0) below('pingIntervalMs', 'idleTimeoutMs');
+  for (const k of ['maxVideoMessageBytes', 'maxAudioMessageBytes', 'maxDataMessageBytes'] as const) {
+    if (c[k] > c.maxPartialBytes)
+      out.push(`${label(k)}: must not exceed ${label('maxPartialBytes')}, got ${c[k]} > ${c.maxPartialBytes}`);
+  }
+  const hostsOverlap =
+    c.rtmpHost === c.httpHost || WILDCARD_HOSTS.has(c.rtmpHost) || WILDCARD_HOSTS.has(c.httpHost);
+  if (c.rtmpPort !== 0 && c.rtmpPort === c.httpPort && hostsOverlap)
+    out.push(`${label('rtmpPort')}: must differ from ${label('httpPort')}, both are ${c.rtmpPort}`);
+  return out;
+}
+
+/** The whole-config schema (every role): per-field parsing, then the cross-field checks. */
+export const configSchema: z.ZodType<Config, Record<string, Raw | undefined>> = z
+  .object(Object.fromEntries(SETTINGS.map((s) => [s.key, s.schema])))
+  .superRefine((c, ctx) => {
+    for (const message of crossFieldIssues(c as unknown as Config)) ctx.addIssue({ code: 'custom', message, path: [] });
+  }) as unknown as z.ZodType<Config, Record<string, Raw | undefined>>;
+
+// ---------------------------------------------------------------------------------------------------------------
+
+function camel(flag: string): string {
+  return flag.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+function show(v: unknown): string {
+  return typeof v === 'string' ? `'${v}'` : String(v);
+}
+
+/**
+ * Flags win over env, env over defaults. `flags` keys may be kebab (`rtmp-port`, as on the command line) or camelCase
+ * (`rtmpPort`, as commander's `opts()` returns them); unknown keys are ignored. Empty env values count as unset.
+ * Throws ConfigError listing every problem.
+ */
+export function loadConfig(opts: { env?: NodeJS.ProcessEnv; flags?: Record<string, string | boolean | undefined> } = {}): Config {
+  const env = opts.env ?? {};
+  const flags = opts.flags ?? {};
+  const input: Record<string, Raw | undefined> = {};
+  for (const s of SETTINGS) {
+    const fromFlag = flags[s.flag] ?? flags[camel(s.flag)];
+    const fromEnv = env[s.env];
+    if (fromFlag !== undefined) input[s.key] = fromFlag;
+    else if (fromEnv !== undefined && fromEnv.trim() !== '') input[s.key] = fromEnv;
+  }
+  const result = configSchema.safeParse(input);
+  if (result.success) return result.data;
+  const issues = result.error.issues.map((issue) => {
+    const key = issue.path[0];
+    const s = SETTINGS.find((x) => x.key === key);
+    if (!s) return issue.message;
+    return `${s.env} (--${s.flag}): ${issue.message}, got ${show(input[s.key])}`;
+  });
+  throw new ConfigError(issues);
+}
+
+export function configToHubOptions(c: Config): HubOptions {
+  return {
+    chunkSize: c.chunkSize,
+    gopCacheMaxBytes: c.gopCacheMaxBytes,
+    gopCacheMaxMessages: c.gopCacheMaxMessages,
+    audioOnlyCacheMs: c.audioOnlyCacheMs,
+    viewerSoftBacklogBytes: c.viewerSoftBacklogBytes,
+    viewerSoftBacklogMs: c.viewerSoftBacklogMs,
+    viewerHardBacklogBytes: c.viewerHardBacklogBytes,
+    viewerHardBacklogMs: c.viewerHardBacklogMs,
+    batchWindowMs: c.writeBatchMs,
+    allowTakeover: c.allowTakeover,
+    unpublishGraceMs: c.unpublishGraceMs,
+  };
+}
+
+export function configToConnectionLimits(c: Config): ConnectionLimits {
+  const { maxVideoMessageBytes: video, maxAudioMessageBytes: audio, maxDataMessageBytes: data } = c;
+  return {
+    handshakeTimeoutMs: c.handshakeTimeoutMs,
+    chunk: {
+      minChunkSize: c.minChunkSize,
+      maxChunkStreams: c.maxChunkStreams,
+      maxPartialBytes: c.maxPartialBytes,
+      maxMessageSize: (type: number): number => {
+        switch (type) {
+          case MessageType.Video:
+          case MessageType.Aggregate:
+            return video;
+          case MessageType.Audio:
+            return audio;
+          case MessageType.SetChunkSize:
+          case MessageType.Abort:
+          case MessageType.Acknowledgement:
+          case MessageType.WindowAckSize:
+          case MessageType.SetPeerBandwidth:
+          case MessageType.UserControl:
+            return defaultMaxMessageSize(type); // protocol control: tiny, fixed
+          default:
+            return data; // commands, data, shared objects
+        }
+      },
+    },
+    amf: { maxDepth: c.amfMaxDepth, maxItems: c.amfMaxItems },
+  };
+}

@@ -1,0 +1,339 @@
+import type { HubRegistry, StreamHub } from '@rtmp-relay/hub';
+import {
+  Command,
+  MessageType,
+  PeerBandwidthLimit,
+  DEFAULT_WINDOW_ACK_SIZE,
+  FIRST_NETSTREAM_ID,
+  RtmpProtocolError,
+  Status,
+  connectResult,
+  encodeAmf0,
+  isValidStreamName,
+  parseConnect,
+  setPeerBandwidth,
+  splitAggregate,
+  splitStreamName,
+  statusInfo,
+  streamBegin,
+  streamEof,
+  type AmfValue,
+  type ConnectInfo,
+  type RtmpCommand,
+  type RtmpConnection,
+  type RtmpMessage,
+} from '@rtmp-relay/rtmp';
+import type { Logger } from 'pino';
+import { RtmpViewer } from './viewer.js';
+
+export interface SessionSettings {
+  chunkSize: number;
+  maxStreamsPerConnection: number;
+  /** How long a play waits for a stream that is not live yet before StreamNotFound. */
+  playWaitMs: number;
+}
+
+/** Events the server counts; kept as a narrow interface so the session has no metrics dependency. */
+export interface SessionObserver {
+  publishStarted(key: string): void;
+  publishStopped(key: string): void;
+  viewerStarted(key: string): void;
+  viewerStopped(key: string): void;
+  publishRejected(reason: string): void;
+  playRejected(reason: string): void;
+}
+
+/** Resolves when `key` goes live (true) or the wait runs out (false). */
+export type WaitForLive = (key: string, timeoutMs: number) => Promise<boolean>;
+
+interface NetStream {
+  id: number;
+  key?: string;
+  name?: string;
+  publishing?: { hub: StreamHub; publisher: { id: string; kick(reason: string): void } };
+  viewer?: { hub: StreamHub; viewer: RtmpViewer };
+}
+
+const SAMPLE_ACCESS = encodeAmf0('|RtmpSampleAccess', true, true);
+
+/** True when the play start argument asks for live (any negative start: -1000/-2000 from FFmpeg, -2 from GStreamer). */
+const isLiveStart = (start: AmfValue | undefined): boolean => typeof start !== 'number' || start < 0 || Number.isNaN(start);
+
+/**
+ * The server side of one RTMP connection: NetConnection and NetStream commands, answered with the transaction
+ * ids, stream ids and onStatus codes real clients (FFmpeg, OBS, GStreamer, librtmp) expect, and the glue from
+ * publish/play to the stream hubs.
+ */
+export class ServerSession {
+  private connectInfo: ConnectInfo | undefined;
+  private fourCcs: ReadonlySet<string> = new Set();
+  private readonly streams = new Map<number, NetStream>();
+  private nextStreamId = FIRST_NETSTREAM_ID;
+  readonly createdAt = performance.now();
+
+  constructor(
+    readonly id: string,
+    readonly connection: RtmpConnection,
+    private readonly registry: HubRegistry,
+    private readonly settings: SessionSettings,
+    private readonly log: Logger,
+    private readonly observer: SessionObserver,
+    private readonly waitForLive: WaitForLive,
+  ) {
+    connection.on('command', (cmd) => this.onCommand(cmd));
+    connection.on('media', (msg) => this.onMedia(msg));
+    connection.on('close', () => this.releaseAll());
+  }
+
+  get isConnected(): boolean {
+    return this.connectInfo !== undefined;
+  }
+
+  get app(): string | undefined {
+    return this.connectInfo?.app;
+  }
+
+  private onCommand(cmd: RtmpCommand): void {
+    if (!this.connectInfo && cmd.name !== Command.Connect) {
+      throw new RtmpProtocolError('command_before_connect', `'${cmd.name}' before connect`);
+    }
+    switch (cmd.name) {
+      case Command.Connect:
+        return this.onConnect(cmd);
+      case Command.CreateStream:
+        return this.onCreateStream(cmd);
+      case Command.Publish:
+        return this.onPublish(cmd);
+      case Command.Play:
+        void this.onPlay(cmd).catch((err) => this.connection.fail(err));
+        return;
+      case Command.DeleteStream:
+      case Command.CloseStream:
+        return this.onDeleteStream(cmd);
+      case Command.FCPublish: {
+        const name = typeof cmd.args[0] === 'string' ? cmd.args[0] : '';
+        this.answerNull(cmd);
+        this.connection.sendCommand(0, Command.OnFCPublish, 0, null, statusInfo('status', Status.PublishStart, splitStreamName(name).name));
+        return;
+      }
+      case Command.GetStreamLength:
+        // A number, not null: FFmpeg logs "Unexpected reply on getStreamLength()" otherwise. 0 = live.
+        if (cmd.transactionId > 0) this.connection.sendCommand(0, Command.Result, cmd.transactionId, null, 0);
+        return;
+      case Command.Pause:
+        return this.onPause(cmd);
+      case Command.Seek: {
+        const s = this.streams.get(cmd.streamId);
+        if (s) this.connection.sendCommand(s.id, Command.OnStatus, 0, null, statusInfo('status', Status.SeekNotify, 'Seeking is not possible in a live stream.'));
+        return;
+      }
+      case Command.ReceiveAudio:
+      case Command.ReceiveVideo: {
+        const s = this.streams.get(cmd.streamId);
+        const on = cmd.args[0] !== false;
+        if (s?.viewer) s.viewer.hub.setViewerFlags(s.viewer.viewer, cmd.name === Command.ReceiveAudio ? { audio: on } : { video: on });
+        return;
+      }
+      case Command.Close:
+        this.connection.close('client_close');
+        return;
+      default:
+        // releaseStream, FCUnpublish, FCSubscribe, _checkbw and unknown calls: answer when a reply is expected.
+        this.answerNull(cmd);
+    }
+  }
+
+  private answerNull(cmd: RtmpCommand): void {
+    if (cmd.transactionId > 0) this.connection.sendCommand(0, Command.Result, cmd.transactionId, null, null);
+  }
+
+  private onConnect(cmd: RtmpCommand): void {
+    if (this.connectInfo) throw new RtmpProtocolError('duplicate_connect', 'second connect on one connection');
+    const info = parseConnect(cmd.commandObject);
+    this.connectInfo = info;
+    this.fourCcs = new Set(info.fourCcList);
+    this.log.info({ app: info.app, flashVer: info.flashVer, fourCcList: info.fourCcList }, 'connect');
+    const c = this.connection;
+    // NGINX's order, with Set Chunk Size before any reply over 128 bytes (OBS got stuck otherwise).
+    c.announceWindow(DEFAULT_WINDOW_ACK_SIZE);
+    c.send(setPeerBandwidth(DEFAULT_WINDOW_ACK_SIZE, PeerBandwidthLimit.Dynamic));
+    c.setOutgoingChunkSize(this.settings.chunkSize);
+    const [properties, information] = connectResult(info);
+    c.sendCommand(0, Command.Result, cmd.transactionId, properties, information);
+  }
+
+  private onCreateStream(cmd: RtmpCommand): void {
+    if (this.streams.size >= this.settings.maxStreamsPerConnection) {
+      this.connection.sendCommand(0, Command.Error, cmd.transactionId, null, statusInfo('error', 'NetConnection.Call.Failed', 'Too many streams on this connection.'));
+      return;
+    }
+    const id = this.nextStreamId++;
+    this.streams.set(id, { id });
+    this.connection.sendCommand(0, Command.Result, cmd.transactionId, null, id);
+  }
+
+  /** The NetStream a publish/play arrived on; created implicitly if the client skipped createStream's reply. */
+  private streamFor(streamId: number): NetStream {
+    let s = this.streams.get(streamId);
+    if (!s) {
+      if (streamId === 0 || this.streams.size >= this.settings.maxStreamsPerConnection) {
+        throw new RtmpProtocolError('bad_stream_id', `publish/play on unknown stream ${streamId}`);
+      }
+      s = { id: streamId };
+      this.streams.set(streamId, s);
+    }
+    return s;
+  }
+
+  private status(streamId: number, level: 'status' | 'error', code: string, description: string): void {
+    this.connection.sendCommand(streamId, Command.OnStatus, 0, null, statusInfo(level, code, description));
+  }
+
+  private onPublish(cmd: RtmpCommand): void {
+    const s = this.streamFor(cmd.streamId);
+    const raw = typeof cmd.args[0] === 'string' ? cmd.args[0] : '';
+    const { name } = splitStreamName(raw);
+    if (s.publishing || s.viewer || [...this.streams.values()].some((x) => x.publishing)) {
+      this.observer.publishRejected('already_publishing');
+      this.status(s.id, 'error', Status.PublishBadName, 'This connection is already publishing.');
+      return;
+    }
+    if (!isValidStreamName(name)) {
+      this.observer.publishRejected('bad_name');
+      this.status(s.id, 'error', Status.PublishBadName, 'Invalid stream name.');
+      return;
+    }
+    const key = `${this.connectInfo!.app}/${name}`;
+    const hub = this.registry.getOrCreate(key);
+    const publisher = {
+      id: this.id,
+      kick: (reason: string) => {
+        this.log.info({ stream: key, reason }, 'publisher replaced');
+        s.publishing = undefined;
+        this.observer.publishStopped(key);
+        this.connection.close(reason);
+      },
+    };
+    const taken = hub.currentPublisher !== undefined;
+    if (!hub.attachPublisher(publisher)) {
+      this.observer.publishRejected('busy');
+      this.status(s.id, 'error', Status.PublishBadName, `${name} is already being published.`);
+      return;
+    }
+    s.key = key;
+    s.name = name;
+    s.publishing = { hub, publisher };
+    this.observer.publishStarted(key);
+    this.log.info({ stream: key, takeover: taken }, 'publish start');
+    this.connection.send(streamBegin(s.id));
+    this.status(s.id, 'status', Status.PublishStart, `${name} is now published.`);
+  }
+
+  private async onPlay(cmd: RtmpCommand): Promise<void> {
+    const s = this.streamFor(cmd.streamId);
+    const raw = typeof cmd.args[0] === 'string' ? cmd.args[0] : '';
+    const { name } = splitStreamName(raw);
+    if (s.publishing || s.viewer) {
+      this.observer.playRejected('stream_busy');
+      this.status(s.id, 'error', Status.PlayFailed, 'This stream is already in use.');
+      return;
+    }
+    if (!isValidStreamName(name)) {
+      this.observer.playRejected('bad_name');
+      this.status(s.id, 'error', Status.PlayStreamNotFound, 'Invalid stream name.');
+      return;
+    }
+    if (!isLiveStart(cmd.args[1])) this.log.debug({ start: cmd.args[1] }, 'recorded playback requested; serving live');
+    const key = `${this.connectInfo!.app}/${name}`;
+    if (!this.registry.get(key)?.isLive) {
+      const live = await this.waitForLive(key, this.settings.playWaitMs);
+      if (this.connection.isClosed) return;
+      if (!live) {
+        this.observer.playRejected('not_found');
+        this.status(s.id, 'error', Status.PlayStreamNotFound, `${name} is not live.`);
+        return;
+      }
+    }
+    const hub = this.registry.getOrCreate(key);
+    const viewer = new RtmpViewer(`${this.id}/${s.id}`, s.id, name, this.connection, this.fourCcs, (reason) => {
+      s.viewer = undefined;
+      this.observer.viewerStopped(key);
+      this.connection.close(reason);
+    });
+    s.key = key;
+    s.name = name;
+    s.viewer = { hub, viewer };
+    const c = this.connection;
+    c.send(streamBegin(s.id));
+    this.status(s.id, 'status', Status.PlayReset, `Playing and resetting ${name}.`);
+    this.status(s.id, 'status', Status.PlayStart, `Started playing ${name}.`);
+    c.send({ type: MessageType.DataAmf0, streamId: s.id, timestamp: 0, payload: SAMPLE_ACCESS });
+    this.observer.viewerStarted(key);
+    this.log.info({ stream: key }, 'play start');
+    hub.addViewer(viewer);
+  }
+
+  private onPause(cmd: RtmpCommand): void {
+    const s = this.streams.get(cmd.streamId);
+    if (!s?.viewer) return;
+    const pause = cmd.args[0] !== false;
+    s.viewer.hub.setViewerFlags(s.viewer.viewer, { paused: pause });
+    if (pause) {
+      this.status(s.id, 'status', Status.PauseNotify, `Paused ${s.name}.`);
+      this.connection.send(streamEof(s.id));
+    } else {
+      this.status(s.id, 'status', Status.UnpauseNotify, `Unpaused ${s.name}.`);
+      this.connection.send(streamBegin(s.id));
+    }
+  }
+
+  private onDeleteStream(cmd: RtmpCommand): void {
+    const arg = cmd.args[0];
+    // GStreamer sends the stream *name* as a string; accept any form.
+    let target: NetStream | undefined;
+    if (typeof arg === 'number') target = this.streams.get(arg);
+    else if (typeof arg === 'string') target = [...this.streams.values()].find((s) => s.name === splitStreamName(arg).name);
+    target ??= this.streams.get(cmd.streamId);
+    if (!target) return;
+    this.releaseStream(target);
+    this.streams.delete(target.id);
+  }
+
+  /** Audio/video/data from a publishing NetStream go to its hub; aggregates are split first. */
+  private onMedia(msg: RtmpMessage): void {
+    const s = this.streams.get(msg.streamId);
+    const pub = s?.publishing;
+    if (!pub) return;
+    if (msg.type === MessageType.Aggregate) {
+      for (const sub of splitAggregate(msg)) pub.hub.push(sub);
+    } else {
+      pub.hub.push(msg);
+    }
+  }
+
+  private releaseStream(s: NetStream): void {
+    if (s.publishing) {
+      const { hub, publisher } = s.publishing;
+      s.publishing = undefined;
+      hub.detachPublisher(publisher);
+      this.observer.publishStopped(s.key!);
+      this.log.info({ stream: s.key }, 'publish stop');
+    }
+    if (s.viewer) {
+      const { hub, viewer } = s.viewer;
+      s.viewer = undefined;
+      hub.removeViewer(viewer);
+      this.observer.viewerStopped(s.key!);
+    }
+  }
+
+  private releaseAll(): void {
+    for (const s of this.streams.values()) this.releaseStream(s);
+    this.streams.clear();
+  }
+
+  /** Publish/play batching: the hub corks viewers; publishers' bursts are processed per socket read. */
+  get publishingKeys(): string[] {
+    return [...this.streams.values()].filter((s) => s.publishing).map((s) => s.key!);
+  }
+}
