@@ -18,8 +18,10 @@
  *
  * Encoding: numbers as 0x00, strings as 0x02 (0x0C above 65535 UTF-8 bytes), arrays as strict arrays, Date as 0x0B
  * (time zone 0), AmfEcmaArray as 0x08, AmfTypedObject as 0x10, other objects as anonymous 0x03 objects; Buffer and
- * Map (AMF3-only types) are written as 0x11 followed by the AMF3 value. Unencodable values (bigint, symbol,
- * function) throw TypeError, over-long keys or nesting beyond AMF_MAX_SUPPORTED_DEPTH (cycles) throw RangeError.
+ * Map (AMF3-only types), and objects or ECMA arrays with a key or class name longer than 65535 UTF-8 bytes (only AMF3 can carry
+ * them), are written as 0x11 followed by the AMF3 value: whatever the decoders return re-encodes as AMF0.
+ * Unencodable values (bigint, symbol, function) throw TypeError; nesting beyond AMF_MAX_SUPPORTED_DEPTH (cycles)
+ * throws RangeError.
  */
 
 import {
@@ -274,15 +276,10 @@ function writeAmf0Value(w: ByteWriter, v: AmfValue, depth: number): void {
       }
       if (v instanceof AmfEcmaArray) {
         const keys = Object.keys(v.entries);
+        if (!fitsShortStrings(keys, '')) return writeAvmPlus(w, v, depth);
         w.u8(Amf0Marker.EcmaArray);
         w.u32(keys.length);
         writeProperties(w, v.entries, keys, depth);
-        return;
-      }
-      if (v instanceof AmfTypedObject) {
-        w.u8(Amf0Marker.TypedObject);
-        writeKey(w, v.className);
-        writeProperties(w, v.props, Object.keys(v.props), depth);
         return;
       }
       if (v instanceof Uint8Array || v instanceof Map) {
@@ -290,12 +287,40 @@ function writeAmf0Value(w: ByteWriter, v: AmfValue, depth: number): void {
         writeAmf3Value(w, v, depth);
         return;
       }
-      w.u8(Amf0Marker.Object);
-      writeProperties(w, v, Object.keys(v), depth);
-      return;
+      if (v instanceof AmfTypedObject) {
+        const keys = Object.keys(v.props);
+        if (!fitsShortStrings(keys, v.className)) return writeAvmPlus(w, v, depth);
+        w.u8(Amf0Marker.TypedObject);
+        writeKey(w, v.className);
+        writeProperties(w, v.props, keys, depth);
+        return;
+      }
+      {
+        const keys = Object.keys(v);
+        if (!fitsShortStrings(keys, '')) return writeAvmPlus(w, v, depth);
+        w.u8(Amf0Marker.Object);
+        writeProperties(w, v, keys, depth);
+        return;
+      }
     default:
       throw new TypeError(`cannot encode a ${typeof v} as AMF0`);
   }
+}
+
+function writeAvmPlus(w: ByteWriter, v: AmfValue, depth: number): void {
+  w.u8(Amf0Marker.AvmPlus);
+  writeAmf3Value(w, v, depth);
+}
+
+/**
+ * Whether every key (and the class name) fits a u16 length. Objects decoded from AMF3 may carry longer keys; they
+ * are written through the avmplus switch instead, so that anything the decoders return can be re-encoded as AMF0.
+ * A UTF-16 unit takes at most 3 UTF-8 bytes, so only keys longer than 21845 units need measuring.
+ */
+function fitsShortStrings(keys: string[], className: string): boolean {
+  const fits = (s: string) =>
+    s.length <= MAX_SHORT_STRING_BYTES / 3 || Buffer.byteLength(s, 'utf8') <= MAX_SHORT_STRING_BYTES;
+  return fits(className) && keys.every(fits);
 }
 
 /** UTF-8 with a u16 length and no marker: object keys and typed-object class names. */

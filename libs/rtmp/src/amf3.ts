@@ -320,13 +320,7 @@ function readTraits(r: AmfReader, t: Amf3Tables, header: number): Traits {
   return traits;
 }
 
-function readNumberVector(
-  r: AmfReader,
-  depth: number,
-  t: Amf3Tables,
-  readItem: () => number,
-  itemBytes = 4,
-): AmfValue {
+function readNumberVector(r: AmfReader, depth: number, t: Amf3Tables, readItem: () => number, itemBytes = 4): AmfValue {
   const header = readU29(r);
   if ((header & U29_INLINE) === 0) return r.resolve(t.objects, header >>> 1, depth);
   const count = header >>> 1;

@@ -147,7 +147,14 @@ describe('AMF0 fixtures', () => {
   });
 
   it('scalar markers', () => {
-    assert.deepStrictEqual(decodeAmf0(hex('00 3ff8000000000000 0101 0100 05 06 0d')), [1.5, true, false, null, undefined, undefined]);
+    assert.deepStrictEqual(decodeAmf0(hex('00 3ff8000000000000 0101 0100 05 06 0d')), [
+      1.5,
+      true,
+      false,
+      null,
+      undefined,
+      undefined,
+    ]);
     assert.deepStrictEqual(encodeAmf0(1.5, true, false, null, undefined), hex('00 3ff8000000000000 0101 0100 05 06'));
     assert.deepStrictEqual(decodeAmf0(hex('0c 00000002 6869 0f 00000004 3c612f3e')), ['hi', '<a/>']);
     // date: f64 ms + s16 time zone (ignored)
@@ -157,7 +164,11 @@ describe('AMF0 fixtures', () => {
   });
 
   it('strict array, typed object, ECMA array', () => {
-    const bytes = hex('0a 00000002 0200016105', '10 0003 466f6f 0001 78 003ff0000000000000 000009', '08 00000000 000009');
+    const bytes = hex(
+      '0a 00000002 0200016105',
+      '10 0003 466f6f 0001 78 003ff0000000000000 000009',
+      '08 00000000 000009',
+    );
     const values = [['a', null], new AmfTypedObject('Foo', { x: 1 }), new AmfEcmaArray()];
     assert.deepStrictEqual(decodeAmf0(bytes), values);
     assert.deepStrictEqual(encodeAmf0(...values), bytes);
@@ -230,14 +241,23 @@ describe('AMF0 fixtures', () => {
     }
   });
 
-  it('encoding refuses cycles, unencodable types and over-long keys with programming errors', () => {
+  it('encoding refuses cycles and unencodable types with programming errors', () => {
     const cyclic: Record<string, AmfValue> = {};
     cyclic.self = cyclic;
     assert.throws(() => encodeAmf0(cyclic), RangeError);
     assert.throws(() => encodeAmf3(cyclic), RangeError);
     assert.throws(() => encodeAmf0(10n as unknown as AmfValue), TypeError);
     assert.throws(() => encodeAmf3((() => 1) as unknown as AmfValue), TypeError);
-    assert.throws(() => encodeAmf0({ ['k'.repeat(65_536)]: 1 }), RangeError);
+  });
+
+  it('objects with keys beyond 65535 bytes (AMF3-decoded) re-encode through the avmplus switch', () => {
+    const longKey = 'k'.repeat(65_536);
+    for (const v of [{ [longKey]: 1 }, new AmfTypedObject(longKey, { a: 1 }), new AmfEcmaArray({ [longKey]: 1 })]) {
+      const bytes = encodeAmf0(v);
+      assert.equal(bytes[0], 0x11);
+      assert.deepStrictEqual(decodeAmf0(bytes), [v]);
+    }
+    assert.equal(encodeAmf0({ ['k'.repeat(65_535)]: 1 })[0], 0x03);
   });
 });
 
@@ -270,8 +290,19 @@ describe('AMF3 fixtures', () => {
   });
 
   it('simple markers, strings and the string reference table', () => {
-    assert.deepStrictEqual(encodeAmf3(['foo', 'foo', '', null, undefined, true, false]), hex('09 0f 01 0607666f6f 0600 0601 01 00 03 02'));
-    assert.deepStrictEqual(decodeAmf3(hex('09 0f 01 0607666f6f 0600 0601 01 00 03 02'), 0).value, ['foo', 'foo', '', null, undefined, true, false]);
+    assert.deepStrictEqual(
+      encodeAmf3(['foo', 'foo', '', null, undefined, true, false]),
+      hex('09 0f 01 0607666f6f 0600 0601 01 00 03 02'),
+    );
+    assert.deepStrictEqual(decodeAmf3(hex('09 0f 01 0607666f6f 0600 0601 01 00 03 02'), 0).value, [
+      'foo',
+      'foo',
+      '',
+      null,
+      undefined,
+      true,
+      false,
+    ]);
   });
 
   it('anonymous dynamic object', () => {
@@ -295,9 +326,24 @@ describe('AMF3 fixtures', () => {
   });
 
   it('date, xml, xml-doc, byte array (copied), and their references', () => {
-    const bytes = hex('09 0d 01', '08 01 0000000000000000', '0b 09 3c612f3e', '07 03 78', '0c 07 010203', '08 02', '0c 08');
+    const bytes = hex(
+      '09 0d 01',
+      '08 01 0000000000000000',
+      '0b 09 3c612f3e',
+      '07 03 78',
+      '0c 07 010203',
+      '08 02',
+      '0c 08',
+    );
     const value = decodeAmf3(bytes, 0).value as AmfValue[];
-    assert.deepStrictEqual(value, [new Date(0), '<a/>', 'x', Buffer.from([1, 2, 3]), new Date(0), Buffer.from([1, 2, 3])]);
+    assert.deepStrictEqual(value, [
+      new Date(0),
+      '<a/>',
+      'x',
+      Buffer.from([1, 2, 3]),
+      new Date(0),
+      Buffer.from([1, 2, 3]),
+    ]);
     assert.equal(value[4], value[0]);
     assert.equal(value[5], value[3]);
     bytes.fill(0);
@@ -308,7 +354,10 @@ describe('AMF3 fixtures', () => {
 
   it('mixed arrays decode to AmfEcmaArray; associative arrays encode as AMF3 arrays', () => {
     // dense ["hi"], associative {a: 2}
-    assert.deepStrictEqual(decodeAmf3(hex('09 03 0361 0402 01 06 05 6869'), 0).value, new AmfEcmaArray({ a: 2, 0: 'hi' }));
+    assert.deepStrictEqual(
+      decodeAmf3(hex('09 03 0361 0402 01 06 05 6869'), 0).value,
+      new AmfEcmaArray({ a: 2, 0: 'hi' }),
+    );
     assert.deepStrictEqual(encodeAmf3(new AmfEcmaArray({ k: 1 })), hex('09 01 036b 0401 01'));
     assert.throws(() => encodeAmf3(new AmfEcmaArray({ '': 1 })), RangeError);
   });
@@ -421,8 +470,7 @@ describe('AMF hostile inputs: depth', () => {
 
   it('depth counts through AMF3 object references', () => {
     // [ <20 nested arrays>, <k nested arrays containing a reference to object 1> ]
-    const withRef = (k: number): Buffer =>
-      hex('0905 01' + '090301'.repeat(20) + '01' + '090301'.repeat(k) + '0902');
+    const withRef = (k: number): Buffer => hex('0905 01' + '090301'.repeat(20) + '01' + '090301'.repeat(k) + '0902');
     decodeAmf3(withRef(11), 0); // reference at depth 2 + 11 = 13: 13 + 20 - 1 = 32
     throwsProtocol(() => decodeAmf3(withRef(12), 0), 'amf_depth');
   });
@@ -432,8 +480,14 @@ describe('AMF hostile inputs: counts, lengths, references, limits', () => {
   it('strict array with a huge count fails before allocating', () => {
     const ms = timed(() => throwsProtocol(() => decodeAmf0(hex('0a ffffffff 05 05')), 'amf_truncated'));
     assert.ok(ms < 50);
-    throwsProtocol(() => decodeAmf0(Buffer.concat([hex('0a 00000401'), Buffer.alloc(1025, 0x05)])), 'amf_too_many_items');
-    assert.equal((decodeAmf0(Buffer.concat([hex('0a 00000400'), Buffer.alloc(1024, 0x05)]))[0] as AmfValue[]).length, 1024);
+    throwsProtocol(
+      () => decodeAmf0(Buffer.concat([hex('0a 00000401'), Buffer.alloc(1025, 0x05)])),
+      'amf_too_many_items',
+    );
+    assert.equal(
+      (decodeAmf0(Buffer.concat([hex('0a 00000400'), Buffer.alloc(1024, 0x05)]))[0] as AmfValue[]).length,
+      1024,
+    );
   });
 
   it('AMF3 declared counts are checked against the remaining bytes', () => {
@@ -443,7 +497,10 @@ describe('AMF hostile inputs: counts, lengths, references, limits', () => {
     throwsProtocol(() => decodeAmf3(hex('10 bfffffff 00 01 01'), 0), 'amf_truncated');
     throwsProtocol(() => decodeAmf3(hex('11 bfffffff 00 01 01'), 0), 'amf_truncated');
     throwsProtocol(() => decodeAmf3(hex('0a bfffffe3 01 01 01'), 0), 'amf_truncated'); // sealed member count
-    throwsProtocol(() => decodeAmf3(Buffer.concat([hex('09 9003 01'), Buffer.alloc(2100, 1)]), 0), 'amf_too_many_items');
+    throwsProtocol(
+      () => decodeAmf3(Buffer.concat([hex('09 9003 01'), Buffer.alloc(2100, 1)]), 0),
+      'amf_too_many_items',
+    );
   });
 
   it('objects with more than maxItems keys are rejected', () => {
@@ -578,7 +635,10 @@ function amfValue(amf3: boolean): fc.Arbitrary<AmfValue> {
         .dictionary(ecmaKey, tie('value'), { minKeys: amf3 ? 1 : 0, maxKeys: 5, noNullPrototype: true })
         .map((entries) => new AmfEcmaArray(entries)),
       fc
-        .tuple(fc.string({ minLength: amf3 ? 1 : 0, maxLength: 10 }), fc.dictionary(key, tie('value'), { maxKeys: 4, noNullPrototype: true }))
+        .tuple(
+          fc.string({ minLength: amf3 ? 1 : 0, maxLength: 10 }),
+          fc.dictionary(key, tie('value'), { maxKeys: 4, noNullPrototype: true }),
+        )
         .map(([name, props]) => new AmfTypedObject(name, props)),
       dictionary,
     ),
@@ -624,7 +684,11 @@ describe('AMF properties (fast-check)', () => {
       fc.property(amf3Value, fc.array(amf3Value, { maxLength: 3 }), (value, more) => {
         const bytes = encodeAmf3(value);
         assert.deepStrictEqual(decodeAmf3(bytes, 0), { value, offset: bytes.length });
-        const payload = Buffer.concat([hex('00'), encodeAmf0('cmd', 3), ...more.map((v) => Buffer.concat([hex('11'), encodeAmf3(v)]))]);
+        const payload = Buffer.concat([
+          hex('00'),
+          encodeAmf0('cmd', 3),
+          ...more.map((v) => Buffer.concat([hex('11'), encodeAmf3(v)])),
+        ]);
         assert.deepStrictEqual(decodeAmf3MessagePayload(payload), ['cmd', 3, ...more]);
       }),
       { numRuns: 500 },
@@ -671,7 +735,8 @@ describe('AMF properties (fast-check)', () => {
           for (const [at, byte] of edits) buf[at % buf.length] = byte;
           const decoded = onlyProtocolErrors(() => decodeAmf0(buf));
           if (decoded !== undefined) encodeAmf0(...decoded); // whatever decodes must re-encode
-          onlyProtocolErrors(() => decodeAmf3(buf, 0));
+          const amf3 = onlyProtocolErrors(() => decodeAmf3(buf, 0));
+          if (amf3 !== undefined) encodeAmf0(amf3.value);
         }
       }),
       { numRuns: 1000 },
