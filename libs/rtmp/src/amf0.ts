@@ -282,11 +282,7 @@ function writeAmf0Value(w: ByteWriter, v: AmfValue, depth: number): void {
         writeProperties(w, v.entries, keys, depth);
         return;
       }
-      if (v instanceof Uint8Array || v instanceof Map) {
-        w.u8(Amf0Marker.AvmPlus);
-        writeAmf3Value(w, v, depth);
-        return;
-      }
+      if (v instanceof Uint8Array || v instanceof Map) return writeAvmPlus(w, v, depth);
       if (v instanceof AmfTypedObject) {
         const keys = Object.keys(v.props);
         if (!fitsShortStrings(keys, v.className)) return writeAvmPlus(w, v, depth);
@@ -307,6 +303,7 @@ function writeAmf0Value(w: ByteWriter, v: AmfValue, depth: number): void {
   }
 }
 
+/** One value in AMF3 after the 0x11 switch (AMF3-only types, or objects whose keys do not fit AMF0). */
 function writeAvmPlus(w: ByteWriter, v: AmfValue, depth: number): void {
   w.u8(Amf0Marker.AvmPlus);
   writeAmf3Value(w, v, depth);

@@ -1,4 +1,4 @@
-import type { AmfObject, AmfValue } from './amf.js';
+import { amfProperties, type AmfObject, type AmfValue } from './amf.js';
 
 /** NetConnection / NetStream command names and status codes (RTMP spec 7.2, interop brief 3.2). */
 export const Command = {
@@ -74,10 +74,9 @@ export interface ConnectInfo {
   raw: AmfObject;
 }
 
+/** Property bag of an object, ECMA array or typed object (connect objects arrive in any of these forms). */
 function asObject(v: AmfValue): AmfObject | undefined {
-  return v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Date) && !Buffer.isBuffer(v)
-    ? (v as AmfObject)
-    : undefined;
+  return amfProperties(v);
 }
 
 const asString = (v: AmfValue | undefined): string | undefined => (typeof v === 'string' ? v : undefined);

@@ -26,6 +26,9 @@ import { RtmpProtocolError } from './errors.js';
 import { ClientHandshake, ServerHandshake, type HandshakeMode } from './handshake.js';
 import type { RtmpMessage } from './message.js';
 
+/** How long a graceful close may spend flushing queued bytes before the socket is destroyed. */
+const CLOSE_FLUSH_TIMEOUT_MS = 5_000;
+
 /** A decoded AMF command (types 20 and 17): `name(transactionId, commandObject, ...args)`. */
 export interface RtmpCommand {
   name: string;
@@ -248,8 +251,13 @@ export class RtmpConnection extends EventEmitter<ConnectionEvents> {
     this.closed = true;
     clearTimeout(this.handshakeTimer);
     this.reader.stop();
-    if (destroy) this.socket.destroy();
-    else this.socket.end();
+    if (destroy) {
+      this.socket.destroy();
+    } else {
+      this.socket.end();
+      // A peer that never reads would keep a half-closed socket (and its queued bytes) forever.
+      setTimeout(() => this.socket.destroy(), CLOSE_FLUSH_TIMEOUT_MS).unref();
+    }
     this.emit('close', reason, error);
   }
 }

@@ -221,6 +221,11 @@ interface MessageSpec {
   streamId: number;
   payload: PayloadSpec;
   step: number;
+  /**
+   * 'repeat': reuse the previous step on this chunk stream (same delta: fmt3 new message, also with extended deltas);
+   * 'absolute': step = previous timestamp, the delta a fmt3 right after a fmt0 reuses (spec 5.3.1.2.4).
+   */
+  stepMode: 'given' | 'repeat' | 'absolute';
   csidIndex: number;
   /** Copy type, length and stream id from the previous message on the same chunk stream (enables fmt2/fmt3). */
   sameShape: boolean;
@@ -253,6 +258,7 @@ function scenarioArb(opts: {
     streamId: fc.oneof({ weight: 3, arbitrary: fc.constant(1) }, { weight: 2, arbitrary: fc.integer({ min: 0, max: 3 }) }),
     payload: payloadSpecArb(opts.maxPayload),
     step: stepArb,
+    stepMode: fc.constantFrom<'given' | 'repeat' | 'absolute'>('given', 'given', 'given', 'repeat', 'absolute'),
     csidIndex: fc.nat(3),
     sameShape: fc.boolean(),
     chunkSizeBefore: fc.option(opts.chunkSize, { freq: 3 }),
@@ -260,7 +266,7 @@ function scenarioArb(opts: {
   return fc.record({
     tsStart: tsStartArb,
     csids: fc.uniqueArray(csidArb, { minLength: 1, maxLength: 4 }),
-    messages: fc.array(message, { minLength: 1, maxLength: opts.maxMessages ?? 10 }),
+    messages: fc.array(message, { minLength: 1, maxLength: opts.maxMessages ?? 12, size: 'max' }),
     chunkSizes: fc.array(opts.chunkSize, { maxLength: 4 }),
     seed: fc.integer(),
     split: opts.split ?? splitArb,
@@ -270,10 +276,15 @@ function scenarioArb(opts: {
 /** Turns specs into messages with per-chunk-stream timelines (so repeated steps give repeated deltas). */
 function materialize(s: Scenario): PlannedMessage[] {
   const last = new Map<number, RtmpMessage>();
+  const lastStep = new Map<number, number>();
   return s.messages.map((spec) => {
     const csid = s.csids[spec.csidIndex % s.csids.length]!;
     const prev = last.get(csid);
-    const timestamp = addTimestamp(prev ? prev.timestamp : s.tsStart, prev ? spec.step : 0);
+    let step = spec.step;
+    if (spec.stepMode === 'repeat') step = lastStep.get(csid) ?? step;
+    if (spec.stepMode === 'absolute' && prev) step = prev.timestamp;
+    const timestamp = addTimestamp(prev ? prev.timestamp : s.tsStart, prev ? step : 0);
+    if (prev) lastStep.set(csid, step);
     const shape = spec.sameShape && prev ? prev : undefined;
     const m = msg(
       shape ? shape.type : spec.type,
@@ -380,6 +391,7 @@ describe('chunk stream round trip (properties)', () => {
       assert.ok(stats.fmt[0] > 0 && stats.fmt[1] > 0 && stats.fmt[2] > 0 && stats.fmt[3] > 0, JSON.stringify(stats));
       assert.ok(stats.basicHeaderSizes[1] > 0 && stats.basicHeaderSizes[2] > 0 && stats.basicHeaderSizes[3] > 0);
       assert.ok(stats.extContinuations > 0, 'extended timestamps in continuation chunks');
+      assert.ok(stats.fmt3NewWithExt > 0, 'fmt3 new message carrying an extended delta');
       assert.ok(stats.midMessageChunkSizeChanges > 0, 'Set Chunk Size while a message is half written');
     });
   }

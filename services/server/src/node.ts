@@ -45,6 +45,9 @@ export async function startNode(config: Config, opts: { role: Role }): Promise<R
       if (protocolError) metrics.connectionErrors.inc({ reason });
     },
     connectionRejected: (reason) => metrics.connectionsRejected.inc({ reason }),
+    bytesReceived: (n) => {
+      hot.bytesIn += n;
+    },
     publishStarted: () => metrics.publishers.inc(),
     publishStopped: () => metrics.publishers.dec(),
     viewerStarted: () => metrics.viewers.inc({ protocol: 'rtmp' }),
@@ -94,7 +97,7 @@ export async function startNode(config: Config, opts: { role: Role }): Promise<R
       draining = true;
       log.info({ reason }, 'shutting down: not ready, draining');
       if (config.drainDelayMs > 0) await delay(config.drainDelayMs);
-      await rtmp.stopAccepting();
+      rtmp.stopAccepting();
       const deadline = Date.now() + config.shutdownTimeoutMs;
       while (rtmp.connectionCount > 0 && Date.now() < deadline) await delay(100);
       registry.closeAll('shutdown');

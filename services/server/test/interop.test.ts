@@ -177,3 +177,28 @@ describe('interop: end of stream and reconnects', () => {
     viewer.close();
   });
 });
+
+describe('interop: extended timestamps (crossing 0xFFFFFF ms)', () => {
+  let node: NodeUnderTest;
+  before(async () => {
+    node = await startTestNode();
+  });
+  after(async () => {
+    await stopAll();
+    await node?.shutdown('test');
+  });
+
+  it('FFmpeg keeps decoding across the 24-bit timestamp boundary (P3 + R9)', async () => {
+    const url = node.rtmpUrl('live/ext');
+    // Stream time starts ~1.2 s before 0xFFFFFF ms = 16777.215 s, so the crossing happens early in the play.
+    const pub = ffmpegPublish(url, { seconds: 30, extra: ['-output_ts_offset', '16776'] });
+    await waitLive(node, 'live/ext');
+    const r = await run('ffmpeg', ['-hide_banner', '-v', 'info', '-rw_timeout', '8000000', '-i', url, '-t', '6', '-map', '0:v:0', '-f', 'null', '-', '-progress', 'pipe:1'], { timeoutMs: 40_000 });
+    await pub.stop();
+    const start = Number(/start: ([\d.]+)/.exec(r.stderr)?.[1]);
+    const frames = Number([...r.stdout.matchAll(/^frame=(\d+)/gm)].at(-1)?.[1] ?? 0);
+    assert.ok(start >= 16776 && start < 16790, `player saw start ${start}`);
+    assert.ok(start + 6 > 16777.215, 'the played window crosses the extended-timestamp boundary');
+    assert.ok(frames >= 150, `decoded ${frames} frames across the boundary; ${r.stderr.slice(-400)}`);
+  });
+});

@@ -18,6 +18,7 @@ export interface RtmpServerObserver extends SessionObserver {
   connectionOpened(): void;
   connectionClosed(reason: string, protocolError: boolean): void;
   connectionRejected(reason: string): void;
+  bytesReceived(n: number): void;
 }
 
 /** Reasons that are normal endings, not errors worth counting as such. */
@@ -65,10 +66,9 @@ export class RtmpServer {
     return typeof addr === 'object' && addr ? addr.port : this.settings.port;
   }
 
-  /** Stops accepting new connections (existing ones continue). */
-  async stopAccepting(): Promise<void> {
-    if (!this.server.listening) return;
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  /** Stops accepting new connections; existing ones continue (server.close's callback waits for them all). */
+  stopAccepting(): void {
+    if (this.server.listening) this.server.close();
   }
 
   /** Closes every connection. */
@@ -109,6 +109,7 @@ export class RtmpServer {
     const id = (++this.nextId).toString(36);
     const log = this.log.child({ conn: id });
     const connection = new RtmpConnection(socket, 'server', this.settings.limits);
+    socket.on('data', (data: Buffer) => this.observer.bytesReceived(data.length));
     const observer: SessionObserver = {
       ...this.observer,
       publishStarted: (key) => {
