@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { RtmpClient, parseVideoTag, MessageType, type RtmpMessage } from '@rtmp-relay/rtmp';
-import { ffmpegCountFrames, ffmpegPublish, ffprobeCount, ffprobeFileFrames, gstCountFrames } from './support/media-tools.js';
+import { ffmpegCountFrames, ffmpegPublish, ffprobeAudioPackets, ffprobeCount, ffprobeFileFrames, gstCountFrames } from './support/media-tools.js';
 import { startTestNode, waitLive, type NodeUnderTest } from './support/node-under-test.js';
 import { run, start, stopAll, waitFor, type Running } from './support/processes.js';
 
@@ -200,5 +200,34 @@ describe('interop: extended timestamps (crossing 0xFFFFFF ms)', () => {
     assert.ok(start >= 16776 && start < 16790, `player saw start ${start}`);
     assert.ok(start + 6 > 16777.215, 'the played window crosses the extended-timestamp boundary');
     assert.ok(frames >= 150, `decoded ${frames} frames across the boundary; ${r.stderr.slice(-400)}`);
+  });
+});
+
+describe('interop: audio-only and video-only streams', () => {
+  let node: NodeUnderTest;
+  before(async () => {
+    node = await startTestNode();
+  });
+  after(async () => {
+    await stopAll();
+    await node?.shutdown('test');
+  });
+
+  it('a video-only stream plays and decodes', async () => {
+    const pub = ffmpegPublish(node.rtmpUrl('live/vonly'), { seconds: 30, audio: false });
+    await waitLive(node, 'live/vonly');
+    const r = await ffmpegCountFrames(node.rtmpUrl('live/vonly'), 2);
+    await pub.stop();
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.frames >= 40, `decoded ${r.frames} frames`);
+  });
+
+  it('an audio-only stream plays (AAC packets counted)', async () => {
+    const pub = ffmpegPublish(node.rtmpUrl('live/aonly'), { seconds: 30, video: false });
+    await waitLive(node, 'live/aonly');
+    const r = await ffprobeAudioPackets(node.rtmpUrl('live/aonly'), 3);
+    await pub.stop();
+    assert.equal(r.codec, 'aac', r.stderr);
+    assert.ok(r.packets >= 80, `read ${r.packets} AAC packets`);
   });
 });

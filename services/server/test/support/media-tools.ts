@@ -71,3 +71,14 @@ export async function gstCountFrames(url: string, seconds: number): Promise<{ fr
   const frames = (r.stdout.match(/chain/g) ?? []).length;
   return { frames, stderr: r.stderr, code: r.code };
 }
+
+/** ffprobe reads `seconds` of the stream and counts audio packets: returns codec and packet count. */
+export async function ffprobeAudioPackets(url: string, seconds: number): Promise<{ codec: string; packets: number; stderr: string }> {
+  const r = await run(
+    'ffprobe',
+    ['-v', 'error', '-rw_timeout', '8000000', '-read_intervals', `%+${seconds}`, '-count_packets', '-select_streams', 'a:0', '-show_entries', 'stream=codec_name,nb_read_packets', '-of', 'csv=p=0', url],
+    { timeoutMs: (seconds + 25) * 1000 },
+  );
+  const [codec = '', packets = '0'] = r.stdout.trim().split('\n')[0]!.split(',');
+  return { codec, packets: Number(packets) || 0, stderr: r.stderr };
+}

@@ -259,12 +259,8 @@ export class RawRtmpPeer {
   private onMessage(m: RtmpMessage): void {
     this.messages.push(m);
     if (m.type !== MessageType.CommandAmf0) return;
-    const [name, txn, , ...args] = decodeAmf0(m.payload);
-    this.commands.push({
-      name: String(name),
-      transactionId: typeof txn === 'number' ? txn : 0,
-      args: [decodeAmf0(m.payload)[2] ?? null, ...args],
-      streamId: m.streamId,
-    });
+    const [name, txn, obj, ...rest] = decodeAmf0(m.payload);
+    // args[0] is the command object, args[1] the first argument (the info object of onStatus / _error).
+    this.commands.push({ name: String(name), transactionId: typeof txn === 'number' ? txn : 0, args: [obj ?? null, ...rest], streamId: m.streamId });
   }
 }

@@ -1,0 +1,613 @@
+#!/usr/bin/env node
+/**
+ * RTMP load generator: one process that publishes a real-time paced FLV (looped, continuous timestamps) and opens N
+ * cheap viewers ramped at R per second, then measures what each viewer gets.
+ *
+ *   npm run loadgen -- --url rtmp://127.0.0.1:1935/live/bench --viewers 500 --ramp 200 --duration 30 \
+ *     [--input file.flv | --generate] [--json out.json] [--no-publish] [--server-pid PID]
+ *
+ * Timeline: publish, warm up (the server caches a GOP; server CPU with the publisher alone and the RSS baseline
+ * are taken here), ramp viewers, hold the full audience for --duration seconds. The steady window is the part of
+ * that hold after --settle seconds: delivery, latency, stalls, and the server's CPU and RSS are measured in it.
+ *
+ * Delivered/expected: audio+video payload bytes each viewer received in the window, over the payload bytes the
+ * publisher sent in the window (the publisher's byte rate x window length). Latency: the publisher records when
+ * it wrote each video timestamp; a viewer looks the timestamp up when that message has fully arrived (frames sent
+ * before the viewer's play, i.e. the GOP cache burst, are excluded). TTFF: play sent -> first keyframe.
+ *
+ * Only 127.0.0.1 / ::1 are targeted unless --allow-remote is given.
+ */
+import { realpathSync, writeFileSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
+import { parseRtmpUrl, type RtmpUrl } from '@rtmp-relay/rtmp';
+import { Command, Option } from 'commander';
+import { sampleTree, type TreeSample } from './procstat.js';
+import { generateFlv, loadFlv, PacedPublisher, type GenerateOptions, type PublisherStats } from './source.js';
+import { jsonSafe, ReasonCounter, round, roundSummary, SampleBuffer, summarize, type Summary } from './stats.js';
+import { ClientViewer, LightViewer, type Viewer, type ViewerSink } from './viewer.js';
+
+export interface LoadOptions {
+  url: string;
+  viewers: number;
+  /** Viewers opened per second. */
+  rampPerSecond: number;
+  /** How long the full audience is held after the ramp (the steady window is its part after `settleSeconds`). */
+  durationSeconds: number;
+  /** Skipped at the start of the hold before the steady window opens (default min(2, duration / 2)). */
+  settleSeconds?: number;
+  /** Publisher alone before the first viewer (default 3 s; at least one GOP so the server has a keyframe). */
+  warmupSeconds?: number;
+  /** FLV file to publish; without it (and with `generate`) a test stream is generated with ffmpeg. */
+  input?: string;
+  generate?: boolean | Partial<GenerateOptions>;
+  /** Publish the stream (default true). Without a publisher, latency is not measured. */
+  publish?: boolean;
+  /** Stream rate for delivered/expected when not publishing (bytes per second of audio+video payload). */
+  streamBytesPerSecond?: number;
+  connectTimeoutMs?: number;
+  readTimeoutMs?: number;
+  stallMs?: number;
+  allowRemote?: boolean;
+  /** Server process to sample (CPU from /proc/<pid>/stat, RSS from VmRSS; its descendants included). */
+  serverPid?: number;
+  viewerImpl?: 'light' | 'client';
+  /** Progress lines (one per second): true = stderr, or a function. */
+  progress?: boolean | ((line: string) => void);
+  /** Everything ends by then, whatever happens (default: the planned run + 60 s). */
+  hardStopSeconds?: number;
+  signal?: AbortSignal;
+}
+
+export interface ServerReport {
+  pid: number;
+  pids: number[];
+  baselineRssKiB: number;
+  endRssKiB: number;
+  peakRssKiB: number;
+  rssPerViewerKiB: number;
+  /** Server CPU in the steady window. */
+  cpuMs: number;
+  cpuPercent: number;
+  cpuMsPerViewerSecond: number;
+  /** CPU with the publisher alone (warmup), percent of one core. */
+  publisherOnlyCpuPercent: number;
+  /** Same, after subtracting the publisher-only rate. */
+  cpuMsPerViewerSecondNet: number;
+}
+
+export interface Report {
+  startedAt: string;
+  url: string;
+  viewerImpl: 'light' | 'client';
+  aborted: string | undefined;
+  options: { viewers: number; rampPerSecond: number; durationSeconds: number; settleSeconds: number; warmupSeconds: number; stallMs: number };
+  stream: {
+    source: string | undefined;
+    bytesPerSecond: number;
+    mbps: number;
+    loopSeconds: number;
+    publisher: (PublisherStats & { closedReason: string | undefined }) | undefined;
+  };
+  viewers: {
+    requested: number;
+    attempted: number;
+    /** Up when the window opened. */
+    upAtWindowStart: number;
+    upAtEnd: number;
+    everUp: number;
+    failures: Record<string, number>;
+    failuresTotal: number;
+    /** Failures after being up (disconnects). */
+    disconnected: number;
+    /** Viewers told the stream ended (unpublish) while playing. */
+    ended: number;
+    rampSeconds: number;
+  };
+  window: { seconds: number; viewerSeconds: number };
+  delivery: {
+    receivedBytes: number;
+    expectedBytes: number;
+    ratio: number;
+    minViewerRatio: number;
+    viewersUnder90: number;
+    /** Mean receive rate of all viewers during the window (all bytes, Mbit/s). */
+    mbpsIn: number;
+  };
+  stalls: { total: number; inWindow: number; viewersWithStalls: number };
+  ttffMs: Summary;
+  /** Play sent -> first video frame of any kind (servers without a GOP cache send inter frames first). */
+  ttffAnyMs: Summary;
+  viewersWithoutKeyframe: number;
+  latencyMs: Summary;
+  latencyAllMs: Summary;
+  latencyUnmatched: number;
+  loadgen: { cpuMs: number; cpuPercent: number; cpuPercentRun: number; eventLoopDelayP99Ms: number; eventLoopDelayMaxMs: number; rssMiB: number };
+  server: ServerReport | undefined;
+}
+
+const LOCAL_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
+
+/** Throws unless the URL targets loopback (or remote is allowed). Returns the parsed URL (localhost -> 127.0.0.1). */
+export function checkTarget(url: string, allowRemote = false): RtmpUrl {
+  const target = parseRtmpUrl(url);
+  if (!target.stream) throw new Error(`${url}: no stream name (rtmp://host:port/app/stream)`);
+  if (!LOCAL_HOSTS.has(target.host) && !allowRemote) {
+    throw new Error(`refusing to load ${target.host}: only 127.0.0.1 and ::1 are targeted unless --allow-remote is given`);
+  }
+  if (target.host === 'localhost') target.host = '127.0.0.1';
+  return target;
+}
+
+function delay(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** Runs one load test and resolves with its report (also when stopped early: see `aborted`). */
+export async function runLoad(options: LoadOptions): Promise<Report> {
+  const target = checkTarget(options.url, options.allowRemote);
+  const n = Math.max(0, Math.floor(options.viewers));
+  const rate = Math.max(1, options.rampPerSecond);
+  const duration = Math.max(0.5, options.durationSeconds);
+  const settle = Math.min(options.settleSeconds ?? 2, duration / 2);
+  const warmup = Math.max(0, options.warmupSeconds ?? 3);
+  const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+  const readTimeoutMs = options.readTimeoutMs ?? 10_000;
+  const stallMs = options.stallMs ?? 1000;
+  const impl = options.viewerImpl ?? 'light';
+  const publish = options.publish ?? true;
+  const log: (line: string) => void =
+    typeof options.progress === 'function' ? options.progress : options.progress ? (l) => process.stderr.write(`${l}\n`) : () => {};
+  const hardStopMs = (options.hardStopSeconds ?? warmup + n / rate + connectTimeoutMs / 1000 + duration + 60) * 1000;
+  const startedAtIso = new Date().toISOString();
+  const runStart = performance.now();
+  const cpuRunStart = process.cpuUsage();
+  const signal = options.signal;
+  let aborted: string | undefined;
+  const hardStop = new AbortController();
+  const hardTimer = setTimeout(() => {
+    aborted ??= 'hard_stop';
+    hardStop.abort();
+  }, hardStopMs);
+  const stopSignal = signal ? AbortSignal.any([signal, hardStop.signal]) : hardStop.signal;
+  const onAbort = (): void => {
+    aborted ??= signal?.aborted ? 'interrupted' : 'hard_stop';
+  };
+  stopSignal.addEventListener('abort', onAbort, { once: true });
+
+  // --- source and publisher
+  let source: ReturnType<typeof loadFlv> | undefined;
+  let publisher: PacedPublisher | undefined;
+  if (publish) {
+    let path = options.input;
+    if (!path) path = await generateFlv(typeof options.generate === 'object' ? options.generate : {}, log);
+    source = loadFlv(path);
+    publisher = new PacedPublisher(options.url.replace('//localhost', '//127.0.0.1'), source, { connectTimeoutMs });
+    await publisher.start();
+    log(`publishing ${path}: ${((source.bytesPerSecond * 8) / 1e6).toFixed(2)} Mbit/s, loop ${(source.loopMs / 1000).toFixed(1)} s`);
+  }
+  const bytesPerSecond = source?.bytesPerSecond ?? options.streamBytesPerSecond ?? NaN;
+
+  // --- warmup: publisher alone (server baseline)
+  const serverPid = options.serverPid;
+  const serverSample = (): TreeSample | undefined => {
+    if (!serverPid) return undefined;
+    try {
+      return sampleTree(serverPid);
+    } catch {
+      return undefined;
+    }
+  };
+  let pubOnly0: TreeSample | undefined;
+  if (warmup > 0) {
+    await delay(Math.min(1000, warmup * 1000), stopSignal);
+    pubOnly0 = serverSample();
+    await delay(Math.max(0, warmup * 1000 - 1000), stopSignal);
+  }
+  const baseline = serverSample();
+  const pubOnlyCpuPercent =
+    pubOnly0 && baseline && baseline.at > pubOnly0.at ? ((baseline.cpuMs - pubOnly0.cpuMs) / (baseline.at - pubOnly0.at)) * 100 : NaN;
+  let peakRss = baseline?.rssKiB ?? NaN;
+
+  // --- state
+  const viewers: Viewer[] = [];
+  const failures = new ReasonCounter();
+  let everUp = 0;
+  let upNow = 0;
+  let failedBeforeUp = 0;
+  let disconnected = 0;
+  let ended = 0;
+  let inWindow = false;
+  let stallsTotal = 0;
+  let stallsInWindow = 0;
+  const stalledViewers = new Set<number>();
+  const latencyAll = new SampleBuffer(1 << 16);
+  const latencyWin = new SampleBuffer(1 << 16);
+  let unmatched = 0;
+  const sent = publisher?.sentVideo;
+
+  const sink: ViewerSink = {
+    up: () => {
+      everUp++;
+      upNow++;
+    },
+    failed: (v, reason) => {
+      failures.add(reason);
+      if (Number.isNaN(v.upAt)) failedBeforeUp++;
+      else {
+        upNow--;
+        disconnected++;
+      }
+    },
+    videoFrame: (v, ts, now) => {
+      if (!sent) return;
+      const at = sent.get(ts);
+      if (at === undefined) {
+        unmatched++;
+        return;
+      }
+      if (at < v.playSentAt) return; // GOP cache: sent before this viewer asked
+      const lat = now - at;
+      latencyAll.push(lat);
+      if (inWindow) latencyWin.push(lat);
+    },
+    stall: (v) => {
+      stallsTotal++;
+      if (inWindow) {
+        stallsInWindow++;
+        stalledViewers.add(v.id);
+      }
+    },
+    ended: () => {
+      ended++;
+    },
+  };
+
+  const makeViewer = (id: number): Viewer => {
+    const opts = { target, connectTimeoutMs, stallMs };
+    return impl === 'client' ? new ClientViewer(id, opts, sink) : new LightViewer(id, opts, sink);
+  };
+
+  // --- progress + timeouts, once a second
+  let lastTick = performance.now();
+  let lastCpu = process.cpuUsage();
+  let lastBytes = 0;
+  let lastLatIndex = 0;
+  let lastTtffIndex = 0;
+  const ttffSoFar: number[] = [];
+  const tick = (): void => {
+    const now = performance.now();
+    let bytes = 0;
+    for (const v of viewers) {
+      bytes += v.totalBytes;
+      if (v.isDone) continue;
+      if (!v.isUp) {
+        if (now - v.startedAt > connectTimeoutMs) v.fail('timeout');
+      } else if (readTimeoutMs > 0 && now - v.lastReadAt > readTimeoutMs) {
+        v.fail('read_timeout');
+      }
+    }
+    for (; lastTtffIndex < viewers.length; lastTtffIndex++) {
+      const v = viewers[lastTtffIndex]!;
+      if (Number.isNaN(v.firstKeyframeAt) && !v.isDone) break;
+      if (!Number.isNaN(v.firstKeyframeAt)) ttffSoFar.push(v.firstKeyframeAt - v.playSentAt);
+    }
+    publisher?.prune();
+    const s = serverSample();
+    if (s && !(s.rssKiB <= peakRss)) peakRss = s.rssKiB;
+    const dt = (now - lastTick) / 1000;
+    const cpu = process.cpuUsage(lastCpu);
+    const cpuPct = ((cpu.user + cpu.system) / 1000 / (now - lastTick)) * 100;
+    const lat = summarize(latencyAll.view(lastLatIndex));
+    const ttff = summarize(ttffSoFar);
+    log(
+      `[${((now - runStart) / 1000).toFixed(1).padStart(6)}s] up ${upNow}/${n} pending ${viewers.length - everUp - failedBeforeUp} ` +
+        `fail ${failures.total}${failures.total ? ` (${failures.format()})` : ''} in ${(((bytes - lastBytes) * 8) / 1e6 / dt).toFixed(1)} Mbit/s ` +
+        `lat p50 ${lat.p50.toFixed(1)} p95 ${lat.p95.toFixed(1)} ms ttff p50 ${ttff.p50.toFixed(0)} ms stalls ${stallsTotal} ` +
+        `cpu ${cpuPct.toFixed(0)}%${s ? ` server ${((s.cpuMs - (lastServer?.cpuMs ?? s.cpuMs)) / (now - lastTick) * 100).toFixed(0)}% ${(s.rssKiB / 1024).toFixed(0)} MiB` : ''}` +
+        `${publisher?.closedReason ? ` PUBLISHER CLOSED (${publisher.closedReason})` : ''}`,
+    );
+    if (s) lastServer = s;
+    lastTick = now;
+    lastCpu = process.cpuUsage();
+    lastBytes = bytes;
+    lastLatIndex = latencyAll.length;
+  };
+  let lastServer: TreeSample | undefined = baseline;
+  const ticker = setInterval(tick, 1000);
+
+  // --- ramp
+  const rampStart = performance.now();
+  await new Promise<void>((resolve) => {
+    const launch = (): void => {
+      if (stopSignal.aborted) return resolve();
+      const due = Math.min(n, Math.floor(((performance.now() - rampStart) / 1000) * rate) + 1);
+      while (viewers.length < due) {
+        const v = makeViewer(viewers.length);
+        viewers.push(v);
+        v.start();
+      }
+      const pending = viewers.length - everUp - failedBeforeUp;
+      if (viewers.length >= n && pending <= 0) return resolve();
+      setTimeout(launch, 5);
+    };
+    launch();
+  });
+  const rampDoneAt = performance.now();
+  log(`ramp done in ${((rampDoneAt - rampStart) / 1000).toFixed(1)} s: ${upNow} up, ${failures.total} failed`);
+
+  // --- steady window
+  await delay(settle * 1000, stopSignal);
+  const windowStart = performance.now();
+  inWindow = true;
+  const winViewers = viewers.filter((v) => v.isUp);
+  for (const v of winViewers) v.windowStartBytes = v.mediaBytes;
+  const pubBytes0 = publisher?.stats.bytesSent ?? 0;
+  const totalBytes0 = viewers.reduce((s, v) => s + v.totalBytes, 0);
+  const cpuWin0 = process.cpuUsage();
+  const serverWin0 = serverSample();
+  const eld = monitorEventLoopDelay({ resolution: 10 });
+  eld.enable();
+  await delay(Math.max(0, rampDoneAt + duration * 1000 - performance.now()), stopSignal);
+  const windowEnd = performance.now();
+  inWindow = false;
+  eld.disable();
+  const cpuWin = process.cpuUsage(cpuWin0);
+  const serverWin1 = serverSample();
+  if (serverWin1 && !(serverWin1.rssKiB <= peakRss)) peakRss = serverWin1.rssKiB;
+  const pubBytes1 = publisher?.stats.bytesSent ?? 0;
+  const totalBytes1 = viewers.reduce((s, v) => s + v.totalBytes, 0);
+  const windowMs = windowEnd - windowStart;
+
+  // --- measure before tearing down
+  const expected = publisher ? pubBytes1 - pubBytes0 : (bytesPerSecond * windowMs) / 1000;
+  let received = 0;
+  let under90 = 0;
+  let minRatio = Infinity;
+  let viewerMs = 0;
+  for (const v of winViewers) {
+    const got = (v.isDone ? v.finalBytes : v.mediaBytes) - v.windowStartBytes;
+    received += got;
+    const r = expected > 0 ? got / expected : NaN;
+    if (r < 0.9) under90++;
+    if (r < minRatio) minRatio = r;
+    viewerMs += (v.isDone ? Math.min(v.doneAt, windowEnd) : windowEnd) - windowStart;
+    // A viewer still up whose last frame is older than the stall threshold is stalled right now.
+    if (!v.isDone && !(windowEnd - v.lastVideoAt <= stallMs)) {
+      stallsInWindow++;
+      stallsTotal++;
+      stalledViewers.add(v.id);
+    }
+  }
+  const ttff: number[] = [];
+  const ttffAny: number[] = [];
+  let noKeyframe = 0;
+  for (const v of viewers) {
+    if (Number.isNaN(v.upAt)) continue;
+    if (Number.isNaN(v.firstKeyframeAt)) noKeyframe++;
+    else ttff.push(v.firstKeyframeAt - v.playSentAt);
+    if (!Number.isNaN(v.firstVideoAt)) ttffAny.push(v.firstVideoAt - v.playSentAt);
+  }
+  const upAtEnd = upNow;
+
+  // --- tear down
+  clearInterval(ticker);
+  clearTimeout(hardTimer);
+  stopSignal.removeEventListener('abort', onAbort);
+  for (const v of viewers) v.stop();
+  publisher?.stop();
+
+  let server: ServerReport | undefined;
+  if (serverPid && baseline && serverWin0 && serverWin1) {
+    const cpuMs = serverWin1.cpuMs - serverWin0.cpuMs;
+    const viewerSeconds = viewerMs / 1000;
+    const pubOnlyMs = Number.isFinite(pubOnlyCpuPercent) ? (pubOnlyCpuPercent / 100) * windowMs : NaN;
+    server = {
+      pid: serverPid,
+      pids: serverWin1.pids,
+      baselineRssKiB: baseline.rssKiB,
+      endRssKiB: serverWin1.rssKiB,
+      peakRssKiB: peakRss,
+      rssPerViewerKiB: round(upAtEnd > 0 ? (serverWin1.rssKiB - baseline.rssKiB) / upAtEnd : NaN, 2),
+      cpuMs: round(cpuMs, 1),
+      cpuPercent: round((cpuMs / windowMs) * 100, 1),
+      cpuMsPerViewerSecond: round(viewerSeconds > 0 ? cpuMs / viewerSeconds : NaN, 4),
+      publisherOnlyCpuPercent: round(pubOnlyCpuPercent, 2),
+      cpuMsPerViewerSecondNet: round(viewerSeconds > 0 ? (cpuMs - pubOnlyMs) / viewerSeconds : NaN, 4),
+    };
+  }
+  const runCpu = process.cpuUsage(cpuRunStart);
+  const runMs = performance.now() - runStart;
+  const report: Report = {
+    startedAt: startedAtIso,
+    url: options.url,
+    viewerImpl: impl,
+    aborted,
+    options: { viewers: n, rampPerSecond: rate, durationSeconds: duration, settleSeconds: settle, warmupSeconds: warmup, stallMs },
+    stream: {
+      source: source?.path,
+      bytesPerSecond: round(bytesPerSecond, 0),
+      mbps: round((bytesPerSecond * 8) / 1e6, 3),
+      loopSeconds: source ? round(source.loopMs / 1000, 3) : NaN,
+      publisher: publisher ? { ...publisher.stats, maxLateMs: round(publisher.stats.maxLateMs, 1), closedReason: publisher.closedReason } : undefined,
+    },
+    viewers: {
+      requested: n,
+      attempted: viewers.length,
+      upAtWindowStart: winViewers.length,
+      upAtEnd,
+      everUp,
+      failures: failures.toJSON(),
+      failuresTotal: failures.total,
+      disconnected,
+      ended,
+      rampSeconds: round((rampDoneAt - rampStart) / 1000, 2),
+    },
+    window: { seconds: round(windowMs / 1000, 2), viewerSeconds: round(viewerMs / 1000, 1) },
+    delivery: {
+      receivedBytes: received,
+      expectedBytes: round(expected * winViewers.length, 0),
+      ratio: round(expected > 0 && winViewers.length > 0 ? received / (expected * winViewers.length) : NaN, 4),
+      minViewerRatio: round(winViewers.length ? minRatio : NaN, 4),
+      viewersUnder90: under90,
+      mbpsIn: round(((totalBytes1 - totalBytes0) * 8) / 1e6 / (windowMs / 1000), 1),
+    },
+    stalls: { total: stallsTotal, inWindow: stallsInWindow, viewersWithStalls: stalledViewers.size },
+    ttffMs: roundSummary(summarize(ttff)),
+    ttffAnyMs: roundSummary(summarize(ttffAny)),
+    viewersWithoutKeyframe: noKeyframe,
+    latencyMs: roundSummary(summarize(latencyWin.view())),
+    latencyAllMs: roundSummary(summarize(latencyAll.view())),
+    latencyUnmatched: unmatched,
+    loadgen: {
+      cpuMs: round((cpuWin.user + cpuWin.system) / 1000, 0),
+      cpuPercent: round(((cpuWin.user + cpuWin.system) / 1000 / windowMs) * 100, 1),
+      cpuPercentRun: round(((runCpu.user + runCpu.system) / 1000 / runMs) * 100, 1),
+      eventLoopDelayP99Ms: round(eld.percentile(99) / 1e6, 2),
+      eventLoopDelayMaxMs: round(eld.max / 1e6, 2),
+      rssMiB: round(process.memoryUsage.rss() / 1024 / 1024, 1),
+    },
+    server,
+  };
+  return report;
+}
+
+/** A few human lines for the end of a run. */
+export function formatReport(r: Report): string {
+  const l = r.latencyMs;
+  const t = r.ttffMs;
+  const lines = [
+    `viewers up ${r.viewers.upAtWindowStart}/${r.viewers.requested} (end ${r.viewers.upAtEnd}), failures ${r.viewers.failuresTotal}` +
+      `${r.viewers.failuresTotal ? ` ${JSON.stringify(r.viewers.failures)}` : ''}${r.aborted ? `, ABORTED: ${r.aborted}` : ''}`,
+    `delivered/expected ${(r.delivery.ratio * 100).toFixed(2)}% (min viewer ${(r.delivery.minViewerRatio * 100).toFixed(1)}%), ` +
+      `viewers < 90%: ${r.delivery.viewersUnder90}, stalls ${r.stalls.inWindow} in window (${r.stalls.viewersWithStalls} viewers), in ${r.delivery.mbpsIn} Mbit/s`,
+    `ttff p50/p95/p99 ${t.p50}/${t.p95}/${t.p99} ms; latency p50/p95/p99 ${l.p50}/${l.p95}/${l.p99} ms (${l.count} samples` +
+      `${r.latencyUnmatched ? `, ${r.latencyUnmatched} unmatched timestamps` : ''})`,
+    `load generator cpu ${r.loadgen.cpuPercent}% of a core in the window, event loop delay p99 ${r.loadgen.eventLoopDelayP99Ms} ms`,
+  ];
+  if (r.server) {
+    const s = r.server;
+    lines.push(
+      `server cpu ${s.cpuPercent}% = ${s.cpuMsPerViewerSecond} ms per viewer-second (net of publisher ${s.cpuMsPerViewerSecondNet}), ` +
+        `rss ${(s.endRssKiB / 1024).toFixed(1)} MiB = ${s.rssPerViewerKiB} KiB per viewer over baseline ${(s.baselineRssKiB / 1024).toFixed(1)} MiB`,
+    );
+  }
+  return lines.join('\n');
+}
+
+function intArg(name: string, min = 0) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min) throw new Error(`--${name}: expected a number >= ${min}, got '${v}'`);
+    return n;
+  };
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = new Command('loadgen')
+    .description('RTMP load generator: one real-time publisher and N ramped viewers, measured')
+    .option('--url <url>', 'rtmp://host:port/app/stream to publish and play', 'rtmp://127.0.0.1:1935/live/bench')
+    .option('--viewers <n>', 'viewers to open', intArg('viewers'), 100)
+    .option('--ramp <n>', 'viewers opened per second', intArg('ramp', 1), 200)
+    .option('--duration <s>', 'seconds the full audience is held after the ramp', intArg('duration', 0.5), 30)
+    .option('--settle <s>', 'seconds of the hold skipped before the steady window', intArg('settle'), 2)
+    .option('--warmup <s>', 'seconds of publisher alone before the first viewer', intArg('warmup'), 3)
+    .option('--input <file>', 'FLV file to publish (looped)')
+    .option('--generate', 'generate the test stream with ffmpeg (default when no --input)')
+    .option('--no-publish', 'only play (someone else publishes); latency is not measured')
+    .option('--stream-kbps <n>', 'with --no-publish: stream payload rate for delivered/expected', intArg('stream-kbps'))
+    .option('--json <file>', 'write the final report there instead of stdout')
+    .option('--connect-timeout <ms>', 'TCP + handshake + connect + play must finish within this', intArg('connect-timeout', 1), 10_000)
+    .option('--read-timeout <ms>', 'a playing viewer that receives nothing this long fails', intArg('read-timeout'), 10_000)
+    .option('--stall-ms <ms>', 'a gap between video frames longer than this is a stall', intArg('stall-ms', 1), 1000)
+    .addOption(new Option('--viewer-impl <impl>', 'light: header-only walker; client: RtmpClient').choices(['light', 'client']).default('light'))
+    .option('--server-pid <pid>', 'sample this server process (CPU, RSS) from /proc', intArg('server-pid', 1))
+    .option('--hard-stop <s>', 'end everything after this many seconds whatever happens', intArg('hard-stop', 1))
+    .option('--allow-remote', 'allow targets other than 127.0.0.1 / ::1')
+    .option('--quiet', 'no progress lines')
+    .parse(argv);
+  const o = program.opts<{
+    url: string;
+    viewers: number;
+    ramp: number;
+    duration: number;
+    settle: number;
+    warmup: number;
+    input?: string;
+    generate?: boolean;
+    publish: boolean;
+    streamKbps?: number;
+    json?: string;
+    connectTimeout: number;
+    readTimeout: number;
+    stallMs: number;
+    viewerImpl: 'light' | 'client';
+    serverPid?: number;
+    hardStop?: number;
+    allowRemote?: boolean;
+    quiet?: boolean;
+  }>();
+  const controller = new AbortController();
+  let interrupts = 0;
+  const onSignal = (): void => {
+    if (++interrupts > 1) process.exit(130);
+    process.stderr.write('interrupted: stopping and reporting (again to exit now)\n');
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const report = await runLoad({
+    url: o.url,
+    viewers: o.viewers,
+    rampPerSecond: o.ramp,
+    durationSeconds: o.duration,
+    settleSeconds: o.settle,
+    warmupSeconds: o.warmup,
+    input: o.input,
+    generate: o.generate ?? !o.input,
+    publish: o.publish,
+    streamBytesPerSecond: o.streamKbps ? (o.streamKbps * 1000) / 8 : undefined,
+    connectTimeoutMs: o.connectTimeout,
+    readTimeoutMs: o.readTimeout,
+    stallMs: o.stallMs,
+    viewerImpl: o.viewerImpl,
+    serverPid: o.serverPid,
+    hardStopSeconds: o.hardStop,
+    allowRemote: o.allowRemote,
+    progress: !o.quiet,
+    signal: controller.signal,
+  });
+  const json = JSON.stringify(report, jsonSafe, 2);
+  if (o.json) writeFileSync(o.json, `${json}\n`);
+  else process.stdout.write(`${json}\n`);
+  process.stderr.write(`${formatReport(report)}\n`);
+  return report.aborted ? 3 : 0;
+}
+
+function isMain(): boolean {
+  const entry = process.argv[1];
+  if (!entry) return false;
+  try {
+    return import.meta.url === pathToFileURL(realpathSync(entry)).href;
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) {
+  main(process.argv).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`loadgen: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}
