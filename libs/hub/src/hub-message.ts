@@ -21,6 +21,13 @@ export interface HubMessage {
   readonly payload: Buffer;
   readonly isKeyframe: boolean;
   readonly isSequenceHeader: boolean;
+  /**
+   * Cache slot of a header message: codec + packet type (+ tracks), so an AV1 SequenceStart and its colorInfo
+   * Metadata, or Opus's SequenceStart and MultichannelConfig, are kept side by side for late joiners.
+   */
+  readonly headerKey: string | undefined;
+  /** A new decoder configuration (not just metadata): frames cached before it can't be decoded with it. */
+  readonly resetsDecoder: boolean;
   /** Set for Enhanced RTMP (ExHeader) frames: only viewers that negotiated this FourCC receive them. */
   readonly fourCc: string | undefined;
   readonly chunks: Buffer;
@@ -41,19 +48,35 @@ export function kindOf(type: number): MediaKind | undefined {
 export function createHubMessage(kind: MediaKind, type: number, timestamp: number, payload: Buffer, chunkSize: number): HubMessage {
   let isKeyframe = false;
   let isSequenceHeader = false;
+  let resetsDecoder = false;
   let fourCc: string | undefined;
+  let headerKey: string | undefined;
   if (kind === 'video' && payload.length > 0) {
     const info = parseVideoTag(payload);
     isKeyframe = info.isKeyframe;
     isSequenceHeader = info.isSequenceHeader || info.isMetadata;
+    resetsDecoder = info.isSequenceHeader;
     if (info.exHeader) fourCc = info.fourCc;
+    if (isSequenceHeader) headerKey = headerSlot(info.exHeader, info.fourCc, info.packetType, info.tracks);
   } else if (kind === 'audio' && payload.length > 0) {
     const info = parseAudioTag(payload);
     isSequenceHeader = info.isSequenceHeader;
     if (info.exHeader) fourCc = info.fourCc;
+    if (isSequenceHeader) headerKey = headerSlot(info.exHeader, info.fourCc, info.packetType, info.tracks);
   }
   const chunks = encodeMessageChunks({ type, streamId: PRIMARY_STREAM_ID, timestamp, payload }, csidFor(kind), chunkSize);
-  return { kind, type, timestamp, payload, isKeyframe, isSequenceHeader, fourCc, chunks, variants: undefined };
+  return { kind, type, timestamp, payload, isKeyframe, isSequenceHeader, headerKey, resetsDecoder, fourCc, chunks, variants: undefined };
+}
+
+function headerSlot(
+  exHeader: boolean,
+  fourCc: string | undefined,
+  packetType: number | undefined,
+  tracks: ReadonlyArray<{ trackId: number }> | undefined,
+): string {
+  if (!exHeader) return 'legacy';
+  const trackIds = tracks?.map((t) => t.trackId).join(',') ?? '';
+  return `${fourCc ?? '?'}:${packetType ?? '?'}:${trackIds}`;
 }
 
 /** The message chunked for a viewer playing on `streamId` (shared among all such viewers). */

@@ -191,10 +191,10 @@ export class StreamHub {
       }
     } else if (m.isSequenceHeader) {
       const headers = kind === 'video' ? this.videoHeaders : this.audioHeaders;
-      const key = m.fourCc ?? HEADER_KEY_LEGACY;
+      const key = m.headerKey ?? HEADER_KEY_LEGACY;
       if (headers.get(key)?.payload.equals(payload)) return;
       headers.set(key, m);
-      if (kind === 'video') this.clearGop(); // old frames can't be decoded with the new header
+      if (kind === 'video' && m.resetsDecoder) this.clearGop(); // old frames can't be decoded with the new header
     } else if (kind === 'video') {
       this.hasVideo = true;
       if (m.isKeyframe) {

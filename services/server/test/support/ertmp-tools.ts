@@ -104,7 +104,9 @@ const SET_DATA_FRAME = Buffer.from([0x02, 0x00, 0x0d, ...Buffer.from('@setDataFr
 
 /** `@setDataFrame onMetaData {...}` -> `onMetaData {...}`; other data unchanged. */
 export function stripSetDataFrame(payload: Buffer): Buffer {
-  return payload.subarray(0, SET_DATA_FRAME.length).equals(SET_DATA_FRAME) ? payload.subarray(SET_DATA_FRAME.length) : payload;
+  return payload.subarray(0, SET_DATA_FRAME.length).equals(SET_DATA_FRAME)
+    ? payload.subarray(SET_DATA_FRAME.length)
+    : payload;
 }
 
 export interface ExpectedMessage {
@@ -158,7 +160,10 @@ export class RecordingPlayer {
   }
 
   static async connect(url: string, fourCcList?: string[]): Promise<RecordingPlayer> {
-    const client = await RtmpClient.connect(url, fourCcList ? { fourCcList, connectTimeoutMs: 5000 } : { connectTimeoutMs: 5000 });
+    const client = await RtmpClient.connect(
+      url,
+      fourCcList ? { fourCcList, connectTimeoutMs: 5000 } : { connectTimeoutMs: 5000 },
+    );
     return new RecordingPlayer(client);
   }
 
@@ -175,8 +180,17 @@ export class RecordingPlayer {
     return this.messages.filter((m) => m.type === MessageType.DataAmf0 || m.type === MessageType.DataAmf3);
   }
 
-  waitForAv(count: number, timeoutMs: number, what = `${count} audio/video messages`): Promise<true> {
-    return waitFor(what, () => this.av.length >= count || (this.client.closed ? Promise.reject(new Error(`player closed before ${what} (got ${this.av.length})`)) : false), timeoutMs, 10);
+  async waitForAv(count: number, timeoutMs: number, what = `${count} audio/video messages`): Promise<void> {
+    await waitFor(
+      what,
+      () =>
+        this.av.length >= count ||
+        (this.client.closed
+          ? Promise.reject(new Error(`player closed before ${what} (got ${this.av.length})`))
+          : false),
+      timeoutMs,
+      10,
+    );
   }
 
   close(): void {
@@ -201,7 +215,11 @@ export interface ReplayOptions {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Sends FLV tags in order as RTMP messages (type 8/9/18, timestamp as in the file). */
-export async function replayTags(client: RtmpClient, tags: readonly { type: number; timestamp: number; data: Buffer }[], o: ReplayOptions = {}): Promise<void> {
+export async function replayTags(
+  client: RtmpClient,
+  tags: readonly { type: number; timestamp: number; data: Buffer }[],
+  o: ReplayOptions = {},
+): Promise<void> {
   const speed = o.speed ?? 10;
   const window = o.window ?? 48;
   const deadline = Date.now() + (o.timeoutMs ?? 30_000);
@@ -219,7 +237,13 @@ export async function replayTags(client: RtmpClient, tags: readonly { type: numb
     if (o.pacer && isAv(tag)) {
       const pacer = o.pacer;
       const need = avSent - window;
-      if (pacer() < need) await waitFor(`viewer to receive ${need} messages`, () => pacer() >= need, Math.max(1, deadline - Date.now()), 2);
+      if (pacer() < need)
+        await waitFor(
+          `viewer to receive ${need} messages`,
+          () => pacer() >= need,
+          Math.max(1, deadline - Date.now()),
+          2,
+        );
     }
     if (client.closed) throw new Error(`publisher connection closed at tag ${i}`);
     client.sendMedia(tag.type, tag.timestamp, tag.data);
@@ -229,7 +253,11 @@ export async function replayTags(client: RtmpClient, tags: readonly { type: numb
 }
 
 export async function connectPublisher(url: string, fourCcList?: string[]): Promise<RtmpClient> {
-  const client = await RtmpClient.connect(url, { connectTimeoutMs: 5000, chunkSize: 4096, ...(fourCcList ? { fourCcList } : {}) });
+  const client = await RtmpClient.connect(url, {
+    connectTimeoutMs: 5000,
+    chunkSize: 4096,
+    ...(fourCcList ? { fourCcList } : {}),
+  });
   await client.publish(undefined, 5000);
   return client;
 }
