@@ -2,6 +2,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { HubRegistry } from '@rtmp-relay/hub';
 import { RtmpConnection, pingRequest, type ConnectionLimits } from '@rtmp-relay/rtmp';
 import type { Logger } from 'pino';
+import { LocalStreamPolicy, type StreamPolicy } from './policy.js';
 import { ServerSession, type SessionObserver, type SessionSettings } from './session.js';
 
 export interface RtmpServerSettings extends SessionSettings {
@@ -12,6 +13,8 @@ export interface RtmpServerSettings extends SessionSettings {
   idleTimeoutMs: number;
   pingIntervalMs: number;
   limits: ConnectionLimits;
+  /** How long a play waits for a stream that is not live yet (standalone policy). */
+  playWaitMs: number;
 }
 
 export interface RtmpServerObserver extends SessionObserver {
@@ -36,6 +39,8 @@ export class RtmpServer {
   private sweepTimer: NodeJS.Timeout | undefined;
   private nextId = 0;
   private lastPingAt = new WeakMap<ServerSession, number>();
+  /** Role behaviour around publish/play; the standalone default waits for local publishers. */
+  policy: StreamPolicy;
 
   constructor(
     private readonly settings: RtmpServerSettings,
@@ -45,6 +50,7 @@ export class RtmpServer {
   ) {
     this.server = createServer({ noDelay: true }, (socket) => this.onSocket(socket));
     this.server.on('error', (err) => this.log.error({ err }, 'rtmp listener error'));
+    this.policy = new LocalStreamPolicy(this.waitForLive, settings.playWaitMs);
   }
 
   get connectionCount(): number {
@@ -117,7 +123,7 @@ export class RtmpServer {
         this.notifyLive(key);
       },
     };
-    const session = new ServerSession(id, connection, this.registry, this.settings, log, observer, this.waitForLive);
+    const session = new ServerSession(id, connection, this.registry, this.settings, log, observer, this.policy);
     this.sessions.add(session);
     this.observer.connectionOpened();
     log.debug({ remote: `${socket.remoteAddress}:${socket.remotePort}` }, 'connection open');

@@ -24,13 +24,12 @@ import {
   type RtmpMessage,
 } from '@rtmp-relay/rtmp';
 import type { Logger } from 'pino';
+import type { StreamPolicy, StreamRequest } from './policy.js';
 import { RtmpViewer } from './viewer.js';
 
 export interface SessionSettings {
   chunkSize: number;
   maxStreamsPerConnection: number;
-  /** How long a play waits for a stream that is not live yet before StreamNotFound. */
-  playWaitMs: number;
 }
 
 /** Events the server counts; kept as a narrow interface so the session has no metrics dependency. */
@@ -43,13 +42,13 @@ export interface SessionObserver {
   playRejected(reason: string): void;
 }
 
-/** Resolves when `key` goes live (true) or the wait runs out (false). */
-export type WaitForLive = (key: string, timeoutMs: number) => Promise<boolean>;
-
 interface NetStream {
   id: number;
   key?: string;
   name?: string;
+  request?: StreamRequest;
+  /** publish/play accepted, waiting for the policy (auth, cluster claim, upstream pull). */
+  pending?: boolean;
   publishing?: { hub: StreamHub; publisher: { id: string; kick(reason: string): void } };
   viewer?: { hub: StreamHub; viewer: RtmpViewer };
 }
@@ -78,7 +77,7 @@ export class ServerSession {
     private readonly settings: SessionSettings,
     private readonly log: Logger,
     private readonly observer: SessionObserver,
-    private readonly waitForLive: WaitForLive,
+    private readonly policy: StreamPolicy,
   ) {
     connection.on('command', (cmd) => this.onCommand(cmd));
     connection.on('media', (msg) => this.onMedia(msg));
@@ -103,7 +102,8 @@ export class ServerSession {
       case Command.CreateStream:
         return this.onCreateStream(cmd);
       case Command.Publish:
-        return this.onPublish(cmd);
+        void this.onPublish(cmd).catch((err) => this.connection.fail(err));
+        return;
       case Command.Play:
         void this.onPlay(cmd).catch((err) => this.connection.fail(err));
         return;
@@ -189,11 +189,16 @@ export class ServerSession {
     this.connection.sendCommand(streamId, Command.OnStatus, 0, null, statusInfo(level, code, description));
   }
 
-  private onPublish(cmd: RtmpCommand): void {
+  private request(name: string, query: URLSearchParams): StreamRequest {
+    const app = this.connectInfo!.app;
+    return { app, name, key: `${app}/${name}`, query, clientIp: this.connection.socket.remoteAddress ?? '', sessionId: this.id };
+  }
+
+  private async onPublish(cmd: RtmpCommand): Promise<void> {
     const s = this.streamFor(cmd.streamId);
     const raw = typeof cmd.args[0] === 'string' ? cmd.args[0] : '';
-    const { name } = splitStreamName(raw);
-    if (s.publishing || s.viewer || [...this.streams.values()].some((x) => x.publishing)) {
+    const { name, query } = splitStreamName(raw);
+    if (s.pending || s.publishing || s.viewer || [...this.streams.values()].some((x) => x.publishing || (x.pending && x.request))) {
       this.observer.publishRejected('already_publishing');
       this.status(s.id, 'error', Status.PublishBadName, 'This connection is already publishing.');
       return;
@@ -203,14 +208,28 @@ export class ServerSession {
       this.status(s.id, 'error', Status.PublishBadName, 'Invalid stream name.');
       return;
     }
-    const key = `${this.connectInfo!.app}/${name}`;
-    const hub = this.registry.getOrCreate(key);
+    const req = this.request(name, query);
+    s.pending = true;
+    s.request = req;
+    const decision = await this.policy.beforePublish(req).finally(() => (s.pending = false));
+    if (this.connection.isClosed || !this.streams.has(s.id)) return;
+    if (!decision.allow) {
+      this.observer.publishRejected(decision.reason);
+      this.log.info({ stream: req.key, reason: decision.reason }, 'publish rejected');
+      const code = decision.status === 'Denied' ? Status.PublishDenied : Status.PublishBadName;
+      this.status(s.id, 'error', code, decision.description);
+      return;
+    }
+    const hub = this.registry.getOrCreate(req.key);
     const publisher = {
       id: this.id,
       kick: (reason: string) => {
-        this.log.info({ stream: key, reason }, 'publisher replaced');
-        s.publishing = undefined;
-        this.observer.publishStopped(key);
+        this.log.info({ stream: req.key, reason }, 'publisher kicked');
+        if (s.publishing) {
+          s.publishing = undefined;
+          this.observer.publishStopped(req.key);
+          this.policy.unpublished(req, hub);
+        }
         this.connection.close(reason);
       },
     };
@@ -220,11 +239,12 @@ export class ServerSession {
       this.status(s.id, 'error', Status.PublishBadName, `${name} is already being published.`);
       return;
     }
-    s.key = key;
+    s.key = req.key;
     s.name = name;
     s.publishing = { hub, publisher };
-    this.observer.publishStarted(key);
-    this.log.info({ stream: key, takeover: taken }, 'publish start');
+    this.observer.publishStarted(req.key);
+    this.policy.published(req, hub);
+    this.log.info({ stream: req.key, takeover: taken }, 'publish start');
     this.connection.send(streamBegin(s.id));
     this.status(s.id, 'status', Status.PublishStart, `${name} is now published.`);
   }
@@ -232,8 +252,8 @@ export class ServerSession {
   private async onPlay(cmd: RtmpCommand): Promise<void> {
     const s = this.streamFor(cmd.streamId);
     const raw = typeof cmd.args[0] === 'string' ? cmd.args[0] : '';
-    const { name } = splitStreamName(raw);
-    if (s.publishing || s.viewer) {
+    const { name, query } = splitStreamName(raw);
+    if (s.pending || s.publishing || s.viewer) {
       this.observer.playRejected('stream_busy');
       this.status(s.id, 'error', Status.PlayFailed, 'This stream is already in use.');
       return;
@@ -244,23 +264,28 @@ export class ServerSession {
       return;
     }
     if (!isLiveStart(cmd.args[1])) this.log.debug({ start: cmd.args[1] }, 'recorded playback requested; serving live');
-    const key = `${this.connectInfo!.app}/${name}`;
-    if (!this.registry.get(key)?.isLive) {
-      const live = await this.waitForLive(key, this.settings.playWaitMs);
-      if (this.connection.isClosed) return;
-      if (!live) {
-        this.observer.playRejected('not_found');
-        this.status(s.id, 'error', Status.PlayStreamNotFound, `${name} is not live.`);
-        return;
-      }
+    const req = this.request(name, query);
+    s.pending = true;
+    s.request = req;
+    const decision = await this.policy.beforePlay(req).finally(() => (s.pending = false));
+    if (this.connection.isClosed || !this.streams.has(s.id)) return;
+    if (!decision.allow) {
+      this.observer.playRejected(decision.reason);
+      this.log.info({ stream: req.key, reason: decision.reason }, 'play rejected');
+      const code = decision.status === 'Denied' ? 'NetStream.Play.Failed' : Status.PlayStreamNotFound;
+      this.status(s.id, 'error', code, decision.description);
+      return;
     }
-    const hub = this.registry.getOrCreate(key);
+    const hub = this.registry.getOrCreate(req.key);
     const viewer = new RtmpViewer(`${this.id}/${s.id}`, s.id, name, this.connection, this.fourCcs, (reason) => {
-      s.viewer = undefined;
-      this.observer.viewerStopped(key);
+      if (s.viewer) {
+        s.viewer = undefined;
+        this.observer.viewerStopped(req.key);
+        this.policy.viewerLeft(req, hub);
+      }
       this.connection.close(reason);
     });
-    s.key = key;
+    s.key = req.key;
     s.name = name;
     s.viewer = { hub, viewer };
     const c = this.connection;
@@ -268,8 +293,9 @@ export class ServerSession {
     this.status(s.id, 'status', Status.PlayReset, `Playing and resetting ${name}.`);
     this.status(s.id, 'status', Status.PlayStart, `Started playing ${name}.`);
     c.send({ type: MessageType.DataAmf0, streamId: s.id, timestamp: 0, payload: SAMPLE_ACCESS });
-    this.observer.viewerStarted(key);
-    this.log.info({ stream: key }, 'play start');
+    this.observer.viewerStarted(req.key);
+    this.policy.viewerJoined(req, hub);
+    this.log.info({ stream: req.key }, 'play start');
     hub.addViewer(viewer);
   }
 
@@ -317,6 +343,7 @@ export class ServerSession {
       s.publishing = undefined;
       hub.detachPublisher(publisher);
       this.observer.publishStopped(s.key!);
+      this.policy.unpublished(s.request!, hub);
       this.log.info({ stream: s.key }, 'publish stop');
     }
     if (s.viewer) {
@@ -324,6 +351,7 @@ export class ServerSession {
       s.viewer = undefined;
       hub.removeViewer(viewer);
       this.observer.viewerStopped(s.key!);
+      this.policy.viewerLeft(s.request!, hub);
     }
   }
 
