@@ -102,8 +102,11 @@ export class StreamHub {
     const previous = this.publisher;
     if (previous && !this.options.allowTakeover) return false;
     this.publisher = pub;
-    if (previous) previous.kick('taken_over');
+    // The same publisher re-attaching is an upstream change (an edge re-pulling from a new origin).
+    if (previous && previous !== pub) previous.kick('taken_over');
     this.resetForNewPublisher();
+    // Whoever publishes next starts with fresh headers; viewers resume video at its first keyframe.
+    for (const slot of this.slots) slot.awaitingKeyframe = true;
     clearTimeout(this.endTimer);
     this.endTimer = undefined;
     this.startedAt = Date.now();

@@ -48,6 +48,27 @@ export interface Config {
   amfMaxItems: number;
   shutdownTimeoutMs: number;
   drainDelayMs: number;
+  redisUrl: string;
+  natsUrl: string;
+  advertiseHost: string;
+  clusterPrefix: string;
+  leaseMs: number;
+  heartbeatMs: number;
+  publishWhileRedisDown: 'reject' | 'allow';
+  pullLingerMs: number;
+  pullFailoverWaitMs: number;
+  pullRetryMaxMs: number;
+  reconcileMs: number;
+  apiToken: string;
+  publishSecret: string;
+  playSecret: string;
+  requirePlayToken: boolean;
+  hookOnPublish: string;
+  hookOnPlay: string;
+  hookOnPublishDone: string;
+  hookOnPlayDone: string;
+  hookTimeoutMs: number;
+  hookFailOpen: boolean;
 }
 
 export interface Setting {
@@ -140,6 +161,30 @@ export function defaultNodeId(): string {
   return `${h}-${randomBytes(2).toString('hex')}`;
 }
 
+/** A URL with one of `protocols`, or '' for "not configured". */
+function url(protocols: readonly string[]) {
+  return raw.transform((v: Raw, ctx): string => {
+    const s = String(v).trim();
+    if (s === '') return s;
+    try {
+      const u = new URL(s);
+      if (protocols.includes(u.protocol)) return s;
+    } catch {
+      // fall through to the readable error
+    }
+    return fail(ctx, `expected a URL (${protocols.join(' or ')}//...), or empty`);
+  });
+}
+
+/** Free text (secrets, tokens, prefixes); '' means not configured. */
+function text(maxLength = 4096) {
+  return raw.transform((v: Raw, ctx): string => {
+    const s = String(v);
+    if (s.length <= maxLength) return s;
+    return fail(ctx, `expected at most ${maxLength} characters`);
+  });
+}
+
 const ms = (min = 0, max = MAX_MS) => int(min, max);
 const bytes = (min = 0, max = MAX_BYTES) => int(min, max);
 const port = () => int(0, 65535, 'expected an integer 1-65535'); // 0 (any free port) is accepted for tests
@@ -192,6 +237,27 @@ const DEFS: { readonly [K in keyof Config]: Def } = {
   amfMaxItems: def(int(1, 1_000_000), 1024, 'most AMF items (array elements, object properties) accepted in one value'),
   shutdownTimeoutMs: def(ms(), 10_000, 'on shutdown, force-close connections still open after this'),
   drainDelayMs: def(ms(), 0, 'on shutdown, stay not-ready this long before closing the listeners'),
+  redisUrl: def(url(['redis:', 'rediss:']), '', 'Redis for stream ownership and the node registry (origin, edge)'),
+  natsUrl: def(url(['nats:', 'tls:']), '', 'NATS for control events (origin, edge); without it edges fall back to Redis'),
+  advertiseHost: def(text(253), '', 'host other nodes reach this one at (e.g. the pod IP; default: the first non-internal IPv4)'),
+  clusterPrefix: def(text(64), 'rtmp', 'prefix of Redis keys and NATS subjects (several clusters can share Redis and NATS)'),
+  leaseMs: def(ms(500), 5000, 'stream ownership lease in Redis; refreshed every third of it while live'),
+  heartbeatMs: def(ms(100), 2000, 'node registry refresh and load events interval'),
+  publishWhileRedisDown: def(oneOf(['reject', 'allow'] as const), 'reject', 'new publishes while Redis is unreachable: reject, or allow unregistered (claimed when Redis returns)'),
+  pullLingerMs: def(ms(), 5000, 'edge: keep an upstream pull this long after its last viewer left'),
+  pullFailoverWaitMs: def(ms(), 15_000, 'edge: keep viewers attached this long after an upstream broke, while the stream moves'),
+  pullRetryMaxMs: def(ms(50), 2000, 'edge: longest backoff between upstream pull attempts'),
+  reconcileMs: def(ms(1000), 30_000, 'slow periodic re-read of Redis that repairs lost NATS events'),
+  apiToken: def(text(), '', 'bearer token required by the cluster HTTP API (/api/*) when set'),
+  publishSecret: def(text(), '', 'HMAC secret for signed publish URLs (?expires=&token=); publishes need a valid token when set'),
+  playSecret: def(text(), '', 'HMAC secret for signed play URLs'),
+  requirePlayToken: def(bool(), false, 'plays need a valid signed token (checked locally, no webhook per viewer)'),
+  hookOnPublish: def(url(['http:', 'https:']), '', 'blocking webhook before a publish: 2xx allows'),
+  hookOnPlay: def(url(['http:', 'https:']), '', 'blocking webhook before a play (when play tokens are not used): 2xx allows'),
+  hookOnPublishDone: def(url(['http:', 'https:']), '', 'notify-only webhook after a publish ends'),
+  hookOnPlayDone: def(url(['http:', 'https:']), '', 'notify-only webhook after a play ends'),
+  hookTimeoutMs: def(ms(1), 3000, 'webhook timeout; a timeout denies unless HOOK_FAIL_OPEN'),
+  hookFailOpen: def(bool(), false, 'allow when a blocking webhook fails or times out'),
 };
 
 function envName(key: string): string {
@@ -242,6 +308,8 @@ function crossFieldIssues(c: Config): string[] {
     if (c[k] > c.maxPartialBytes)
       out.push(`${label(k)}: must not exceed ${label('maxPartialBytes')}, got ${c[k]} > ${c.maxPartialBytes}`);
   }
+  if (c.requirePlayToken && !c.playSecret) out.push(`${label('requirePlayToken')}: needs ${label('playSecret')}`);
+  if (c.heartbeatMs >= c.leaseMs * 4) out.push(`${label('heartbeatMs')}: should be well below 4 x ${label('leaseMs')}`);
   const hostsOverlap =
     c.rtmpHost === c.httpHost || WILDCARD_HOSTS.has(c.rtmpHost) || WILDCARD_HOSTS.has(c.httpHost);
   if (c.rtmpPort !== 0 && c.rtmpPort === c.httpPort && hostsOverlap)

@@ -57,6 +57,27 @@ describe('config', () => {
       amfMaxItems: 1024,
       shutdownTimeoutMs: 10000,
       drainDelayMs: 0,
+      redisUrl: '',
+      natsUrl: '',
+      advertiseHost: '',
+      clusterPrefix: 'rtmp',
+      leaseMs: 5000,
+      heartbeatMs: 2000,
+      publishWhileRedisDown: 'reject',
+      pullLingerMs: 5000,
+      pullFailoverWaitMs: 15000,
+      pullRetryMaxMs: 2000,
+      reconcileMs: 30000,
+      apiToken: '',
+      publishSecret: '',
+      playSecret: '',
+      requirePlayToken: false,
+      hookOnPublish: '',
+      hookOnPlay: '',
+      hookOnPublishDone: '',
+      hookOnPlayDone: '',
+      hookTimeoutMs: 3000,
+      hookFailOpen: false,
     };
     const { nodeId, ...rest } = c;
     assert.deepEqual(rest, expected);
@@ -242,5 +263,18 @@ describe('config', () => {
     assert.equal(size(MessageType.CommandAmf0), 200000);
     assert.equal(size(MessageType.DataAmf0), 200000);
     assert.ok(size(MessageType.SetChunkSize) <= 64);
+  });
+});
+
+describe('cluster settings', () => {
+  it('validates URLs and names the variable in the error', () => {
+    assert.throws(() => loadConfig({ env: { REDIS_URL: 'http://x' } }), /REDIS_URL \(--redis-url\): expected a URL \(redis: or rediss:\/\/\.\.\.\)/);
+    const c = loadConfig({ env: { REDIS_URL: 'redis://127.0.0.1:6390', NATS_URL: 'nats://127.0.0.1:4333' } });
+    assert.equal(c.redisUrl, 'redis://127.0.0.1:6390');
+    assert.equal(c.natsUrl, 'nats://127.0.0.1:4333');
+  });
+
+  it('REQUIRE_PLAY_TOKEN needs PLAY_SECRET', () => {
+    assert.throws(() => loadConfig({ env: { REQUIRE_PLAY_TOKEN: 'true' } }), /REQUIRE_PLAY_TOKEN \(--require-play-token\): needs PLAY_SECRET/);
   });
 });
