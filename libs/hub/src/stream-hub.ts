@@ -251,14 +251,23 @@ export class StreamHub {
   }
 
   private openBatch(): void {
-    for (const slot of this.slots) slot.viewer.cork();
+    for (const slot of this.slots) {
+      slot.corked = true;
+      slot.viewer.cork();
+    }
     this.batchTimer = setTimeout(() => {
       this.batchTimer = undefined;
-      for (const slot of this.slots) slot.viewer.uncork();
+      for (const slot of this.slots) this.uncorkSlot(slot);
     }, this.options.batchWindowMs);
   }
 
-  private deliver(slot: ViewerSlotInternal, m: HubMessage, now: number): void {
+  private uncorkSlot(slot: ViewerSlotInternal): void {
+    if (!slot.corked) return;
+    slot.corked = false;
+    slot.viewer.uncork();
+  }
+
+  private deliver(slot: ViewerSlotInternal, m: HubMessage, now: number, joining = false): void {
     const v = slot.viewer;
     if (m.fourCc !== undefined && !v.acceptsFourCc(m.fourCc)) return;
     if (m.kind === 'audio' && (!slot.audio || slot.paused) && !m.isSequenceHeader) return;
@@ -271,25 +280,29 @@ export class StreamHub {
     }
     const o = this.options;
     const backlog = v.backlogBytes();
-    if (backlog === 0) {
+    if (joining) {
+      // The catch-up burst is expected backlog, not slowness: no bounds apply while it is written.
+    } else if (backlog === 0) {
       slot.lastDrainedAt = now;
-    } else {
+      slot.joinAllowance = 0;
+    } else if (backlog > slot.joinAllowance) {
       const age = now - slot.lastDrainedAt;
-      if (backlog > o.viewerHardBacklogBytes || age > o.viewerHardBacklogMs) {
+      const excess = backlog - slot.joinAllowance;
+      if (excess > o.viewerHardBacklogBytes || age > o.viewerHardBacklogMs) {
         this.removeSlot(slot);
-        this.observer.slowViewerDisconnected?.(v.id, backlog > o.viewerHardBacklogBytes ? 'backlog_bytes' : 'backlog_age');
+        this.observer.slowViewerDisconnected?.(v.id, excess > o.viewerHardBacklogBytes ? 'backlog_bytes' : 'backlog_age');
         v.disconnect('slow_viewer');
         this.checkIdle();
         return;
       }
-      if (backlog > o.viewerSoftBacklogBytes || age > o.viewerSoftBacklogMs) slot.dropping = true;
+      if (excess > o.viewerSoftBacklogBytes || age > o.viewerSoftBacklogMs) slot.dropping = true;
     }
     if (slot.dropping && m.kind === 'video' && !m.isSequenceHeader) {
       if (!m.isKeyframe) {
         this.observer.dropped?.(m.kind, 'slow_viewer');
         return;
       }
-      slot.dropping = backlog > o.viewerSoftBacklogBytes;
+      slot.dropping = backlog > o.viewerSoftBacklogBytes + slot.joinAllowance;
     }
     const chunks = chunksFor(m, v.streamId, o.chunkSize);
     v.write(chunks);
@@ -308,17 +321,27 @@ export class StreamHub {
       audio: opts.audio ?? true,
       video: opts.video ?? true,
       paused: false,
+      joinAllowance: 0,
+      corked: false,
     };
     this.slots.push(slot);
     viewer.cork();
-    if (this.metadata) this.deliver(slot, this.metadata, now);
-    for (const h of this.videoHeaders.values()) this.deliver(slot, h, now);
-    for (const h of this.audioHeaders.values()) this.deliver(slot, h, now);
-    for (const m of this.gop) {
-      if (slot.index < 0) break;
-      this.deliver(slot, m, now);
-    }
+    const headers = [...(this.metadata ? [this.metadata] : []), ...this.videoHeaders.values(), ...this.audioHeaders.values()];
+    for (const h of headers) this.deliver(slot, this.notAfterGopStart(h), now, true);
+    for (const m of this.gop) this.deliver(slot, m, now, true);
+    // Allowed on top of the bounds until the socket drains once.
+    slot.joinAllowance = viewer.backlogBytes();
     viewer.uncork();
+  }
+
+  /**
+   * Join headers must not be stamped later than the first cached frame (a header that changed mid-GOP is): such a
+   * header is re-chunked once for this join with the GOP's first timestamp. Rare, so not shared.
+   */
+  private notAfterGopStart(h: HubMessage): HubMessage {
+    const first = this.gop[0];
+    if (!first || ((h.timestamp - first.timestamp) | 0) <= 0) return h;
+    return createHubMessage(h.kind, h.type, first.timestamp, h.payload, this.options.chunkSize);
   }
 
   removeViewer(viewer: HubViewer): void {
@@ -342,6 +365,7 @@ export class StreamHub {
   private removeSlot(slot: ViewerSlotInternal): void {
     const i = slot.index;
     if (i < 0) return;
+    this.uncorkSlot(slot); // a removed viewer's connection may live on (deleteStream, then another play)
     const last = this.slots.pop()!;
     if (last !== slot) {
       this.slots[i] = last;

@@ -34,4 +34,8 @@ export interface ViewerSlot {
   audio: boolean;
   video: boolean;
   paused: boolean;
+  /** Bytes of the join burst (cached headers + GOP) still allowed on top of the backlog bounds until it drains. */
+  joinAllowance: number;
+  /** Corked by the current batch window (so exactly the viewers corked get uncorked). */
+  corked: boolean;
 }

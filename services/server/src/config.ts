@@ -308,6 +308,8 @@ function crossFieldIssues(c: Config): string[] {
     if (c[k] > c.maxPartialBytes)
       out.push(`${label(k)}: must not exceed ${label('maxPartialBytes')}, got ${c[k]} > ${c.maxPartialBytes}`);
   }
+  // Corked bytes count as backlog: a batch window as long as the soft age bound would drop frames of healthy viewers.
+  if (c.writeBatchMs > 0) below('writeBatchMs', 'viewerSoftBacklogMs');
   if (c.requirePlayToken && !c.playSecret) out.push(`${label('requirePlayToken')}: needs ${label('playSecret')}`);
   if (c.heartbeatMs >= c.leaseMs * 4) out.push(`${label('heartbeatMs')}: should be well below 4 x ${label('leaseMs')}`);
   const hostsOverlap =

@@ -1,0 +1,3 @@
+export * from './tokens.js';
+export * from './webhooks.js';
+export * from './authorizer.js';

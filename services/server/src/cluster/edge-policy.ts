@@ -1,0 +1,156 @@
+import type { HubRegistry, StreamHub } from '@rtmp-relay/hub';
+import type { Logger } from 'pino';
+import type { PlayDecision, PublishDecision, StreamPolicy, StreamRequest } from '../rtmp/policy.js';
+import type { EventBus } from './events.js';
+import type { PublishAuthorizer } from './origin-policy.js';
+import { UpstreamPull, type PullDeps, type PullOptions, type UpstreamOwner } from './pull.js';
+import type { StreamOwnership } from './redis-registry.js';
+
+export interface EdgePolicyOptions {
+  playWaitMs: number;
+  pull: PullOptions;
+}
+
+export interface EdgeObserver {
+  pullStarted?(key: string, attempt: number): void;
+  pullFailed?(key: string, reason: string): void;
+  pullStopped?(key: string): void;
+  resolveLatency?(seconds: number, found: boolean): void;
+}
+
+/**
+ * Edges serve plays only. A play of a stream that isn't here yet resolves its owner in Redis and opens ONE pull per
+ * stream, however many viewers arrive at once (concurrent first viewers share the in-flight pull); the pull ends
+ * a linger after the last viewer. Owner changes arrive over NATS and wake pulls at once; Redis stays the truth.
+ */
+export class EdgePolicy implements StreamPolicy {
+  private readonly pulls = new Map<string, UpstreamPull>();
+  private readonly ownerWaiters = new Map<string, Set<() => void>>();
+  private readonly unsubscribes: Array<() => void> = [];
+  private readonly deps: PullDeps;
+
+  constructor(
+    private readonly ownership: StreamOwnership,
+    bus: EventBus,
+    private readonly registry: HubRegistry,
+    private readonly waitForLive: (key: string, timeoutMs: number) => Promise<boolean>,
+    private readonly options: EdgePolicyOptions,
+    private readonly log: Logger,
+    private readonly authorizer: PublishAuthorizer | undefined,
+    private readonly observer: EdgeObserver = {},
+    playQuery?: (app: string, name: string) => string,
+  ) {
+    this.deps = {
+      resolveOwner: (key) => this.resolve(key),
+      waitForOwnerEvent: (key, ms, signal) => this.waitForOwnerEvent(key, ms, signal),
+      ...(playQuery ? { playQuery } : {}),
+      observer: {
+        pullStarted: (key, attempt) => observer.pullStarted?.(key, attempt),
+        pullFailed: (key, reason) => observer.pullFailed?.(key, reason),
+        pullStopped: (key) => observer.pullStopped?.(key),
+      },
+    };
+    const onOwner = (e: { key: string; nodeId: string; addr: string; epoch: number }): void => {
+      this.pulls.get(e.key)?.ownerChanged({ nodeId: e.nodeId, addr: e.addr, epoch: e.epoch });
+      this.wakeOwnerWaiters(e.key);
+    };
+    this.unsubscribes.push(bus.on('stream.published', onOwner), bus.on('stream.moved', onOwner));
+  }
+
+  private async resolve(key: string): Promise<UpstreamOwner | undefined> {
+    const started = performance.now();
+    const owner = await this.ownership.resolve(key);
+    this.observer.resolveLatency?.((performance.now() - started) / 1000, owner !== undefined);
+    return owner ? { nodeId: owner.nodeId, addr: owner.addr, epoch: owner.epoch } : undefined;
+  }
+
+  private waitForOwnerEvent(key: string, ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      let waiters = this.ownerWaiters.get(key);
+      if (!waiters) this.ownerWaiters.set(key, (waiters = new Set()));
+      const done = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        waiters!.delete(done);
+        if (waiters!.size === 0) this.ownerWaiters.delete(key);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener('abort', done, { once: true });
+      waiters.add(done);
+    });
+  }
+
+  private wakeOwnerWaiters(key: string): void {
+    const waiters = this.ownerWaiters.get(key);
+    if (waiters) for (const w of [...waiters]) w();
+  }
+
+  async beforePublish(req: StreamRequest): Promise<PublishDecision> {
+    return { allow: false, status: 'Denied', reason: 'edge_no_publish', description: `This node serves plays only; publish ${req.name} to an origin.` };
+  }
+
+  published(): void {}
+  unpublished(): void {}
+
+  async beforePlay(req: StreamRequest): Promise<PlayDecision> {
+    if (this.authorizer) {
+      const auth = await this.authorizer.authorizePlay(req);
+      if (!auth.allow) return auth;
+    }
+    if (this.registry.get(req.key)?.isLive) return { allow: true };
+    // Hold a reference while waiting so concurrent first viewers share this pull; viewerJoined takes its own.
+    const pull = this.pullFor(req);
+    pull.acquire();
+    try {
+      const live = await this.waitForLive(req.key, this.options.playWaitMs);
+      return live ? { allow: true } : { allow: false, status: 'StreamNotFound', reason: 'not_found', description: `${req.name} is not live.` };
+    } finally {
+      pull.release();
+    }
+  }
+
+  private pullFor(req: StreamRequest): UpstreamPull {
+    let pull = this.pulls.get(req.key);
+    if (!pull || pull.isStopped) {
+      const hub = this.registry.getOrCreate(req.key);
+      pull = new UpstreamPull(req.key, req.app, req.name, hub, this.deps, this.options.pull, this.log, (stopped) => {
+        if (this.pulls.get(req.key) === stopped) this.pulls.delete(req.key);
+      });
+      this.pulls.set(req.key, pull);
+    }
+    return pull;
+  }
+
+  viewerJoined(req: StreamRequest): void {
+    this.pullFor(req).acquire();
+  }
+
+  viewerLeft(req: StreamRequest): void {
+    this.pulls.get(req.key)?.release();
+    this.authorizer?.playDone?.(req);
+  }
+
+  /** Upstream pulls, for metrics and the API. */
+  activePulls(): Array<{ key: string; viewers: number; upstream: UpstreamOwner | undefined }> {
+    return [...this.pulls.values()].map((p) => ({ key: p.key, viewers: p.viewers, upstream: p.upstream }));
+  }
+
+  /** Shutdown: stop every pull. */
+  close(): void {
+    for (const u of this.unsubscribes) u();
+    for (const pull of [...this.pulls.values()]) pull.stop('shutdown');
+  }
+
+  hubFor(key: string): StreamHub | undefined {
+    return this.registry.get(key);
+  }
+
+  /** Slow periodic repair: a pull stuck on a stale owner re-checks Redis (lost NATS events). */
+  async reconcile(): Promise<void> {
+    for (const pull of [...this.pulls.values()]) {
+      const owner = await this.resolve(pull.key).catch(() => undefined);
+      if (owner && (!pull.upstream || owner.epoch > pull.upstream.epoch)) pull.ownerChanged(owner);
+    }
+  }
+}
