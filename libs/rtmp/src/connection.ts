@@ -83,6 +83,8 @@ export class RtmpConnection extends EventEmitter<ConnectionEvents> {
   /** Monotonic ms of the last byte received (read by the server's idle sweep). */
   lastReceiveAt = performance.now();
   handshakeMode: HandshakeMode | undefined;
+  /** Monotonic ms when the handshake completed (undefined before). */
+  readyAt: number | undefined;
 
   constructor(
     readonly socket: Socket,
@@ -129,6 +131,7 @@ export class RtmpConnection extends EventEmitter<ConnectionEvents> {
         if (!step.done) return;
         this.handshakeMode = this.handshake.mode;
         this.handshake = undefined;
+        this.readyAt = performance.now();
         clearTimeout(this.handshakeTimer);
         this.handshakeTimer = undefined;
         this.emit('ready');
@@ -222,7 +225,7 @@ export class RtmpConnection extends EventEmitter<ConnectionEvents> {
 
   /** Serializes and writes one message. Returns socket.write's backpressure signal. */
   send(msg: RtmpMessage, csid: number = msg.streamId === 0 && msg.type <= MessageType.SetPeerBandwidth ? CSID_PROTOCOL_CONTROL : CSID_COMMAND): boolean {
-    if (this.closed) return false;
+    if (this.closed || this.handshake) return false; // nothing but handshake bytes before the handshake is done
     return this.socket.write(this.writer.encode(msg, csid));
   }
 

@@ -1,3 +1,4 @@
+import { timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -13,6 +14,19 @@ export interface HttpServerOptions {
   listStreams: () => unknown[];
   getStream: (key: string) => unknown | undefined;
   nodeInfo: () => unknown;
+  /** Bearer token required for /api/* when set (health, readiness and metrics stay open for probes). */
+  apiToken?: string;
+  /** Cluster-wide API (origin and edge roles). */
+  cluster?: ClusterApi;
+}
+
+/** Cluster-wide view and control, backed by Redis (truth) and NATS (commands). */
+export interface ClusterApi {
+  listNodes(): Promise<unknown[]>;
+  listStreams(): Promise<unknown[]>;
+  getStream(key: string): Promise<unknown | undefined>;
+  /** Kick a stream's publisher, its viewers (optionally one session), or drop the stream, wherever it is. */
+  kick(cmd: { key: string; what: 'publisher' | 'viewers' | 'stream'; sessionId?: string; reason?: string }): Promise<void>;
 }
 
 export interface RunningHttpServer {
@@ -59,7 +73,8 @@ function buildApp(opts: HttpServerOptions): FastifyInstance {
   });
 
   app.get('/', async () => ({
-    endpoints: ['/healthz', '/readyz', '/metrics', '/api/streams', '/api/streams/:app/:name', '/api/node'],
+    endpoints: ['/healthz', '/readyz', '/metrics', '/api/streams', '/api/streams/:app/:name', '/api/node',
+      ...(opts.cluster ? ['/api/cluster/nodes', '/api/cluster/streams', '/api/cluster/streams/:app/:name', 'POST /api/cluster/kick'] : [])],
   }));
 
   app.get('/healthz', async () => ({ status: 'ok' }));
@@ -74,6 +89,17 @@ function buildApp(opts: HttpServerOptions): FastifyInstance {
     return reply.header('content-type', opts.register.contentType).send(text);
   });
 
+  if (opts.apiToken) {
+    const expected = Buffer.from(`Bearer ${opts.apiToken}`);
+    app.addHook('onRequest', async (req, reply) => {
+      if (!req.url.startsWith('/api/')) return;
+      const got = Buffer.from(req.headers.authorization ?? '');
+      if (got.length !== expected.length || !timingSafeEqual(got, expected)) {
+        return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized' });
+      }
+    });
+  }
+
   app.get('/api/streams', async () => ({ streams: opts.listStreams() }));
 
   app.get('/api/streams/*', async (req, reply) => {
@@ -84,6 +110,36 @@ function buildApp(opts: HttpServerOptions): FastifyInstance {
   });
 
   app.get('/api/node', async () => opts.nodeInfo());
+
+  const cluster = opts.cluster;
+  if (cluster) {
+    app.get('/api/cluster/nodes', async () => ({ nodes: await cluster.listNodes() }));
+    app.get('/api/cluster/streams', async () => ({ streams: await cluster.listStreams() }));
+    app.get('/api/cluster/streams/*', async (req, reply) => {
+      const key = ((req.params as Record<string, string | undefined>)['*'] ?? '').replace(/\/+$/, '');
+      const stream = key ? await cluster.getStream(key) : undefined;
+      if (stream === undefined) return reply.code(404).send({ error: 'stream not found', key });
+      return stream;
+    });
+    app.post('/api/cluster/kick', {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['key', 'what'],
+          additionalProperties: false,
+          properties: {
+            key: { type: 'string', minLength: 1, maxLength: 512 },
+            what: { type: 'string', enum: ['publisher', 'viewers', 'stream'] },
+            sessionId: { type: 'string', maxLength: 128 },
+            reason: { type: 'string', maxLength: 256 },
+          },
+        },
+      },
+    }, async (req, reply) => {
+      await cluster.kick(req.body as Parameters<ClusterApi['kick']>[0]);
+      return reply.code(202).send({ accepted: true });
+    });
+  }
 
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send({ error: 'not found', path: req.url });

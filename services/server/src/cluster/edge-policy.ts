@@ -16,6 +16,7 @@ export interface EdgeObserver {
   pullFailed?(key: string, reason: string): void;
   pullStopped?(key: string): void;
   resolveLatency?(seconds: number, found: boolean): void;
+  failover?(key: string): void;
 }
 
 /**
@@ -48,6 +49,7 @@ export class EdgePolicy implements StreamPolicy {
         pullStarted: (key, attempt) => observer.pullStarted?.(key, attempt),
         pullFailed: (key, reason) => observer.pullFailed?.(key, reason),
         pullStopped: (key) => observer.pullStopped?.(key),
+        upstreamChanged: (key) => observer.failover?.(key),
       },
     };
     const onOwner = (e: { key: string; nodeId: string; addr: string; epoch: number }): void => {

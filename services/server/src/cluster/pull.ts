@@ -21,6 +21,8 @@ export interface PullDeps {
     pullStarted?(key: string, attempt: number): void;
     pullFailed?(key: string, reason: string): void;
     pullStopped?(key: string): void;
+    /** Re-attached to a different owner than before (failover or takeover). */
+    upstreamChanged?(key: string, from: UpstreamOwner, to: UpstreamOwner): void;
   };
 }
 
@@ -189,6 +191,8 @@ export class UpstreamPull implements HubPublisher {
       this.client = undefined;
       throw err;
     }
+    const previous = this.current;
+    if (previous && (previous.addr !== owner.addr || previous.nodeId !== owner.nodeId)) this.deps.observer?.upstreamChanged?.(this.key, previous, owner);
     this.current = owner;
     this.log.info({ stream: this.key, addr: owner.addr, epoch: owner.epoch, attempt }, 'pulling from origin');
     clearTimeout(this.failoverTimer);

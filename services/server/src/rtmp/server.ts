@@ -142,7 +142,8 @@ export class RtmpServer {
     const { connectTimeoutMs, idleTimeoutMs, pingIntervalMs } = this.settings;
     for (const s of this.sessions) {
       const c = s.connection;
-      if (!s.isConnected && now - s.createdAt > connectTimeoutMs && c.handshakeMode !== undefined) {
+      if (c.readyAt === undefined) continue; // still handshaking: its own timer bounds it, and no pings before S0
+      if (!s.isConnected && now - c.readyAt > connectTimeoutMs) {
         c.close('connect_timeout');
         continue;
       }

@@ -167,6 +167,8 @@ export class ServerSession {
       this.connection.sendCommand(0, Command.Error, cmd.transactionId, null, statusInfo('error', 'NetConnection.Call.Failed', 'Too many streams on this connection.'));
       return;
     }
+    // Skip ids a client already used implicitly (publish/play without createStream).
+    while (this.streams.has(this.nextStreamId)) this.nextStreamId++;
     const id = this.nextStreamId++;
     this.streams.set(id, { id });
     this.connection.sendCommand(0, Command.Result, cmd.transactionId, null, id);
@@ -330,6 +332,8 @@ export class ServerSession {
     const s = this.streams.get(msg.streamId);
     const pub = s?.publishing;
     if (!pub) return;
+    // Data messages (metadata, cue points) are cached and replayed to every joiner: hold them to the AMF limits.
+    if (msg.type === MessageType.DataAmf0 || msg.type === MessageType.DataAmf3) this.connection.decodeData(msg);
     if (msg.type === MessageType.Aggregate) {
       for (const sub of splitAggregate(msg)) pub.hub.push(sub);
     } else {

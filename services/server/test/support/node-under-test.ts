@@ -20,7 +20,7 @@ export async function startTestNode(env: Record<string, string> = {}): Promise<N
     ...node,
     rtmpUrl: (path) => `rtmp://127.0.0.1:${node.rtmpPort}/${path}`,
     http,
-    json: async (path) => (await http(path)).json(),
+    json: async <T,>(path: string) => (await (await http(path)).json()) as T,
     metric: async (name, labels = {}) => {
       const text = await (await http('/metrics')).text();
       let sum = 0;

@@ -47,7 +47,13 @@ export function chunks(msg: RtmpMessage, csid: number, chunkSize = 128): Buffer 
 }
 
 /** An AMF0 command message (type 20) on message stream `streamId`. */
-export function commandMessage(streamId: number, name: string, txn: number, obj: AmfValue, ...args: AmfValue[]): RtmpMessage {
+export function commandMessage(
+  streamId: number,
+  name: string,
+  txn: number,
+  obj: AmfValue,
+  ...args: AmfValue[]
+): RtmpMessage {
   return { type: MessageType.CommandAmf0, streamId, timestamp: 0, payload: encodeAmf0(name, txn, obj, ...args) };
 }
 
@@ -75,6 +81,9 @@ export class RawRtmpPeer {
   readonly socket: Socket;
   /** Bytes received from the server (handshake included). */
   bytesReceived = 0;
+  /** The first bytes received, raw (capped at 64 KiB), for diagnostics. */
+  private readonly head: Buffer[] = [];
+  private headBytes = 0;
   closedAt: number | undefined;
   error: Error | undefined;
   readonly messages: RtmpMessage[] = [];
@@ -136,10 +145,18 @@ export class RawRtmpPeer {
     return this.closedAt !== undefined;
   }
 
-  /** Runs C0+C1 → S0+S1+S2 → C2; afterwards everything received is parsed as chunks. */
-  async doHandshake(timeoutMs = 5000): Promise<void> {
+  /** When C2 went out (the end of the handshake for the server). */
+  c2SentAt: number | undefined;
+  private holdC2Ms = 0;
+
+  /**
+   * Runs C0+C1 → S0+S1+S2 → C2; afterwards everything received is parsed as chunks. With `holdC2Ms`, C2 is sent that
+   * long after S1 arrived (a slow but legal client); the promise resolves once S2 is in, possibly before C2 went out.
+   */
+  async doHandshake(timeoutMs = 5000, opts: { holdC2Ms?: number } = {}): Promise<void> {
     const hs = new ClientHandshake();
     this.handshake = hs;
+    this.holdC2Ms = opts.holdC2Ms ?? 0;
     this.send(hs.start());
     await this.waitUntil('handshake', () => this.reader !== undefined, timeoutMs);
   }
@@ -161,7 +178,10 @@ export class RawRtmpPeer {
   /** connect(app) and wait for its _result (throws if the server answers otherwise or closes). */
   async connectApp(app: string, port: number, timeoutMs = 5000): Promise<void> {
     this.sendCommand(0, Command.Connect, 1, connectObject(app, port));
-    const reply = await this.waitCommand((c) => c.transactionId === 1 && (c.name === '_result' || c.name === '_error'), timeoutMs);
+    const reply = await this.waitCommand(
+      (c) => c.transactionId === 1 && (c.name === '_result' || c.name === '_error'),
+      timeoutMs,
+    );
     if (reply.name !== '_result') throw new Error(`connect refused: ${JSON.stringify(reply.args)}`);
   }
 
@@ -210,6 +230,7 @@ export class RawRtmpPeer {
   private async waitUntil<T>(what: string, check: () => T | undefined | false, timeoutMs: number): Promise<T> {
     const first = check();
     if (first) return first;
+    if (this.closed) throw new Error(`connection closed before ${what}${this.error ? ` (${this.error.message})` : ''}`);
     return new Promise<T>((resolve, reject) => {
       const finish = (): void => {
         clearTimeout(timer);
@@ -222,7 +243,9 @@ export class RawRtmpPeer {
           resolve(v);
         } else if (this.closed) {
           finish();
-          reject(new Error(`connection closed while waiting for ${what}${this.error ? ` (${this.error.message})` : ''}`));
+          reject(
+            new Error(`connection closed while waiting for ${what}${this.error ? ` (${this.error.message})` : ''}`),
+          );
         }
       };
       const timer = setTimeout(() => {
@@ -237,12 +260,29 @@ export class RawRtmpPeer {
     for (const w of [...this.waiters]) w();
   }
 
+  /** Raw received bytes in [from, to) (only within the first 64 KiB). */
+  receivedBytes(from = 0, to = this.headBytes): Buffer {
+    return Buffer.concat(this.head).subarray(from, to);
+  }
+
   private onData(data: Buffer): void {
     this.bytesReceived += data.length;
+    if (this.headBytes < 65536) {
+      this.head.push(Buffer.from(data.subarray(0, 65536 - this.headBytes)));
+      this.headBytes += Math.min(data.length, 65536 - this.headBytes);
+    }
     try {
       if (this.handshake && !this.reader) {
         const step = this.handshake.push(data);
-        if (step.reply) this.send(step.reply);
+        const reply = step.reply;
+        if (reply) {
+          const sendC2 = (): void => {
+            this.c2SentAt = performance.now();
+            this.send(reply);
+          };
+          if (this.holdC2Ms > 0) setTimeout(sendC2, this.holdC2Ms);
+          else sendC2();
+        }
         if (step.done) {
           this.reader = new ChunkReader((m) => this.onMessage(m), { maxChunkStreams: 1000 });
           if (step.rest) this.reader.push(step.rest);
@@ -261,6 +301,11 @@ export class RawRtmpPeer {
     if (m.type !== MessageType.CommandAmf0) return;
     const [name, txn, obj, ...rest] = decodeAmf0(m.payload);
     // args[0] is the command object, args[1] the first argument (the info object of onStatus / _error).
-    this.commands.push({ name: String(name), transactionId: typeof txn === 'number' ? txn : 0, args: [obj ?? null, ...rest], streamId: m.streamId });
+    this.commands.push({
+      name: String(name),
+      transactionId: typeof txn === 'number' ? txn : 0,
+      args: [obj ?? null, ...rest],
+      streamId: m.streamId,
+    });
   }
 }

@@ -1,0 +1,260 @@
+import { networkInterfaces } from 'node:os';
+import type { HubRegistry } from '@rtmp-relay/hub';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { Authorizer, signedQuery } from '../auth/index.js';
+import type { Config } from '../config.js';
+import type { ClusterApi } from '../http.js';
+import type { HotCounters } from '../metrics.js';
+import type { StreamPolicy } from '../rtmp/policy.js';
+import { EdgePolicy } from './edge-policy.js';
+import { ControlBus, NoopBus, controlEvent, type EventBus, type NodeRole } from './events.js';
+import { createClusterMetrics } from './metrics.js';
+import { OriginPolicy } from './origin-policy.js';
+import { NodeRegistry, StreamOwnership, createRedis, type NodeRecord } from './redis-registry.js';
+
+export interface ClusterRuntime {
+  readonly policy: StreamPolicy;
+  readonly api: ClusterApi;
+  /** Redis (and NATS, when configured) reachable. */
+  isReady(): boolean;
+  /** Announce node.down, release leases / stop pulls, close connections. */
+  close(): Promise<void>;
+}
+
+export interface ClusterContext {
+  registry: HubRegistry;
+  rtmpPort: number;
+  httpPort: number;
+  log: Logger;
+  register: Registry;
+  hot: HotCounters;
+  version: string;
+  waitForLive: (key: string, timeoutMs: number) => Promise<boolean>;
+  /** Disconnects local viewers of `key` (one session, or all). */
+  kickViewers: (key: string, sessionId: string | undefined, reason: string) => void;
+}
+
+/** The address other nodes reach this one at: ADVERTISE_HOST, else the first non-internal IPv4, else loopback. */
+export function advertiseHost(config: Config): string {
+  if (config.advertiseHost) return config.advertiseHost;
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return '127.0.0.1';
+}
+
+const hostPort = (host: string, port: number): string => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
+
+/**
+ * Origin and edge: Redis for ownership and the node registry (the truth), NATS for fast events and admin
+ * commands, the role's stream policy, heartbeats, and the cluster-wide API.
+ */
+export async function startCluster(config: Config, role: 'origin' | 'edge', ctx: ClusterContext): Promise<ClusterRuntime> {
+  if (!config.redisUrl) throw new Error(`the ${role} role needs REDIS_URL (--redis-url)`);
+  const log = ctx.log.child({ component: 'cluster' });
+  const metrics = createClusterMetrics(ctx.register);
+  const prefix = `${config.clusterPrefix}:`;
+  const redis = createRedis(config.redisUrl, {
+    connectionName: config.nodeId,
+    onError: (err) => log.debug({ err: err.message }, 'redis connection error'),
+  });
+  metrics.sources.redisUp = () => (redis.status === 'ready' ? 1 : 0);
+  redis.on('ready', () => log.info('redis connected'));
+  redis.on('end', () => log.warn('redis connection ended'));
+
+  const bus: EventBus = config.natsUrl
+    ? await ControlBus.connect(config.natsUrl, {
+        name: config.nodeId,
+        prefix: config.clusterPrefix,
+        onStatus: (up) => log.info({ up }, 'nats connection'),
+        onError: (err, context) => log.warn({ err: (err as Error)?.message, context }, 'nats error'),
+      })
+    : new NoopBus();
+  metrics.sources.natsUp = () => (bus.connected ? 1 : 0);
+
+  const ownership = new StreamOwnership(redis, { prefix, leaseMs: config.leaseMs });
+  const nodes = new NodeRegistry(redis, { prefix, ttlMs: config.heartbeatMs * 3 });
+  const host = advertiseHost(config);
+  const rtmpAddr = hostPort(host, ctx.rtmpPort);
+  const httpAddr = hostPort(host, ctx.httpPort);
+
+  const anyAuth = config.publishSecret || config.playSecret || config.hookOnPublish || config.hookOnPlay || config.hookOnPublishDone || config.hookOnPlayDone;
+  const authorizer = anyAuth
+    ? new Authorizer({
+        ...(config.publishSecret ? { defaultPublishSecret: config.publishSecret } : {}),
+        ...(config.playSecret ? { defaultPlaySecret: config.playSecret } : {}),
+        requirePlayToken: config.requirePlayToken,
+        hooks: {
+          ...(config.hookOnPublish ? { onPublish: config.hookOnPublish } : {}),
+          ...(config.hookOnPlay ? { onPlay: config.hookOnPlay } : {}),
+          ...(config.hookOnPublishDone ? { onPublishDone: config.hookOnPublishDone } : {}),
+          ...(config.hookOnPlayDone ? { onPlayDone: config.hookOnPlayDone } : {}),
+          timeoutMs: config.hookTimeoutMs,
+          failOpen: config.hookFailOpen,
+        },
+        nodeId: config.nodeId,
+        log,
+        observer: {
+          onHook: (o) => metrics.hookSeconds.observe({ event: o.event, outcome: o.outcome }, o.latencyMs / 1000),
+          onDenied: (d) => metrics.authDenied.inc({ action: d.action, reason: d.reason }),
+        },
+      })
+    : undefined;
+
+  let policy: OriginPolicy | EdgePolicy;
+  if (role === 'origin') {
+    policy = new OriginPolicy(
+      ownership,
+      bus,
+      ctx.registry,
+      ctx.waitForLive,
+      {
+        nodeId: config.nodeId,
+        advertiseAddr: rtmpAddr,
+        allowTakeover: config.allowTakeover,
+        leaseMs: config.leaseMs,
+        playWaitMs: config.playWaitMs,
+        publishWhileRedisDown: config.publishWhileRedisDown,
+      },
+      log,
+      authorizer,
+      {
+        leaseRefreshFailed: (reason) => metrics.leaseRefreshFailures.inc({ reason }),
+        leaseRestored: () => metrics.leaseRestores.inc(),
+        takeover: (crossNode) => metrics.takeovers.inc({ scope: crossNode ? 'cluster' : 'node' }),
+      },
+    );
+    const origin = policy;
+    metrics.sources.ownedStreams = () => origin.ownedStreams().length;
+  } else {
+    // Edges pulling from origins that require play tokens sign their own short-lived ones.
+    const playQuery = config.playSecret
+      ? (app: string, name: string) => signedQuery({ secret: config.playSecret, action: 'play', app, name, expiresAt: Math.floor(Date.now() / 1000) + 300 })
+      : undefined;
+    policy = new EdgePolicy(
+      ownership,
+      bus,
+      ctx.registry,
+      ctx.waitForLive,
+      {
+        playWaitMs: config.playWaitMs,
+        pull: {
+          lingerMs: config.pullLingerMs,
+          connectTimeoutMs: config.connectTimeoutMs,
+          readTimeoutMs: Math.max(5000, config.leaseMs),
+          failoverWaitMs: config.pullFailoverWaitMs,
+          ownerRecheckMs: Math.max(1000, config.leaseMs),
+          retryMinMs: 100,
+          retryMaxMs: config.pullRetryMaxMs,
+        },
+      },
+      log,
+      authorizer,
+      {
+        pullStarted: () => metrics.pullStarts.inc(),
+        pullFailed: (_key, reason) => metrics.pullFailures.inc({ reason }),
+        resolveLatency: (seconds, found) => metrics.resolveSeconds.observe({ found: String(found) }, seconds),
+        failover: () => metrics.failovers.inc(),
+      },
+      playQuery,
+    );
+    const edge = policy;
+    metrics.sources.pullsActive = () => edge.activePulls().length;
+  }
+
+  // Admin commands that any role handles: viewers live on every node.
+  const unsubscribeAdmin = bus.onAdmin(config.nodeId, (e) => {
+    if (e.type === 'admin.kick_viewer') ctx.kickViewers(e.key, e.sessionId, e.reason ?? 'kicked');
+    if (e.type === 'admin.drop_stream') ctx.kickViewers(e.key, undefined, e.reason ?? 'dropped');
+  });
+
+  const startedAt = Date.now();
+  let lastBytesOut = ctx.hot.bytesOut;
+  let lastBeatAt = performance.now();
+  const record = (): NodeRecord & { streams: Record<string, number> } => {
+    const hubs = ctx.registry.list();
+    const now = performance.now();
+    const egressBps = ((ctx.hot.bytesOut - lastBytesOut) * 8) / Math.max(0.001, (now - lastBeatAt) / 1000);
+    lastBytesOut = ctx.hot.bytesOut;
+    lastBeatAt = now;
+    const streams: Record<string, number> = {};
+    for (const h of hubs) streams[h.key] = h.viewerCount;
+    return {
+      id: config.nodeId,
+      role,
+      rtmpAddr,
+      httpAddr,
+      version: ctx.version,
+      startedAt,
+      load: {
+        viewers: hubs.reduce((n, h) => n + h.viewerCount, 0),
+        streams: hubs.filter((h) => h.isLive).length,
+        publishers: role === 'origin' ? hubs.filter((h) => h.isLive).length : 0,
+        egressBps: Math.round(egressBps),
+      },
+      streams,
+    };
+  };
+  const nodeFields = (rec: NodeRecord) => ({ nodeId: rec.id, role: rec.role as NodeRole, rtmpAddr: rec.rtmpAddr, httpAddr: rec.httpAddr, version: rec.version, load: rec.load });
+  const beat = async (): Promise<void> => {
+    const rec = record();
+    bus.publish(controlEvent('node.load', nodeFields(rec)));
+    await nodes.register(rec).catch((err) => log.debug({ err: (err as Error).message }, 'node registry refresh failed'));
+  };
+  const heartbeat = setInterval(() => void beat(), config.heartbeatMs);
+  heartbeat.unref();
+  const reconcile =
+    policy instanceof EdgePolicy
+      ? setInterval(() => void (policy as EdgePolicy).reconcile().catch(() => undefined), config.reconcileMs)
+      : undefined;
+  reconcile?.unref();
+  // Best effort at start: a node that came up while Redis was down registers on its next beat.
+  await nodes.register(record()).catch(() => undefined);
+  bus.publish(controlEvent('node.up', nodeFields(record())));
+  log.info({ role, rtmpAddr, httpAddr, nats: bus.connected }, 'cluster node up');
+
+  const api: ClusterApi = {
+    listNodes: () => nodes.list(),
+    listStreams: async () => {
+      const [owners, all] = await Promise.all([ownership.list(), nodes.list()]);
+      return owners.map((o) => ({ ...o, viewers: viewersByNode(all as Array<NodeRecord & { streams?: Record<string, number> }>, o.key) }));
+    },
+    getStream: async (key) => {
+      const owner = await ownership.resolve(key);
+      if (!owner) return undefined;
+      const all = (await nodes.list()) as Array<NodeRecord & { streams?: Record<string, number> }>;
+      return { ...owner, viewers: viewersByNode(all, key) };
+    },
+    kick: async ({ key, what, sessionId, reason }) => {
+      const type = what === 'publisher' ? 'admin.kick_publisher' : what === 'viewers' ? 'admin.kick_viewer' : 'admin.drop_stream';
+      bus.publish(controlEvent(type, { key, ...(sessionId ? { sessionId } : {}), reason: reason ?? 'admin', from: config.nodeId }));
+    },
+  };
+
+  return {
+    policy,
+    api,
+    isReady: () => redis.status === 'ready' && (!config.natsUrl || bus.connected),
+    close: async () => {
+      clearInterval(heartbeat);
+      clearInterval(reconcile);
+      unsubscribeAdmin();
+      if (policy instanceof OriginPolicy) await policy.releaseAll();
+      else policy.close();
+      bus.publish(controlEvent('node.down', nodeFields(record())));
+      await nodes.remove(config.nodeId).catch(() => undefined);
+      await bus.close().catch(() => undefined);
+      redis.disconnect();
+    },
+  };
+}
+
+function viewersByNode(nodes: Array<NodeRecord & { streams?: Record<string, number> }>, key: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const n of nodes) {
+    const v = n.streams?.[key];
+    if (v !== undefined) out[n.id] = v;
+  }
+  return out;
+}
