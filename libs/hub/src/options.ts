@@ -40,4 +40,6 @@ export interface HubObserver {
   bytesOut?(bytes: number): void;
   dropped?(kind: string, reason: string): void;
   slowViewerDisconnected?(viewerId: string, reason: string): void;
+  /** A publisher (local encoder or an edge's upstream pull) attached: waiting plays can start. */
+  live?(key: string): void;
 }

@@ -117,6 +117,7 @@ export class StreamHub {
         slot.viewer.streamRestarted();
       }
     }
+    this.observer.live?.(this.key);
     return true;
   }
 

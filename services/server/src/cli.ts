@@ -118,9 +118,9 @@ export function buildProgram(): Command {
   sub('standalone', 'one node: accepts publishers and serves viewers (origin and edge in one process)', (c) =>
     run('standalone', c),
   );
-  sub('origin', 'cluster origin: owns the streams published to it (needs Redis + NATS)', (c) => clusterOnly('origin', c));
-  sub('edge', 'cluster edge: pulls streams from origins on demand, serves viewers (needs Redis + NATS)', (c) =>
-    clusterOnly('edge', c),
+  sub('origin', 'cluster origin: owns the streams published to it (REDIS_URL, NATS_URL)', (c) => run('origin', c));
+  sub('edge', 'cluster edge: pulls streams from origins on demand, serves viewers (REDIS_URL, NATS_URL)', (c) =>
+    run('edge', c),
   );
   sub('cluster', 'cluster tooling (needs Redis + NATS)', (c) => clusterOnly('cluster', c));
   return program;

@@ -4,7 +4,10 @@ import { startHttpServer } from './http.js';
 import { createLogger } from './logger.js';
 import { createMetrics, HotCounters } from './metrics.js';
 import { RtmpServer, type RtmpServerObserver } from './rtmp/server.js';
+import { startCluster, type ClusterRuntime } from './cluster/runtime.js';
 import { describeStream } from './streams.js';
+
+const VERSION = '0.1.0';
 
 export type Role = 'standalone' | 'origin' | 'edge';
 
@@ -23,12 +26,14 @@ export async function startNode(config: Config, opts: { role: Role }): Promise<R
   const log = createLogger(config.logLevel, { node: config.nodeId, role: opts.role });
   const hot = new HotCounters();
   const metrics = createMetrics(hot);
+  let rtmpRef: RtmpServer | undefined;
   const hubObserver: HubObserver = {
     messageIn: (kind, bytes) => hot.messageIn(kind, bytes),
     bytesOut: (bytes) => {
       hot.bytesOut += bytes;
     },
     dropped: (kind, reason) => hot.dropped(kind, reason),
+    live: (key) => rtmpRef?.notifyLive(key),
     slowViewerDisconnected: (viewerId, reason) => {
       metrics.slowViewersDisconnected.inc({ reason });
       log.warn({ viewer: viewerId, reason }, 'slow viewer disconnected');
@@ -74,14 +79,19 @@ export async function startNode(config: Config, opts: { role: Role }): Promise<R
     log,
     observer,
   );
+  rtmpRef = rtmp;
   const rtmpPort = await rtmp.listen();
   let draining = false;
+  let cluster: ClusterRuntime | undefined;
+  let httpPortBound = 0;
   const http = await startHttpServer({
     host: config.httpHost,
     port: config.httpPort,
     logger: log,
     register: metrics.register,
-    isReady: () => !draining,
+    isReady: () => !draining && (cluster?.isReady() ?? true),
+    apiToken: config.apiToken,
+    ...(opts.role !== 'standalone' ? { cluster: { listNodes: () => need(cluster).api.listNodes(), listStreams: () => need(cluster).api.listStreams(), getStream: (k: string) => need(cluster).api.getStream(k), kick: (c) => need(cluster).api.kick(c) } } : {}),
     listStreams: () => registry.list().map(describeStream),
     getStream: (key) => {
       const hub = registry.get(key);
@@ -89,6 +99,28 @@ export async function startNode(config: Config, opts: { role: Role }): Promise<R
     },
     nodeInfo: () => ({ id: config.nodeId, role: opts.role, rtmpPort, connections: rtmp.connectionCount, streams: registry.size }),
   });
+  httpPortBound = http.port;
+  if (opts.role !== 'standalone') {
+    try {
+      cluster = await startCluster(config, opts.role, {
+        registry,
+        rtmpPort,
+        httpPort: httpPortBound,
+        log,
+        register: metrics.register,
+        hot,
+        version: VERSION,
+        waitForLive: rtmp.waitForLive,
+        kickViewers: (key, sessionId, reason) => rtmp.kickViewers(key, sessionId, reason),
+      });
+    } catch (err) {
+      rtmp.stopAccepting();
+      rtmp.closeAll('startup_failed');
+      await http.close();
+      throw err;
+    }
+    rtmp.policy = cluster.policy;
+  }
   log.info({ rtmpPort, httpPort: http.port }, 'node started');
 
   let shuttingDown: Promise<void> | undefined;
@@ -100,12 +132,18 @@ export async function startNode(config: Config, opts: { role: Role }): Promise<R
       rtmp.stopAccepting();
       const deadline = Date.now() + config.shutdownTimeoutMs;
       while (rtmp.connectionCount > 0 && Date.now() < deadline) await delay(100);
+      await cluster?.close();
       registry.closeAll('shutdown');
       rtmp.closeAll('shutdown');
       await http.close();
       log.info('shutdown complete');
     })());
   return { rtmpPort, httpPort: http.port, shutdown };
+}
+
+function need<T>(value: T | undefined): T {
+  if (value === undefined) throw new Error('cluster runtime not started');
+  return value;
 }
 
 function delay(ms: number): Promise<void> {

@@ -46,6 +46,7 @@ export class OriginPolicy implements StreamPolicy {
   private readonly owned = new Map<string, Ownership>();
   private refreshTimer: NodeJS.Timeout | undefined;
   private readonly unsubscribeAdmin: () => void;
+  private closed = false;
 
   constructor(
     private readonly ownership: StreamOwnership,
@@ -120,7 +121,7 @@ export class OriginPolicy implements StreamPolicy {
     this.pending.delete(req);
     if (this.owned.get(req.key) === o) this.owned.delete(req.key);
     this.authorizer?.publishDone?.(req);
-    if (o.epoch === undefined) return;
+    if (o.epoch === undefined || this.closed) return; // after shutdown's releaseAll, Redis is gone
     const epoch = o.epoch;
     this.ownership
       .release(req.key, epoch)
@@ -213,6 +214,7 @@ export class OriginPolicy implements StreamPolicy {
 
   /** Shutdown: release every lease and announce it. */
   async releaseAll(): Promise<void> {
+    this.closed = true;
     clearInterval(this.refreshTimer);
     this.unsubscribeAdmin();
     await Promise.all(

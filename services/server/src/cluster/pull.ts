@@ -1,5 +1,5 @@
 import type { HubPublisher, StreamHub } from '@rtmp-relay/hub';
-import { RtmpClient } from '@rtmp-relay/rtmp';
+import { MessageType, RtmpClient, type RtmpMessage } from '@rtmp-relay/rtmp';
 import pRetry, { AbortError } from 'p-retry';
 import type { Logger } from 'pino';
 
@@ -62,6 +62,7 @@ export class UpstreamPull implements HubPublisher {
   private running: Promise<void> | undefined;
   private stopped = false;
   private wake = new AbortController();
+  private flushEarly: (() => void) | undefined;
 
   constructor(
     readonly key: string,
@@ -184,7 +185,19 @@ export class UpstreamPull implements HubPublisher {
     try {
       if (this.stopped) throw new AbortError(new StoppedError('stopped'));
       this.client = client;
-      client.on('media', (msg) => this.hub.push(msg));
+      // Play.Start, the metadata and the sequence headers arrive in one read: hold them until the hub has reset
+      // its caches for this upstream (attachPublisher), or they would be wiped right after arriving.
+      let early: RtmpMessage[] | undefined = [];
+      client.on('media', (msg) => {
+        if (isSampleAccess(msg)) return; // the edge sends its own to its viewers
+        if (early) early.push(msg);
+        else this.hub.push(msg);
+      });
+      this.flushEarly = () => {
+        const held = early ?? [];
+        early = undefined;
+        for (const msg of held) this.hub.push(msg);
+      };
       await client.play(`${this.name}${query ? `?${query}` : ''}`, this.options.connectTimeoutMs);
     } catch (err) {
       client.close();
@@ -200,6 +213,8 @@ export class UpstreamPull implements HubPublisher {
     // (Re-)attaching resets the hub's caches for the new upstream; its timeline continues.
     this.hub.attachPublisher(this);
     this.attached = true;
+    this.flushEarly?.();
+    this.flushEarly = undefined;
     return client;
   }
 
@@ -240,6 +255,12 @@ export class UpstreamPull implements HubPublisher {
     }, this.options.failoverWaitMs);
     this.failoverTimer.unref();
   }
+}
+
+const SAMPLE_ACCESS_PREFIX = Buffer.from('\x02\x00\x11|RtmpSampleAccess', 'latin1');
+
+function isSampleAccess(msg: RtmpMessage): boolean {
+  return msg.type === MessageType.DataAmf0 && msg.payload.subarray(0, SAMPLE_ACCESS_PREFIX.length).equals(SAMPLE_ACCESS_PREFIX);
 }
 
 function reasonOf(err: Error): string {

@@ -83,6 +83,14 @@ export class RtmpServer {
     for (const s of [...this.sessions]) s.connection.close(reason);
   }
 
+  /** Disconnects viewers of `key`: one session's, or every one (admin kick / drop). */
+  kickViewers(key: string, sessionId: string | undefined, reason: string): void {
+    for (const s of [...this.sessions]) {
+      if (sessionId !== undefined && s.id !== sessionId) continue;
+      if (s.playingKeys.includes(key)) s.connection.close(reason);
+    }
+  }
+
   /** Resolves true as soon as `key` goes live, false after `timeoutMs`. */
   waitForLive = (key: string, timeoutMs: number): Promise<boolean> => {
     if (this.registry.get(key)?.isLive) return Promise.resolve(true);
@@ -101,7 +109,8 @@ export class RtmpServer {
     });
   };
 
-  private notifyLive(key: string): void {
+  /** Wakes plays waiting for `key` (called when its hub gets a publisher). */
+  notifyLive(key: string): void {
     const waiters = this.liveWaiters.get(key);
     if (waiters) for (const w of [...waiters]) w(true);
   }
@@ -116,14 +125,7 @@ export class RtmpServer {
     const log = this.log.child({ conn: id });
     const connection = new RtmpConnection(socket, 'server', this.settings.limits);
     socket.on('data', (data: Buffer) => this.observer.bytesReceived(data.length));
-    const observer: SessionObserver = {
-      ...this.observer,
-      publishStarted: (key) => {
-        this.observer.publishStarted(key);
-        this.notifyLive(key);
-      },
-    };
-    const session = new ServerSession(id, connection, this.registry, this.settings, log, observer, this.policy);
+    const session = new ServerSession(id, connection, this.registry, this.settings, log, this.observer, this.policy);
     this.sessions.add(session);
     this.observer.connectionOpened();
     log.debug({ remote: `${socket.remoteAddress}:${socket.remotePort}` }, 'connection open');

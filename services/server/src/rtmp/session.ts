@@ -364,8 +364,11 @@ export class ServerSession {
     this.streams.clear();
   }
 
-  /** Publish/play batching: the hub corks viewers; publishers' bursts are processed per socket read. */
   get publishingKeys(): string[] {
     return [...this.streams.values()].filter((s) => s.publishing).map((s) => s.key!);
+  }
+
+  get playingKeys(): string[] {
+    return [...this.streams.values()].filter((s) => s.viewer).map((s) => s.key!);
   }
 }
