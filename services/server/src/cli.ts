@@ -91,13 +91,28 @@ async function run(role: Role, cmd: Command): Promise<void> {
   process.on('SIGINT', onSignal);
 }
 
-function clusterOnly(role: 'origin' | 'edge' | 'cluster', cmd: Command): void {
-  configOrExit(cmd); // still report bad flags first
-  process.stderr.write(
-    `rtmp-relay ${role}: the ${role} role needs the cluster support (Redis stream registry + NATS), ` +
-      `which is not in this build yet. Use \`rtmp-relay standalone\` for a single node.\n`,
-  );
-  process.exit(2);
+async function localCluster(cmd: Command): Promise<void> {
+  const config = configOrExit(cmd);
+  const { runLocalCluster } = await import('./cluster/local-cluster.js');
+  let cluster: Awaited<ReturnType<typeof runLocalCluster>>;
+  try {
+    cluster = await runLocalCluster(config, (line) => process.stderr.write(`${line}\n`));
+  } catch (err) {
+    process.stderr.write(`rtmp-relay cluster: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  }
+  let stopping = false;
+  const stop = (why: string, code: number): void => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    process.stderr.write(`rtmp-relay cluster: ${why}, stopping every process\n`);
+    cluster.stop().then(() => process.exit(code), () => process.exit(1));
+  };
+  process.on('SIGINT', () => stop('SIGINT', 0));
+  process.on('SIGTERM', () => stop('SIGTERM', 0));
+  void cluster.exited.then((what) => {
+    if (!stopping) stop(what, 1); // during an orderly stop children exit as asked
+  });
 }
 
 export function buildProgram(): Command {
@@ -122,7 +137,7 @@ export function buildProgram(): Command {
   sub('edge', 'cluster edge: pulls streams from origins on demand, serves viewers (REDIS_URL, NATS_URL)', (c) =>
     run('edge', c),
   );
-  sub('cluster', 'cluster tooling (needs Redis + NATS)', (c) => clusterOnly('cluster', c));
+  sub('cluster', 'a local cluster: redis-server, nats-server, 2 origins and 2 edges on this machine', (c) => localCluster(c));
   return program;
 }
 
