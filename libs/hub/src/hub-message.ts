@@ -1,4 +1,4 @@
-import { MessageType, encodeMessageChunks, parseAudioTag, parseVideoTag, type RtmpMessage } from '@rtmp-relay/rtmp';
+import { MessageType, encodeFlvTag, encodeMessageChunks, parseAudioTag, parseVideoTag, type RtmpMessage } from '@rtmp-relay/rtmp';
 
 /** Chunk stream ids the hub writes media on. Every message starts with a type-0 header, so they never interfere. */
 export const CSID_HUB_AUDIO = 4;
@@ -32,6 +32,8 @@ export interface HubMessage {
   readonly fourCc: string | undefined;
   readonly chunks: Buffer;
   variants: Map<number, Buffer> | undefined;
+  /** The message as one FLV tag (header + data + PreviousTagSize), built on first use, shared by FLV viewers. */
+  flvTag: Buffer | undefined;
 }
 
 function csidFor(kind: MediaKind): number {
@@ -65,7 +67,7 @@ export function createHubMessage(kind: MediaKind, type: number, timestamp: numbe
     if (isSequenceHeader) headerKey = headerSlot(info.exHeader, info.fourCc, info.packetType, info.tracks);
   }
   const chunks = encodeMessageChunks({ type, streamId: PRIMARY_STREAM_ID, timestamp, payload }, csidFor(kind), chunkSize);
-  return { kind, type, timestamp, payload, isKeyframe, isSequenceHeader, headerKey, resetsDecoder, fourCc, chunks, variants: undefined };
+  return { kind, type, timestamp, payload, isKeyframe, isSequenceHeader, headerKey, resetsDecoder, fourCc, chunks, variants: undefined, flvTag: undefined };
 }
 
 function headerSlot(
@@ -88,6 +90,11 @@ export function chunksFor(m: HubMessage, streamId: number, chunkSize: number): B
     (m.variants ??= new Map()).set(streamId, variant);
   }
   return variant;
+}
+
+/** The message as an FLV tag, shared by every HTTP-FLV / WebSocket-FLV viewer. */
+export function flvTagFor(m: HubMessage): Buffer {
+  return (m.flvTag ??= encodeFlvTag({ type: m.type === MessageType.DataAmf3 ? MessageType.DataAmf0 : m.type, timestamp: m.timestamp, data: m.payload }));
 }
 
 export function toRtmpMessage(m: HubMessage, streamId: number): RtmpMessage {

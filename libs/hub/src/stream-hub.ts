@@ -1,5 +1,5 @@
 import { TimestampUnwrapper, type RtmpMessage } from '@rtmp-relay/rtmp';
-import { chunksFor, createHubMessage, kindOf, type HubMessage } from './hub-message.js';
+import { chunksFor, createHubMessage, flvTagFor, kindOf, type HubMessage } from './hub-message.js';
 import { stripSetDataFrame, isMetadataPayload, isClearDataFrame } from './metadata.js';
 import { DEFAULT_HUB_OPTIONS, type HubObserver, type HubOptions } from './options.js';
 import type { HubViewer, ViewerSlot } from './viewer.js';
@@ -305,9 +305,9 @@ export class StreamHub {
       }
       slot.dropping = backlog > o.viewerSoftBacklogBytes + slot.joinAllowance;
     }
-    const chunks = chunksFor(m, v.streamId, o.chunkSize);
-    v.write(chunks);
-    this.observer.bytesOut?.(chunks.length);
+    const bytes = v.format === 'flv' ? flvTagFor(m) : chunksFor(m, v.streamId, o.chunkSize);
+    v.write(bytes);
+    this.observer.bytesOut?.(bytes.length);
   }
 
   /** Adds a viewer and writes the join sequence: metadata, sequence headers, then the cached GOP. */

@@ -4,12 +4,14 @@
  */
 export interface HubViewer {
   readonly id: string;
-  /** Message stream id the viewer plays on (selects the shared chunk variant). */
+  /** Message stream id the viewer plays on (selects the shared chunk variant; ignored for FLV viewers). */
   readonly streamId: number;
+  /** Wire format: RTMP chunks (default) or FLV tags (HTTP-FLV, WebSocket-FLV). Both are built once per message. */
+  readonly format?: 'rtmp' | 'flv';
   /** Receives Enhanced RTMP frames of this FourCC (negotiated in connect's fourCcList). */
   acceptsFourCc(fourCc: string): boolean;
-  /** Writes pre-chunked bytes; the same Buffer goes to every viewer, so it must not be modified. */
-  write(chunks: Buffer): void;
+  /** Writes pre-serialized bytes (RTMP chunks or an FLV tag); the same Buffer goes to every viewer: never modify it. */
+  write(bytes: Buffer): void;
   /** Bytes accepted by write() but not yet handed to the kernel. */
   backlogBytes(): number;
   cork(): void;
