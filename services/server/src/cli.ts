@@ -59,6 +59,8 @@ function urlHost(host: string): string {
 async function run(role: Role, cmd: Command): Promise<void> {
   const config = configOrExit(cmd);
   const { startNode } = await import('./node.js');
+  const { setupTracingFromEnv } = await import('./tracing.js');
+  const stopTracing = await setupTracingFromEnv(`rtmp-relay-${role}`);
   let node: Awaited<ReturnType<typeof startNode>>;
   try {
     node = await startNode(config, { role });
@@ -80,7 +82,10 @@ async function run(role: Role, cmd: Command): Promise<void> {
     stopping = true;
     process.stderr.write(`rtmp-relay ${role}: ${signal}, shutting down (send again to exit at once)\n`);
     node.shutdown('signal').then(
-      () => process.exit(0),
+      async () => {
+        await stopTracing?.().catch(() => undefined);
+        process.exit(0);
+      },
       (err: unknown) => {
         process.stderr.write(`rtmp-relay ${role}: shutdown failed: ${err instanceof Error ? err.message : String(err)}\n`);
         process.exit(1);

@@ -1,5 +1,6 @@
 import type { HubRegistry, StreamHub } from '@rtmp-relay/hub';
 import type { Logger } from 'pino';
+import { inSpan } from '../tracing.js';
 import type { PlayDecision, PublishDecision, StreamPolicy, StreamRequest } from '../rtmp/policy.js';
 import type { EventBus } from './events.js';
 import type { PublishAuthorizer } from './origin-policy.js';
@@ -59,11 +60,15 @@ export class EdgePolicy implements StreamPolicy {
     this.unsubscribes.push(bus.on('stream.published', onOwner), bus.on('stream.moved', onOwner));
   }
 
-  private async resolve(key: string): Promise<UpstreamOwner | undefined> {
-    const started = performance.now();
-    const owner = await this.ownership.resolve(key);
-    this.observer.resolveLatency?.((performance.now() - started) / 1000, owner !== undefined);
-    return owner ? { nodeId: owner.nodeId, addr: owner.addr, epoch: owner.epoch } : undefined;
+  private resolve(key: string): Promise<UpstreamOwner | undefined> {
+    return inSpan('cluster.resolve', { 'rtmp.stream': key }, async (span) => {
+      const started = performance.now();
+      const owner = await this.ownership.resolve(key);
+      this.observer.resolveLatency?.((performance.now() - started) / 1000, owner !== undefined);
+      span.setAttribute('rtmp.found', owner !== undefined);
+      if (owner) span.setAttributes({ 'rtmp.owner': owner.nodeId, 'rtmp.epoch': owner.epoch });
+      return owner ? { nodeId: owner.nodeId, addr: owner.addr, epoch: owner.epoch } : undefined;
+    });
   }
 
   private waitForOwnerEvent(key: string, ms: number, signal: AbortSignal): Promise<void> {

@@ -1,5 +1,6 @@
 import type { HubRegistry, StreamHub } from '@rtmp-relay/hub';
 import type { Logger } from 'pino';
+import { inSpan } from '../tracing.js';
 import type { PlayDecision, PublishDecision, StreamPolicy, StreamRequest } from '../rtmp/policy.js';
 import { controlEvent, type AdminEvent, type EventBus } from './events.js';
 import type { StreamOwnership } from './redis-registry.js';
@@ -69,12 +70,15 @@ export class OriginPolicy implements StreamPolicy {
 
   async beforePublish(req: StreamRequest): Promise<PublishDecision> {
     if (this.authorizer) {
-      const auth = await this.authorizer.authorizePublish(req);
+      const authorizer = this.authorizer;
+      const auth = await inSpan('auth.publish', { 'rtmp.stream': req.key }, () => authorizer.authorizePublish(req));
       if (!auth.allow) return auth;
     }
     let claim;
     try {
-      claim = await this.ownership.claim(req.key, this.me, { takeover: this.options.allowTakeover });
+      claim = await inSpan('cluster.claim', { 'rtmp.stream': req.key }, () =>
+        this.ownership.claim(req.key, this.me, { takeover: this.options.allowTakeover }),
+      );
     } catch (err) {
       this.log.warn({ stream: req.key, err: (err as Error).message }, 'ownership claim failed: Redis unreachable');
       if (this.options.publishWhileRedisDown === 'allow') {

@@ -2,6 +2,7 @@ import type { HubPublisher, StreamHub } from '@rtmp-relay/hub';
 import { MessageType, RtmpClient, type RtmpMessage } from '@rtmp-relay/rtmp';
 import pRetry, { AbortError } from 'p-retry';
 import type { Logger } from 'pino';
+import { inSpan } from '../tracing.js';
 
 /** Where a stream lives now, as the registry says. */
 export interface UpstreamOwner {
@@ -142,7 +143,7 @@ export class UpstreamPull implements HubPublisher {
     while (!this.stopped) {
       if (this.wake.signal.aborted) this.wake = new AbortController();
       try {
-        const client = await pRetry((attempt) => this.connectOnce(attempt), {
+        const client = await pRetry((attempt) => inSpan('cluster.pull_start', { 'rtmp.stream': this.key, 'rtmp.attempt': attempt }, () => this.connectOnce(attempt)), {
           retries: Number.POSITIVE_INFINITY,
           minTimeout: this.options.retryMinMs,
           maxTimeout: this.options.retryMaxMs,

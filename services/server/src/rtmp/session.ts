@@ -24,6 +24,7 @@ import {
   type RtmpMessage,
 } from '@rtmp-relay/rtmp';
 import type { Logger } from 'pino';
+import { inSpan, tracer } from '../tracing.js';
 import type { StreamPolicy, StreamRequest } from './policy.js';
 import { RtmpViewer } from './viewer.js';
 
@@ -151,6 +152,7 @@ export class ServerSession {
     if (this.connectInfo) throw new RtmpProtocolError('duplicate_connect', 'second connect on one connection');
     const info = parseConnect(cmd.commandObject);
     this.connectInfo = info;
+    tracer.startSpan('rtmp.connect', { attributes: { 'rtmp.app': info.app, 'rtmp.session': this.id, 'rtmp.flash_ver': info.flashVer ?? '' } }).end();
     this.fourCcs = new Set(info.fourCcList);
     this.log.info({ app: info.app, flashVer: info.flashVer, fourCcList: info.fourCcList }, 'connect');
     const c = this.connection;
@@ -213,7 +215,12 @@ export class ServerSession {
     const req = this.request(name, query);
     s.pending = true;
     s.request = req;
-    const decision = await this.policy.beforePublish(req).finally(() => (s.pending = false));
+    const decision = await inSpan('rtmp.publish', { 'rtmp.stream': req.key, 'rtmp.session': this.id }, async (span) => {
+      const d = await this.policy.beforePublish(req);
+      span.setAttribute('rtmp.allowed', d.allow);
+      if (!d.allow) span.setAttribute('rtmp.reason', d.reason);
+      return d;
+    }).finally(() => (s.pending = false));
     if (this.connection.isClosed || !this.streams.has(s.id)) return;
     if (!decision.allow) {
       this.observer.publishRejected(decision.reason);
@@ -269,7 +276,12 @@ export class ServerSession {
     const req = this.request(name, query);
     s.pending = true;
     s.request = req;
-    const decision = await this.policy.beforePlay(req).finally(() => (s.pending = false));
+    const decision = await inSpan('rtmp.play', { 'rtmp.stream': req.key, 'rtmp.session': this.id }, async (span) => {
+      const d = await this.policy.beforePlay(req);
+      span.setAttribute('rtmp.allowed', d.allow);
+      if (!d.allow) span.setAttribute('rtmp.reason', d.reason);
+      return d;
+    }).finally(() => (s.pending = false));
     if (this.connection.isClosed || !this.streams.has(s.id)) return;
     if (!decision.allow) {
       this.observer.playRejected(decision.reason);
