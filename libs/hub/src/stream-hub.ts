@@ -121,8 +121,11 @@ export class StreamHub {
     return true;
   }
 
-  /** The publisher left. Viewers stay attached for the grace period, then are told the stream ended. */
-  detachPublisher(pub: HubPublisher): void {
+  /**
+   * The publisher left. Viewers stay attached for the grace period, then are told the stream ended; `immediate`
+   * skips the grace (an upstream whose own grace already ran out).
+   */
+  detachPublisher(pub: HubPublisher, opts: { immediate?: boolean } = {}): void {
     if (this.publisher !== pub) return;
     this.publisher = undefined;
     this.startedAt = undefined;
@@ -134,7 +137,7 @@ export class StreamHub {
       for (const slot of [...this.slots]) slot.viewer.streamEnded();
       this.checkIdle();
     };
-    if (this.options.unpublishGraceMs > 0 && this.slots.length > 0) {
+    if (!opts.immediate && this.options.unpublishGraceMs > 0 && this.slots.length > 0) {
       this.endTimer = setTimeout(end, this.options.unpublishGraceMs);
       this.endTimer.unref();
     } else {

@@ -64,6 +64,7 @@ export class UpstreamPull implements HubPublisher {
   private stopped = false;
   private wake = new AbortController();
   private flushEarly: (() => void) | undefined;
+  private inAttempt = false;
 
   constructor(
     readonly key: string,
@@ -114,7 +115,9 @@ export class UpstreamPull implements HubPublisher {
     if (this.current && owner.epoch <= this.current.epoch && owner.addr === this.current.addr) return;
     this.log.info({ stream: this.key, addr: owner.addr, epoch: owner.epoch }, 'upstream owner changed: re-pulling');
     if (this.client) this.client.connection.close('owner_changed');
-    else this.wake.abort(new WakeError('owner changed'));
+    // Only a backoff sleep is cut short: an attempt in flight sees the new owner itself (its owner wait is woken by
+    // the same event), and aborting it would orphan the connection it is opening.
+    else if (!this.inAttempt) this.wake.abort(new WakeError('owner changed'));
   }
 
   /** The hub replaced us (a local publisher took the key) or the node is shutting down. */
@@ -167,11 +170,19 @@ export class UpstreamPull implements HubPublisher {
 
   /** Resolve the owner (waiting for one to appear) and start playing from it. */
   private async connectOnce(attempt: number): Promise<RtmpClient> {
+    this.inAttempt = true;
+    try {
+      return await this.attemptOnce(attempt);
+    } finally {
+      this.inAttempt = false;
+    }
+  }
+
+  private async attemptOnce(attempt: number): Promise<RtmpClient> {
     if (this.stopped) throw new AbortError(new StoppedError('stopped'));
     let owner = await this.deps.resolveOwner(this.key);
     while (!owner) {
-      await this.deps.waitForOwnerEvent(this.key, this.options.ownerRecheckMs, AbortSignal.any([this.abort.signal, this.wake.signal]));
-      if (this.wake.signal.aborted) this.wake = new AbortController();
+      await this.deps.waitForOwnerEvent(this.key, this.options.ownerRecheckMs, this.abort.signal);
       if (this.stopped) throw new AbortError(new StoppedError('stopped'));
       owner = await this.deps.resolveOwner(this.key);
     }
@@ -225,10 +236,10 @@ export class UpstreamPull implements HubPublisher {
       let ended = false;
       client.once('end', () => {
         ended = true;
-        // The publisher stopped: viewers get the normal end of stream after the hub's grace, unless it comes back.
+        // The publisher stopped and the origin already waited its grace: end the stream for viewers now.
         if (this.attached) {
           this.attached = false;
-          this.hub.detachPublisher(this);
+          this.hub.detachPublisher(this, { immediate: true });
         }
         client.close();
       });

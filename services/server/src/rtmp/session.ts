@@ -236,6 +236,8 @@ export class ServerSession {
         this.log.info({ stream: req.key, reason }, 'publisher kicked');
         if (s.publishing) {
           s.publishing = undefined;
+          // A no-op when the hub itself replaced us (takeover); needed when a policy or an admin kicks.
+          hub.detachPublisher(publisher);
           this.observer.publishStopped(req.key);
           this.policy.unpublished(req, hub);
         }
