@@ -3,6 +3,8 @@ import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { registerConsole } from './console.js';
+import { registerFlvRoutes, type FlvRoutesOptions } from './flv/routes.js';
 
 export interface HttpServerOptions {
   host: string;
@@ -18,6 +20,8 @@ export interface HttpServerOptions {
   apiToken?: string;
   /** Cluster-wide API (origin and edge roles). */
   cluster?: ClusterApi;
+  /** HTTP-FLV and WebSocket-FLV playback at /{app}/{stream}.flv (see flv/routes.ts). */
+  flv?: FlvRoutesOptions;
 }
 
 /** Cluster-wide view and control, backed by Redis (truth) and NATS (commands). */
@@ -36,7 +40,8 @@ export interface RunningHttpServer {
 
 /**
  * Health, readiness, Prometheus metrics and a small read-only JSON API:
- * GET /healthz, /readyz, /metrics, /api/streams, /api/streams/<app>/<name>, /api/node.
+ * GET /healthz, /readyz, /metrics, /api/streams, /api/streams/<app>/<name>, /api/node; and, with `flv`, HTTP-FLV and
+ * WebSocket-FLV playback at /<app>/<name>.flv.
  * Fastify logs through a child of the given logger, warn and above, no per-request lines.
  */
 export async function startHttpServer(opts: HttpServerOptions): Promise<RunningHttpServer> {
@@ -74,7 +79,8 @@ function buildApp(opts: HttpServerOptions): FastifyInstance {
 
   app.get('/', async () => ({
     endpoints: ['/healthz', '/readyz', '/metrics', '/api/streams', '/api/streams/:app/:name', '/api/node',
-      ...(opts.cluster ? ['/api/cluster/nodes', '/api/cluster/streams', '/api/cluster/streams/:app/:name', 'POST /api/cluster/kick'] : [])],
+      ...(opts.cluster ? ['/api/cluster/nodes', '/api/cluster/streams', '/api/cluster/streams/:app/:name', 'POST /api/cluster/kick'] : []),
+      ...(opts.flv ? ['/:app/:name.flv (HTTP-FLV; WebSocket-FLV on upgrade)'] : [])],
   }));
 
   app.get('/healthz', async () => ({ status: 'ok' }));
@@ -140,6 +146,10 @@ function buildApp(opts: HttpServerOptions): FastifyInstance {
       return reply.code(202).send({ accepted: true });
     });
   }
+
+  if (opts.flv) registerFlvRoutes(app, opts.flv);
+
+  registerConsole(app);
 
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send({ error: 'not found', path: req.url });

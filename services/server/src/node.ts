@@ -1,5 +1,6 @@
 import { HubRegistry, type HubObserver } from '@rtmp-relay/hub';
 import { configToConnectionLimits, configToHubOptions, type Config } from './config.js';
+import { flvMetricsObserver } from './flv/index.js';
 import { startHttpServer } from './http.js';
 import { createLogger } from './logger.js';
 import { createMetrics, HotCounters } from './metrics.js';
@@ -26,14 +27,15 @@ export async function startNode(config: Config, opts: { role: Role }): Promise<R
   const log = createLogger(config.logLevel, { node: config.nodeId, role: opts.role });
   const hot = new HotCounters();
   const metrics = createMetrics(hot);
-  let rtmpRef: RtmpServer | undefined;
+  // The hub observer is created before the RTMP server it notifies.
+  const late: { rtmp?: RtmpServer } = {};
   const hubObserver: HubObserver = {
     messageIn: (kind, bytes) => hot.messageIn(kind, bytes),
     bytesOut: (bytes) => {
       hot.bytesOut += bytes;
     },
     dropped: (kind, reason) => hot.dropped(kind, reason),
-    live: (key) => rtmpRef?.notifyLive(key),
+    live: (key) => late.rtmp?.notifyLive(key),
     slowViewerDisconnected: (viewerId, reason) => {
       metrics.slowViewersDisconnected.inc({ reason });
       log.warn({ viewer: viewerId, reason }, 'slow viewer disconnected');
@@ -79,7 +81,7 @@ export async function startNode(config: Config, opts: { role: Role }): Promise<R
     log,
     observer,
   );
-  rtmpRef = rtmp;
+  late.rtmp = rtmp;
   const rtmpPort = await rtmp.listen();
   let draining = false;
   let cluster: ClusterRuntime | undefined;
@@ -98,6 +100,8 @@ export async function startNode(config: Config, opts: { role: Role }): Promise<R
       return hub ? describeStream(hub) : undefined;
     },
     nodeInfo: () => ({ id: config.nodeId, role: opts.role, rtmpPort, connections: rtmp.connectionCount, streams: registry.size }),
+    // HTTP-FLV / WS-FLV plays: same hubs and the same (role's) policy as RTMP plays, counted in the same metrics.
+    flv: { registry, policy: () => rtmp.policy, observer: flvMetricsObserver(metrics) },
   });
   httpPortBound = http.port;
   if (opts.role !== 'standalone') {
