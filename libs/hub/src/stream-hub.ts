@@ -382,6 +382,19 @@ export class StreamHub {
     if (!this.publisher && this.slots.length === 0 && !this.endTimer) this.onIdle(this);
   }
 
+  /** Disconnects the viewers whose id matches (all by default), whatever their protocol. Returns how many. */
+  disconnectViewers(reason: string, match: (viewerId: string) => boolean = () => true): number {
+    let n = 0;
+    for (const slot of [...this.slots]) {
+      if (!match(slot.viewer.id)) continue;
+      this.removeSlot(slot);
+      slot.viewer.disconnect(reason);
+      n++;
+    }
+    if (n > 0) this.checkIdle();
+    return n;
+  }
+
   /** Disconnects everyone (shutdown or admin drop). */
   close(reason: string): void {
     clearTimeout(this.endTimer);

@@ -115,7 +115,9 @@ export async function startNode(config: Config, opts: { role: Role }): Promise<R
         hot,
         version: VERSION,
         waitForLive: rtmp.waitForLive,
-        kickViewers: (key, sessionId, reason) => rtmp.kickViewers(key, sessionId, reason),
+        // Viewer ids start with their connection's session id (RTMP `<session>/<stream>`, FLV likewise).
+        kickViewers: (key, sessionId, reason) =>
+          registry.get(key)?.disconnectViewers(reason, (id) => sessionId === undefined || id === sessionId || id.startsWith(`${sessionId}/`)),
       });
     } catch (err) {
       rtmp.stopAccepting();

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { parse } from 'yaml';
+import { RtmpClient } from '@rtmp-relay/rtmp';
 import { loadConfig } from '../src/config.js';
 import { startNode, type RunningNode } from '../src/node.js';
 import { ffmpegPublish } from './support/media-tools.js';
@@ -72,6 +73,26 @@ describe('cluster HTTP API matches docs/openapi.yaml', () => {
         assert.deepEqual(ops['get'].security, [], `${path} is documented as open`);
       }
     }
+  });
+
+  it('an admin kick of viewers reaches RTMP and HTTP-FLV viewers alike', async () => {
+    const auth = { authorization: `Bearer ${TOKEN}` };
+    const rtmpViewer = await RtmpClient.connect(`rtmp://127.0.0.1:${origin.rtmpPort}/live/demo`);
+    await rtmpViewer.play();
+    const flv = await fetch(`${base}/live/demo.flv`);
+    assert.equal(flv.status, 200);
+    const reader = flv.body!.getReader();
+    await reader.read();
+    const kick = await fetch(`${base}/api/cluster/kick`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ key: 'live/demo', what: 'viewers' }) });
+    assert.equal(kick.status, 202);
+    await waitFor('the RTMP viewer to be disconnected', () => rtmpViewer.closed, 5000);
+    const ended = await waitFor('the HTTP-FLV response to end', async () => {
+      for (;;) {
+        const r = await reader.read().catch(() => ({ done: true }));
+        if (r.done) return true;
+      }
+    }, 5000);
+    assert.equal(ended, true);
   });
 
   it('documented 404s and the kick command behave as documented', async () => {

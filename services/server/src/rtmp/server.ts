@@ -83,14 +83,6 @@ export class RtmpServer {
     for (const s of [...this.sessions]) s.connection.close(reason);
   }
 
-  /** Disconnects viewers of `key`: one session's, or every one (admin kick / drop). */
-  kickViewers(key: string, sessionId: string | undefined, reason: string): void {
-    for (const s of [...this.sessions]) {
-      if (sessionId !== undefined && s.id !== sessionId) continue;
-      if (s.playingKeys.includes(key)) s.connection.close(reason);
-    }
-  }
-
   /** Resolves true as soon as `key` goes live, false after `timeoutMs`. */
   waitForLive = (key: string, timeoutMs: number): Promise<boolean> => {
     if (this.registry.get(key)?.isLive) return Promise.resolve(true);

@@ -381,8 +381,4 @@ export class ServerSession {
   get publishingKeys(): string[] {
     return [...this.streams.values()].filter((s) => s.publishing).map((s) => s.key!);
   }
-
-  get playingKeys(): string[] {
-    return [...this.streams.values()].filter((s) => s.viewer).map((s) => s.key!);
-  }
 }
