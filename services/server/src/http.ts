@@ -74,7 +74,8 @@ function running(app: FastifyInstance): RunningHttpServer {
 function buildApp(opts: HttpServerOptions): FastifyInstance {
   // Request/response lines are info level: below warn, so never written.
   const app = Fastify({
-    loggerInstance: opts.logger.child({ component: 'http' }, { level: 'warn' }) as FastifyBaseLogger,
+    // warn and above, never more verbose than the node's own level (LOG_LEVEL=silent stays silent).
+    loggerInstance: opts.logger.child({ component: 'http' }, { level: quieterOf(opts.logger.level, 'warn') }) as FastifyBaseLogger,
   });
 
   app.get('/', async () => ({
@@ -151,9 +152,24 @@ function buildApp(opts: HttpServerOptions): FastifyInstance {
 
   registerConsole(app);
 
+  // A dependency outage (Redis down: the cluster API can't answer) is 503, not a server bug (500).
+  app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
+    if (err.statusCode && err.statusCode < 500) return reply.code(err.statusCode).send({ error: err.message });
+    const unavailable = /isn't writeable|ECONNREFUSED|Connection is closed|Command timed out|not connected/i.test(err.message);
+    if (!unavailable) opts.logger.error({ err }, 'http handler error');
+    return reply.code(unavailable ? 503 : 500).send({ error: unavailable ? 'cluster registry unavailable' : 'internal error' });
+  });
+
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send({ error: 'not found', path: req.url });
   });
 
   return app;
+}
+
+const LEVEL_ORDER = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+/** The less verbose of two pino levels. */
+function quieterOf(a: string, b: string): string {
+  return LEVEL_ORDER.indexOf(a) > LEVEL_ORDER.indexOf(b) ? a : b;
 }

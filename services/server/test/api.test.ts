@@ -21,9 +21,11 @@ describe('cluster HTTP API matches docs/openapi.yaml', () => {
   let origin: RunningNode;
   let publisher: Running;
   let base: string;
+  let redis: Awaited<ReturnType<typeof startRedis>>;
 
   before(async () => {
-    const [redis, nats] = await Promise.all([startRedis(), startNats()]);
+    let nats;
+    [redis, nats] = await Promise.all([startRedis(), startNats()]);
     origin = await startNode(
       loadConfig({
         env: {
@@ -110,5 +112,16 @@ describe('cluster HTTP API matches docs/openapi.yaml', () => {
     // The kick travels over NATS to the owning origin (this one), which drops the FFmpeg publisher.
     const exit = await publisher.exited;
     assert.equal(exit.timedOut, false, 'the publisher was disconnected by the kick');
+  });
+
+  it('while Redis is down the node turns not-ready and the cluster API answers 503', async () => {
+    const auth = { authorization: `Bearer ${TOKEN}` };
+    await redis.kill();
+    await waitFor('readyz 503', async () => (await fetch(`${base}/readyz`)).status === 503, 10_000);
+    const res = await fetch(`${base}/api/cluster/streams`, { headers: auth });
+    assert.equal(res.status, 503);
+    assert.deepEqual(await res.json(), { error: 'cluster registry unavailable' });
+    await redis.restart();
+    await waitFor('readyz 200 again', async () => (await fetch(`${base}/readyz`)).status === 200, 15_000);
   });
 });
