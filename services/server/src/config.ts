@@ -176,6 +176,19 @@ function url(protocols: readonly string[]) {
   });
 }
 
+/** A comma-separated list of URLs (NATS takes several seed servers), or ''. */
+function urlList(protocols: readonly string[]) {
+  const one = url(protocols);
+  return raw.transform((v: Raw, ctx): string => {
+    const parts = String(v).split(',').map((p) => p.trim()).filter(Boolean);
+    for (const part of parts) {
+      const r = one.safeParse(part);
+      if (!r.success) return fail(ctx, `expected one or more URLs (${protocols.join(' or ')}//...), comma-separated, or empty`);
+    }
+    return parts.join(',');
+  });
+}
+
 /** Free text (secrets, tokens, prefixes); '' means not configured. */
 function text(maxLength = 4096) {
   return raw.transform((v: Raw, ctx): string => {
@@ -238,7 +251,7 @@ const DEFS: { readonly [K in keyof Config]: Def } = {
   shutdownTimeoutMs: def(ms(), 10_000, 'on shutdown, force-close connections still open after this'),
   drainDelayMs: def(ms(), 0, 'on shutdown, stay not-ready this long before closing the listeners'),
   redisUrl: def(url(['redis:', 'rediss:']), '', 'Redis for stream ownership and the node registry (origin, edge)'),
-  natsUrl: def(url(['nats:', 'tls:']), '', 'NATS for control events (origin, edge); without it edges fall back to Redis'),
+  natsUrl: def(urlList(['nats:', 'tls:']), '', 'NATS servers (comma-separated) for control events (origin, edge); without NATS edges fall back to Redis'),
   advertiseHost: def(text(253), '', 'host other nodes reach this one at (e.g. the pod IP; default: the first non-internal IPv4)'),
   clusterPrefix: def(text(64), 'rtmp', 'prefix of Redis keys and NATS subjects (several clusters can share Redis and NATS)'),
   leaseMs: def(ms(500), 5000, 'stream ownership lease in Redis; refreshed every third of it while live'),

@@ -272,6 +272,8 @@ describe('cluster settings', () => {
     const c = loadConfig({ env: { REDIS_URL: 'redis://127.0.0.1:6390', NATS_URL: 'nats://127.0.0.1:4333' } });
     assert.equal(c.redisUrl, 'redis://127.0.0.1:6390');
     assert.equal(c.natsUrl, 'nats://127.0.0.1:4333');
+    assert.equal(loadConfig({ env: { NATS_URL: 'nats://a:4222, nats://b:4222' } }).natsUrl, 'nats://a:4222,nats://b:4222');
+    assert.throws(() => loadConfig({ env: { NATS_URL: 'nats://a:4222,http://b' } }), /NATS_URL \(--nats-url\): expected one or more URLs/);
   });
 
   it('REQUIRE_PLAY_TOKEN needs PLAY_SECRET', () => {

@@ -72,6 +72,7 @@ export async function startCluster(config: Config, role: 'origin' | 'edge', ctx:
       })
     : new NoopBus();
   metrics.sources.natsUp = () => (bus.connected ? 1 : 0);
+  let natsSeen = bus.connected;
 
   const ownership = new StreamOwnership(redis, { prefix, leaseMs: config.leaseMs });
   const nodes = new NodeRegistry(redis, { prefix, ttlMs: config.heartbeatMs * 3 });
@@ -235,7 +236,12 @@ export async function startCluster(config: Config, role: 'origin' | 'edge', ctx:
   return {
     policy,
     api,
-    isReady: () => redis.status === 'ready' && (!config.natsUrl || bus.connected),
+    // NATS gates readiness only until its first connection: later outages must not take every pod out of the load
+    // balancers, since edges fall back to Redis. Redis is the truth, so it gates readiness always.
+    isReady: () => {
+      if (bus.connected) natsSeen = true;
+      return redis.status === 'ready' && (!config.natsUrl || natsSeen);
+    },
     close: async () => {
       clearInterval(heartbeat);
       clearInterval(reconcile);

@@ -1,0 +1,1063 @@
+/**
+ * Deployment kit: the container image, the kustomize topology (deploy/k8s), the Helm chart (helm/rtmp-relay) and
+ * the observability kit (dashboard, alerts, autoscaling metrics), checked without Docker, Kubernetes or helm:
+ *
+ * - kustomize overlays build with `kubectl kustomize`; the chart renders with deploy/tools/helm-render (Go
+ *   text/template + Sprig, as Helm); every object validates against the Kubernetes schemas (kubernetes-models,
+ *   OpenAPI 1.33) and type-checks strictly against Kubernetes 1.30 (kubernetes-types: no unknown fields);
+ * - probes, ports, selectors, env names (SETTINGS), values (loadConfig), security and drain timing are cross-checked
+ *   against the code, so a renamed setting or endpoint breaks this test;
+ * - the dashboard, the alerts and the autoscaling metrics name only metrics a live /metrics scrape exports;
+ * - the pod lifecycle runs for real: Redis, NATS, an origin and an edge started exactly as their containers would be
+ *   (the image's entry point and the manifests' args and environment), FFmpeg publishing and playing, SIGTERM.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Ajv } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import { parse as parseYaml } from 'yaml';
+import { ConfigError, loadConfig, SETTINGS } from '../src/config.js';
+import { checkManifests, FIELD_REFS, relayContainers, type Expectations } from './support/deploy-checks.js';
+import {
+  chartTemplates,
+  leafPaths,
+  renderChart,
+  renderChartText,
+  schemaHasPath,
+  schemaPaths,
+  valuesHasPath,
+  valuesReferences,
+} from './support/deploy-helm.js';
+import {
+  findObject,
+  hasKubectl,
+  id,
+  kustomizeBuild,
+  podTemplates,
+  resolveEnv,
+  ROOT,
+  strictTypeCheck,
+  validateSchemas,
+  type K8sObject,
+} from './support/deploy-k8s.js';
+import {
+  dashboardQueries,
+  parseExposition,
+  promqlMetricNames,
+  promqlSelectors,
+  type Exposition,
+} from './support/deploy-promql.js';
+import { ffmpegCountFrames, ffmpegPublish } from './support/media-tools.js';
+import { startTestNode } from './support/node-under-test.js';
+import { hasCommand, run, start, stopAll, waitFor, type Running } from './support/processes.js';
+import { freePort, startNats, startRedis, stopAllServices, type ServiceHandle } from './support/services.js';
+
+const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
+const read = (rel: string): string => readFileSync(join(ROOT, rel), 'utf8');
+const CLI_REL = 'services/server/dist/cli.js';
+const SETTING_NAMES = new Set(SETTINGS.map((s) => s.env));
+const DEFAULTS: Record<string, string> = Object.fromEntries(SETTINGS.map((s) => [s.env, s.defaultText]));
+const ROLES = new Set(['standalone', 'origin', 'edge']);
+
+function configProblem(env: Record<string, string>): string | undefined {
+  try {
+    loadConfig({ env });
+    return undefined;
+  } catch (err) {
+    if (err instanceof ConfigError) return err.message;
+    throw err;
+  }
+}
+
+/** What the Secrets created outside the manifests hold (docs/DEPLOY.md tells operators to create them so). */
+const EXTERNAL_SECRET_ENV = {
+  API_TOKEN: 'x'.repeat(32),
+  PUBLISH_SECRET: 'x'.repeat(32),
+  PLAY_SECRET: 'x'.repeat(32),
+  REDIS_URL: 'rediss://:pw@redis.internal:6380',
+};
+
+const expectations = (where: string, externalRefs: string[] = []): Expectations => ({
+  where,
+  externalEnv: EXTERNAL_SECRET_ENV,
+  settings: SETTING_NAMES,
+  defaults: DEFAULTS,
+  roles: ROLES,
+  endpoints: { liveness: '/healthz', readiness: '/readyz' },
+  externalRefs: new Set(externalRefs),
+  validateConfig: configProblem,
+});
+
+/** Every object of every kustomize build and Helm rendering, for the strict type check at the end. */
+const allObjects: Array<{ where: string; obj: K8sObject }> = [];
+
+function assertNoErrors(errors: string[], what: string): void {
+  assert.deepEqual(errors, [], `${what}:\n  ${errors.join('\n  ')}`);
+}
+
+/** The built CLI is fresh (the image runs dist/, not sources): rebuild with tsc -b when a source is newer. */
+function ensureBuilt(): void {
+  const cli = join(ROOT, CLI_REL);
+  const newest = (dir: string): number => {
+    let t = 0;
+    for (const name of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, name.name);
+      t = Math.max(t, name.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+    }
+    return t;
+  };
+  const sources = ['libs/rtmp/src', 'libs/hub/src', 'services/server/src'].map((d) => newest(join(ROOT, d)));
+  if (existsSync(cli) && statSync(cli).mtimeMs >= Math.max(...sources)) return;
+  const r = spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-b', 'services/server'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
+  assert.equal(r.status, 0, `tsc -b services/server failed:\n${r.stdout}${r.stderr}`);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Dockerfile
+
+interface Instruction {
+  op: string;
+  args: string;
+  stage: string;
+}
+
+function parseDockerfile(text: string): Instruction[] {
+  const out: Instruction[] = [];
+  let stage = '';
+  const logical = text.replace(/\\\n/g, ' ').split('\n');
+  for (const raw of logical) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    const [op, ...rest] = line.split(/\s+/);
+    const args = rest.join(' ');
+    if (op!.toUpperCase() === 'FROM') stage = /\bAS\s+(\S+)/i.exec(args)?.[1] ?? `stage${out.length}`;
+    out.push({ op: op!.toUpperCase(), args, stage });
+  }
+  return out;
+}
+
+function dockerignoreMatcher(text: string): (path: string) => boolean {
+  const rules = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => {
+      const negate = l.startsWith('!');
+      const pattern = (negate ? l.slice(1) : l).replace(/^\/+|\/+$/g, '');
+      let re = '';
+      for (let i = 0; i < pattern.length; i++) {
+        const c = pattern[i]!;
+        if (c === '*' && pattern[i + 1] === '*') {
+          re += pattern[i + 2] === '/' ? '(?:.*/)?' : '.*';
+          i += pattern[i + 2] === '/' ? 2 : 1;
+        } else if (c === '*') re += '[^/]*';
+        else if (c === '?') re += '[^/]';
+        else re += c.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+      }
+      return { negate, re: new RegExp(`^${re}$`) };
+    });
+  return (path: string) => {
+    const parts = path.split('/');
+    let ignored = false;
+    for (let i = 1; i <= parts.length; i++) {
+      const prefix = parts.slice(0, i).join('/');
+      for (const r of rules) if (r.re.test(prefix)) ignored = !r.negate;
+    }
+    return ignored;
+  };
+}
+
+function jsonArray(args: string): string[] {
+  return JSON.parse(args) as string[];
+}
+
+function workspaces(): string[] {
+  return (JSON.parse(read('package.json')) as { workspaces: string[] }).workspaces;
+}
+
+/** The @rtmp-relay/* packages services/server needs at run time (transitively), as workspace directories. */
+function serverWorkspaceClosure(): string[] {
+  const byName = new Map<string, string>();
+  for (const w of workspaces()) byName.set((JSON.parse(read(`${w}/package.json`)) as { name: string }).name, w);
+  const out = new Set<string>();
+  const visit = (dir: string) => {
+    if (out.has(dir)) return;
+    out.add(dir);
+    const deps =
+      (JSON.parse(read(`${dir}/package.json`)) as { dependencies?: Record<string, string> }).dependencies ?? {};
+    for (const name of Object.keys(deps)) if (byName.has(name)) visit(byName.get(name)!);
+  };
+  visit('services/server');
+  return [...out];
+}
+
+function filesUnder(rel: string): string[] {
+  const abs = join(ROOT, rel);
+  if (!existsSync(abs)) return [];
+  if (!statSync(abs).isDirectory()) return [rel];
+  return readdirSync(abs, { withFileTypes: true }).flatMap((e) =>
+    e.name === 'node_modules' || e.name === 'dist' ? [] : filesUnder(`${rel}/${e.name}`),
+  );
+}
+
+describe('container image (Dockerfile)', () => {
+  const steps = parseDockerfile(read('Dockerfile'));
+  const ignored = dockerignoreMatcher(read('.dockerignore'));
+  const runtime = steps.filter((s) => s.stage === steps.at(-1)!.stage);
+
+  it('every COPY source exists in the build context and is not excluded by .dockerignore', () => {
+    const problems: string[] = [];
+    for (const s of steps.filter((x) => x.op === 'COPY' && !x.args.includes('--from='))) {
+      const parts = s.args.split(/\s+/).filter((p) => !p.startsWith('--'));
+      for (const src of parts.slice(0, -1)) {
+        if (!existsSync(join(ROOT, src))) problems.push(`${s.stage}: COPY ${src}: no such file`);
+        else if (ignored(src)) problems.push(`${s.stage}: COPY ${src}: excluded by .dockerignore`);
+      }
+    }
+    // What the build needs inside the copied directories: every workspace's sources and tsconfig.
+    for (const w of workspaces())
+      for (const f of [...filesUnder(`${w}/src`), `${w}/package.json`, `${w}/tsconfig.json`].filter((f) =>
+        existsSync(join(ROOT, f)),
+      ))
+        if (ignored(f)) problems.push(`${f} is needed by the build but excluded by .dockerignore`);
+    for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.base.json'])
+      if (ignored(f)) problems.push(`${f} excluded by .dockerignore`);
+    assertNoErrors(problems, 'Dockerfile sources');
+  });
+
+  it('each npm ci sees every workspace manifest and the lock file (npm ci fails on a missing workspace)', () => {
+    const problems: string[] = [];
+    for (const s of steps.filter((x) => x.op === 'RUN' && /\bnpm ci\b/.test(x.args))) {
+      const copied = steps
+        .filter((x) => x.stage === s.stage && x.op === 'COPY' && steps.indexOf(x) < steps.indexOf(s))
+        .flatMap((x) =>
+          x.args
+            .split(/\s+/)
+            .filter((p) => !p.startsWith('--'))
+            .slice(0, -1),
+        );
+      for (const f of ['package.json', 'package-lock.json', ...workspaces().map((w) => `${w}/package.json`)])
+        if (!copied.includes(f)) problems.push(`stage ${s.stage}: ${f} is not copied before npm ci`);
+    }
+    const prod = steps.find((x) => x.op === 'RUN' && /\bnpm ci\b.*--omit=dev/.test(x.args));
+    if (!prod) problems.push('no production install (npm ci --omit=dev)');
+    assertNoErrors(problems, 'npm ci inputs');
+  });
+
+  it('the runtime stage holds the built output of the server, of every workspace it depends on, and the console', () => {
+    const copiedDist = runtime
+      .filter((s) => s.op === 'COPY' && /--from=build/.test(s.args))
+      .map((s) => s.args.split(/\s+/).at(-1)!.replace(/\/$/, ''));
+    // The node serves the console's built files from the directory console.ts names (relative to services/server/dist).
+    const consoleDir = /new URL\('\.\.\/\.\.\/([^']+)'/.exec(read('services/server/src/console.ts'))?.[1];
+    assert.ok(consoleDir, 'services/server/src/console.ts no longer says where the console is');
+    const served = `services/${consoleDir.replace(/\/$/, '')}`;
+    for (const f of ['index.html', 'assets'])
+      assert.ok(
+        copiedDist.includes(`${served}/${f}`) || copiedDist.includes(served),
+        `runtime stage lacks ${served}/${f} (the console at /console/)`,
+      );
+    for (const w of serverWorkspaceClosure()) {
+      const tsconfig = JSON.parse(read(`${w}/tsconfig.json`)) as { compilerOptions?: { outDir?: string } };
+      const outDir = `${w}/${(tsconfig.compilerOptions?.outDir ?? 'dist').replace(/^\.\//, '')}`;
+      assert.ok(
+        copiedDist.includes(outDir),
+        `runtime stage lacks COPY --from=build ... ${outDir} (copied: ${copiedDist.join(', ')})`,
+      );
+    }
+  });
+
+  it('ENTRYPOINT is tini + the real CLI; CMD is a role the CLI runs; non-root; ports and healthcheck match the node', async () => {
+    ensureBuilt();
+    const entry = jsonArray(runtime.find((s) => s.op === 'ENTRYPOINT')!.args);
+    const cmd = jsonArray(runtime.find((s) => s.op === 'CMD')!.args);
+    assert.deepEqual(entry.slice(0, 2), ['/usr/bin/tini', '--'], 'tini is PID 1 and forwards signals');
+    assert.deepEqual(entry.slice(2), ['node', CLI_REL]);
+    const pkg = JSON.parse(read('package.json')) as { bin: Record<string, string> };
+    assert.equal(pkg.bin['rtmp-relay'], CLI_REL, 'the image runs what `rtmp-relay` is');
+    assert.ok(existsSync(join(ROOT, 'services/server/src/cli.ts')) && existsSync(join(ROOT, CLI_REL)));
+    const workdir = runtime.filter((s) => s.op === 'WORKDIR').at(-1)!.args;
+    assert.equal(
+      workdir,
+      '/app',
+      'the entry point path is relative to /app, where the runtime stage puts the repository layout',
+    );
+
+    const help = await run(process.execPath, [join(ROOT, CLI_REL), '--help'], { timeoutMs: 20_000 });
+    assert.equal(help.code, 0, help.stderr);
+    const commands = new Set([...help.stdout.matchAll(/^\s{2}([a-z]+)\b/gm)].map((m) => m[1]!));
+    for (const role of ROLES)
+      assert.ok(commands.has(role), `the CLI has no "${role}" command (has ${[...commands].join(', ')})`);
+    assert.equal(cmd.length, 1);
+    assert.ok(ROLES.has(cmd[0]!), `CMD ${cmd[0]} is not a role`);
+
+    const user = runtime.filter((s) => s.op === 'USER').at(-1)?.args ?? '';
+    assert.match(user, /^[1-9]\d*(:[1-9]\d*)?$/, 'USER is a numeric non-root uid (Kubernetes can verify runAsNonRoot)');
+    const exposed = runtime.filter((s) => s.op === 'EXPOSE').flatMap((s) => s.args.split(/\s+/));
+    assert.ok(
+      exposed.includes(DEFAULTS.RTMP_PORT!) && exposed.includes(DEFAULTS.HTTP_PORT!),
+      `EXPOSE ${exposed} vs RTMP_PORT/HTTP_PORT defaults`,
+    );
+    const env = runtime
+      .filter((s) => s.op === 'ENV')
+      .map((s) => s.args)
+      .join(' ');
+    for (const name of env.matchAll(/\b([A-Z][A-Z0-9_]*)=/g))
+      if (name[1] !== 'NODE_ENV') assert.ok(SETTING_NAMES.has(name[1]!), `ENV ${name[1]} is not a setting`);
+    const health = runtime.find((s) => s.op === 'HEALTHCHECK')?.args ?? '';
+    assert.match(health, /\/healthz/);
+    const from = steps.filter((s) => s.op === 'FROM').map((s) => s.args);
+    assert.ok(
+      from.every((f) => /^\$\{NODE_IMAGE\}|^node:20/.test(f)),
+      `base images: ${from}`,
+    );
+    assert.match(read('Dockerfile'), /ARG NODE_IMAGE=node:20-slim/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// kustomize
+
+describe('kustomize (deploy/k8s)', () => {
+  const builds = new Map<string, K8sObject[]>();
+  before(() => {
+    assert.ok(
+      hasKubectl(),
+      'kubectl is needed for `kubectl kustomize` (Debian: kubernetes-client, or the kubectl package)',
+    );
+    for (const dir of ['base', 'backends', 'monitoring', 'overlays/dev', 'overlays/production']) {
+      const objs = kustomizeBuild(join(ROOT, 'deploy/k8s', dir));
+      builds.set(dir, objs);
+      for (const obj of objs) allObjects.push({ where: `kustomize ${dir}`, obj });
+    }
+  });
+
+  it('every object of every build validates against the Kubernetes schemas', async () => {
+    const errors: string[] = [];
+    for (const [dir, objs] of builds) errors.push(...(await validateSchemas(objs, `kustomize ${dir}`)));
+    assertNoErrors(errors, 'schema validation');
+  });
+
+  it('the overlays have origins, edges, their Services, autoscaling, disruption budgets and network policies', () => {
+    for (const overlay of ['overlays/dev', 'overlays/production']) {
+      const objs = builds.get(overlay)!;
+      const ns = objs.find((o) => o.kind === 'Namespace')!.metadata.name;
+      for (const [kind, name] of [
+        ['Deployment', 'rtmp-relay-origin'],
+        ['Deployment', 'rtmp-relay-edge'],
+        ['Service', 'rtmp-relay-origin'],
+        ['Service', 'rtmp-relay-edge'],
+        ['Service', 'rtmp-relay-api'],
+        ['HorizontalPodAutoscaler', 'rtmp-relay-edge'],
+        ['PodDisruptionBudget', 'rtmp-relay-edge'],
+        ['PodDisruptionBudget', 'rtmp-relay-origin'],
+        ['NetworkPolicy', 'rtmp-relay'],
+      ] as const)
+        assert.ok(findObject(objs, kind, name, ns), `${overlay}: no ${kind}/${name} in namespace ${ns}`);
+      for (const o of objs)
+        if (o.kind !== 'Namespace') assert.equal(o.metadata.namespace, ns, `${overlay} ${id(o)} outside ${ns}`);
+      for (const o of objs)
+        assert.equal(
+          o.metadata.labels?.['app.kubernetes.io/part-of'],
+          'rtmp-relay',
+          `${overlay} ${id(o)} lacks app.kubernetes.io/part-of`,
+        );
+    }
+    const prod = builds.get('overlays/production')!;
+    for (const name of ['rtmp-relay-origin', 'rtmp-relay-edge'])
+      assert.equal(findObject(prod, 'Service', name)!.spec.type, 'LoadBalancer');
+    for (const kind of ['PodMonitor', 'PrometheusRule'])
+      assert.ok(
+        prod.some((o) => o.kind === kind),
+        `production has no ${kind}`,
+      );
+    const dev = builds.get('overlays/dev')!;
+    for (const name of ['rtmp-relay-redis', 'rtmp-relay-nats'])
+      assert.ok(findObject(dev, 'Deployment', name), `dev has no ${name}`);
+    assert.ok(
+      !prod.some((o) => /redis|nats/.test(o.metadata.name) && o.kind === 'Deployment'),
+      'production bundles no Redis/NATS',
+    );
+  });
+
+  it('probes, ports, selectors, env names (SETTINGS), values (loadConfig), security and drain timing are right', () => {
+    assertNoErrors(checkManifests(builds.get('overlays/dev')!, expectations('kustomize overlays/dev')), 'dev');
+    // Production's auth Secret is created by the operator (never committed): the only reference allowed outside.
+    assertNoErrors(
+      checkManifests(
+        builds.get('overlays/production')!,
+        expectations('kustomize overlays/production', ['Secret/rtmp-relay-auth']),
+      ),
+      'production',
+    );
+  });
+
+  it('dev: REDIS_URL and NATS_URL name the bundled Services and their ports; NetworkPolicies admit only the relay', () => {
+    const objs = builds.get('overlays/dev')!;
+    const origin = findObject(objs, 'Deployment', 'rtmp-relay-origin')!;
+    const { env } = resolveEnv(objs, origin.metadata.namespace, origin.spec.template.spec.containers[0], FIELD_REFS);
+    for (const name of ['REDIS_URL', 'NATS_URL']) {
+      const u = new URL(env[name]!);
+      const svc = findObject(objs, 'Service', u.hostname, origin.metadata.namespace);
+      assert.ok(svc, `${name}=${env[name]}: no Service ${u.hostname}`);
+      assert.ok(
+        svc.spec.ports.some((p: any) => p.port === Number(u.port)),
+        `${name}: Service ${u.hostname} has no port ${u.port}`,
+      );
+      const np = objs.find(
+        (o) =>
+          o.kind === 'NetworkPolicy' &&
+          podTemplates(objs).some(
+            (t) =>
+              t.owner.metadata.name === svc.metadata.name &&
+              Object.entries(o.spec.podSelector.matchLabels).every(([k, v]) => t.labels[k] === v),
+          ),
+      );
+      assert.ok(np, `no NetworkPolicy protects ${u.hostname}`);
+      const from = np.spec.ingress.flatMap((r: any) => r.from ?? []);
+      assert.ok(
+        from.length > 0 &&
+          from.every((f: any) => f.podSelector?.matchLabels?.['app.kubernetes.io/name'] === 'rtmp-relay'),
+        `${id(np)} admits more than the relay`,
+      );
+    }
+  });
+
+  it('the production edge HPA scales on CPU and on a custom metric that prometheus-adapter serves', () => {
+    const hpa = findObject(builds.get('overlays/production')!, 'HorizontalPodAutoscaler', 'rtmp-relay-edge')!;
+    const adapter = parseYaml(read('deploy/k8s/monitoring/prometheus-adapter-values.yaml')) as {
+      rules: { custom: Array<{ name: { as: string } }> };
+    };
+    const served = new Set(adapter.rules.custom.map((r) => r.name.as));
+    assert.ok(hpa.spec.metrics.some((m: any) => m.type === 'Resource' && m.resource.name === 'cpu'));
+    const pods = hpa.spec.metrics.filter((m: any) => m.type === 'Pods');
+    assert.ok(pods.length > 0, 'no streaming metric');
+    for (const m of pods)
+      assert.ok(
+        served.has(m.pods.metric.name),
+        `HPA metric ${m.pods.metric.name} is not served by the adapter rules (${[...served]})`,
+      );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Helm
+
+describe('Helm chart (helm/rtmp-relay)', () => {
+  const values = parseYaml(read('helm/rtmp-relay/values.yaml')) as Record<string, unknown>;
+  const schema = JSON.parse(read('helm/rtmp-relay/values.schema.json')) as Record<string, any>;
+  const examples = readdirSync(join(ROOT, 'helm/examples'))
+    .filter((f) => f.endsWith('.yaml'))
+    .map((f) => join(ROOT, 'helm/examples', f));
+  const ajv = addFormats(new Ajv({ allErrors: true, strict: true, strictTypes: false }));
+  const validate = ajv.compile(schema);
+  const schemaErrors = (v: unknown) =>
+    validate(v)
+      ? []
+      : (validate.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message} ${JSON.stringify(e.params)}`);
+  /** Helm coalesces values.yaml with -f files like this (maps merge, null deletes). */
+  const merged = (file: string): Record<string, unknown> => {
+    const mergeInto = (dst: any, src: any): any => {
+      for (const [k, v] of Object.entries(src ?? {})) {
+        if (v === null) delete dst[k];
+        else if (
+          v &&
+          typeof v === 'object' &&
+          !Array.isArray(v) &&
+          dst[k] &&
+          typeof dst[k] === 'object' &&
+          !Array.isArray(dst[k])
+        )
+          mergeInto(dst[k], v);
+        else dst[k] = v;
+      }
+      return dst;
+    };
+    return mergeInto(structuredClone(values), parseYaml(readFileSync(file, 'utf8')));
+  };
+
+  it('Chart.yaml is a valid apiVersion v2 chart whose appVersion is the image the repository builds', () => {
+    const chart = parseYaml(read('helm/rtmp-relay/Chart.yaml')) as Record<string, unknown>;
+    assert.equal(chart.apiVersion, 'v2');
+    assert.equal(chart.name, 'rtmp-relay');
+    assert.match(String(chart.name), /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+    assert.match(
+      String(chart.version),
+      /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$/,
+      'version is SemVer 2',
+    );
+    assert.equal(typeof chart.appVersion, 'string');
+    assert.equal(chart.appVersion, (JSON.parse(read('services/server/package.json')) as { version: string }).version);
+    assert.ok(['application', 'library'].includes(String(chart.type ?? 'application')));
+    assert.match(String(chart.kubeVersion), /^>=\s*1\.\d+/);
+    assert.ok(String(chart.description).length > 10);
+    const known = new Set([
+      'apiVersion',
+      'name',
+      'version',
+      'kubeVersion',
+      'description',
+      'type',
+      'keywords',
+      'home',
+      'sources',
+      'dependencies',
+      'maintainers',
+      'icon',
+      'appVersion',
+      'deprecated',
+      'annotations',
+    ]);
+    for (const k of Object.keys(chart)) assert.ok(known.has(k), `Chart.yaml: unknown field ${k}`);
+    const base = parseYaml(read('deploy/k8s/base/kustomization.yaml')) as {
+      images: Array<{ newTag: string; newName: string }>;
+    };
+    assert.equal(base.images[0]!.newTag, chart.appVersion, 'kustomize and Helm deploy the same version');
+    assert.equal(base.images[0]!.newName, values.image && (values.image as { repository: string }).repository);
+  });
+
+  it('values.yaml and every example validate against values.schema.json, which rejects typos', () => {
+    assert.ok(examples.length >= 2, 'examples for small and large setups');
+    assertNoErrors(schemaErrors(values), 'values.yaml');
+    for (const f of examples) assertNoErrors(schemaErrors(merged(f)), f);
+    // The schema has teeth: a misspelled key, a wrong type and a bad enum are refused.
+    const typo = structuredClone(values) as any;
+    typo.edge.autoscaling.maxReplica = 5;
+    assert.ok(
+      schemaErrors(typo).some((e) => e.includes('maxReplica')),
+      'a misspelled key is refused',
+    );
+    const wrong = structuredClone(values) as any;
+    wrong.origin.replicaCount = 'two';
+    assert.ok(schemaErrors(wrong).length > 0);
+    const badEnum = structuredClone(values) as any;
+    badEnum.config.logLevel = 'verbose';
+    assert.ok(schemaErrors(badEnum).length > 0);
+  });
+
+  it('every .Values path the templates read exists in values.yaml and in the schema (and the schema documents no phantom keys)', () => {
+    const refs = valuesReferences(chartTemplates());
+    assert.ok(refs.length > 50, `found only ${refs.length} references: the scanner is broken`);
+    const problems: string[] = [];
+    for (const r of refs) {
+      if (!valuesHasPath(values, r.path)) problems.push(`${r.file}: .Values.${r.path.join('.')} is not in values.yaml`);
+      if (!schemaHasPath(schema, r.path))
+        problems.push(`${r.file}: .Values.${r.path.join('.')} is not in values.schema.json`);
+    }
+    for (const p of leafPaths(values))
+      if (!schemaHasPath(schema, p)) problems.push(`values.yaml ${p.join('.')} is not in the schema`);
+    for (const p of schemaPaths(schema))
+      if (p[0] !== 'global' && !valuesHasPath(values, p))
+        problems.push(`schema property ${p.join('.')} has no default in values.yaml`);
+    // Every key of values.yaml is read by some template (no dead settings).
+    const readPaths = new Set(refs.map((r) => r.path.join('.')));
+    for (const p of leafPaths(values))
+      if (
+        ![...readPaths].some(
+          (r) => p.join('.') === r || p.join('.').startsWith(`${r}.`) || r.startsWith(`${p.join('.')}.`),
+        )
+      )
+        problems.push(`values.yaml ${p.join('.')} is read by no template`);
+    assertNoErrors(problems, 'values paths');
+    // The scanner finds what it must: a path through `index .Values $role`.
+    assert.ok(refs.some((r) => r.path.join('.') === 'edge.terminationGracePeriodSeconds'));
+  });
+
+  const scenarios: Array<{ name: string; files: string[]; external?: string[]; extra?: Record<string, unknown> }> = [];
+  const renderings = new Map<string, K8sObject[]>();
+  before(() => {
+    const dir = mkdtempSync(join(tmpdir(), 'rtmp-relay-helm-'));
+    const extra = (name: string, v: Record<string, unknown>): string => {
+      const p = join(dir, `${name}.yaml`);
+      writeFileSync(p, JSON.stringify(v));
+      return p;
+    };
+    scenarios.push({ name: 'defaults', files: [] });
+    for (const f of examples) {
+      const large = f.endsWith('values-large.yaml');
+      scenarios.push({
+        name: f.split('/').at(-1)!,
+        files: [f],
+        ...(large ? { external: ['Secret/relay-auth', 'Secret/relay-redis'] } : {}),
+      });
+    }
+    scenarios.push({
+      name: 'external redis/nats by URL, egress autoscaling, monitoring, no network policy',
+      files: [
+        extra('toggles', {
+          redis: { enabled: false },
+          nats: { enabled: false },
+          externalRedis: { url: 'rediss://:secret@redis.internal:6380' },
+          externalNats: { url: 'nats://nats.nats.svc:4222' },
+          edge: {
+            autoscaling: { targetViewersPerPod: 2000, targetEgressBitsPerPod: 4000000000 },
+            service: { type: 'NodePort', port: 1935, nodePort: 30935 },
+          },
+          auth: { apiToken: 't', publishSecret: 'p', playSecret: 'q', requirePlayToken: true },
+          hooks: { onPublish: 'http://hooks.internal/publish', failOpen: true },
+          config: { extraEnv: { GOP_CACHE_MAX_BYTES: 1048576, WRITE_BATCH_MS: '20' } },
+          origin: { extraEnv: { MAX_CONNECTIONS: '500' }, service: { type: 'ClusterIP', port: 1935 } },
+          networkPolicy: { enabled: false },
+          metrics: { podMonitor: { enabled: true }, prometheusRule: { enabled: true }, dashboard: { enabled: true } },
+          tests: { enabled: false },
+        }),
+      ],
+    });
+    for (const s of scenarios) {
+      const objs = renderChart({ valuesFiles: s.files });
+      renderings.set(s.name, objs);
+      for (const obj of objs) allObjects.push({ where: `helm ${s.name}`, obj });
+    }
+  });
+
+  it('renders (Go text/template + Sprig, missing values are errors) for the defaults, every example and the toggles', () => {
+    for (const s of scenarios) {
+      const objs = renderings.get(s.name)!;
+      assert.ok(objs.filter((o) => o.kind === 'Deployment').length >= 2, `${s.name}: ${objs.map(id)}`);
+    }
+    // Optional parts come and go with their values.
+    const toggles = renderings.get(scenarios.at(-1)!.name)!;
+    assert.ok(!toggles.some((o) => o.kind === 'NetworkPolicy' || /redis|nats/.test(o.metadata.name)));
+    assert.ok(['PodMonitor', 'PrometheusRule'].every((k) => toggles.some((o) => o.kind === k)));
+    const hpa = toggles.find((o) => o.kind === 'HorizontalPodAutoscaler')!;
+    assert.deepEqual(
+      hpa.spec.metrics.map((m: any) => m.pods?.metric.name ?? m.resource.name),
+      ['cpu', 'rtmp_viewers', 'rtmp_egress_bits_per_second'],
+    );
+    assert.equal(
+      hpa.spec.metrics[2].pods.target.averageValue,
+      '4000000000',
+      'large integers survive Helm-style float values',
+    );
+    const defaults = renderings.get('defaults')!;
+    assert.ok(
+      !defaults.some((o) => o.kind === 'PodMonitor'),
+      'monitoring CRDs are opt-in (they need the Prometheus Operator)',
+    );
+    assert.ok(
+      defaults.some((o) => o.kind === 'Pod' && o.metadata.annotations?.['helm.sh/hook'] === 'test'),
+      'a helm test hook pod',
+    );
+  });
+
+  it('every rendered object validates against the Kubernetes schemas', async () => {
+    const errors: string[] = [];
+    for (const [name, objs] of renderings) errors.push(...(await validateSchemas(objs, `helm ${name}`)));
+    assertNoErrors(errors, 'schema validation');
+  });
+
+  it('probes, ports, selectors, env names (SETTINGS), values (loadConfig), security and drain timing are right', () => {
+    const errors: string[] = [];
+    for (const s of scenarios)
+      errors.push(...checkManifests(renderings.get(s.name)!, expectations(`helm ${s.name}`, s.external)));
+    assertNoErrors(errors, 'consistency');
+  });
+
+  it('standard labels everywhere, and config or secret changes roll the pods (checksum annotations)', () => {
+    const objs = renderings.get('defaults')!;
+    for (const o of objs)
+      for (const l of [
+        'app.kubernetes.io/name',
+        'app.kubernetes.io/instance',
+        'app.kubernetes.io/managed-by',
+        'helm.sh/chart',
+      ])
+        assert.ok(o.metadata.labels?.[l], `${id(o)} lacks label ${l}`);
+    const checksums = (o: K8sObject[]) =>
+      podTemplates(o)
+        .filter((t) => relayContainers(t, ROLES).length > 0)
+        .map(
+          (t) =>
+            `${t.owner.spec.template.metadata.annotations['checksum/config']}/${t.owner.spec.template.metadata.annotations['checksum/auth']}`,
+        );
+    const before = checksums(objs);
+    assert.equal(before.length, 2);
+    const dir = mkdtempSync(join(tmpdir(), 'rtmp-relay-helm-'));
+    writeFileSync(join(dir, 'a.yaml'), 'config:\n  logLevel: debug\n');
+    writeFileSync(join(dir, 'b.yaml'), 'auth:\n  apiToken: changed\n');
+    const afterConfig = checksums(renderChart({ valuesFiles: [join(dir, 'a.yaml')] }));
+    const afterAuth = checksums(renderChart({ valuesFiles: [join(dir, 'b.yaml')] }));
+    for (let i = 0; i < 2; i++) {
+      assert.notEqual(
+        afterConfig[i]!.split('/')[0],
+        before[i]!.split('/')[0],
+        'a config change changes checksum/config',
+      );
+      assert.notEqual(afterAuth[i]!.split('/')[1], before[i]!.split('/')[1], 'a secret change changes checksum/auth');
+    }
+  });
+
+  it('refuses values that cannot work (grace period shorter than the drain, no Redis, play tokens without a secret)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rtmp-relay-helm-'));
+    const cases: Array<[string, string, RegExp]> = [
+      [
+        'grace',
+        'edge:\n  terminationGracePeriodSeconds: 20\n',
+        /edge.terminationGracePeriodSeconds \(20\) must exceed .* = 32/,
+      ],
+      ['redis', 'redis:\n  enabled: false\n', /Redis is required/],
+      ['play', 'auth:\n  requirePlayToken: true\n', /requirePlayToken needs/],
+    ];
+    for (const [name, yaml, message] of cases) {
+      writeFileSync(join(dir, `${name}.yaml`), yaml);
+      assert.throws(() => renderChartText({ valuesFiles: [join(dir, `${name}.yaml`)] }), message);
+    }
+  });
+
+  it('NOTES.txt tells how to publish and play for each setup; the helm test pod calls the api Service', () => {
+    for (const s of scenarios) {
+      const notes = renderChartText({ valuesFiles: s.files, notes: true });
+      assert.match(notes, /ffmpeg .*-f flv rtmp:\/\/\$ADDR\/live\/mystream/, s.name);
+      assert.match(notes, /ffplay rtmp:\/\/\$ADDR\/live\/mystream/, s.name);
+      assert.match(notes, /OBS/, s.name);
+      assert.doesNotMatch(notes, /<no value>|map\[/, s.name);
+    }
+    const objs = renderings.get('defaults')!;
+    const testPod = objs.find((o) => o.kind === 'Pod')!;
+    const script = testPod.spec.containers[0].args[0] as string;
+    const m = /http:\/\/([a-z0-9-]+):(\d+)/.exec(script)!;
+    const svc = findObject(objs, 'Service', m[1]!)!;
+    assert.ok(svc, `the test pod calls ${m[1]}, which is not a Service`);
+    assert.ok(svc.spec.ports.some((p: any) => p.port === Number(m[2])));
+    const paths = [.../for \(const path of \[([^\]]+)\]/.exec(script)![1]!.matchAll(/'([^']+)'/g)].map((x) => x[1]);
+    assert.deepEqual(paths, ['/healthz', '/api/node', '/api/streams'], 'the test pod checks health and the API');
+    // The test pod is not one of the relay's pods: no Service, PDB or NetworkPolicy selects it as such.
+    assert.ok(!podTemplates(objs).some((t) => t.owner === testPod && relayContainers(t, ROLES).length > 0));
+    assert.ok(!matches(svc.spec.selector, testPod.metadata.labels));
+  });
+
+  it('the chart ships the same dashboard and alert rules as deploy/k8s/monitoring', () => {
+    assert.equal(read('helm/rtmp-relay/files/dashboard.json'), read('deploy/k8s/monitoring/dashboard.json'));
+    const k8sRule = parseYaml(read('deploy/k8s/monitoring/prometheusrule.yaml')) as { spec: unknown };
+    assert.deepEqual(parseYaml(read('helm/rtmp-relay/files/alerts.yaml')), k8sRule.spec);
+    const rendered = renderings.get(scenarios.at(-1)!.name)!;
+    const rule = rendered.find((o) => o.kind === 'PrometheusRule')!;
+    const urls = rule.spec.groups.flatMap((g: any) => g.rules.map((r: any) => r.annotations.runbook_url));
+    assert.ok(
+      urls.every((u: string) => u.startsWith('https://') && u.includes('/docs/OPERATIONS.md#')),
+      urls.join(' '),
+    );
+    const dash = rendered.find((o) => o.kind === 'ConfigMap' && o.metadata.name.endsWith('-dashboard'))!;
+    assert.deepEqual(
+      JSON.parse(dash.data['rtmp-relay.json']),
+      JSON.parse(read('deploy/k8s/monitoring/dashboard.json')),
+    );
+  });
+});
+
+function matches(selector: Record<string, string> | undefined, labels: Record<string, string> | undefined): boolean {
+  return Object.entries(selector ?? {}).every(([k, v]) => labels?.[k] === v);
+}
+
+describe('every object, strictly (Kubernetes 1.30 types: no unknown or misspelled fields)', () => {
+  it('type-checks every kustomize and Helm object', () => {
+    assert.ok(allObjects.length > 50, `only ${allObjects.length} objects collected`);
+    assertNoErrors(strictTypeCheck(allObjects), 'strict type check');
+  });
+
+  it('the strict check catches a misspelled field and a wrong type (it is not vacuous)', () => {
+    const dep = structuredClone(allObjects.find((e) => e.obj.kind === 'Deployment')!.obj);
+    dep.spec.template.spec.containers[0].readinesProbe = dep.spec.template.spec.containers[0].readinessProbe;
+    dep.spec.template.spec.terminationGracePeriodSeconds = '40';
+    const errors = strictTypeCheck([{ where: 'mutant', obj: dep }]);
+    assert.ok(
+      errors.some((e) => e.includes('readinesProbe')),
+      errors.join('\n'),
+    );
+    assert.ok(
+      errors.some((e) => e.includes('terminationGracePeriodSeconds')),
+      errors.join('\n'),
+    );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Running nodes: live scrape (observability kit) and the pod lifecycle
+
+interface Cluster {
+  redis: ServiceHandle;
+  nats: ServiceHandle;
+  origin: Running & { http: number; rtmp: number; output: () => string };
+  edge: Running & { http: number; rtmp: number; output: () => string };
+  grace: { edge: number; preStop: number };
+  publisher: Running;
+}
+
+/** The image's entry point (tini when installed here, as in the image) + a Deployment's container args. */
+function containerCommand(args: string[]): { cmd: string; argv: string[] } {
+  const entry = jsonArray(parseDockerfile(read('Dockerfile')).find((s) => s.op === 'ENTRYPOINT')!.args);
+  let argv = [...entry, ...args];
+  if (!existsSync(argv[0]!)) argv = argv.slice(2); // no tini on this machine: node directly
+  const cmd = argv[0] === 'node' ? process.execPath : argv[0]!;
+  return { cmd, argv: argv.slice(1).map((a) => (a === 'node' ? process.execPath : a)) };
+}
+
+/**
+ * Stops a container-like process as the kubelet would: SIGTERM (tini forwards it), then after the grace period
+ * SIGKILL to the whole tree (here tini's child would outlive a SIGKILLed tini, unlike in a container).
+ */
+async function stopContainer(p: Running, graceMs = 40_000): Promise<void> {
+  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+  p.child.kill('SIGTERM');
+  const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), graceMs).unref());
+  if ((await Promise.race([p.exited, timer])) !== 'timeout') return;
+  const children = spawnSync('ps', ['-o', 'pid=', '--ppid', String(p.child.pid)], { encoding: 'utf8' })
+    .stdout.split(/\s+/)
+    .filter(Boolean);
+  for (const pid of children) {
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  p.child.kill('SIGKILL');
+  await p.exited;
+}
+
+/** Every process started by startAsContainer (stopped in after(), even when before() failed half-way). */
+const containers: Running[] = [];
+
+/** Starts a role exactly as its container would: same command, same environment (but free local ports). */
+async function startAsContainer(
+  objs: K8sObject[],
+  name: string,
+  overrides: Record<string, string>,
+): Promise<Cluster['origin']> {
+  const dep = findObject(objs, 'Deployment', name)!;
+  const container = dep.spec.template.spec.containers[0];
+  const { env } = resolveEnv(objs, dep.metadata.namespace, container, { ...FIELD_REFS, 'status.podIP': '127.0.0.1' });
+  const http = await freePort();
+  const rtmp = await freePort();
+  const finalEnv = { ...env, RTMP_PORT: String(rtmp), HTTP_PORT: String(http), ...overrides };
+  const { cmd, argv } = containerCommand(container.args);
+  const proc = start(cmd, argv, {
+    timeoutMs: 5 * 60_000,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: tmpdir(), ...finalEnv },
+  });
+  containers.push(proc);
+  let out = '';
+  proc.child.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-200_000)));
+  proc.child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-200_000)));
+  const node = Object.assign(proc, { http, rtmp, output: () => out });
+  await waitFor(
+    `${name} to be ready (${cmd} ${argv.join(' ')})`,
+    async () => {
+      if (proc.child.exitCode !== null) throw new Error(`${name} exited ${proc.child.exitCode}:\n${out}`);
+      const res = await fetch(`http://127.0.0.1:${http}/readyz`, { signal: AbortSignal.timeout(1000) }).catch(
+        () => undefined,
+      );
+      return res?.status === 200;
+    },
+    20_000,
+    100,
+  );
+  return node;
+}
+
+describe('running nodes: live /metrics and the pod lifecycle', () => {
+  let cluster: Cluster | undefined;
+  const scrapes: Exposition = { names: new Set(), labels: new Map() };
+
+  before(async () => {
+    ensureBuilt();
+    assert.ok(hasCommand('ffmpeg'), 'ffmpeg is needed');
+    // The dev overlay: the manifests with everything they reference (config, the dev Secret).
+    const objs = kustomizeBuild(join(ROOT, 'deploy/k8s/overlays/dev'));
+    const redis = await startRedis();
+    const nats = await startNats();
+    const backends = { REDIS_URL: redis.url, NATS_URL: nats.url, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'info' };
+    const origin = await startAsContainer(objs, 'rtmp-relay-origin', backends);
+    const edge = await startAsContainer(objs, 'rtmp-relay-edge', backends);
+    const edgeDep = findObject(objs, 'Deployment', 'rtmp-relay-edge')!;
+    const preStop = Number(edgeDep.spec.template.spec.containers[0].lifecycle.preStop.exec.command[1]);
+    const publisher = ffmpegPublish(`rtmp://127.0.0.1:${origin.rtmp}/live/lifecycle`, { seconds: 60 });
+    cluster = {
+      redis,
+      nats,
+      origin,
+      edge,
+      publisher,
+      grace: { edge: edgeDep.spec.template.spec.terminationGracePeriodSeconds, preStop },
+    };
+    await waitFor(
+      'the stream to be live on the origin',
+      async () => {
+        const res = await fetch(`http://127.0.0.1:${origin.http}/api/streams/live/lifecycle`, {
+          headers: { authorization: 'Bearer dev-api-token' },
+        }).catch(() => undefined);
+        return res?.status === 200 && ((await res.json()) as { live?: boolean }).live;
+      },
+      20_000,
+      100,
+    );
+  });
+
+  after(async () => {
+    await cluster?.publisher.stop('SIGKILL');
+    await Promise.all(containers.map((p) => stopContainer(p)));
+    await stopAll();
+    await stopAllServices();
+  });
+
+  it('the dashboard, the alerts and the autoscaling rules name only metrics the nodes export (live scrapes)', async () => {
+    // A standalone node in this process, plus the origin and the edge (cluster metrics) while a stream is pulled.
+    const node = await startTestNode();
+    try {
+      parseExposition(await (await node.http('/metrics')).text(), scrapes);
+      assert.equal((await node.http('/healthz')).status, 200);
+      assert.equal((await node.http('/readyz')).status, 200);
+    } finally {
+      await node.shutdown('test');
+    }
+    const c = cluster!;
+    const probe = ffmpegCountFrames(`rtmp://127.0.0.1:${c.edge.rtmp}/live/lifecycle`, 3);
+    await waitFor(
+      'the edge to pull',
+      async () =>
+        (await (await fetch(`http://127.0.0.1:${c.edge.http}/metrics`)).text()).match(/^rtmp_pulls_active 1/m),
+      15_000,
+      100,
+    );
+    for (const n of [c.origin, c.edge])
+      parseExposition(await (await fetch(`http://127.0.0.1:${n.http}/metrics`)).text(), scrapes);
+    assert.ok((await probe).frames > 0);
+    for (const must of ['rtmp_viewers', 'rtmp_bytes_out_total', 'rtmp_pulls_active', 'rtmp_redis_up', 'rtmp_nats_up'])
+      assert.ok(scrapes.names.has(must), `the scrape lacks ${must}`);
+
+    const targetLabels = new Set(['namespace', 'pod', 'role', 'node', 'job', 'instance', 'container', 'endpoint']);
+    const problems: string[] = [];
+    const checkExpr = (where: string, expr: string) => {
+      const selectors = promqlSelectors(expr);
+      if (!selectors.some((s) => s.metric)) problems.push(`${where}: no metric in ${expr}`);
+      for (const s of selectors) {
+        if (!s.metric) continue;
+        if (!scrapes.names.has(s.metric)) problems.push(`${where}: ${s.metric} is not exported`);
+        const known = scrapes.labels.get(s.metric);
+        for (const l of s.labels)
+          if (!targetLabels.has(l) && known && !known.has(l))
+            problems.push(`${where}: ${s.metric} has no label ${l} (has ${[...known]})`);
+      }
+    };
+    const dashboard = JSON.parse(read('deploy/k8s/monitoring/dashboard.json')) as unknown;
+    const queries = dashboardQueries(dashboard);
+    assert.ok(queries.length >= 20);
+    for (const q of queries) checkExpr(`dashboard ${q.where}`, q.expr);
+    const rules = (
+      parseYaml(read('deploy/k8s/monitoring/prometheusrule.yaml')) as {
+        spec: { groups: Array<{ rules: Array<{ alert: string; expr: string }> }> };
+      }
+    ).spec.groups.flatMap((g) => g.rules);
+    for (const r of rules) checkExpr(`alert ${r.alert}`, r.expr);
+    const adapter = parseYaml(read('deploy/k8s/monitoring/prometheus-adapter-values.yaml')) as {
+      rules: { custom: Array<{ seriesQuery: string; name: { matches: string } }> };
+    };
+    for (const r of adapter.rules.custom) {
+      checkExpr('prometheus-adapter seriesQuery', r.seriesQuery);
+      assert.ok(
+        [...scrapes.names].some((n) => new RegExp(r.name.matches).test(n)),
+        `adapter rule ${r.name.matches} matches no exported metric`,
+      );
+    }
+    assertNoErrors(problems, 'PromQL names');
+    // The checker is not vacuous.
+    assert.deepEqual(
+      promqlMetricNames('sum by (pod) (rate(rtmp_nope_total{role="edge"}[5m])) / on(pod) group_left sum(rtmp_viewers)'),
+      ['rtmp_nope_total', 'rtmp_viewers'],
+    );
+  });
+
+  it('every alert has a runbook in docs/OPERATIONS.md and covers the required failure modes', () => {
+    const ops = read('docs/OPERATIONS.md');
+    const anchors = new Set(
+      [...ops.matchAll(/^#{2,4} (.+)$/gm)].map((m) =>
+        m[1]!
+          .trim()
+          .toLowerCase()
+          .replace(/[^\w\- ]/g, '')
+          .replace(/ /g, '-'),
+      ),
+    );
+    const rules = (
+      parseYaml(read('deploy/k8s/monitoring/prometheusrule.yaml')) as { spec: { groups: Array<{ rules: any[] }> } }
+    ).spec.groups.flatMap((g) => g.rules);
+    for (const r of rules) {
+      const anchor = String(r.annotations.runbook_url).split('#')[1]!;
+      assert.equal(anchor, r.alert.toLowerCase(), `${r.alert}: runbook anchor`);
+      assert.ok(anchors.has(anchor), `docs/OPERATIONS.md has no section "${r.alert}"`);
+      assert.ok(['critical', 'warning', 'info'].includes(r.labels.severity), `${r.alert}: severity`);
+      assert.ok(r.annotations.summary && r.annotations.description, `${r.alert}: summary and description`);
+    }
+    const names = rules.map((r) => r.alert).join(' ');
+    for (const topic of [/Lease/, /Pull/, /Saturated/, /NoPublishers/, /Nats/, /Redis/]) assert.match(names, topic);
+  });
+
+  it('pod lifecycle: SIGTERM turns the edge not-ready at once, its viewers keep playing through the drain, it exits 0 in the grace period', async () => {
+    const c = cluster!;
+    const url = `rtmp://127.0.0.1:${c.edge.rtmp}/live/lifecycle`;
+    const seconds = 10;
+    const viewer = ffmpegCountFrames(url, seconds);
+    await waitFor(
+      'the viewer to play through the edge',
+      async () => {
+        const m = /^rtmp_viewers\{protocol="rtmp"\} (\d+)/m.exec(
+          await (await fetch(`http://127.0.0.1:${c.edge.http}/metrics`)).text(),
+        );
+        return m && Number(m[1]) >= 1;
+      },
+      15_000,
+      100,
+    );
+    await new Promise((r) => setTimeout(r, 2000));
+
+    const t0 = Date.now();
+    c.edge.child.kill('SIGTERM');
+    const ready = await waitFor(
+      '/readyz to turn 503',
+      async () => {
+        const res = await fetch(`http://127.0.0.1:${c.edge.http}/readyz`, { signal: AbortSignal.timeout(1000) }).catch(
+          () => undefined,
+        );
+        return res?.status === 503 ? Date.now() - t0 : undefined;
+      },
+      5000,
+      20,
+    );
+    assert.ok(ready < 1000, `not-ready after ${ready} ms`);
+    // Still alive for the liveness probe (a restart would cut every viewer), still listed as draining.
+    assert.equal(
+      (await fetch(`http://127.0.0.1:${c.edge.http}/healthz`)).status,
+      200,
+      'liveness stays 200 while draining',
+    );
+
+    const played = await viewer;
+    const fps = 30;
+    assert.equal(played.code, 0, played.stderr);
+    assert.ok(
+      played.frames >= seconds * fps * 0.8,
+      `the viewer got ${played.frames} frames in ${seconds} s: cut during the drain?`,
+    );
+    const drainedFor = Date.now() - t0;
+
+    const exit = await c.edge.exited;
+    const total = (Date.now() - t0) / 1000;
+    assert.equal(exit.code, 0, `exit ${exit.code} ${exit.signal}:\n${c.edge.output().slice(-4000)}`);
+    assert.ok(
+      total < c.grace.edge - c.grace.preStop,
+      `exited after ${total} s, the grace period leaves ${c.grace.edge - c.grace.preStop} s after preStop`,
+    );
+    assert.ok(drainedFor > 5000, 'the viewer outlived DRAIN_DELAY_MS');
+    // The origin and its publisher were not disturbed.
+    const res = await fetch(`http://127.0.0.1:${c.origin.http}/readyz`);
+    assert.equal(res.status, 200);
+  });
+});
