@@ -25,7 +25,7 @@ import {
 } from '@rtmp-relay/rtmp';
 import type { Logger } from 'pino';
 import { inSpan, tracer } from '../tracing.js';
-import type { StreamPolicy, StreamRequest } from './policy.js';
+import type { PlayDecision, PublishDecision, StreamPolicy, StreamRequest } from './policy.js';
 import { RtmpViewer } from './viewer.js';
 
 export interface SessionSettings {
@@ -198,6 +198,29 @@ export class ServerSession {
     return { app, name, key: `${app}/${name}`, query, clientIp: this.connection.socket.remoteAddress ?? '', sessionId: this.id };
   }
 
+  /**
+   * Asks the role's policy (auth, cluster claim, edge pull) inside a span, with the NetStream marked pending.
+   * Undefined when the connection or the NetStream went away meanwhile (nothing left to answer).
+   */
+  private async decide<D extends PublishDecision | PlayDecision>(
+    s: NetStream,
+    req: StreamRequest,
+    action: 'publish' | 'play',
+    ask: () => Promise<D>,
+  ): Promise<D | undefined> {
+    s.pending = true;
+    s.request = req;
+    const decision = await inSpan(`rtmp.${action}`, { 'rtmp.stream': req.key, 'rtmp.session': this.id }, async (span) => {
+      const d = await ask();
+      span.setAttribute('rtmp.allowed', d.allow);
+      if (!d.allow) span.setAttribute('rtmp.reason', d.reason);
+      return d;
+    }).finally(() => (s.pending = false));
+    if (this.connection.isClosed || !this.streams.has(s.id)) return undefined;
+    if (!decision.allow) this.log.info({ stream: req.key, reason: decision.reason }, `${action} rejected`);
+    return decision;
+  }
+
   private async onPublish(cmd: RtmpCommand): Promise<void> {
     const s = this.streamFor(cmd.streamId);
     const raw = typeof cmd.args[0] === 'string' ? cmd.args[0] : '';
@@ -213,18 +236,10 @@ export class ServerSession {
       return;
     }
     const req = this.request(name, query);
-    s.pending = true;
-    s.request = req;
-    const decision = await inSpan('rtmp.publish', { 'rtmp.stream': req.key, 'rtmp.session': this.id }, async (span) => {
-      const d = await this.policy.beforePublish(req);
-      span.setAttribute('rtmp.allowed', d.allow);
-      if (!d.allow) span.setAttribute('rtmp.reason', d.reason);
-      return d;
-    }).finally(() => (s.pending = false));
-    if (this.connection.isClosed || !this.streams.has(s.id)) return;
+    const decision = await this.decide(s, req, 'publish', () => this.policy.beforePublish(req));
+    if (!decision) return;
     if (!decision.allow) {
       this.observer.publishRejected(decision.reason);
-      this.log.info({ stream: req.key, reason: decision.reason }, 'publish rejected');
       const code = decision.status === 'Denied' ? Status.PublishDenied : Status.PublishBadName;
       this.status(s.id, 'error', code, decision.description);
       return;
@@ -276,19 +291,11 @@ export class ServerSession {
     }
     if (!isLiveStart(cmd.args[1])) this.log.debug({ start: cmd.args[1] }, 'recorded playback requested; serving live');
     const req = this.request(name, query);
-    s.pending = true;
-    s.request = req;
-    const decision = await inSpan('rtmp.play', { 'rtmp.stream': req.key, 'rtmp.session': this.id }, async (span) => {
-      const d = await this.policy.beforePlay(req);
-      span.setAttribute('rtmp.allowed', d.allow);
-      if (!d.allow) span.setAttribute('rtmp.reason', d.reason);
-      return d;
-    }).finally(() => (s.pending = false));
-    if (this.connection.isClosed || !this.streams.has(s.id)) return;
+    const decision = await this.decide(s, req, 'play', () => this.policy.beforePlay(req));
+    if (!decision) return;
     if (!decision.allow) {
       this.observer.playRejected(decision.reason);
-      this.log.info({ stream: req.key, reason: decision.reason }, 'play rejected');
-      const code = decision.status === 'Denied' ? 'NetStream.Play.Failed' : Status.PlayStreamNotFound;
+      const code = decision.status === 'Denied' ? Status.PlayFailed : Status.PlayStreamNotFound;
       this.status(s.id, 'error', code, decision.description);
       return;
     }
