@@ -1,4 +1,11 @@
-import { MessageType, encodeFlvTag, encodeMessageChunks, parseAudioTag, parseVideoTag, type RtmpMessage } from '@rtmp-relay/rtmp';
+import {
+  MessageType,
+  encodeFlvTag,
+  encodeMessageChunks,
+  parseAudioTag,
+  parseVideoTag,
+  type RtmpMessage,
+} from '@rtmp-relay/rtmp';
 
 /** Chunk stream ids the hub writes media on. Every message starts with a type-0 header, so they never interfere. */
 export const CSID_HUB_AUDIO = 4;
@@ -47,7 +54,13 @@ export function kindOf(type: number): MediaKind | undefined {
   return undefined;
 }
 
-export function createHubMessage(kind: MediaKind, type: number, timestamp: number, payload: Buffer, chunkSize: number): HubMessage {
+export function createHubMessage(
+  kind: MediaKind,
+  type: number,
+  timestamp: number,
+  payload: Buffer,
+  chunkSize: number,
+): HubMessage {
   let isKeyframe = false;
   let isSequenceHeader = false;
   let resetsDecoder = false;
@@ -66,8 +79,25 @@ export function createHubMessage(kind: MediaKind, type: number, timestamp: numbe
     if (info.exHeader) fourCc = info.fourCc;
     if (isSequenceHeader) headerKey = headerSlot(info.exHeader, info.fourCc, info.packetType, info.tracks);
   }
-  const chunks = encodeMessageChunks({ type, streamId: PRIMARY_STREAM_ID, timestamp, payload }, csidFor(kind), chunkSize);
-  return { kind, type, timestamp, payload, isKeyframe, isSequenceHeader, headerKey, resetsDecoder, fourCc, chunks, variants: undefined, flvTag: undefined };
+  const chunks = encodeMessageChunks(
+    { type, streamId: PRIMARY_STREAM_ID, timestamp, payload },
+    csidFor(kind),
+    chunkSize,
+  );
+  return {
+    kind,
+    type,
+    timestamp,
+    payload,
+    isKeyframe,
+    isSequenceHeader,
+    headerKey,
+    resetsDecoder,
+    fourCc,
+    chunks,
+    variants: undefined,
+    flvTag: undefined,
+  };
 }
 
 function headerSlot(
@@ -86,7 +116,11 @@ export function chunksFor(m: HubMessage, streamId: number, chunkSize: number): B
   if (streamId === PRIMARY_STREAM_ID) return m.chunks;
   let variant = m.variants?.get(streamId);
   if (!variant) {
-    variant = encodeMessageChunks({ type: m.type, streamId, timestamp: m.timestamp, payload: m.payload }, csidFor(m.kind), chunkSize);
+    variant = encodeMessageChunks(
+      { type: m.type, streamId, timestamp: m.timestamp, payload: m.payload },
+      csidFor(m.kind),
+      chunkSize,
+    );
     (m.variants ??= new Map()).set(streamId, variant);
   }
   return variant;
@@ -94,7 +128,11 @@ export function chunksFor(m: HubMessage, streamId: number, chunkSize: number): B
 
 /** The message as an FLV tag, shared by every HTTP-FLV / WebSocket-FLV viewer. */
 export function flvTagFor(m: HubMessage): Buffer {
-  return (m.flvTag ??= encodeFlvTag({ type: m.type === MessageType.DataAmf3 ? MessageType.DataAmf0 : m.type, timestamp: m.timestamp, data: m.payload }));
+  return (m.flvTag ??= encodeFlvTag({
+    type: m.type === MessageType.DataAmf3 ? MessageType.DataAmf0 : m.type,
+    timestamp: m.timestamp,
+    data: m.payload,
+  }));
 }
 
 export function toRtmpMessage(m: HubMessage, streamId: number): RtmpMessage {

@@ -164,7 +164,9 @@ export class StreamHub {
       // The first publisher passes its timestamps through; later ones continue after the last message sent,
       // advanced by the wall-clock gap so players see time pass.
       this.offset =
-        this.lastHubTs === undefined ? 0 : this.lastHubTs + Math.max(1, Math.round(now - this.lastMessageAt)) - unwrapped;
+        this.lastHubTs === undefined
+          ? 0
+          : this.lastHubTs + Math.max(1, Math.round(now - this.lastMessageAt)) - unwrapped;
     }
     const hubTs = unwrapped + this.offset;
     if (this.lastHubTs === undefined || hubTs > this.lastHubTs) this.lastHubTs = hubTs;
@@ -294,7 +296,10 @@ export class StreamHub {
       const excess = backlog - slot.joinAllowance;
       if (excess > o.viewerHardBacklogBytes || age > o.viewerHardBacklogMs) {
         this.removeSlot(slot);
-        this.observer.slowViewerDisconnected?.(v.id, excess > o.viewerHardBacklogBytes ? 'backlog_bytes' : 'backlog_age');
+        this.observer.slowViewerDisconnected?.(
+          v.id,
+          excess > o.viewerHardBacklogBytes ? 'backlog_bytes' : 'backlog_age',
+        );
         v.disconnect('slow_viewer');
         this.checkIdle();
         return;
@@ -330,7 +335,11 @@ export class StreamHub {
     };
     this.slots.push(slot);
     viewer.cork();
-    const headers = [...(this.metadata ? [this.metadata] : []), ...this.videoHeaders.values(), ...this.audioHeaders.values()];
+    const headers = [
+      ...(this.metadata ? [this.metadata] : []),
+      ...this.videoHeaders.values(),
+      ...this.audioHeaders.values(),
+    ];
     for (const h of headers) this.deliver(slot, this.notAfterGopStart(h), now, true);
     for (const m of this.gop) this.deliver(slot, m, now, true);
     // Allowed on top of the bounds until the socket drains once.

@@ -15,12 +15,14 @@ export function splitAggregate(msg: RtmpMessage): RtmpMessage[] {
   let o = 0;
   let shift: number | undefined;
   while (o < p.length) {
-    if (p.length - o < SUB_HEADER_SIZE) throw new RtmpProtocolError('bad_aggregate', 'truncated aggregate sub-message header');
+    if (p.length - o < SUB_HEADER_SIZE)
+      throw new RtmpProtocolError('bad_aggregate', 'truncated aggregate sub-message header');
     const type = p[o]!;
     const size = p.readUIntBE(o + 1, 3);
     const ts = (p.readUIntBE(o + 4, 3) | (p[o + 7]! << 24)) >>> 0;
     const start = o + SUB_HEADER_SIZE;
-    if (p.length - start < size) throw new RtmpProtocolError('bad_aggregate', 'aggregate sub-message longer than the aggregate');
+    if (p.length - start < size)
+      throw new RtmpProtocolError('bad_aggregate', 'aggregate sub-message longer than the aggregate');
     shift ??= (msg.timestamp - ts) | 0;
     out.push({ type, streamId: msg.streamId, timestamp: (ts + shift) >>> 0, payload: p.subarray(start, start + size) });
     if (out.length > MAX_SUB_MESSAGES) throw new RtmpProtocolError('bad_aggregate', 'too many aggregate sub-messages');

@@ -131,7 +131,10 @@ export class ChunkReader {
         this.chunkRemaining -= n;
         o += n;
         if (this.partialBytes > this.limits.maxPartialBytes) {
-          throw new RtmpProtocolError('partial_bytes_exceeded', `more than ${this.limits.maxPartialBytes} bytes of incomplete messages`);
+          throw new RtmpProtocolError(
+            'partial_bytes_exceeded',
+            `more than ${this.limits.maxPartialBytes} bytes of incomplete messages`,
+          );
         }
         if (this.chunkRemaining === 0) {
           this.current = undefined;
@@ -171,12 +174,25 @@ export class ChunkReader {
     let cs = this.streams.get(csid);
     if (!cs) {
       if (fmt === CHUNK_FMT_DELTA_ONLY || fmt === CHUNK_FMT_CONTINUATION) {
-        throw new RtmpProtocolError('chunk_stream_not_started', `chunk stream ${csid} starts with a type-${fmt} header`);
+        throw new RtmpProtocolError(
+          'chunk_stream_not_started',
+          `chunk stream ${csid} starts with a type-${fmt} header`,
+        );
       }
       if (this.streams.size >= this.limits.maxChunkStreams) {
         throw new RtmpProtocolError('too_many_chunk_streams', `more than ${this.limits.maxChunkStreams} chunk streams`);
       }
-      cs = { timestamp: 0, delta: 0, length: 0, type: 0, streamId: 0, extended: false, extendedValue: 0, parts: [], received: 0 };
+      cs = {
+        timestamp: 0,
+        delta: 0,
+        length: 0,
+        type: 0,
+        streamId: 0,
+        extended: false,
+        extendedValue: 0,
+        parts: [],
+        received: 0,
+      };
     }
     const inProgress = cs.received > 0;
 
@@ -195,7 +211,10 @@ export class ChunkReader {
       if (!inProgress) cs.timestamp = (cs.timestamp + cs.delta) >>> 0;
     } else {
       if (inProgress) {
-        throw new RtmpProtocolError('chunk_header_mid_message', `type-${fmt} header on chunk stream ${csid} inside an unfinished message`);
+        throw new RtmpProtocolError(
+          'chunk_header_mid_message',
+          `type-${fmt} header on chunk stream ${csid} inside an unfinished message`,
+        );
       }
       const ts24 = buf.readUIntBE(p, 3);
       const extended = ts24 === EXTENDED_TIMESTAMP_MARKER;
@@ -224,7 +243,10 @@ export class ChunkReader {
     if (!inProgress) {
       const max = this.limits.maxMessageSize(cs.type);
       if (cs.length > max) {
-        throw new RtmpProtocolError('message_too_large', `message type ${cs.type} of ${cs.length} bytes exceeds ${max}`);
+        throw new RtmpProtocolError(
+          'message_too_large',
+          `message type ${cs.type} of ${cs.length} bytes exceeds ${max}`,
+        );
       }
       if (cs.length === 0) {
         this.complete(cs);
@@ -254,7 +276,10 @@ export class ChunkReader {
       throw new RtmpProtocolError('bad_chunk_size', `invalid Set Chunk Size ${size}`);
     }
     if (size < this.limits.minChunkSize) {
-      throw new RtmpProtocolError('chunk_size_too_small', `Set Chunk Size ${size} below the minimum ${this.limits.minChunkSize}`);
+      throw new RtmpProtocolError(
+        'chunk_size_too_small',
+        `Set Chunk Size ${size} below the minimum ${this.limits.minChunkSize}`,
+      );
     }
     this.chunkSize = Math.min(size, MAX_CHUNK_SIZE);
   }

@@ -4,7 +4,14 @@ import type { AmfObject, AmfValue } from './amf.js';
 import { encodeAmf0 } from './amf0.js';
 import { Command, Status } from './commands.js';
 import { DEFAULT_CONNECTION_LIMITS, RtmpConnection, type ConnectionLimits, type RtmpCommand } from './connection.js';
-import { CSID_AUDIO, CSID_DATA, CSID_VIDEO, DEFAULT_WINDOW_ACK_SIZE, MessageType, UserControlEvent } from './constants.js';
+import {
+  CSID_AUDIO,
+  CSID_DATA,
+  CSID_VIDEO,
+  DEFAULT_WINDOW_ACK_SIZE,
+  MessageType,
+  UserControlEvent,
+} from './constants.js';
 import { setBufferLength } from './control.js';
 import { RtmpProtocolError } from './errors.js';
 import type { HandshakeMode } from './handshake.js';
@@ -82,7 +89,8 @@ export class RtmpClient extends EventEmitter<ClientEvents> {
     connection.on('command', (cmd) => this.onCommand(cmd));
     connection.on('media', (msg) => this.emit('media', msg));
     connection.on('userControl', (ev) => {
-      if (ev.event === UserControlEvent.StreamEOF && ev.value === this.streamId && this.streamId !== 0) this.emit('end', 'stream_eof');
+      if (ev.event === UserControlEvent.StreamEOF && ev.value === this.streamId && this.streamId !== 0)
+        this.emit('end', 'stream_eof');
     });
     connection.on('close', (reason, err) => {
       clearInterval(this.readTimer);
@@ -101,11 +109,16 @@ export class RtmpClient extends EventEmitter<ClientEvents> {
     const limits = { ...DEFAULT_CONNECTION_LIMITS, ...opts.limits, handshakeTimeoutMs: timeoutMs };
     const connection = new RtmpConnection(socket, 'client', limits, opts.handshake ?? 'simple');
     const client = new RtmpClient(connection, target);
-    const timer = setTimeout(() => connection.close('connect_timeout', new Error(`connect to ${url} timed out after ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => connection.close('connect_timeout', new Error(`connect to ${url} timed out after ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     try {
       await new Promise<void>((resolve, reject) => {
         connection.once('ready', resolve);
-        connection.once('close', (reason, err) => reject(err ?? new Error(`connection closed during handshake: ${reason}`)));
+        connection.once('close', (reason, err) =>
+          reject(err ?? new Error(`connection closed during handshake: ${reason}`)),
+        );
       });
       const commandObject: AmfObject = {
         app: target.app,
@@ -133,11 +146,14 @@ export class RtmpClient extends EventEmitter<ClientEvents> {
     }
     const readTimeoutMs = opts.readTimeoutMs ?? 30_000;
     if (readTimeoutMs > 0) {
-      client.readTimer = setInterval(() => {
-        if (performance.now() - connection.lastReceiveAt > readTimeoutMs) {
-          connection.close('read_timeout', new Error(`nothing received for ${readTimeoutMs} ms`));
-        }
-      }, Math.min(readTimeoutMs, 1000));
+      client.readTimer = setInterval(
+        () => {
+          if (performance.now() - connection.lastReceiveAt > readTimeoutMs) {
+            connection.close('read_timeout', new Error(`nothing received for ${readTimeoutMs} ms`));
+          }
+        },
+        Math.min(readTimeoutMs, 1000),
+      );
       client.readTimer.unref();
     }
     return client;
@@ -195,7 +211,8 @@ export class RtmpClient extends EventEmitter<ClientEvents> {
 
   private async createStream(): Promise<number> {
     const [, id] = await this.call(Command.CreateStream, null);
-    if (typeof id !== 'number' || id < 1) throw new RtmpProtocolError('bad_command', `createStream returned ${String(id)}`);
+    if (typeof id !== 'number' || id < 1)
+      throw new RtmpProtocolError('bad_command', `createStream returned ${String(id)}`);
     this.streamId = id;
     return id;
   }

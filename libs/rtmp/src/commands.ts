@@ -80,7 +80,8 @@ function asObject(v: AmfValue): AmfObject | undefined {
 }
 
 const asString = (v: AmfValue | undefined): string | undefined => (typeof v === 'string' ? v : undefined);
-const asNumber = (v: AmfValue | undefined): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+const asNumber = (v: AmfValue | undefined): number | undefined =>
+  typeof v === 'number' && Number.isFinite(v) ? v : undefined;
 
 /** Reads a connect command object, including E-RTMP fourCcList / videoFourCcInfoMap / audioFourCcInfoMap. */
 export function parseConnect(commandObject: AmfValue): ConnectInfo {
@@ -119,10 +120,17 @@ export function connectResult(info: ConnectInfo): [AmfObject, AmfObject] {
 /** Splits `name?query` as sent in publish/play (tokens travel in the query). */
 export function splitStreamName(raw: string): { name: string; query: URLSearchParams } {
   const q = raw.indexOf('?');
-  return q < 0 ? { name: raw, query: new URLSearchParams() } : { name: raw.slice(0, q), query: new URLSearchParams(raw.slice(q + 1)) };
+  return q < 0
+    ? { name: raw, query: new URLSearchParams() }
+    : { name: raw.slice(0, q), query: new URLSearchParams(raw.slice(q + 1)) };
 }
 
 /** Stream names are path-like keys: bounded length, no control characters, no path traversal. */
 export function isValidStreamName(name: string, maxLength = 256): boolean {
-  return name.length > 0 && name.length <= maxLength && !/[\u0000-\u001f\u007f]/.test(name) && !name.split('/').includes('..');
+  return (
+    name.length > 0 &&
+    name.length <= maxLength &&
+    !/[\u0000-\u001f\u007f]/.test(name) &&
+    !name.split('/').includes('..')
+  );
 }

@@ -101,7 +101,10 @@ export class RtmpConnection extends EventEmitter<ConnectionEvents> {
     socket.on('close', () => this.close('peer_closed'));
     socket.on('end', () => this.close('peer_closed'));
     this.handshakeTimer = setTimeout(
-      () => this.fail(new RtmpProtocolError('handshake_timeout', `handshake not complete after ${limits.handshakeTimeoutMs} ms`)),
+      () =>
+        this.fail(
+          new RtmpProtocolError('handshake_timeout', `handshake not complete after ${limits.handshakeTimeoutMs} ms`),
+        ),
       limits.handshakeTimeoutMs,
     );
     this.handshakeTimer.unref();
@@ -224,7 +227,12 @@ export class RtmpConnection extends EventEmitter<ConnectionEvents> {
   }
 
   /** Serializes and writes one message. Returns socket.write's backpressure signal. */
-  send(msg: RtmpMessage, csid: number = msg.streamId === 0 && msg.type <= MessageType.SetPeerBandwidth ? CSID_PROTOCOL_CONTROL : CSID_COMMAND): boolean {
+  send(
+    msg: RtmpMessage,
+    csid: number = msg.streamId === 0 && msg.type <= MessageType.SetPeerBandwidth
+      ? CSID_PROTOCOL_CONTROL
+      : CSID_COMMAND,
+  ): boolean {
     if (this.closed || this.handshake) return false; // nothing but handshake bytes before the handshake is done
     return this.socket.write(this.writer.encode(msg, csid));
   }
@@ -235,9 +243,20 @@ export class RtmpConnection extends EventEmitter<ConnectionEvents> {
     return this.socket.write(chunks);
   }
 
-  sendCommand(streamId: number, name: string, transactionId: number, commandObject: AmfValue, ...args: AmfValue[]): void {
+  sendCommand(
+    streamId: number,
+    name: string,
+    transactionId: number,
+    commandObject: AmfValue,
+    ...args: AmfValue[]
+  ): void {
     this.send(
-      { type: MessageType.CommandAmf0, streamId, timestamp: 0, payload: encodeAmf0(name, transactionId, commandObject, ...args) },
+      {
+        type: MessageType.CommandAmf0,
+        streamId,
+        timestamp: 0,
+        payload: encodeAmf0(name, transactionId, commandObject, ...args),
+      },
       CSID_COMMAND,
     );
   }

@@ -16,7 +16,8 @@ function u32(value: number): Buffer {
 
 export const setChunkSize = (size: number): RtmpMessage => control(MessageType.SetChunkSize, u32(size));
 export const abortMessage = (csid: number): RtmpMessage => control(MessageType.Abort, u32(csid));
-export const acknowledgement = (bytesReceived: number): RtmpMessage => control(MessageType.Acknowledgement, u32(bytesReceived));
+export const acknowledgement = (bytesReceived: number): RtmpMessage =>
+  control(MessageType.Acknowledgement, u32(bytesReceived));
 export const windowAckSize = (size: number): RtmpMessage => control(MessageType.WindowAckSize, u32(size));
 
 export function setPeerBandwidth(size: number, limitType: number): RtmpMessage {

@@ -26,10 +26,7 @@ export const TIME_OFFSET = 0;
 export const TIME_LENGTH = 4;
 
 /** Shared 32-byte tail appended to both public key texts. */
-export const KEY_TAIL: Buffer = Buffer.from(
-  'f0eec24a8068bee82e00d0d1029e7e576eec5d2d29806fab93b8e636cfeb31ae',
-  'hex',
-);
+export const KEY_TAIL: Buffer = Buffer.from('f0eec24a8068bee82e00d0d1029e7e576eec5d2d29806fab93b8e636cfeb31ae', 'hex');
 
 /** "Genuine Adobe Flash Player 001": the client's public key text. */
 export const FP_KEY_TEXT = 'Genuine Adobe Flash Player 001';

@@ -13,7 +13,7 @@ const UINT32_RANGE = 0x1_0000_0000;
 
 /** Signed distance b - a between two uint32 timestamps, assuming they are within 2^31 ms (RTMP spec section 4). */
 export function timestampDelta(a: number, b: number): number {
-  return ((b - a) | 0);
+  return (b - a) | 0;
 }
 
 /** Adds a (possibly negative) delta to a uint32 timestamp, wrapping. */

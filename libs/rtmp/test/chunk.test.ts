@@ -255,7 +255,10 @@ function scenarioArb(opts: {
 }): fc.Arbitrary<Scenario> {
   const message = fc.record({
     type: fc.constantFrom(MessageType.Audio, MessageType.Video, MessageType.DataAmf0, MessageType.CommandAmf0),
-    streamId: fc.oneof({ weight: 3, arbitrary: fc.constant(1) }, { weight: 2, arbitrary: fc.integer({ min: 0, max: 3 }) }),
+    streamId: fc.oneof(
+      { weight: 3, arbitrary: fc.constant(1) },
+      { weight: 2, arbitrary: fc.integer({ min: 0, max: 3 }) },
+    ),
     payload: payloadSpecArb(opts.maxPayload),
     step: stepArb,
     stepMode: fc.constantFrom<'given' | 'repeat' | 'absolute'>('given', 'given', 'given', 'repeat', 'absolute'),
@@ -503,7 +506,7 @@ describe('basic header: chunk stream ids', () => {
     assertSameMessages(decodeBytewise(stream).messages, [d, c, b, a]);
   });
 
-  it('3-byte csid is b1 + b2*256 + 64 (not NMS\'s (64+b1+b2)<<8, not b1 as the high byte): exact bytes', () => {
+  it("3-byte csid is b1 + b2*256 + 64 (not NMS's (64+b1+b2)<<8, not b1 as the high byte): exact bytes", () => {
     // `01 01 00` = 1 + 0*256 + 64 = csid 65 (NMS: (64+1+0)<<8 = 16640; high-byte-first: 64 + 256 = 320).
     // The message starts there and continues with the 2-byte form of csid 65 (`c0 01`): one message.
     const payload = filled(200, 9);
@@ -637,11 +640,36 @@ describe('message header timestamps', () => {
   describe('extended timestamp present/absent in continuation chunks (peek and compare)', () => {
     const p = filled(300, 5);
     const head = hex('06 ffffff 00012c 09 01000000 01234567');
-    const present = Buffer.concat([head, p.subarray(0, 128), hex('c6 01234567'), p.subarray(128, 256), hex('c6 01234567'), p.subarray(256)]);
-    const absent = Buffer.concat([head, p.subarray(0, 128), hex('c6'), p.subarray(128, 256), hex('c6'), p.subarray(256)]);
-    const mixed = Buffer.concat([head, p.subarray(0, 128), hex('c6'), p.subarray(128, 256), hex('c6 01234567'), p.subarray(256)]);
+    const present = Buffer.concat([
+      head,
+      p.subarray(0, 128),
+      hex('c6 01234567'),
+      p.subarray(128, 256),
+      hex('c6 01234567'),
+      p.subarray(256),
+    ]);
+    const absent = Buffer.concat([
+      head,
+      p.subarray(0, 128),
+      hex('c6'),
+      p.subarray(128, 256),
+      hex('c6'),
+      p.subarray(256),
+    ]);
+    const mixed = Buffer.concat([
+      head,
+      p.subarray(0, 128),
+      hex('c6'),
+      p.subarray(128, 256),
+      hex('c6 01234567'),
+      p.subarray(256),
+    ]);
     const expected = [msg(9, 1, 0x1234567, p)];
-    for (const [name, bytes] of [['present (FFmpeg)', present], ['absent (old OBS)', absent], ['mixed', mixed]] as const) {
+    for (const [name, bytes] of [
+      ['present (FFmpeg)', present],
+      ['absent (old OBS)', absent],
+      ['mixed', mixed],
+    ] as const) {
       it(name, () => {
         assertSameMessages(decode(bytes).messages, expected);
         assertSameMessages(decodeBytewise(bytes).messages, expected);
@@ -748,8 +776,16 @@ describe('Set Chunk Size', () => {
   it('= 1 is accepted with minChunkSize: 1 (1-byte chunks, also for the control message itself)', () => {
     const m = msg(20, 0, 0, Buffer.from('hello'));
     const one = encodeMessageChunks(m, 3, 1);
-    assert.equal(one.toString('hex'), hex('03 000000 000005 14 00000000 68 | c3 65 | c3 6c | c3 6c | c3 6f').toString('hex'));
-    const stream = Buffer.concat([sc(1), one, encodeMessageChunks(setChunkSize(128), 2, 1), encodeMessageChunks(m, 3, 128)]);
+    assert.equal(
+      one.toString('hex'),
+      hex('03 000000 000005 14 00000000 68 | c3 65 | c3 6c | c3 6c | c3 6f').toString('hex'),
+    );
+    const stream = Buffer.concat([
+      sc(1),
+      one,
+      encodeMessageChunks(setChunkSize(128), 2, 1),
+      encodeMessageChunks(m, 3, 128),
+    ]);
     const { messages, reader } = decode(stream, { minChunkSize: 1 });
     assert.equal(reader.incomingChunkSize, 128);
     assertSameMessages(
@@ -851,11 +887,15 @@ describe('uint32 timestamps', () => {
     assert.equal(addTimestamp(5, -10), 0xfffffffb);
     assert.equal(addTimestamp(0xffffffff, 1), 0);
     fc.assert(
-      fc.property(fc.integer().map((x) => x >>> 0), fc.integer({ min: -0x7fffffff, max: 0x7fffffff }), (a, d) => {
-        const b = addTimestamp(a, d);
-        assert.ok(Number.isInteger(b) && b >= 0 && b <= 0xffffffff);
-        assert.equal(timestampDelta(a, b), d);
-      }),
+      fc.property(
+        fc.integer().map((x) => x >>> 0),
+        fc.integer({ min: -0x7fffffff, max: 0x7fffffff }),
+        (a, d) => {
+          const b = addTimestamp(a, d);
+          assert.ok(Number.isInteger(b) && b >= 0 && b <= 0xffffffff);
+          assert.equal(timestampDelta(a, b), d);
+        },
+      ),
       { numRuns: NUM_RUNS },
     );
   });
@@ -920,7 +960,8 @@ describe('reader limits', () => {
   it('too_many_chunk_streams: more chunk streams than maxChunkStreams', () => {
     // Messages stay unfinished, so the streams count as in use under any reading of the limit.
     const p = filled(200);
-    const first = (csid: number) => encodeMessageChunks(msg(9, 1, 0, p), csid, 128).subarray(0, basicHeader(0, csid).length + 11 + 128);
+    const first = (csid: number) =>
+      encodeMessageChunks(msg(9, 1, 0, p), csid, 128).subarray(0, basicHeader(0, csid).length + 11 + 128);
     const rest = (csid: number) => Buffer.concat([basicHeader(3, csid), p.subarray(128)]);
     const d = newReader({ maxChunkStreams: 3 });
     d.reader.push(Buffer.concat([first(3), first(4), first(65_599), rest(3), first(3)]));
@@ -934,7 +975,8 @@ describe('reader limits', () => {
   });
 
   it('partial_bytes_exceeded: incomplete messages across chunk streams over maxPartialBytes', () => {
-    const first = (csid: number) => encodeMessageChunks(msg(9, 1, 0, filled(1000)), csid, 128).subarray(0, 1 + 11 + 128);
+    const first = (csid: number) =>
+      encodeMessageChunks(msg(9, 1, 0, filled(1000)), csid, 128).subarray(0, 1 + 11 + 128);
     const d = newReader({ maxPartialBytes: 300 });
     d.reader.push(first(4));
     d.reader.push(first(5));
@@ -963,7 +1005,10 @@ describe('reader limits', () => {
 
   it('chunk_header_mid_message: fmt0 or fmt1 on a csid whose message is unfinished', () => {
     const firstChunk = Buffer.concat([hex('06 000000 0000c8 09 01000000'), filled(128)]);
-    assertProtocolError(() => decode([firstChunk, hex('06 000000 000001 09 01000000 | 00')]), 'chunk_header_mid_message');
+    assertProtocolError(
+      () => decode([firstChunk, hex('06 000000 000001 09 01000000 | 00')]),
+      'chunk_header_mid_message',
+    );
     assertProtocolError(() => decode([firstChunk, hex('46 000000 0000c8 09')]), 'chunk_header_mid_message');
     // other chunk streams may start messages meanwhile
     const { messages } = decode([

@@ -303,7 +303,10 @@ describe('handshake: server answers per client type', () => {
       assert.ok(s1[4]! >= 3, 'FFmpeg players validate only when S1[4] >= 3: make sure they do');
       const s1Digest = refVerifyDigest(s1, layout, FMS_KEY_36);
       assert.ok(s1Digest, 'S1 digest verifies with FMSKey[0..36) at the client layout');
-      assert.ok(refVerifySignature(s2, FMS_KEY_68, c1Digest), 'S2 = random | HMAC(HMAC(FMSKey68, C1 digest), S2[0..1504))');
+      assert.ok(
+        refVerifySignature(s2, FMS_KEY_68, c1Digest),
+        'S2 = random | HMAC(HMAC(FMSKey68, C1 digest), S2[0..1504))',
+      );
 
       // A C2 from an FFmpeg player: random | HMAC(HMAC(FPKey62, S1 digest), C2[0..1504)).
       const c2 = seededRandom('c2')(SIZE);

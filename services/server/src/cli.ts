@@ -87,7 +87,9 @@ async function run(role: Role, cmd: Command): Promise<void> {
         process.exit(0);
       },
       (err: unknown) => {
-        process.stderr.write(`rtmp-relay ${role}: shutdown failed: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.stderr.write(
+          `rtmp-relay ${role}: shutdown failed: ${err instanceof Error ? err.message : String(err)}\n`,
+        );
         process.exit(1);
       },
     );
@@ -111,7 +113,10 @@ async function localCluster(cmd: Command): Promise<void> {
     if (stopping) process.exit(1);
     stopping = true;
     process.stderr.write(`rtmp-relay cluster: ${why}, stopping every process\n`);
-    cluster.stop().then(() => process.exit(code), () => process.exit(1));
+    cluster.stop().then(
+      () => process.exit(code),
+      () => process.exit(1),
+    );
   };
   process.on('SIGINT', () => stop('SIGINT', 0));
   process.on('SIGTERM', () => stop('SIGTERM', 0));
@@ -142,7 +147,9 @@ export function buildProgram(): Command {
   sub('edge', 'cluster edge: pulls streams from origins on demand, serves viewers (REDIS_URL, NATS_URL)', (c) =>
     run('edge', c),
   );
-  sub('cluster', 'a local cluster: redis-server, nats-server, 2 origins and 2 edges on this machine', (c) => localCluster(c));
+  sub('cluster', 'a local cluster: redis-server, nats-server, 2 origins and 2 edges on this machine', (c) =>
+    localCluster(c),
+  );
   return program;
 }
 

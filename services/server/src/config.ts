@@ -108,7 +108,11 @@ function fail(ctx: z.RefinementCtx, message: string): never {
   return z.NEVER as never;
 }
 
-function int(min: number, max: number, expectation = max >= MAX_BYTES ? `expected an integer >= ${min}` : `expected an integer ${min}-${max}`) {
+function int(
+  min: number,
+  max: number,
+  expectation = max >= MAX_BYTES ? `expected an integer >= ${min}` : `expected an integer ${min}-${max}`,
+) {
   return raw.transform((v: Raw, ctx): number => {
     const s = typeof v === 'string' ? v.trim() : v;
     const n = typeof s === 'number' ? s : typeof s === 'string' && /^[+-]?\d+$/.test(s) ? Number(s) : NaN;
@@ -129,7 +133,8 @@ function bool() {
   });
 }
 
-const HOSTNAME_RE = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const HOSTNAME_RE =
+  /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 function host() {
   return raw.transform((v: Raw, ctx): string => {
     const s = String(v).trim();
@@ -157,7 +162,11 @@ function nodeId() {
 
 /** `<hostname>-<4 hex>`: unique enough across restarts of the same pod name. */
 export function defaultNodeId(): string {
-  const h = hostname().replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 100) || 'node';
+  const h =
+    hostname()
+      .replace(/[^A-Za-z0-9._-]/g, '-')
+      .replace(/^[^A-Za-z0-9]+/, '')
+      .slice(0, 100) || 'node';
   return `${h}-${randomBytes(2).toString('hex')}`;
 }
 
@@ -180,10 +189,14 @@ function url(protocols: readonly string[]) {
 function urlList(protocols: readonly string[]) {
   const one = url(protocols);
   return raw.transform((v: Raw, ctx): string => {
-    const parts = String(v).split(',').map((p) => p.trim()).filter(Boolean);
+    const parts = String(v)
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean);
     for (const part of parts) {
       const r = one.safeParse(part);
-      if (!r.success) return fail(ctx, `expected one or more URLs (${protocols.join(' or ')}//...), comma-separated, or empty`);
+      if (!r.success)
+        return fail(ctx, `expected one or more URLs (${protocols.join(' or ')}//...), comma-separated, or empty`);
     }
     return parts.join(',');
   });
@@ -251,22 +264,50 @@ const DEFS: { readonly [K in keyof Config]: Def } = {
   shutdownTimeoutMs: def(ms(), 10_000, 'on shutdown, force-close connections still open after this'),
   drainDelayMs: def(ms(), 0, 'on shutdown, stay not-ready this long before closing the listeners'),
   redisUrl: def(url(['redis:', 'rediss:']), '', 'Redis for stream ownership and the node registry (origin, edge)'),
-  natsUrl: def(urlList(['nats:', 'tls:']), '', 'NATS servers (comma-separated) for control events (origin, edge); without NATS edges fall back to Redis'),
-  advertiseHost: def(text(253), '', 'host other nodes reach this one at (e.g. the pod IP; default: the first non-internal IPv4)'),
-  clusterPrefix: def(text(64), 'rtmp', 'prefix of Redis keys and NATS subjects (several clusters can share Redis and NATS)'),
+  natsUrl: def(
+    urlList(['nats:', 'tls:']),
+    '',
+    'NATS servers (comma-separated) for control events (origin, edge); without NATS edges fall back to Redis',
+  ),
+  advertiseHost: def(
+    text(253),
+    '',
+    'host other nodes reach this one at (e.g. the pod IP; default: the first non-internal IPv4)',
+  ),
+  clusterPrefix: def(
+    text(64),
+    'rtmp',
+    'prefix of Redis keys and NATS subjects (several clusters can share Redis and NATS)',
+  ),
   leaseMs: def(ms(500), 5000, 'stream ownership lease in Redis; refreshed every third of it while live'),
   heartbeatMs: def(ms(100), 2000, 'node registry refresh and load events interval'),
-  publishWhileRedisDown: def(oneOf(['reject', 'allow'] as const), 'reject', 'new publishes while Redis is unreachable: reject, or allow unregistered (claimed when Redis returns)'),
+  publishWhileRedisDown: def(
+    oneOf(['reject', 'allow'] as const),
+    'reject',
+    'new publishes while Redis is unreachable: reject, or allow unregistered (claimed when Redis returns)',
+  ),
   pullLingerMs: def(ms(), 5000, 'edge: keep an upstream pull this long after its last viewer left'),
-  pullFailoverWaitMs: def(ms(), 15_000, 'edge: keep viewers attached this long after an upstream broke, while the stream moves'),
+  pullFailoverWaitMs: def(
+    ms(),
+    15_000,
+    'edge: keep viewers attached this long after an upstream broke, while the stream moves',
+  ),
   pullRetryMaxMs: def(ms(50), 2000, 'edge: longest backoff between upstream pull attempts'),
   reconcileMs: def(ms(1000), 30_000, 'slow periodic re-read of Redis that repairs lost NATS events'),
   apiToken: def(text(), '', 'bearer token required by the cluster HTTP API (/api/*) when set'),
-  publishSecret: def(text(), '', 'HMAC secret for signed publish URLs (?expires=&token=); publishes need a valid token when set'),
+  publishSecret: def(
+    text(),
+    '',
+    'HMAC secret for signed publish URLs (?expires=&token=); publishes need a valid token when set',
+  ),
   playSecret: def(text(), '', 'HMAC secret for signed play URLs'),
   requirePlayToken: def(bool(), false, 'plays need a valid signed token (checked locally, no webhook per viewer)'),
   hookOnPublish: def(url(['http:', 'https:']), '', 'blocking webhook before a publish: 2xx allows'),
-  hookOnPlay: def(url(['http:', 'https:']), '', 'blocking webhook before a play (when play tokens are not used): 2xx allows'),
+  hookOnPlay: def(
+    url(['http:', 'https:']),
+    '',
+    'blocking webhook before a play (when play tokens are not used): 2xx allows',
+  ),
   hookOnPublishDone: def(url(['http:', 'https:']), '', 'notify-only webhook after a publish ends'),
   hookOnPlayDone: def(url(['http:', 'https:']), '', 'notify-only webhook after a play ends'),
   hookTimeoutMs: def(ms(1), 3000, 'webhook timeout; a timeout denies unless HOOK_FAIL_OPEN'),
@@ -325,8 +366,7 @@ function crossFieldIssues(c: Config): string[] {
   if (c.writeBatchMs > 0) below('writeBatchMs', 'viewerSoftBacklogMs');
   if (c.requirePlayToken && !c.playSecret) out.push(`${label('requirePlayToken')}: needs ${label('playSecret')}`);
   if (c.heartbeatMs >= c.leaseMs * 4) out.push(`${label('heartbeatMs')}: should be well below 4 x ${label('leaseMs')}`);
-  const hostsOverlap =
-    c.rtmpHost === c.httpHost || WILDCARD_HOSTS.has(c.rtmpHost) || WILDCARD_HOSTS.has(c.httpHost);
+  const hostsOverlap = c.rtmpHost === c.httpHost || WILDCARD_HOSTS.has(c.rtmpHost) || WILDCARD_HOSTS.has(c.httpHost);
   if (c.rtmpPort !== 0 && c.rtmpPort === c.httpPort && hostsOverlap)
     out.push(`${label('rtmpPort')}: must differ from ${label('httpPort')}, both are ${c.rtmpPort}`);
   return out;
@@ -354,7 +394,9 @@ function show(v: unknown): string {
  * (`rtmpPort`, as commander's `opts()` returns them); unknown keys are ignored. Empty env values count as unset.
  * Throws ConfigError listing every problem.
  */
-export function loadConfig(opts: { env?: NodeJS.ProcessEnv; flags?: Record<string, string | boolean | undefined> } = {}): Config {
+export function loadConfig(
+  opts: { env?: NodeJS.ProcessEnv; flags?: Record<string, string | boolean | undefined> } = {},
+): Config {
   const env = opts.env ?? {};
   const flags = opts.flags ?? {};
   const input: Record<string, Raw | undefined> = {};

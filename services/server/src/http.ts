@@ -30,7 +30,12 @@ export interface ClusterApi {
   listStreams(): Promise<unknown[]>;
   getStream(key: string): Promise<unknown | undefined>;
   /** Kick a stream's publisher, its viewers (optionally one session), or drop the stream, wherever it is. */
-  kick(cmd: { key: string; what: 'publisher' | 'viewers' | 'stream'; sessionId?: string; reason?: string }): Promise<void>;
+  kick(cmd: {
+    key: string;
+    what: 'publisher' | 'viewers' | 'stream';
+    sessionId?: string;
+    reason?: string;
+  }): Promise<void>;
 }
 
 export interface RunningHttpServer {
@@ -75,13 +80,25 @@ function buildApp(opts: HttpServerOptions): FastifyInstance {
   // Request/response lines are info level: below warn, so never written.
   const app = Fastify({
     // warn and above, never more verbose than the node's own level (LOG_LEVEL=silent stays silent).
-    loggerInstance: opts.logger.child({ component: 'http' }, { level: quieterOf(opts.logger.level, 'warn') }) as FastifyBaseLogger,
+    loggerInstance: opts.logger.child(
+      { component: 'http' },
+      { level: quieterOf(opts.logger.level, 'warn') },
+    ) as FastifyBaseLogger,
   });
 
   app.get('/', async () => ({
-    endpoints: ['/healthz', '/readyz', '/metrics', '/api/streams', '/api/streams/:app/:name', '/api/node',
-      ...(opts.cluster ? ['/api/cluster/nodes', '/api/cluster/streams', '/api/cluster/streams/:app/:name', 'POST /api/cluster/kick'] : []),
-      ...(opts.flv ? ['/:app/:name.flv (HTTP-FLV; WebSocket-FLV on upgrade)'] : [])],
+    endpoints: [
+      '/healthz',
+      '/readyz',
+      '/metrics',
+      '/api/streams',
+      '/api/streams/:app/:name',
+      '/api/node',
+      ...(opts.cluster
+        ? ['/api/cluster/nodes', '/api/cluster/streams', '/api/cluster/streams/:app/:name', 'POST /api/cluster/kick']
+        : []),
+      ...(opts.flv ? ['/:app/:name.flv (HTTP-FLV; WebSocket-FLV on upgrade)'] : []),
+    ],
   }));
 
   app.get('/healthz', async () => ({ status: 'ok' }));
@@ -128,24 +145,28 @@ function buildApp(opts: HttpServerOptions): FastifyInstance {
       if (stream === undefined) return reply.code(404).send({ error: 'stream not found', key });
       return stream;
     });
-    app.post('/api/cluster/kick', {
-      schema: {
-        body: {
-          type: 'object',
-          required: ['key', 'what'],
-          additionalProperties: false,
-          properties: {
-            key: { type: 'string', minLength: 1, maxLength: 512 },
-            what: { type: 'string', enum: ['publisher', 'viewers', 'stream'] },
-            sessionId: { type: 'string', maxLength: 128 },
-            reason: { type: 'string', maxLength: 256 },
+    app.post(
+      '/api/cluster/kick',
+      {
+        schema: {
+          body: {
+            type: 'object',
+            required: ['key', 'what'],
+            additionalProperties: false,
+            properties: {
+              key: { type: 'string', minLength: 1, maxLength: 512 },
+              what: { type: 'string', enum: ['publisher', 'viewers', 'stream'] },
+              sessionId: { type: 'string', maxLength: 128 },
+              reason: { type: 'string', maxLength: 256 },
+            },
           },
         },
       },
-    }, async (req, reply) => {
-      await cluster.kick(req.body as Parameters<ClusterApi['kick']>[0]);
-      return reply.code(202).send({ accepted: true });
-    });
+      async (req, reply) => {
+        await cluster.kick(req.body as Parameters<ClusterApi['kick']>[0]);
+        return reply.code(202).send({ accepted: true });
+      },
+    );
   }
 
   if (opts.flv) registerFlvRoutes(app, opts.flv);
@@ -155,9 +176,13 @@ function buildApp(opts: HttpServerOptions): FastifyInstance {
   // A dependency outage (Redis down: the cluster API can't answer) is 503, not a server bug (500).
   app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
     if (err.statusCode && err.statusCode < 500) return reply.code(err.statusCode).send({ error: err.message });
-    const unavailable = /isn't writeable|ECONNREFUSED|Connection is closed|Command timed out|not connected/i.test(err.message);
+    const unavailable = /isn't writeable|ECONNREFUSED|Connection is closed|Command timed out|not connected/i.test(
+      err.message,
+    );
     if (!unavailable) opts.logger.error({ err }, 'http handler error');
-    return reply.code(unavailable ? 503 : 500).send({ error: unavailable ? 'cluster registry unavailable' : 'internal error' });
+    return reply
+      .code(unavailable ? 503 : 500)
+      .send({ error: unavailable ? 'cluster registry unavailable' : 'internal error' });
   });
 
   app.setNotFoundHandler((req, reply) => {

@@ -28,7 +28,9 @@ export class HotCounters {
  * A Gauge whose `collect` hook (called on every scrape, before reading) may be assigned after creation, e.g.
  * `metrics.streams.collect = () => metrics.streams.set(registry.size)`; prom-client supports it, its types don't say so.
  */
-export type CollectableGauge<T extends string = string> = Gauge<T> & { collect?: (this: Gauge<T>) => void | Promise<void> };
+export type CollectableGauge<T extends string = string> = Gauge<T> & {
+  collect?: (this: Gauge<T>) => void | Promise<void>;
+};
 
 function gauge<T extends string = string>(config: GaugeConfiguration<T>): CollectableGauge<T> {
   return new Gauge<T>(config);

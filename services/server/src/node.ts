@@ -93,13 +93,28 @@ export async function startNode(config: Config, opts: { role: Role }): Promise<R
     register: metrics.register,
     isReady: () => !draining && (cluster?.isReady() ?? true),
     apiToken: config.apiToken,
-    ...(opts.role !== 'standalone' ? { cluster: { listNodes: () => need(cluster).api.listNodes(), listStreams: () => need(cluster).api.listStreams(), getStream: (k: string) => need(cluster).api.getStream(k), kick: (c) => need(cluster).api.kick(c) } } : {}),
+    ...(opts.role !== 'standalone'
+      ? {
+          cluster: {
+            listNodes: () => need(cluster).api.listNodes(),
+            listStreams: () => need(cluster).api.listStreams(),
+            getStream: (k: string) => need(cluster).api.getStream(k),
+            kick: (c) => need(cluster).api.kick(c),
+          },
+        }
+      : {}),
     listStreams: () => registry.list().map(describeStream),
     getStream: (key) => {
       const hub = registry.get(key);
       return hub ? describeStream(hub) : undefined;
     },
-    nodeInfo: () => ({ id: config.nodeId, role: opts.role, rtmpPort, connections: rtmp.connectionCount, streams: registry.size }),
+    nodeInfo: () => ({
+      id: config.nodeId,
+      role: opts.role,
+      rtmpPort,
+      connections: rtmp.connectionCount,
+      streams: registry.size,
+    }),
     // HTTP-FLV / WS-FLV plays: same hubs and the same (role's) policy as RTMP plays, counted in the same metrics.
     flv: { registry, policy: () => rtmp.policy, observer: flvMetricsObserver(metrics) },
   });
@@ -117,7 +132,12 @@ export async function startNode(config: Config, opts: { role: Role }): Promise<R
         waitForLive: rtmp.waitForLive,
         // Viewer ids start with their connection's session id (RTMP `<session>/<stream>`, FLV likewise).
         kickViewers: (key, sessionId, reason) =>
-          registry.get(key)?.disconnectViewers(reason, (id) => sessionId === undefined || id === sessionId || id.startsWith(`${sessionId}/`)),
+          registry
+            .get(key)
+            ?.disconnectViewers(
+              reason,
+              (id) => sessionId === undefined || id === sessionId || id.startsWith(`${sessionId}/`),
+            ),
       });
     } catch (err) {
       rtmp.stopAccepting();

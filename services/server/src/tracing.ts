@@ -23,14 +23,18 @@ export async function inSpan<T>(name: string, attributes: Attributes, fn: (span:
 }
 
 /** Registers an OTLP/HTTP exporting tracer provider when the standard OTel endpoint variables are set. */
-export async function setupTracingFromEnv(serviceName: string, env: NodeJS.ProcessEnv = process.env): Promise<(() => Promise<void>) | undefined> {
+export async function setupTracingFromEnv(
+  serviceName: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<(() => Promise<void>) | undefined> {
   if (!env.OTEL_EXPORTER_OTLP_ENDPOINT && !env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) return undefined;
-  const [{ NodeTracerProvider }, { BatchSpanProcessor }, { OTLPTraceExporter }, { resourceFromAttributes }] = await Promise.all([
-    import('@opentelemetry/sdk-trace-node'),
-    import('@opentelemetry/sdk-trace-base'),
-    import('@opentelemetry/exporter-trace-otlp-http'),
-    import('@opentelemetry/resources'),
-  ]);
+  const [{ NodeTracerProvider }, { BatchSpanProcessor }, { OTLPTraceExporter }, { resourceFromAttributes }] =
+    await Promise.all([
+      import('@opentelemetry/sdk-trace-node'),
+      import('@opentelemetry/sdk-trace-base'),
+      import('@opentelemetry/exporter-trace-otlp-http'),
+      import('@opentelemetry/resources'),
+    ]);
   const provider = new NodeTracerProvider({
     resource: resourceFromAttributes({ 'service.name': env.OTEL_SERVICE_NAME ?? serviceName }),
     spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter())],

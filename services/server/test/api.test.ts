@@ -46,10 +46,16 @@ describe('cluster HTTP API matches docs/openapi.yaml', () => {
     );
     base = `http://127.0.0.1:${origin.httpPort}`;
     publisher = ffmpegPublish(`rtmp://127.0.0.1:${origin.rtmpPort}/live/demo`, { seconds: 60 });
-    await waitFor('the stream in the cluster API', async () => {
-      const res = await fetch(`${base}/api/cluster/streams/live/demo`, { headers: { authorization: `Bearer ${TOKEN}` } });
-      return res.status === 200;
-    }, 15_000);
+    await waitFor(
+      'the stream in the cluster API',
+      async () => {
+        const res = await fetch(`${base}/api/cluster/streams/live/demo`, {
+          headers: { authorization: `Bearer ${TOKEN}` },
+        });
+        return res.status === 200;
+      },
+      15_000,
+    );
   });
   after(async () => {
     await publisher?.stop();
@@ -85,15 +91,23 @@ describe('cluster HTTP API matches docs/openapi.yaml', () => {
     assert.equal(flv.status, 200);
     const reader = flv.body!.getReader();
     await reader.read();
-    const kick = await fetch(`${base}/api/cluster/kick`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ key: 'live/demo', what: 'viewers' }) });
+    const kick = await fetch(`${base}/api/cluster/kick`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ key: 'live/demo', what: 'viewers' }),
+    });
     assert.equal(kick.status, 202);
     await waitFor('the RTMP viewer to be disconnected', () => rtmpViewer.closed, 5000);
-    const ended = await waitFor('the HTTP-FLV response to end', async () => {
-      for (;;) {
-        const r = await reader.read().catch(() => ({ done: true }));
-        if (r.done) return true;
-      }
-    }, 5000);
+    const ended = await waitFor(
+      'the HTTP-FLV response to end',
+      async () => {
+        for (;;) {
+          const r = await reader.read().catch(() => ({ done: true }));
+          if (r.done) return true;
+        }
+      },
+      5000,
+    );
     assert.equal(ended, true);
   });
 
@@ -104,9 +118,17 @@ describe('cluster HTTP API matches docs/openapi.yaml', () => {
       assert.equal(res.status, 404, path);
       assert.ok(spec.paths[path]!['get']!.responses['404']);
     }
-    const bad = await fetch(`${base}/api/cluster/kick`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ key: 'live/demo', what: 'everything' }) });
+    const bad = await fetch(`${base}/api/cluster/kick`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ key: 'live/demo', what: 'everything' }),
+    });
     assert.equal(bad.status, 400);
-    const kick = await fetch(`${base}/api/cluster/kick`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ key: 'live/demo', what: 'publisher', reason: 'test' }) });
+    const kick = await fetch(`${base}/api/cluster/kick`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ key: 'live/demo', what: 'publisher', reason: 'test' }),
+    });
     assert.equal(kick.status, 202);
     assert.ok(spec.paths['/api/cluster/kick']!['post']!.responses['202']);
     // The kick travels over NATS to the owning origin (this one), which drops the FFmpeg publisher.

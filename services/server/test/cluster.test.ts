@@ -490,7 +490,11 @@ describe('cluster: origins A and B, edges 1 and 2, real Redis and NATS', () => {
         10_000,
       );
       // NATS gates readiness only until the first connection: an outage must not take every pod out of service.
-      assert.equal((await E2.http('/readyz')).status, 200, 'still ready during a NATS outage (edges fall back to Redis)');
+      assert.equal(
+        (await E2.http('/readyz')).status,
+        200,
+        'still ready during a NATS outage (edges fall back to Redis)',
+      );
       const askedAt = performance.now();
       const [v] = track(await openViewers('h', E2.rtmpUrl(key), 1));
       log(`play during the NATS outage started in ${(v!.playStartedAt! - askedAt).toFixed(0)} ms`);

@@ -156,7 +156,10 @@ describe('config', () => {
       assert.match(s.flag, /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/, s.flag);
       assert.equal(s.flag, s.env.toLowerCase().replaceAll('_', '-'));
       assert.equal(s.env, s.flag.toUpperCase().replaceAll('-', '_'));
-      assert.equal(s.key, s.flag.replace(/-([a-z0-9])/g, (_, ch: string) => ch.toUpperCase()));
+      assert.equal(
+        s.key,
+        s.flag.replace(/-([a-z0-9])/g, (_, ch: string) => ch.toUpperCase()),
+      );
       assert.ok(s.description.length > 10, `${s.env} has a description`);
       envs.add(s.env);
       flags.add(s.flag);
@@ -167,13 +170,40 @@ describe('config', () => {
     assert.equal(keys.size, SETTINGS.length);
     // The settings named in the service spec (the k8s manifests cross-check against SETTINGS too).
     for (const env of [
-      'RTMP_HOST', 'RTMP_PORT', 'HTTP_HOST', 'HTTP_PORT', 'LOG_LEVEL', 'NODE_ID', 'CHUNK_SIZE', 'WRITE_BATCH_MS',
-      'GOP_CACHE_MAX_BYTES', 'GOP_CACHE_MAX_MESSAGES', 'AUDIO_ONLY_CACHE_MS', 'ALLOW_TAKEOVER', 'UNPUBLISH_GRACE_MS',
-      'PLAY_WAIT_MS', 'VIEWER_SOFT_BACKLOG_BYTES', 'VIEWER_SOFT_BACKLOG_MS', 'VIEWER_HARD_BACKLOG_BYTES',
-      'VIEWER_HARD_BACKLOG_MS', 'HANDSHAKE_TIMEOUT_MS', 'CONNECT_TIMEOUT_MS', 'IDLE_TIMEOUT_MS', 'PING_INTERVAL_MS',
-      'MAX_CONNECTIONS', 'MAX_STREAMS_PER_CONNECTION', 'MIN_CHUNK_SIZE', 'MAX_CHUNK_STREAMS', 'MAX_VIDEO_MESSAGE_BYTES',
-      'MAX_AUDIO_MESSAGE_BYTES', 'MAX_DATA_MESSAGE_BYTES', 'MAX_PARTIAL_BYTES', 'AMF_MAX_DEPTH', 'AMF_MAX_ITEMS',
-      'SHUTDOWN_TIMEOUT_MS', 'DRAIN_DELAY_MS',
+      'RTMP_HOST',
+      'RTMP_PORT',
+      'HTTP_HOST',
+      'HTTP_PORT',
+      'LOG_LEVEL',
+      'NODE_ID',
+      'CHUNK_SIZE',
+      'WRITE_BATCH_MS',
+      'GOP_CACHE_MAX_BYTES',
+      'GOP_CACHE_MAX_MESSAGES',
+      'AUDIO_ONLY_CACHE_MS',
+      'ALLOW_TAKEOVER',
+      'UNPUBLISH_GRACE_MS',
+      'PLAY_WAIT_MS',
+      'VIEWER_SOFT_BACKLOG_BYTES',
+      'VIEWER_SOFT_BACKLOG_MS',
+      'VIEWER_HARD_BACKLOG_BYTES',
+      'VIEWER_HARD_BACKLOG_MS',
+      'HANDSHAKE_TIMEOUT_MS',
+      'CONNECT_TIMEOUT_MS',
+      'IDLE_TIMEOUT_MS',
+      'PING_INTERVAL_MS',
+      'MAX_CONNECTIONS',
+      'MAX_STREAMS_PER_CONNECTION',
+      'MIN_CHUNK_SIZE',
+      'MAX_CHUNK_STREAMS',
+      'MAX_VIDEO_MESSAGE_BYTES',
+      'MAX_AUDIO_MESSAGE_BYTES',
+      'MAX_DATA_MESSAGE_BYTES',
+      'MAX_PARTIAL_BYTES',
+      'AMF_MAX_DEPTH',
+      'AMF_MAX_ITEMS',
+      'SHUTDOWN_TIMEOUT_MS',
+      'DRAIN_DELAY_MS',
     ]) {
       assert.ok(envs.has(env), `${env} is in SETTINGS`);
     }
@@ -198,7 +228,10 @@ describe('config', () => {
     const lines = err.message.split('\n');
     assert.equal(lines.length, 1 + 6, err.message);
     assert.match(err.message, /CHUNK_SIZE \(--chunk-size\): expected an integer 128-65536, got '64'/);
-    assert.match(err.message, /LOG_LEVEL \(--log-level\): expected one of fatal, error, warn, info, debug, trace, silent, got 'loud'/);
+    assert.match(
+      err.message,
+      /LOG_LEVEL \(--log-level\): expected one of fatal, error, warn, info, debug, trace, silent, got 'loud'/,
+    );
     assert.match(err.message, /ALLOW_TAKEOVER \(--allow-takeover\): expected a boolean .*, got 'maybe'/);
     assert.match(err.message, /HTTP_PORT \(--http-port\): expected an integer 1-65535, got '70000'/);
     assert.match(err.message, /WRITE_BATCH_MS \(--write-batch-ms\): expected an integer 0-1000, got '1.5'/);
@@ -268,15 +301,27 @@ describe('config', () => {
 
 describe('cluster settings', () => {
   it('validates URLs and names the variable in the error', () => {
-    assert.throws(() => loadConfig({ env: { REDIS_URL: 'http://x' } }), /REDIS_URL \(--redis-url\): expected a URL \(redis: or rediss:\/\/\.\.\.\)/);
+    assert.throws(
+      () => loadConfig({ env: { REDIS_URL: 'http://x' } }),
+      /REDIS_URL \(--redis-url\): expected a URL \(redis: or rediss:\/\/\.\.\.\)/,
+    );
     const c = loadConfig({ env: { REDIS_URL: 'redis://127.0.0.1:6390', NATS_URL: 'nats://127.0.0.1:4333' } });
     assert.equal(c.redisUrl, 'redis://127.0.0.1:6390');
     assert.equal(c.natsUrl, 'nats://127.0.0.1:4333');
-    assert.equal(loadConfig({ env: { NATS_URL: 'nats://a:4222, nats://b:4222' } }).natsUrl, 'nats://a:4222,nats://b:4222');
-    assert.throws(() => loadConfig({ env: { NATS_URL: 'nats://a:4222,http://b' } }), /NATS_URL \(--nats-url\): expected one or more URLs/);
+    assert.equal(
+      loadConfig({ env: { NATS_URL: 'nats://a:4222, nats://b:4222' } }).natsUrl,
+      'nats://a:4222,nats://b:4222',
+    );
+    assert.throws(
+      () => loadConfig({ env: { NATS_URL: 'nats://a:4222,http://b' } }),
+      /NATS_URL \(--nats-url\): expected one or more URLs/,
+    );
   });
 
   it('REQUIRE_PLAY_TOKEN needs PLAY_SECRET', () => {
-    assert.throws(() => loadConfig({ env: { REQUIRE_PLAY_TOKEN: 'true' } }), /REQUIRE_PLAY_TOKEN \(--require-play-token\): needs PLAY_SECRET/);
+    assert.throws(
+      () => loadConfig({ env: { REQUIRE_PLAY_TOKEN: 'true' } }),
+      /REQUIRE_PLAY_TOKEN \(--require-play-token\): needs PLAY_SECRET/,
+    );
   });
 });

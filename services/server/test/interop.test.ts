@@ -4,7 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { RtmpClient, parseVideoTag, MessageType, type RtmpMessage } from '@rtmp-relay/rtmp';
-import { ffmpegCountFrames, ffmpegPublish, ffprobeAudioPackets, ffprobeCount, ffprobeFileFrames, gstCountFrames } from './support/media-tools.js';
+import {
+  ffmpegCountFrames,
+  ffmpegPublish,
+  ffprobeAudioPackets,
+  ffprobeCount,
+  ffprobeFileFrames,
+  gstCountFrames,
+} from './support/media-tools.js';
 import { startTestNode, waitLive, type NodeUnderTest } from './support/node-under-test.js';
 import { run, start, stopAll, waitFor, type Running } from './support/processes.js';
 
@@ -49,7 +56,9 @@ describe('interop: FFmpeg publishes, real players decode', () => {
 
   it('rtmpdump (simple handshake) records a decodable stream', async () => {
     const out = join(dir, 'rd.flv');
-    const r = await run('timeout', ['6', 'rtmpdump', '-r', node.rtmpUrl('live/main'), '--live', '-o', out], { timeoutMs: 20_000 });
+    const r = await run('timeout', ['6', 'rtmpdump', '-r', node.rtmpUrl('live/main'), '--live', '-o', out], {
+      timeoutMs: 20_000,
+    });
     assert.ok(r.code === 124 || r.code === 0, `rtmpdump exit ${r.code}: ${r.stderr.slice(-500)}`);
     const frames = await ffprobeFileFrames(out);
     assert.ok(frames >= 90, `rtmpdump file has ${frames} frames`);
@@ -57,7 +66,11 @@ describe('interop: FFmpeg publishes, real players decode', () => {
 
   it('rtmpdump with the digest (FP9) handshake forced', async () => {
     const out = join(dir, 'rd-digest.flv');
-    const r = await run('timeout', ['6', 'rtmpdump', '-r', node.rtmpUrl('live/main'), '--live', '-w', 'a'.repeat(64), '-x', '1000', '-o', out], { timeoutMs: 20_000 });
+    const r = await run(
+      'timeout',
+      ['6', 'rtmpdump', '-r', node.rtmpUrl('live/main'), '--live', '-w', 'a'.repeat(64), '-x', '1000', '-o', out],
+      { timeoutMs: 20_000 },
+    );
     assert.match(r.stderr, /Starting Live Stream/);
     assert.doesNotMatch(r.stderr, /not genuine|Couldn't verify/);
     const frames = await ffprobeFileFrames(out);
@@ -89,7 +102,9 @@ describe('interop: FFmpeg publishes, real players decode', () => {
   });
 
   it('the HTTP API lists the live stream with its publisher', async () => {
-    const body = await node.json<{ streams: Array<{ key: string; live: boolean; publisher: string | null }> }>('/api/streams');
+    const body = await node.json<{ streams: Array<{ key: string; live: boolean; publisher: string | null }> }>(
+      '/api/streams',
+    );
     const s = body.streams.find((x) => x.key === 'live/main');
     assert.ok(s?.live && s.publisher);
   });
@@ -108,9 +123,42 @@ describe('interop: GStreamer rtmp2sink publishes, FFmpeg plays', () => {
   it('FFmpeg decodes what GStreamer published', async () => {
     const gst = start(
       'gst-launch-1.0',
-      ['-e', 'flvmux', 'name=mux', 'streamable=true', '!', 'rtmp2sink', `location=${node.rtmpUrl('live/gst')}`,
-        'videotestsrc', 'is-live=true', 'num-buffers=600', '!', 'video/x-raw,width=320,height=240,framerate=30/1', '!', 'openh264enc', 'gop-size=30', '!', 'h264parse', '!', 'queue', '!', 'mux.',
-        'audiotestsrc', 'is-live=true', 'num-buffers=860', '!', 'audioconvert', '!', 'avenc_aac', '!', 'aacparse', '!', 'queue', '!', 'mux.'],
+      [
+        '-e',
+        'flvmux',
+        'name=mux',
+        'streamable=true',
+        '!',
+        'rtmp2sink',
+        `location=${node.rtmpUrl('live/gst')}`,
+        'videotestsrc',
+        'is-live=true',
+        'num-buffers=600',
+        '!',
+        'video/x-raw,width=320,height=240,framerate=30/1',
+        '!',
+        'openh264enc',
+        'gop-size=30',
+        '!',
+        'h264parse',
+        '!',
+        'queue',
+        '!',
+        'mux.',
+        'audiotestsrc',
+        'is-live=true',
+        'num-buffers=860',
+        '!',
+        'audioconvert',
+        '!',
+        'avenc_aac',
+        '!',
+        'aacparse',
+        '!',
+        'queue',
+        '!',
+        'mux.',
+      ],
       { timeoutMs: 60_000 },
     );
     await waitLive(node, 'live/gst');
@@ -136,7 +184,23 @@ describe('interop: end of stream and reconnects', () => {
     const pub = ffmpegPublish(url, { seconds: 6 });
     await waitLive(node, 'live/ending');
     const ff = start('ffmpeg', ['-v', 'error', '-i', url, '-map', '0:v:0', '-f', 'null', '-'], { timeoutMs: 40_000 });
-    const gst = start('gst-launch-1.0', ['rtmp2src', `location=${url}`, '!', 'queue', '!', 'decodebin', '!', 'video/x-raw', '!', 'fakesink', 'sync=false'], { timeoutMs: 40_000 });
+    const gst = start(
+      'gst-launch-1.0',
+      [
+        'rtmp2src',
+        `location=${url}`,
+        '!',
+        'queue',
+        '!',
+        'decodebin',
+        '!',
+        'video/x-raw',
+        '!',
+        'fakesink',
+        'sync=false',
+      ],
+      { timeoutMs: 40_000 },
+    );
     const rd = start('rtmpdump', ['-r', url, '--live', '-o', '/dev/null'], { timeoutMs: 40_000 });
     await waitFor('3 viewers', async () => (await node.metric('rtmp_viewers')) >= 3, 10_000);
     const pubResult = await pub.exited;
@@ -193,7 +257,28 @@ describe('interop: extended timestamps (crossing 0xFFFFFF ms)', () => {
     // Stream time starts ~1.2 s before 0xFFFFFF ms = 16777.215 s, so the crossing happens early in the play.
     const pub = ffmpegPublish(url, { seconds: 30, extra: ['-output_ts_offset', '16776'] });
     await waitLive(node, 'live/ext');
-    const r = await run('ffmpeg', ['-hide_banner', '-v', 'info', '-rw_timeout', '8000000', '-i', url, '-t', '6', '-map', '0:v:0', '-f', 'null', '-', '-progress', 'pipe:1'], { timeoutMs: 40_000 });
+    const r = await run(
+      'ffmpeg',
+      [
+        '-hide_banner',
+        '-v',
+        'info',
+        '-rw_timeout',
+        '8000000',
+        '-i',
+        url,
+        '-t',
+        '6',
+        '-map',
+        '0:v:0',
+        '-f',
+        'null',
+        '-',
+        '-progress',
+        'pipe:1',
+      ],
+      { timeoutMs: 40_000 },
+    );
     await pub.stop();
     const start = Number(/start: ([\d.]+)/.exec(r.stderr)?.[1]);
     const frames = Number([...r.stdout.matchAll(/^frame=(\d+)/gm)].at(-1)?.[1] ?? 0);

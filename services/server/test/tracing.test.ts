@@ -56,7 +56,14 @@ describe('tracing', () => {
     await pub.stop();
     const spans = exporter.getFinishedSpans();
     const names = new Set(spans.map((s) => s.name));
-    for (const name of ['rtmp.connect', 'rtmp.publish', 'cluster.claim', 'rtmp.play', 'cluster.resolve', 'cluster.pull_start']) {
+    for (const name of [
+      'rtmp.connect',
+      'rtmp.publish',
+      'cluster.claim',
+      'rtmp.play',
+      'cluster.resolve',
+      'cluster.pull_start',
+    ]) {
       assert.ok(names.has(name), `span ${name} recorded (got ${[...names].join(', ')})`);
     }
     const publish = spans.find((s) => s.name === 'rtmp.publish')!;

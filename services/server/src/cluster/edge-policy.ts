@@ -94,7 +94,12 @@ export class EdgePolicy implements StreamPolicy {
   }
 
   async beforePublish(req: StreamRequest): Promise<PublishDecision> {
-    return { allow: false, status: 'Denied', reason: 'edge_no_publish', description: `This node serves plays only; publish ${req.name} to an origin.` };
+    return {
+      allow: false,
+      status: 'Denied',
+      reason: 'edge_no_publish',
+      description: `This node serves plays only; publish ${req.name} to an origin.`,
+    };
   }
 
   published(): void {}
@@ -111,7 +116,9 @@ export class EdgePolicy implements StreamPolicy {
     pull.acquire();
     try {
       const live = await this.waitForLive(req.key, this.options.playWaitMs);
-      return live ? { allow: true } : { allow: false, status: 'StreamNotFound', reason: 'not_found', description: `${req.name} is not live.` };
+      return live
+        ? { allow: true }
+        : { allow: false, status: 'StreamNotFound', reason: 'not_found', description: `${req.name} is not live.` };
     } finally {
       pull.release();
     }

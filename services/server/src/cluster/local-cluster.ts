@@ -56,7 +56,8 @@ async function waitTcp(port: number, what: string, timeoutMs: number): Promise<v
       s.once('error', () => resolve(false));
     });
     if (ok) return;
-    if (Date.now() > deadline) throw new Error(`${what} did not start listening on 127.0.0.1:${port} within ${timeoutMs} ms`);
+    if (Date.now() > deadline)
+      throw new Error(`${what} did not start listening on 127.0.0.1:${port} within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -64,14 +65,19 @@ async function waitTcp(port: number, what: string, timeoutMs: number): Promise<v
 async function waitReady(httpPort: number, what: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const res = await fetch(`http://127.0.0.1:${httpPort}/readyz`, { signal: AbortSignal.timeout(1000) }).catch(() => undefined);
+    const res = await fetch(`http://127.0.0.1:${httpPort}/readyz`, { signal: AbortSignal.timeout(1000) }).catch(
+      () => undefined,
+    );
     if (res?.status === 200) return;
     if (Date.now() > deadline) throw new Error(`${what} not ready within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 150));
   }
 }
 
-export async function runLocalCluster(config: Config, print: (line: string) => void): Promise<{ stop(): Promise<void>; exited: Promise<string> }> {
+export async function runLocalCluster(
+  config: Config,
+  print: (line: string) => void,
+): Promise<{ stop(): Promise<void>; exited: Promise<string> }> {
   const redisBin = findBinary('redis-server', 'redis-server');
   const natsBin = findBinary('nats-server', 'nats-server');
   const logDir = mkdtempSync(join(tmpdir(), 'rtmp-relay-cluster-'));
@@ -148,9 +154,14 @@ export async function runLocalCluster(config: Config, print: (line: string) => v
     print(`rtmp-relay cluster: up (logs in ${logDir})`);
     print(`  redis     ${redisUrl}`);
     print(`  nats      ${natsUrl}`);
-    for (const n of nodes) print(`  ${n.name.padEnd(9)} rtmp://127.0.0.1:${n.rtmpPort}   http://127.0.0.1:${n.httpPort}`);
-    print(`  publish:  ffmpeg -re -f lavfi -i testsrc=size=1280x720:rate=30 -c:v libx264 -preset veryfast -tune zerolatency -g 60 -f flv rtmp://127.0.0.1:${o1.rtmpPort}/live/demo`);
-    print(`  play:     ffplay rtmp://127.0.0.1:${e1.rtmpPort}/live/demo   (or rtmp://127.0.0.1:${e2.rtmpPort}/live/demo)`);
+    for (const n of nodes)
+      print(`  ${n.name.padEnd(9)} rtmp://127.0.0.1:${n.rtmpPort}   http://127.0.0.1:${n.httpPort}`);
+    print(
+      `  publish:  ffmpeg -re -f lavfi -i testsrc=size=1280x720:rate=30 -c:v libx264 -preset veryfast -tune zerolatency -g 60 -f flv rtmp://127.0.0.1:${o1.rtmpPort}/live/demo`,
+    );
+    print(
+      `  play:     ffplay rtmp://127.0.0.1:${e1.rtmpPort}/live/demo   (or rtmp://127.0.0.1:${e2.rtmpPort}/live/demo)`,
+    );
     print(`  streams:  curl http://127.0.0.1:${e1.httpPort}/api/cluster/streams`);
     print('  Ctrl-C stops everything.');
   } catch (err) {
@@ -159,6 +170,8 @@ export async function runLocalCluster(config: Config, print: (line: string) => v
   }
 
   // If any child dies on its own, report it; the caller stops the rest.
-  const exited = Promise.race(children.map((c) => c.exited.then((code) => `${c.name} exited (code ${code}); its log is in ${logDir}`)));
+  const exited = Promise.race(
+    children.map((c) => c.exited.then((code) => `${c.name} exited (code ${code}); its log is in ${logDir}`)),
+  );
   return { stop, exited };
 }

@@ -6,13 +6,35 @@ export function createClusterMetrics(register: Registry) {
   /** Read at scrape time; the runtime points them at its live state. */
   const sources = { pullsActive: () => 0, ownedStreams: () => 0, redisUp: () => 0, natsUp: () => 0 };
   const sampled = (name: string, help: string, read: () => number) =>
-    new Gauge({ name, help, registers, collect() { this.set(read()); } });
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(read());
+      },
+    });
   return {
     sources,
-    pullsActive: sampled('rtmp_pulls_active', 'Upstream pulls this edge holds (one per stream)', () => sources.pullsActive()),
-    pullStarts: new Counter({ name: 'rtmp_pull_starts_total', help: 'Upstream pull connections started (first and re-pulls)', registers }),
-    pullFailures: new Counter({ name: 'rtmp_pull_failures_total', help: 'Upstream pull attempts that failed or broke', labelNames: ['reason'], registers }),
-    failovers: new Counter({ name: 'rtmp_failovers_total', help: 'Edge pulls that switched to a new owner (failover or takeover)', registers }),
+    pullsActive: sampled('rtmp_pulls_active', 'Upstream pulls this edge holds (one per stream)', () =>
+      sources.pullsActive(),
+    ),
+    pullStarts: new Counter({
+      name: 'rtmp_pull_starts_total',
+      help: 'Upstream pull connections started (first and re-pulls)',
+      registers,
+    }),
+    pullFailures: new Counter({
+      name: 'rtmp_pull_failures_total',
+      help: 'Upstream pull attempts that failed or broke',
+      labelNames: ['reason'],
+      registers,
+    }),
+    failovers: new Counter({
+      name: 'rtmp_failovers_total',
+      help: 'Edge pulls that switched to a new owner (failover or takeover)',
+      registers,
+    }),
     resolveSeconds: new Histogram({
       name: 'rtmp_resolve_seconds',
       help: 'Stream owner lookups in Redis',
@@ -20,9 +42,23 @@ export function createClusterMetrics(register: Registry) {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers,
     }),
-    leaseRefreshFailures: new Counter({ name: 'rtmp_lease_refresh_failures_total', help: 'Origin lease refreshes that failed (error) or found a newer owner (lost)', labelNames: ['reason'], registers }),
-    leaseRestores: new Counter({ name: 'rtmp_lease_restores_total', help: 'Leases re-created after Redis lost them (restart)', registers }),
-    takeovers: new Counter({ name: 'rtmp_takeovers_total', help: 'Publishes that replaced a live publisher of the same key', labelNames: ['scope'], registers }),
+    leaseRefreshFailures: new Counter({
+      name: 'rtmp_lease_refresh_failures_total',
+      help: 'Origin lease refreshes that failed (error) or found a newer owner (lost)',
+      labelNames: ['reason'],
+      registers,
+    }),
+    leaseRestores: new Counter({
+      name: 'rtmp_lease_restores_total',
+      help: 'Leases re-created after Redis lost them (restart)',
+      registers,
+    }),
+    takeovers: new Counter({
+      name: 'rtmp_takeovers_total',
+      help: 'Publishes that replaced a live publisher of the same key',
+      labelNames: ['scope'],
+      registers,
+    }),
     ownedStreams: sampled('rtmp_owned_streams', 'Streams this origin holds a lease for', () => sources.ownedStreams()),
     redisUp: sampled('rtmp_redis_up', '1 while the Redis connection is ready', () => sources.redisUp()),
     natsUp: sampled('rtmp_nats_up', '1 while the NATS connection is up', () => sources.natsUp()),
@@ -33,7 +69,12 @@ export function createClusterMetrics(register: Registry) {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
     }),
-    authDenied: new Counter({ name: 'rtmp_auth_denied_total', help: 'Publishes and plays denied by tokens or hooks', labelNames: ['action', 'reason'], registers }),
+    authDenied: new Counter({
+      name: 'rtmp_auth_denied_total',
+      help: 'Publishes and plays denied by tokens or hooks',
+      labelNames: ['action', 'reason'],
+      registers,
+    }),
   };
 }
 

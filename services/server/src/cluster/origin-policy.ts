@@ -85,15 +85,32 @@ export class OriginPolicy implements StreamPolicy {
         this.pending.set(req, { req, epoch: undefined, previousNodeId: undefined });
         return { allow: true };
       }
-      return { allow: false, status: 'BadName', reason: 'registry_unavailable', description: 'The stream registry is unavailable; try again.' };
+      return {
+        allow: false,
+        status: 'BadName',
+        reason: 'registry_unavailable',
+        description: 'The stream registry is unavailable; try again.',
+      };
     }
     if (!claim.ok) {
-      return { allow: false, status: 'BadName', reason: 'owned_elsewhere', description: `${req.name} is already being published.` };
+      return {
+        allow: false,
+        status: 'BadName',
+        reason: 'owned_elsewhere',
+        description: `${req.name} is already being published.`,
+      };
     }
     const previousNodeId = claim.previous?.nodeId;
     if (previousNodeId && previousNodeId !== this.options.nodeId) {
       // Cross-origin takeover: the old owner drops its publisher; its release is fenced off by our higher epoch.
-      this.bus.publish(controlEvent('admin.release_stream', { key: req.key, target: previousNodeId, reason: 'taken_over', from: this.options.nodeId }));
+      this.bus.publish(
+        controlEvent('admin.release_stream', {
+          key: req.key,
+          target: previousNodeId,
+          reason: 'taken_over',
+          from: this.options.nodeId,
+        }),
+      );
       this.observer.takeover?.(true);
     } else if (claim.previous) {
       this.observer.takeover?.(false);
@@ -113,9 +130,26 @@ export class OriginPolicy implements StreamPolicy {
   private announce(req: StreamRequest, o: Ownership): void {
     const epoch = o.epoch!;
     if (o.previousNodeId) {
-      this.bus.publish(controlEvent('stream.moved', { key: req.key, fromNodeId: o.previousNodeId, nodeId: this.options.nodeId, addr: this.options.advertiseAddr, epoch }));
+      this.bus.publish(
+        controlEvent('stream.moved', {
+          key: req.key,
+          fromNodeId: o.previousNodeId,
+          nodeId: this.options.nodeId,
+          addr: this.options.advertiseAddr,
+          epoch,
+        }),
+      );
     } else {
-      this.bus.publish(controlEvent('stream.published', { key: req.key, app: req.app, name: req.name, nodeId: this.options.nodeId, addr: this.options.advertiseAddr, epoch }));
+      this.bus.publish(
+        controlEvent('stream.published', {
+          key: req.key,
+          app: req.app,
+          name: req.name,
+          nodeId: this.options.nodeId,
+          addr: this.options.advertiseAddr,
+          epoch,
+        }),
+      );
     }
   }
 
@@ -130,9 +164,12 @@ export class OriginPolicy implements StreamPolicy {
     this.ownership
       .release(req.key, epoch)
       .then((released) => {
-        if (released) this.bus.publish(controlEvent('stream.unpublished', { key: req.key, nodeId: this.options.nodeId, epoch }));
+        if (released)
+          this.bus.publish(controlEvent('stream.unpublished', { key: req.key, nodeId: this.options.nodeId, epoch }));
       })
-      .catch((err) => this.log.warn({ stream: req.key, err: (err as Error).message }, 'lease release failed (it will expire)'));
+      .catch((err) =>
+        this.log.warn({ stream: req.key, err: (err as Error).message }, 'lease release failed (it will expire)'),
+      );
   }
 
   async beforePlay(req: StreamRequest): Promise<PlayDecision> {
@@ -141,7 +178,9 @@ export class OriginPolicy implements StreamPolicy {
       if (!auth.allow) return auth;
     }
     const live = await this.waitForLive(req.key, this.options.playWaitMs);
-    return live ? { allow: true } : { allow: false, status: 'StreamNotFound', reason: 'not_found', description: `${req.name} is not live.` };
+    return live
+      ? { allow: true }
+      : { allow: false, status: 'StreamNotFound', reason: 'not_found', description: `${req.name} is not live.` };
   }
 
   viewerJoined(): void {}
@@ -225,7 +264,10 @@ export class OriginPolicy implements StreamPolicy {
       [...this.owned.values()].map(async (o) => {
         if (o.epoch === undefined) return;
         const released = await this.ownership.release(o.req.key, o.epoch).catch(() => false);
-        if (released) this.bus.publish(controlEvent('stream.unpublished', { key: o.req.key, nodeId: this.options.nodeId, epoch: o.epoch }));
+        if (released)
+          this.bus.publish(
+            controlEvent('stream.unpublished', { key: o.req.key, nodeId: this.options.nodeId, epoch: o.epoch }),
+          );
       }),
     );
     this.owned.clear();

@@ -146,19 +146,25 @@ export class UpstreamPull implements HubPublisher {
     while (!this.stopped) {
       if (this.wake.signal.aborted) this.wake = new AbortController();
       try {
-        const client = await pRetry((attempt) => inSpan('cluster.pull_start', { 'rtmp.stream': this.key, 'rtmp.attempt': attempt }, () => this.connectOnce(attempt)), {
-          retries: Number.POSITIVE_INFINITY,
-          minTimeout: this.options.retryMinMs,
-          maxTimeout: this.options.retryMaxMs,
-          factor: 2,
-          randomize: true,
-          signal: AbortSignal.any([this.abort.signal, this.wake.signal]),
-          onFailedAttempt: ({ error }) => {
-            if (this.stopped) return;
-            this.deps.observer?.pullFailed?.(this.key, reasonOf(error));
-            this.log.warn({ stream: this.key, err: error.message }, 'pull attempt failed');
+        const client = await pRetry(
+          (attempt) =>
+            inSpan('cluster.pull_start', { 'rtmp.stream': this.key, 'rtmp.attempt': attempt }, () =>
+              this.connectOnce(attempt),
+            ),
+          {
+            retries: Number.POSITIVE_INFINITY,
+            minTimeout: this.options.retryMinMs,
+            maxTimeout: this.options.retryMaxMs,
+            factor: 2,
+            randomize: true,
+            signal: AbortSignal.any([this.abort.signal, this.wake.signal]),
+            onFailedAttempt: ({ error }) => {
+              if (this.stopped) return;
+              this.deps.observer?.pullFailed?.(this.key, reasonOf(error));
+              this.log.warn({ stream: this.key, err: error.message }, 'pull attempt failed');
+            },
           },
-        });
+        );
         await this.flow(client);
       } catch (err) {
         if (this.stopped || err instanceof StoppedError || this.abort.signal.aborted) return;
@@ -217,7 +223,8 @@ export class UpstreamPull implements HubPublisher {
       throw err;
     }
     const previous = this.current;
-    if (previous && (previous.addr !== owner.addr || previous.nodeId !== owner.nodeId)) this.deps.observer?.upstreamChanged?.(this.key, previous, owner);
+    if (previous && (previous.addr !== owner.addr || previous.nodeId !== owner.nodeId))
+      this.deps.observer?.upstreamChanged?.(this.key, previous, owner);
     this.current = owner;
     this.log.info({ stream: this.key, addr: owner.addr, epoch: owner.epoch, attempt }, 'pulling from origin');
     clearTimeout(this.failoverTimer);
@@ -272,7 +279,10 @@ export class UpstreamPull implements HubPublisher {
 const SAMPLE_ACCESS_PREFIX = Buffer.from('\x02\x00\x11|RtmpSampleAccess', 'latin1');
 
 function isSampleAccess(msg: RtmpMessage): boolean {
-  return msg.type === MessageType.DataAmf0 && msg.payload.subarray(0, SAMPLE_ACCESS_PREFIX.length).equals(SAMPLE_ACCESS_PREFIX);
+  return (
+    msg.type === MessageType.DataAmf0 &&
+    msg.payload.subarray(0, SAMPLE_ACCESS_PREFIX.length).equals(SAMPLE_ACCESS_PREFIX)
+  );
 }
 
 function reasonOf(err: Error): string {

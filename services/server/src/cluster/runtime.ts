@@ -50,7 +50,11 @@ const hostPort = (host: string, port: number): string => (host.includes(':') ? `
  * Origin and edge: Redis for ownership and the node registry (the truth), NATS for fast events and admin
  * commands, the role's stream policy, heartbeats, and the cluster-wide API.
  */
-export async function startCluster(config: Config, role: 'origin' | 'edge', ctx: ClusterContext): Promise<ClusterRuntime> {
+export async function startCluster(
+  config: Config,
+  role: 'origin' | 'edge',
+  ctx: ClusterContext,
+): Promise<ClusterRuntime> {
   if (!config.redisUrl) throw new Error(`the ${role} role needs REDIS_URL (--redis-url)`);
   const log = ctx.log.child({ component: 'cluster' });
   const metrics = createClusterMetrics(ctx.register);
@@ -80,7 +84,13 @@ export async function startCluster(config: Config, role: 'origin' | 'edge', ctx:
   const rtmpAddr = hostPort(host, ctx.rtmpPort);
   const httpAddr = hostPort(host, ctx.httpPort);
 
-  const anyAuth = config.publishSecret || config.playSecret || config.hookOnPublish || config.hookOnPlay || config.hookOnPublishDone || config.hookOnPlayDone;
+  const anyAuth =
+    config.publishSecret ||
+    config.playSecret ||
+    config.hookOnPublish ||
+    config.hookOnPlay ||
+    config.hookOnPublishDone ||
+    config.hookOnPlayDone;
   const authorizer = anyAuth
     ? new Authorizer({
         ...(config.publishSecret ? { defaultPublishSecret: config.publishSecret } : {}),
@@ -131,7 +141,14 @@ export async function startCluster(config: Config, role: 'origin' | 'edge', ctx:
   } else {
     // Edges pulling from origins that require play tokens sign their own short-lived ones.
     const playQuery = config.playSecret
-      ? (app: string, name: string) => signedQuery({ secret: config.playSecret, action: 'play', app, name, expiresAt: Math.floor(Date.now() / 1000) + 300 })
+      ? (app: string, name: string) =>
+          signedQuery({
+            secret: config.playSecret,
+            action: 'play',
+            app,
+            name,
+            expiresAt: Math.floor(Date.now() / 1000) + 300,
+          })
       : undefined;
     policy = new EdgePolicy(
       ownership,
@@ -197,11 +214,20 @@ export async function startCluster(config: Config, role: 'origin' | 'edge', ctx:
       streams,
     };
   };
-  const nodeFields = (rec: NodeRecord) => ({ nodeId: rec.id, role: rec.role as NodeRole, rtmpAddr: rec.rtmpAddr, httpAddr: rec.httpAddr, version: rec.version, load: rec.load });
+  const nodeFields = (rec: NodeRecord) => ({
+    nodeId: rec.id,
+    role: rec.role as NodeRole,
+    rtmpAddr: rec.rtmpAddr,
+    httpAddr: rec.httpAddr,
+    version: rec.version,
+    load: rec.load,
+  });
   const beat = async (): Promise<void> => {
     const rec = record();
     bus.publish(controlEvent('node.load', nodeFields(rec)));
-    await nodes.register(rec).catch((err) => log.debug({ err: (err as Error).message }, 'node registry refresh failed'));
+    await nodes
+      .register(rec)
+      .catch((err) => log.debug({ err: (err as Error).message }, 'node registry refresh failed'));
   };
   const heartbeat = setInterval(() => void beat(), config.heartbeatMs);
   heartbeat.unref();
@@ -219,7 +245,10 @@ export async function startCluster(config: Config, role: 'origin' | 'edge', ctx:
     listNodes: () => nodes.list(),
     listStreams: async () => {
       const [owners, all] = await Promise.all([ownership.list(), nodes.list()]);
-      return owners.map((o) => ({ ...o, viewers: viewersByNode(all as Array<NodeRecord & { streams?: Record<string, number> }>, o.key) }));
+      return owners.map((o) => ({
+        ...o,
+        viewers: viewersByNode(all as Array<NodeRecord & { streams?: Record<string, number> }>, o.key),
+      }));
     },
     getStream: async (key) => {
       const owner = await ownership.resolve(key);
@@ -228,8 +257,16 @@ export async function startCluster(config: Config, role: 'origin' | 'edge', ctx:
       return { ...owner, viewers: viewersByNode(all, key) };
     },
     kick: async ({ key, what, sessionId, reason }) => {
-      const type = what === 'publisher' ? 'admin.kick_publisher' : what === 'viewers' ? 'admin.kick_viewer' : 'admin.drop_stream';
-      bus.publish(controlEvent(type, { key, ...(sessionId ? { sessionId } : {}), reason: reason ?? 'admin', from: config.nodeId }));
+      const type =
+        what === 'publisher' ? 'admin.kick_publisher' : what === 'viewers' ? 'admin.kick_viewer' : 'admin.drop_stream';
+      bus.publish(
+        controlEvent(type, {
+          key,
+          ...(sessionId ? { sessionId } : {}),
+          reason: reason ?? 'admin',
+          from: config.nodeId,
+        }),
+      );
     },
   };
 
@@ -256,7 +293,10 @@ export async function startCluster(config: Config, role: 'origin' | 'edge', ctx:
   };
 }
 
-function viewersByNode(nodes: Array<NodeRecord & { streams?: Record<string, number> }>, key: string): Record<string, number> {
+function viewersByNode(
+  nodes: Array<NodeRecord & { streams?: Record<string, number> }>,
+  key: string,
+): Record<string, number> {
   const out: Record<string, number> = {};
   for (const n of nodes) {
     const v = n.streams?.[key];

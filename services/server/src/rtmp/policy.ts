@@ -13,12 +13,10 @@ export interface StreamRequest {
 }
 
 export type PublishDecision =
-  | { allow: true }
-  | { allow: false; status: 'BadName' | 'Denied'; reason: string; description: string };
+  { allow: true } | { allow: false; status: 'BadName' | 'Denied'; reason: string; description: string };
 
 export type PlayDecision =
-  | { allow: true }
-  | { allow: false; status: 'StreamNotFound' | 'Denied'; reason: string; description: string };
+  { allow: true } | { allow: false; status: 'StreamNotFound' | 'Denied'; reason: string; description: string };
 
 /**
  * Where roles differ: the standalone node allows everything and waits for local publishers; origins authorize and
@@ -55,7 +53,9 @@ export class LocalStreamPolicy implements StreamPolicy {
 
   async beforePlay(req: StreamRequest): Promise<PlayDecision> {
     const live = await this.waitForLive(req.key, this.playWaitMs);
-    return live ? { allow: true } : { allow: false, status: 'StreamNotFound', reason: 'not_found', description: `${req.name} is not live.` };
+    return live
+      ? { allow: true }
+      : { allow: false, status: 'StreamNotFound', reason: 'not_found', description: `${req.name} is not live.` };
   }
 
   viewerJoined(): void {}

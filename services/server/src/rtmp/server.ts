@@ -25,7 +25,14 @@ export interface RtmpServerObserver extends SessionObserver {
 }
 
 /** Reasons that are normal endings, not errors worth counting as such. */
-const NORMAL_CLOSE_REASONS = new Set(['peer_closed', 'local_close', 'client_close', 'taken_over', 'shutdown', 'socket_error']);
+const NORMAL_CLOSE_REASONS = new Set([
+  'peer_closed',
+  'local_close',
+  'client_close',
+  'taken_over',
+  'shutdown',
+  'socket_error',
+]);
 
 /**
  * The RTMP listener: accepts sockets up to the connection limit, runs one ServerSession per connection and
@@ -65,7 +72,10 @@ export class RtmpServer {
         resolve();
       });
     });
-    const sweepEvery = Math.max(100, Math.min(this.settings.connectTimeoutMs, this.settings.pingIntervalMs, this.settings.idleTimeoutMs) / 4);
+    const sweepEvery = Math.max(
+      100,
+      Math.min(this.settings.connectTimeoutMs, this.settings.pingIntervalMs, this.settings.idleTimeoutMs) / 4,
+    );
     this.sweepTimer = setInterval(() => this.sweep(), sweepEvery);
     this.sweepTimer.unref();
     const addr = this.server.address();

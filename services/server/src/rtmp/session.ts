@@ -57,7 +57,8 @@ interface NetStream {
 const SAMPLE_ACCESS = encodeAmf0('|RtmpSampleAccess', true, true);
 
 /** True when the play start argument asks for live (any negative start: -1000/-2000 from FFmpeg, -2 from GStreamer). */
-const isLiveStart = (start: AmfValue | undefined): boolean => typeof start !== 'number' || start < 0 || Number.isNaN(start);
+const isLiveStart = (start: AmfValue | undefined): boolean =>
+  typeof start !== 'number' || start < 0 || Number.isNaN(start);
 
 /**
  * The server side of one RTMP connection: NetConnection and NetStream commands, answered with the transaction
@@ -114,7 +115,13 @@ export class ServerSession {
       case Command.FCPublish: {
         const name = typeof cmd.args[0] === 'string' ? cmd.args[0] : '';
         this.answerNull(cmd);
-        this.connection.sendCommand(0, Command.OnFCPublish, 0, null, statusInfo('status', Status.PublishStart, splitStreamName(name).name));
+        this.connection.sendCommand(
+          0,
+          Command.OnFCPublish,
+          0,
+          null,
+          statusInfo('status', Status.PublishStart, splitStreamName(name).name),
+        );
         return;
       }
       case Command.GetStreamLength:
@@ -125,14 +132,25 @@ export class ServerSession {
         return this.onPause(cmd);
       case Command.Seek: {
         const s = this.streams.get(cmd.streamId);
-        if (s) this.connection.sendCommand(s.id, Command.OnStatus, 0, null, statusInfo('status', Status.SeekNotify, 'Seeking is not possible in a live stream.'));
+        if (s)
+          this.connection.sendCommand(
+            s.id,
+            Command.OnStatus,
+            0,
+            null,
+            statusInfo('status', Status.SeekNotify, 'Seeking is not possible in a live stream.'),
+          );
         return;
       }
       case Command.ReceiveAudio:
       case Command.ReceiveVideo: {
         const s = this.streams.get(cmd.streamId);
         const on = cmd.args[0] !== false;
-        if (s?.viewer) s.viewer.hub.setViewerFlags(s.viewer.viewer, cmd.name === Command.ReceiveAudio ? { audio: on } : { video: on });
+        if (s?.viewer)
+          s.viewer.hub.setViewerFlags(
+            s.viewer.viewer,
+            cmd.name === Command.ReceiveAudio ? { audio: on } : { video: on },
+          );
         return;
       }
       case Command.Close:
@@ -152,7 +170,11 @@ export class ServerSession {
     if (this.connectInfo) throw new RtmpProtocolError('duplicate_connect', 'second connect on one connection');
     const info = parseConnect(cmd.commandObject);
     this.connectInfo = info;
-    tracer.startSpan('rtmp.connect', { attributes: { 'rtmp.app': info.app, 'rtmp.session': this.id, 'rtmp.flash_ver': info.flashVer ?? '' } }).end();
+    tracer
+      .startSpan('rtmp.connect', {
+        attributes: { 'rtmp.app': info.app, 'rtmp.session': this.id, 'rtmp.flash_ver': info.flashVer ?? '' },
+      })
+      .end();
     this.fourCcs = new Set(info.fourCcList);
     this.log.info({ app: info.app, flashVer: info.flashVer, fourCcList: info.fourCcList }, 'connect');
     const c = this.connection;
@@ -166,7 +188,13 @@ export class ServerSession {
 
   private onCreateStream(cmd: RtmpCommand): void {
     if (this.streams.size >= this.settings.maxStreamsPerConnection) {
-      this.connection.sendCommand(0, Command.Error, cmd.transactionId, null, statusInfo('error', 'NetConnection.Call.Failed', 'Too many streams on this connection.'));
+      this.connection.sendCommand(
+        0,
+        Command.Error,
+        cmd.transactionId,
+        null,
+        statusInfo('error', 'NetConnection.Call.Failed', 'Too many streams on this connection.'),
+      );
       return;
     }
     // Skip ids a client already used implicitly (publish/play without createStream).
@@ -195,7 +223,14 @@ export class ServerSession {
 
   private request(name: string, query: URLSearchParams): StreamRequest {
     const app = this.connectInfo!.app;
-    return { app, name, key: `${app}/${name}`, query, clientIp: this.connection.socket.remoteAddress ?? '', sessionId: this.id };
+    return {
+      app,
+      name,
+      key: `${app}/${name}`,
+      query,
+      clientIp: this.connection.socket.remoteAddress ?? '',
+      sessionId: this.id,
+    };
   }
 
   /**
@@ -210,12 +245,16 @@ export class ServerSession {
   ): Promise<D | undefined> {
     s.pending = true;
     s.request = req;
-    const decision = await inSpan(`rtmp.${action}`, { 'rtmp.stream': req.key, 'rtmp.session': this.id }, async (span) => {
-      const d = await ask();
-      span.setAttribute('rtmp.allowed', d.allow);
-      if (!d.allow) span.setAttribute('rtmp.reason', d.reason);
-      return d;
-    }).finally(() => (s.pending = false));
+    const decision = await inSpan(
+      `rtmp.${action}`,
+      { 'rtmp.stream': req.key, 'rtmp.session': this.id },
+      async (span) => {
+        const d = await ask();
+        span.setAttribute('rtmp.allowed', d.allow);
+        if (!d.allow) span.setAttribute('rtmp.reason', d.reason);
+        return d;
+      },
+    ).finally(() => (s.pending = false));
     if (this.connection.isClosed || !this.streams.has(s.id)) return undefined;
     if (!decision.allow) this.log.info({ stream: req.key, reason: decision.reason }, `${action} rejected`);
     return decision;
@@ -225,7 +264,12 @@ export class ServerSession {
     const s = this.streamFor(cmd.streamId);
     const raw = typeof cmd.args[0] === 'string' ? cmd.args[0] : '';
     const { name, query } = splitStreamName(raw);
-    if (s.pending || s.publishing || s.viewer || [...this.streams.values()].some((x) => x.publishing || (x.pending && x.request))) {
+    if (
+      s.pending ||
+      s.publishing ||
+      s.viewer ||
+      [...this.streams.values()].some((x) => x.publishing || (x.pending && x.request))
+    ) {
       this.observer.publishRejected('already_publishing');
       this.status(s.id, 'error', Status.PublishBadName, 'This connection is already publishing.');
       return;
@@ -341,7 +385,8 @@ export class ServerSession {
     // GStreamer sends the stream *name* as a string; accept any form.
     let target: NetStream | undefined;
     if (typeof arg === 'number') target = this.streams.get(arg);
-    else if (typeof arg === 'string') target = [...this.streams.values()].find((s) => s.name === splitStreamName(arg).name);
+    else if (typeof arg === 'string')
+      target = [...this.streams.values()].find((s) => s.name === splitStreamName(arg).name);
     target ??= this.streams.get(cmd.streamId);
     if (!target) return;
     this.releaseStream(target);

@@ -40,12 +40,30 @@ export class RtmpViewer implements HubViewer {
   streamEnded(): void {
     const c = this.connection;
     c.send(streamEof(this.streamId));
-    c.sendCommand(this.streamId, Command.OnStatus, 0, null, statusInfo('status', Status.PlayUnpublishNotify, `${this.streamName} is now unpublished.`));
-    c.sendCommand(this.streamId, Command.OnStatus, 0, null, statusInfo('status', Status.PlayStop, `Stopped playing ${this.streamName}.`));
+    c.sendCommand(
+      this.streamId,
+      Command.OnStatus,
+      0,
+      null,
+      statusInfo('status', Status.PlayUnpublishNotify, `${this.streamName} is now unpublished.`),
+    );
+    c.sendCommand(
+      this.streamId,
+      Command.OnStatus,
+      0,
+      null,
+      statusInfo('status', Status.PlayStop, `Stopped playing ${this.streamName}.`),
+    );
   }
 
   streamRestarted(): void {
     this.connection.send(streamBegin(this.streamId));
-    this.connection.sendCommand(this.streamId, Command.OnStatus, 0, null, statusInfo('status', Status.PlayPublishNotify, `${this.streamName} is now published.`));
+    this.connection.sendCommand(
+      this.streamId,
+      Command.OnStatus,
+      0,
+      null,
+      statusInfo('status', Status.PlayPublishNotify, `${this.streamName} is now published.`),
+    );
   }
 }

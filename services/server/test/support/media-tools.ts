@@ -23,17 +23,51 @@ export function ffmpegPublish(url: string, o: PublishOptions = {}): Running {
   const args = ['-hide_banner', '-loglevel', 'error', '-re'];
   if (video) args.push('-f', 'lavfi', '-i', `testsrc=size=${o.size ?? '320x240'}:rate=${o.rate ?? 30}`);
   if (audio) args.push('-f', 'lavfi', '-i', 'sine=frequency=1000:sample_rate=44100');
-  if (video) args.push('-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-g', String(o.gop ?? 30), '-pix_fmt', 'yuv420p');
+  if (video)
+    args.push(
+      '-c:v',
+      'libx264',
+      '-preset',
+      'ultrafast',
+      '-tune',
+      'zerolatency',
+      '-g',
+      String(o.gop ?? 30),
+      '-pix_fmt',
+      'yuv420p',
+    );
   if (audio) args.push('-c:a', 'aac', '-b:a', '64k');
   args.push('-t', String(seconds), ...(o.extra ?? []), '-f', 'flv', url);
   return start('ffmpeg', args, { timeoutMs: (seconds + 30) * 1000 });
 }
 
 /** FFmpeg plays and decodes video for `seconds`; returns the decoded frame count from -progress. */
-export async function ffmpegCountFrames(url: string, seconds: number, extraInput: string[] = []): Promise<{ frames: number; code: number | null; stderr: string }> {
+export async function ffmpegCountFrames(
+  url: string,
+  seconds: number,
+  extraInput: string[] = [],
+): Promise<{ frames: number; code: number | null; stderr: string }> {
   const r = await run(
     'ffmpeg',
-    ['-hide_banner', '-v', 'error', '-rw_timeout', '8000000', ...extraInput, '-i', url, '-t', String(seconds), '-map', '0:v:0', '-f', 'null', '-', '-progress', 'pipe:1'],
+    [
+      '-hide_banner',
+      '-v',
+      'error',
+      '-rw_timeout',
+      '8000000',
+      ...extraInput,
+      '-i',
+      url,
+      '-t',
+      String(seconds),
+      '-map',
+      '0:v:0',
+      '-f',
+      'null',
+      '-',
+      '-progress',
+      'pipe:1',
+    ],
     { timeoutMs: (seconds + 25) * 1000 },
   );
   const frames = [...r.stdout.matchAll(/^frame=(\d+)/gm)].map((m) => Number(m[1]));
@@ -41,10 +75,28 @@ export async function ffmpegCountFrames(url: string, seconds: number, extraInput
 }
 
 /** ffprobe reads `seconds` of the stream and counts video frames: returns "codec,frames". */
-export async function ffprobeCount(url: string, seconds: number): Promise<{ codec: string; frames: number; stderr: string }> {
+export async function ffprobeCount(
+  url: string,
+  seconds: number,
+): Promise<{ codec: string; frames: number; stderr: string }> {
   const r = await run(
     'ffprobe',
-    ['-v', 'error', '-rw_timeout', '8000000', '-read_intervals', `%+${seconds}`, '-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=codec_name,nb_read_frames', '-of', 'csv=p=0', url],
+    [
+      '-v',
+      'error',
+      '-rw_timeout',
+      '8000000',
+      '-read_intervals',
+      `%+${seconds}`,
+      '-count_frames',
+      '-select_streams',
+      'v:0',
+      '-show_entries',
+      'stream=codec_name,nb_read_frames',
+      '-of',
+      'csv=p=0',
+      url,
+    ],
     { timeoutMs: (seconds + 25) * 1000 },
   );
   const [codec = '', frames = '0'] = r.stdout.trim().split('\n')[0]!.split(',');
@@ -55,17 +107,48 @@ export async function ffprobeCount(url: string, seconds: number): Promise<{ code
 export async function ffprobeFileFrames(path: string, format?: string): Promise<number> {
   const r = await run(
     'ffprobe',
-    ['-v', 'error', ...(format ? ['-f', format] : []), '-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=nb_read_frames', '-of', 'csv=p=0', path],
+    [
+      '-v',
+      'error',
+      ...(format ? ['-f', format] : []),
+      '-count_frames',
+      '-select_streams',
+      'v:0',
+      '-show_entries',
+      'stream=nb_read_frames',
+      '-of',
+      'csv=p=0',
+      path,
+    ],
     { timeoutMs: 60_000 },
   );
   return Number(r.stdout.trim().split('\n')[0]) || 0;
 }
 
 /** GStreamer rtmp2src decodes video for ~`seconds`; returns the count of decoded video buffers (R6). */
-export async function gstCountFrames(url: string, seconds: number): Promise<{ frames: number; stderr: string; code: number | null }> {
+export async function gstCountFrames(
+  url: string,
+  seconds: number,
+): Promise<{ frames: number; stderr: string; code: number | null }> {
   const r = await run(
     'timeout',
-    [String(seconds), 'gst-launch-1.0', '-v', 'rtmp2src', `location=${url}`, '!', 'queue', '!', 'decodebin', '!', 'video/x-raw', '!', 'fakesink', 'silent=false', 'sync=false'],
+    [
+      String(seconds),
+      'gst-launch-1.0',
+      '-v',
+      'rtmp2src',
+      `location=${url}`,
+      '!',
+      'queue',
+      '!',
+      'decodebin',
+      '!',
+      'video/x-raw',
+      '!',
+      'fakesink',
+      'silent=false',
+      'sync=false',
+    ],
     { timeoutMs: (seconds + 20) * 1000 },
   );
   const frames = (r.stdout.match(/chain/g) ?? []).length;
@@ -73,10 +156,28 @@ export async function gstCountFrames(url: string, seconds: number): Promise<{ fr
 }
 
 /** ffprobe reads `seconds` of the stream and counts audio packets: returns codec and packet count. */
-export async function ffprobeAudioPackets(url: string, seconds: number): Promise<{ codec: string; packets: number; stderr: string }> {
+export async function ffprobeAudioPackets(
+  url: string,
+  seconds: number,
+): Promise<{ codec: string; packets: number; stderr: string }> {
   const r = await run(
     'ffprobe',
-    ['-v', 'error', '-rw_timeout', '8000000', '-read_intervals', `%+${seconds}`, '-count_packets', '-select_streams', 'a:0', '-show_entries', 'stream=codec_name,nb_read_packets', '-of', 'csv=p=0', url],
+    [
+      '-v',
+      'error',
+      '-rw_timeout',
+      '8000000',
+      '-read_intervals',
+      `%+${seconds}`,
+      '-count_packets',
+      '-select_streams',
+      'a:0',
+      '-show_entries',
+      'stream=codec_name,nb_read_packets',
+      '-of',
+      'csv=p=0',
+      url,
+    ],
     { timeoutMs: (seconds + 25) * 1000 },
   );
   const [codec = '', packets = '0'] = r.stdout.trim().split('\n')[0]!.split(',');

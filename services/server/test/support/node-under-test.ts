@@ -11,7 +11,15 @@ export interface NodeUnderTest extends RunningNode {
 /** Starts an in-process standalone node on free ports (settings as env vars, like the real CLI). */
 export async function startTestNode(env: Record<string, string> = {}): Promise<NodeUnderTest> {
   const config = loadConfig({
-    env: { RTMP_HOST: '127.0.0.1', RTMP_PORT: '0', HTTP_HOST: '127.0.0.1', HTTP_PORT: '0', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', SHUTDOWN_TIMEOUT_MS: '1000', ...env },
+    env: {
+      RTMP_HOST: '127.0.0.1',
+      RTMP_PORT: '0',
+      HTTP_HOST: '127.0.0.1',
+      HTTP_PORT: '0',
+      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+      SHUTDOWN_TIMEOUT_MS: '1000',
+      ...env,
+    },
   });
   const node = await startNode(config, { role: 'standalone' });
   const base = `http://127.0.0.1:${node.httpPort}`;
@@ -20,7 +28,7 @@ export async function startTestNode(env: Record<string, string> = {}): Promise<N
     ...node,
     rtmpUrl: (path) => `rtmp://127.0.0.1:${node.rtmpPort}/${path}`,
     http,
-    json: async <T,>(path: string) => (await (await http(path)).json()) as T,
+    json: async <T>(path: string) => (await (await http(path)).json()) as T,
     metric: async (name, labels = {}) => {
       const text = await (await http('/metrics')).text();
       let sum = 0;

@@ -23,7 +23,11 @@ export interface Running {
 }
 
 /** Starts a process; output is collected (capped) and it is killed after `timeoutMs`. */
-export function start(cmd: string, args: string[], opts: { timeoutMs: number; env?: NodeJS.ProcessEnv; stdin?: 'pipe' | 'ignore' } ): Running {
+export function start(
+  cmd: string,
+  args: string[],
+  opts: { timeoutMs: number; env?: NodeJS.ProcessEnv; stdin?: 'pipe' | 'ignore' },
+): Running {
   const child = spawn(cmd, args, { stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
   tracked.add(child);
   const cap = 1 << 20;
@@ -64,7 +68,11 @@ export function start(cmd: string, args: string[], opts: { timeoutMs: number; en
 }
 
 /** Runs a process to completion (bounded by `timeoutMs`). */
-export function run(cmd: string, args: string[], opts: { timeoutMs: number; env?: NodeJS.ProcessEnv }): Promise<RunResult> {
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { timeoutMs: number; env?: NodeJS.ProcessEnv },
+): Promise<RunResult> {
   return start(cmd, args, opts).exited;
 }
 
@@ -82,7 +90,12 @@ export async function stopAll(): Promise<void> {
 }
 
 /** Polls `check` until it returns a truthy value or `timeoutMs` passes (then throws with `what`). */
-export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 10_000, intervalMs = 50): Promise<NonNullable<T>> {
+export async function waitFor<T>(
+  what: string,
+  check: () => T | Promise<T>,
+  timeoutMs = 10_000,
+  intervalMs = 50,
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
