@@ -176,9 +176,22 @@ export class ChunkWalker {
     if (end - p < headerSize) return -1;
     let cs = this.streams.get(csid);
     if (!cs) {
-      if (fmt === FMT_DELTA || fmt === 3) throw new ChunkWalkerError('chunk_stream_not_started', `chunk stream ${csid} starts with a type-${fmt} header`);
-      if (this.streams.size >= this.limits.maxChunkStreams) throw new ChunkWalkerError('too_many_chunk_streams', `more than ${this.limits.maxChunkStreams} chunk streams`);
-      cs = { timestamp: 0, delta: 0, length: 0, type: 0, streamId: 0, extended: false, extendedValue: 0, received: 0, body: undefined, head: Buffer.alloc(MEDIA_HEAD_BYTES) };
+      if (fmt === FMT_DELTA || fmt === 3)
+        throw new ChunkWalkerError('chunk_stream_not_started', `chunk stream ${csid} starts with a type-${fmt} header`);
+      if (this.streams.size >= this.limits.maxChunkStreams)
+        throw new ChunkWalkerError('too_many_chunk_streams', `more than ${this.limits.maxChunkStreams} chunk streams`);
+      cs = {
+        timestamp: 0,
+        delta: 0,
+        length: 0,
+        type: 0,
+        streamId: 0,
+        extended: false,
+        extendedValue: 0,
+        received: 0,
+        body: undefined,
+        head: Buffer.alloc(MEDIA_HEAD_BYTES),
+      };
       this.streams.set(csid, cs);
     }
     const inProgress = cs.received > 0;
@@ -195,7 +208,11 @@ export class ChunkWalker {
       }
       if (!inProgress) cs.timestamp = (cs.timestamp + cs.delta) >>> 0;
     } else {
-      if (inProgress) throw new ChunkWalkerError('chunk_header_mid_message', `type-${fmt} header on chunk stream ${csid} inside a message`);
+      if (inProgress)
+        throw new ChunkWalkerError(
+          'chunk_header_mid_message',
+          `type-${fmt} header on chunk stream ${csid} inside a message`,
+        );
       const ts24 = (buf[p]! << 16) | (buf[p + 1]! << 8) | buf[p + 2]!;
       const extended = ts24 === EXTENDED_MARKER;
       const extAt = p + headerSize;

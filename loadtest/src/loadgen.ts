@@ -17,15 +17,15 @@
  *
  * Only 127.0.0.1 / ::1 are targeted unless --allow-remote is given.
  */
-import { realpathSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { pathToFileURL } from 'node:url';
 import { parseRtmpUrl, type RtmpUrl } from '@rtmp-relay/rtmp';
 import { Command, Option } from 'commander';
-import { sampleTree, type TreeSample } from './procstat.js';
+import { isMainModule } from './main-module.js';
+import { processTree, sampleCore, sampleTree, type CoreTimes, type TreeSample } from './procstat.js';
 import { generateFlv, loadFlv, PacedPublisher, type GenerateOptions, type PublisherStats } from './source.js';
 import { jsonSafe, ReasonCounter, round, roundSummary, SampleBuffer, summarize, type Summary } from './stats.js';
-import { ClientViewer, LightViewer, type Viewer, type ViewerSink } from './viewer.js';
+import { ClientViewer, LightViewer, type TimestampWindow, type Viewer, type ViewerSink } from './viewer.js';
 
 export interface LoadOptions {
   url: string;
@@ -51,6 +51,10 @@ export interface LoadOptions {
   allowRemote?: boolean;
   /** Server process to sample (CPU from /proc/<pid>/stat, RSS from VmRSS; its descendants included). */
   serverPid?: number;
+  /** CPU the server is pinned to alone: its whole busy time (incl. softirq/ksoftirqd network work) is sampled too. */
+  serverCore?: number;
+  /** CPU this process is pinned to: other processes' use of it is reported as noise. */
+  loadgenCore?: number;
   viewerImpl?: 'light' | 'client';
   /** Progress lines (one per second): true = stderr, or a function. */
   progress?: boolean | ((line: string) => void);
@@ -74,6 +78,18 @@ export interface ServerReport {
   publisherOnlyCpuPercent: number;
   /** Same, after subtracting the publisher-only rate. */
   cpuMsPerViewerSecondNet: number;
+  /**
+   * With serverCore: that CPU's busy time in the window (user+system+irq+softirq+steal from /proc/stat), which
+   * also counts the kernel's network work done for the server in ksoftirqd, invisible in the process's own times.
+   */
+  core?: {
+    cpu: number;
+    busyPercent: number;
+    softirqPercent: number;
+    msPerViewerSecond: number;
+    publisherOnlyBusyPercent: number;
+    msPerViewerSecondNet: number;
+  };
 }
 
 export interface Report {
@@ -81,7 +97,14 @@ export interface Report {
   url: string;
   viewerImpl: 'light' | 'client';
   aborted: string | undefined;
-  options: { viewers: number; rampPerSecond: number; durationSeconds: number; settleSeconds: number; warmupSeconds: number; stallMs: number };
+  options: {
+    viewers: number;
+    rampPerSecond: number;
+    durationSeconds: number;
+    settleSeconds: number;
+    warmupSeconds: number;
+    stallMs: number;
+  };
   stream: {
     source: string | undefined;
     bytesPerSecond: number;
@@ -106,9 +129,16 @@ export interface Report {
   };
   window: { seconds: number; viewerSeconds: number };
   delivery: {
+    /**
+     * timestamp: bytes of messages whose timestamps fall in the window (arrived by its end + a 500 ms grace),
+     * over what the publisher sent with those timestamps; exact and independent of latency. arrival: bytes that
+     * arrived during the window over bytes published during it (used when the server rewrites timestamps).
+     */
+    method: 'timestamp' | 'arrival';
     receivedBytes: number;
     expectedBytes: number;
     ratio: number;
+    ratioByArrival: number;
     minViewerRatio: number;
     viewersUnder90: number;
     /** Mean receive rate of all viewers during the window (all bytes, Mbit/s). */
@@ -119,13 +149,40 @@ export interface Report {
   /** Play sent -> first video frame of any kind (servers without a GOP cache send inter frames first). */
   ttffAnyMs: Summary;
   viewersWithoutKeyframe: number;
+  /** Play sent -> last frame of the server's GOP cache burst (frames published before the play). */
+  cacheBurstMs: Summary;
   latencyMs: Summary;
   latencyAllMs: Summary;
   latencyUnmatched: number;
-  loadgen: { cpuMs: number; cpuPercent: number; cpuPercentRun: number; eventLoopDelayP99Ms: number; eventLoopDelayMaxMs: number; rssMiB: number };
+  loadgen: {
+    cpuMs: number;
+    /** Percent of one core in the window: near 100 means the load generator, not the server, may be the limit. */
+    cpuPercent: number;
+    cpuPercentRun: number;
+    eventLoopDelayP99Ms: number;
+    eventLoopDelayMaxMs: number;
+    /** Longest once-a-second bookkeeping pass (progress, timeouts, /proc sampling). */
+    tickMaxMs: number;
+    rssMiB: number;
+  };
   server: ServerReport | undefined;
+  /**
+   * CPU used on the pinned cores by anything but the server / this process (other workloads on the machine), in
+   * percent of that core over the window: high values mean the run was disturbed.
+   */
+  noise: { serverCorePercent: number; loadgenCorePercent: number } | undefined;
 }
 
+const ELD_RESOLUTION_MS = 10;
+
+function safeCore(cpu: number): CoreTimes | undefined {
+  try {
+    return sampleCore(cpu);
+  } catch {
+    return undefined;
+  }
+}
+const DELIVERY_GRACE_MS = 500;
 const LOCAL_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
 
 /** Throws unless the URL targets loopback (or remote is allowed). Returns the parsed URL (localhost -> 127.0.0.1). */
@@ -133,7 +190,9 @@ export function checkTarget(url: string, allowRemote = false): RtmpUrl {
   const target = parseRtmpUrl(url);
   if (!target.stream) throw new Error(`${url}: no stream name (rtmp://host:port/app/stream)`);
   if (!LOCAL_HOSTS.has(target.host) && !allowRemote) {
-    throw new Error(`refusing to load ${target.host}: only 127.0.0.1 and ::1 are targeted unless --allow-remote is given`);
+    throw new Error(
+      `refusing to load ${target.host}: only 127.0.0.1 and ::1 are targeted unless --allow-remote is given`,
+    );
   }
   if (target.host === 'localhost') target.host = '127.0.0.1';
   return target;
@@ -165,7 +224,11 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
   const impl = options.viewerImpl ?? 'light';
   const publish = options.publish ?? true;
   const log: (line: string) => void =
-    typeof options.progress === 'function' ? options.progress : options.progress ? (l) => process.stderr.write(`${l}\n`) : () => {};
+    typeof options.progress === 'function'
+      ? options.progress
+      : options.progress
+        ? (l) => process.stderr.write(`${l}\n`)
+        : () => {};
   const hardStopMs = (options.hardStopSeconds ?? warmup + n / rate + connectTimeoutMs / 1000 + duration + 60) * 1000;
   const startedAtIso = new Date().toISOString();
   const runStart = performance.now();
@@ -191,30 +254,58 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
     if (!path) path = await generateFlv(typeof options.generate === 'object' ? options.generate : {}, log);
     source = loadFlv(path);
     publisher = new PacedPublisher(options.url.replace('//localhost', '//127.0.0.1'), source, { connectTimeoutMs });
-    await publisher.start();
-    log(`publishing ${path}: ${((source.bytesPerSecond * 8) / 1e6).toFixed(2)} Mbit/s, loop ${(source.loopMs / 1000).toFixed(1)} s`);
+    try {
+      await publisher.start();
+    } catch (err) {
+      publisher.stop();
+      clearTimeout(hardTimer);
+      throw new Error(`publisher failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    log(
+      `publishing ${path}: ${((source.bytesPerSecond * 8) / 1e6).toFixed(2)} Mbit/s, loop ${(source.loopMs / 1000).toFixed(1)} s`,
+    );
   }
   const bytesPerSecond = source?.bytesPerSecond ?? options.streamBytesPerSecond ?? NaN;
 
   // --- warmup: publisher alone (server baseline)
   const serverPid = options.serverPid;
-  const serverSample = (): TreeSample | undefined => {
+  let serverPids: number[] | undefined;
+  const serverSample = (rescan = false): TreeSample | undefined => {
     if (!serverPid) return undefined;
     try {
-      return sampleTree(serverPid);
+      if (rescan || !serverPids) serverPids = processTree(serverPid);
+      return sampleTree(serverPid, serverPids);
+    } catch {
+      return undefined;
+    }
+  };
+  const core = options.serverCore;
+  const coreSample = (): CoreTimes | undefined => {
+    if (core === undefined) return undefined;
+    try {
+      return sampleCore(core);
     } catch {
       return undefined;
     }
   };
   let pubOnly0: TreeSample | undefined;
+  let corePubOnly0: CoreTimes | undefined;
   if (warmup > 0) {
     await delay(Math.min(1000, warmup * 1000), stopSignal);
     pubOnly0 = serverSample();
+    corePubOnly0 = coreSample();
     await delay(Math.max(0, warmup * 1000 - 1000), stopSignal);
   }
-  const baseline = serverSample();
+  const baseline = serverSample(true); // rescan: nginx's worker exists by now
+  const coreBaseline = coreSample();
+  const corePubOnlyPercent =
+    corePubOnly0 && coreBaseline && coreBaseline.at > corePubOnly0.at
+      ? ((coreBaseline.busyMs - corePubOnly0.busyMs) / (coreBaseline.at - corePubOnly0.at)) * 100
+      : NaN;
   const pubOnlyCpuPercent =
-    pubOnly0 && baseline && baseline.at > pubOnly0.at ? ((baseline.cpuMs - pubOnly0.cpuMs) / (baseline.at - pubOnly0.at)) * 100 : NaN;
+    pubOnly0 && baseline && baseline.at > pubOnly0.at
+      ? ((baseline.cpuMs - pubOnly0.cpuMs) / (baseline.at - pubOnly0.at)) * 100
+      : NaN;
   let peakRss = baseline?.rssKiB ?? NaN;
 
   // --- state
@@ -254,7 +345,11 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
         unmatched++;
         return;
       }
-      if (at < v.playSentAt) return; // GOP cache: sent before this viewer asked
+      if (at < v.playSentAt) {
+        // GOP cache: sent before this viewer asked. Remember when the catch-up burst ended.
+        v.lastCachedFrameAt = now;
+        return;
+      }
       const lat = now - at;
       latencyAll.push(lat);
       if (inWindow) latencyWin.push(lat);
@@ -271,8 +366,9 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
     },
   };
 
+  const tsWindow: TimestampWindow = { t0: Infinity, t1: Infinity };
   const makeViewer = (id: number): Viewer => {
-    const opts = { target, connectTimeoutMs, stallMs };
+    const opts = { target, window: tsWindow, connectTimeoutMs, stallMs };
     return impl === 'client' ? new ClientViewer(id, opts, sink) : new LightViewer(id, opts, sink);
   };
 
@@ -283,8 +379,16 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
   let lastLatIndex = 0;
   let lastTtffIndex = 0;
   const ttffSoFar: number[] = [];
+  let tickMaxMs = 0;
   const tick = (): void => {
     const now = performance.now();
+    try {
+      tickBody(now);
+    } finally {
+      tickMaxMs = Math.max(tickMaxMs, performance.now() - now);
+    }
+  };
+  const tickBody = (now: number): void => {
     let bytes = 0;
     for (const v of viewers) {
       bytes += v.totalBytes;
@@ -312,7 +416,7 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
       `[${((now - runStart) / 1000).toFixed(1).padStart(6)}s] up ${upNow}/${n} pending ${viewers.length - everUp - failedBeforeUp} ` +
         `fail ${failures.total}${failures.total ? ` (${failures.format()})` : ''} in ${(((bytes - lastBytes) * 8) / 1e6 / dt).toFixed(1)} Mbit/s ` +
         `lat p50 ${lat.p50.toFixed(1)} p95 ${lat.p95.toFixed(1)} ms ttff p50 ${ttff.p50.toFixed(0)} ms stalls ${stallsTotal} ` +
-        `cpu ${cpuPct.toFixed(0)}%${s ? ` server ${((s.cpuMs - (lastServer?.cpuMs ?? s.cpuMs)) / (now - lastTick) * 100).toFixed(0)}% ${(s.rssKiB / 1024).toFixed(0)} MiB` : ''}` +
+        `cpu ${cpuPct.toFixed(0)}%${s ? ` server ${(((s.cpuMs - (lastServer?.cpuMs ?? s.cpuMs)) / (now - lastTick)) * 100).toFixed(0)}% ${(s.rssKiB / 1024).toFixed(0)} MiB` : ''}` +
         `${publisher?.closedReason ? ` PUBLISHER CLOSED (${publisher.closedReason})` : ''}`,
     );
     if (s) lastServer = s;
@@ -351,10 +455,13 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
   const winViewers = viewers.filter((v) => v.isUp);
   for (const v of winViewers) v.windowStartBytes = v.mediaBytes;
   const pubBytes0 = publisher?.stats.bytesSent ?? 0;
+  if (publisher) tsWindow.t0 = publisher.stats.lastTimestamp;
   const totalBytes0 = viewers.reduce((s, v) => s + v.totalBytes, 0);
   const cpuWin0 = process.cpuUsage();
   const serverWin0 = serverSample();
-  const eld = monitorEventLoopDelay({ resolution: 10 });
+  const coreWin0 = coreSample();
+  const lgCore0 = options.loadgenCore !== undefined ? safeCore(options.loadgenCore) : undefined;
+  const eld = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS });
   eld.enable();
   await delay(Math.max(0, rampDoneAt + duration * 1000 - performance.now()), stopSignal);
   const windowEnd = performance.now();
@@ -362,20 +469,31 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
   eld.disable();
   const cpuWin = process.cpuUsage(cpuWin0);
   const serverWin1 = serverSample();
+  const coreWin1 = coreSample();
+  const lgCore1 = options.loadgenCore !== undefined ? safeCore(options.loadgenCore) : undefined;
   if (serverWin1 && !(serverWin1.rssKiB <= peakRss)) peakRss = serverWin1.rssKiB;
   const pubBytes1 = publisher?.stats.bytesSent ?? 0;
+  if (publisher) tsWindow.t1 = publisher.stats.lastTimestamp;
   const totalBytes1 = viewers.reduce((s, v) => s + v.totalBytes, 0);
   const windowMs = windowEnd - windowStart;
+  // Arrival-based counts are taken now; timestamp-based ones after a short grace for messages still in flight.
+  const arrival = new Map<Viewer, number>();
+  for (const v of winViewers) arrival.set(v, (v.isDone ? v.finalBytes : v.mediaBytes) - v.windowStartBytes);
+  if (publisher && !stopSignal.aborted) await delay(DELIVERY_GRACE_MS, stopSignal);
+  // Timestamps are comparable only when the server passed the publisher's through (latency lookups matched).
+  const byTimestamp = publisher !== undefined && latencyAll.length > 0 && unmatched <= latencyAll.length * 0.01;
 
   // --- measure before tearing down
   const expected = publisher ? pubBytes1 - pubBytes0 : (bytesPerSecond * windowMs) / 1000;
   let received = 0;
+  let receivedByArrival = 0;
   let under90 = 0;
   let minRatio = Infinity;
   let viewerMs = 0;
   for (const v of winViewers) {
-    const got = (v.isDone ? v.finalBytes : v.mediaBytes) - v.windowStartBytes;
+    const got = byTimestamp ? v.windowTsBytes : arrival.get(v)!;
     received += got;
+    receivedByArrival += arrival.get(v)!;
     const r = expected > 0 ? got / expected : NaN;
     if (r < 0.9) under90++;
     if (r < minRatio) minRatio = r;
@@ -389,6 +507,8 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
   }
   const ttff: number[] = [];
   const ttffAny: number[] = [];
+  const burst: number[] = [];
+  for (const v of viewers) if (!Number.isNaN(v.lastCachedFrameAt)) burst.push(v.lastCachedFrameAt - v.playSentAt);
   let noKeyframe = 0;
   for (const v of viewers) {
     if (Number.isNaN(v.upAt)) continue;
@@ -423,6 +543,31 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
       publisherOnlyCpuPercent: round(pubOnlyCpuPercent, 2),
       cpuMsPerViewerSecondNet: round(viewerSeconds > 0 ? (cpuMs - pubOnlyMs) / viewerSeconds : NaN, 4),
     };
+    if (core !== undefined && coreWin0 && coreWin1) {
+      const busy = coreWin1.busyMs - coreWin0.busyMs;
+      const pubOnlyBusy = Number.isFinite(corePubOnlyPercent) ? (corePubOnlyPercent / 100) * windowMs : NaN;
+      server.core = {
+        cpu: core,
+        busyPercent: round((busy / windowMs) * 100, 1),
+        softirqPercent: round(((coreWin1.softirqMs - coreWin0.softirqMs) / windowMs) * 100, 1),
+        msPerViewerSecond: round(viewerSeconds > 0 ? busy / viewerSeconds : NaN, 4),
+        publisherOnlyBusyPercent: round(corePubOnlyPercent, 2),
+        msPerViewerSecondNet: round(viewerSeconds > 0 ? (busy - pubOnlyBusy) / viewerSeconds : NaN, 4),
+      };
+    }
+  }
+  let noise: Report['noise'];
+  if ((server?.core || (lgCore0 && lgCore1)) && windowMs > 0) {
+    const serverForeign = server?.core ? server.core.busyPercent - server.cpuPercent - server.core.softirqPercent : NaN;
+    const lgBusy =
+      lgCore0 && lgCore1
+        ? ((lgCore1.busyMs - lgCore0.busyMs - (lgCore1.softirqMs - lgCore0.softirqMs)) / windowMs) * 100
+        : NaN;
+    const lgOwn = ((cpuWin.user + cpuWin.system) / 1000 / windowMs) * 100;
+    noise = {
+      serverCorePercent: round(Math.max(0, serverForeign), 1),
+      loadgenCorePercent: round(Math.max(0, lgBusy - lgOwn), 1),
+    };
   }
   const runCpu = process.cpuUsage(cpuRunStart);
   const runMs = performance.now() - runStart;
@@ -431,13 +576,22 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
     url: options.url,
     viewerImpl: impl,
     aborted,
-    options: { viewers: n, rampPerSecond: rate, durationSeconds: duration, settleSeconds: settle, warmupSeconds: warmup, stallMs },
+    options: {
+      viewers: n,
+      rampPerSecond: rate,
+      durationSeconds: duration,
+      settleSeconds: settle,
+      warmupSeconds: warmup,
+      stallMs,
+    },
     stream: {
       source: source?.path,
       bytesPerSecond: round(bytesPerSecond, 0),
       mbps: round((bytesPerSecond * 8) / 1e6, 3),
       loopSeconds: source ? round(source.loopMs / 1000, 3) : NaN,
-      publisher: publisher ? { ...publisher.stats, maxLateMs: round(publisher.stats.maxLateMs, 1), closedReason: publisher.closedReason } : undefined,
+      publisher: publisher
+        ? { ...publisher.stats, maxLateMs: round(publisher.stats.maxLateMs, 1), closedReason: publisher.closedReason }
+        : undefined,
     },
     viewers: {
       requested: n,
@@ -455,7 +609,12 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
     delivery: {
       receivedBytes: received,
       expectedBytes: round(expected * winViewers.length, 0),
+      method: byTimestamp ? 'timestamp' : 'arrival',
       ratio: round(expected > 0 && winViewers.length > 0 ? received / (expected * winViewers.length) : NaN, 4),
+      ratioByArrival: round(
+        expected > 0 && winViewers.length > 0 ? receivedByArrival / (expected * winViewers.length) : NaN,
+        4,
+      ),
       minViewerRatio: round(winViewers.length ? minRatio : NaN, 4),
       viewersUnder90: under90,
       mbpsIn: round(((totalBytes1 - totalBytes0) * 8) / 1e6 / (windowMs / 1000), 1),
@@ -464,6 +623,7 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
     ttffMs: roundSummary(summarize(ttff)),
     ttffAnyMs: roundSummary(summarize(ttffAny)),
     viewersWithoutKeyframe: noKeyframe,
+    cacheBurstMs: roundSummary(summarize(burst)),
     latencyMs: roundSummary(summarize(latencyWin.view())),
     latencyAllMs: roundSummary(summarize(latencyAll.view())),
     latencyUnmatched: unmatched,
@@ -471,11 +631,14 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
       cpuMs: round((cpuWin.user + cpuWin.system) / 1000, 0),
       cpuPercent: round(((cpuWin.user + cpuWin.system) / 1000 / windowMs) * 100, 1),
       cpuPercentRun: round(((runCpu.user + runCpu.system) / 1000 / runMs) * 100, 1),
-      eventLoopDelayP99Ms: round(eld.percentile(99) / 1e6, 2),
-      eventLoopDelayMaxMs: round(eld.max / 1e6, 2),
+      // The histogram records timer intervals: subtract the sampling resolution to get the lag.
+      eventLoopDelayP99Ms: round(Math.max(0, eld.percentile(99) / 1e6 - ELD_RESOLUTION_MS), 2),
+      eventLoopDelayMaxMs: round(Math.max(0, eld.max / 1e6 - ELD_RESOLUTION_MS), 2),
+      tickMaxMs: round(tickMaxMs, 1),
       rssMiB: round(process.memoryUsage.rss() / 1024 / 1024, 1),
     },
     server,
+    noise,
   };
   return report;
 }
@@ -493,12 +656,21 @@ export function formatReport(r: Report): string {
       `${r.latencyUnmatched ? `, ${r.latencyUnmatched} unmatched timestamps` : ''})`,
     `load generator cpu ${r.loadgen.cpuPercent}% of a core in the window, event loop delay p99 ${r.loadgen.eventLoopDelayP99Ms} ms`,
   ];
+  if (r.noise)
+    lines.push(
+      `noise: other processes used ${r.noise.serverCorePercent}% of the server's core, ${r.noise.loadgenCorePercent}% of ours`,
+    );
   if (r.server) {
     const s = r.server;
     lines.push(
       `server cpu ${s.cpuPercent}% = ${s.cpuMsPerViewerSecond} ms per viewer-second (net of publisher ${s.cpuMsPerViewerSecondNet}), ` +
         `rss ${(s.endRssKiB / 1024).toFixed(1)} MiB = ${s.rssPerViewerKiB} KiB per viewer over baseline ${(s.baselineRssKiB / 1024).toFixed(1)} MiB`,
     );
+    if (s.core) {
+      lines.push(
+        `server core cpu${s.core.cpu} busy ${s.core.busyPercent}% (softirq ${s.core.softirqPercent}%) = ${s.core.msPerViewerSecond} ms per viewer-second`,
+      );
+    }
   }
   return lines.join('\n');
 }
@@ -525,11 +697,35 @@ async function main(argv: string[]): Promise<number> {
     .option('--no-publish', 'only play (someone else publishes); latency is not measured')
     .option('--stream-kbps <n>', 'with --no-publish: stream payload rate for delivered/expected', intArg('stream-kbps'))
     .option('--json <file>', 'write the final report there instead of stdout')
-    .option('--connect-timeout <ms>', 'TCP + handshake + connect + play must finish within this', intArg('connect-timeout', 1), 10_000)
-    .option('--read-timeout <ms>', 'a playing viewer that receives nothing this long fails', intArg('read-timeout'), 10_000)
+    .option(
+      '--connect-timeout <ms>',
+      'TCP + handshake + connect + play must finish within this',
+      intArg('connect-timeout', 1),
+      10_000,
+    )
+    .option(
+      '--read-timeout <ms>',
+      'a playing viewer that receives nothing this long fails',
+      intArg('read-timeout'),
+      10_000,
+    )
     .option('--stall-ms <ms>', 'a gap between video frames longer than this is a stall', intArg('stall-ms', 1), 1000)
-    .addOption(new Option('--viewer-impl <impl>', 'light: header-only walker; client: RtmpClient').choices(['light', 'client']).default('light'))
+    .addOption(
+      new Option('--viewer-impl <impl>', 'light: header-only walker; client: RtmpClient')
+        .choices(['light', 'client'])
+        .default('light'),
+    )
     .option('--server-pid <pid>', 'sample this server process (CPU, RSS) from /proc', intArg('server-pid', 1))
+    .option(
+      '--server-core <cpu>',
+      'the CPU the server is pinned to alone: sample its busy time from /proc/stat',
+      intArg('server-core'),
+    )
+    .option(
+      '--loadgen-core <cpu>',
+      'the CPU this process is pinned to: report other processes using it',
+      intArg('loadgen-core'),
+    )
     .option('--hard-stop <s>', 'end everything after this many seconds whatever happens', intArg('hard-stop', 1))
     .option('--allow-remote', 'allow targets other than 127.0.0.1 / ::1')
     .option('--quiet', 'no progress lines')
@@ -551,6 +747,8 @@ async function main(argv: string[]): Promise<number> {
     stallMs: number;
     viewerImpl: 'light' | 'client';
     serverPid?: number;
+    serverCore?: number;
+    loadgenCore?: number;
     hardStop?: number;
     allowRemote?: boolean;
     quiet?: boolean;
@@ -580,6 +778,8 @@ async function main(argv: string[]): Promise<number> {
     stallMs: o.stallMs,
     viewerImpl: o.viewerImpl,
     serverPid: o.serverPid,
+    serverCore: o.serverCore,
+    loadgenCore: o.loadgenCore,
     hardStopSeconds: o.hardStop,
     allowRemote: o.allowRemote,
     progress: !o.quiet,
@@ -592,17 +792,7 @@ async function main(argv: string[]): Promise<number> {
   return report.aborted ? 3 : 0;
 }
 
-function isMain(): boolean {
-  const entry = process.argv[1];
-  if (!entry) return false;
-  try {
-    return import.meta.url === pathToFileURL(realpathSync(entry)).href;
-  } catch {
-    return false;
-  }
-}
-
-if (isMain()) {
+if (isMainModule(import.meta.url)) {
   main(process.argv).then(
     (code) => process.exit(code),
     (err: unknown) => {

@@ -77,9 +77,12 @@ export interface TreeSample {
   rssKiB: number;
 }
 
-/** One sample of the whole tree. Throws if the root process is gone. */
-export function sampleTree(root: number): TreeSample {
-  const pids = processTree(root);
+/**
+ * One sample of the tree. Pass `pids` (from an earlier processTree) to skip the /proc scan, which takes 5-50 ms
+ * on a loaded machine: the load generator samples once a second and must not stall its event loop.
+ * Throws if the root process is gone.
+ */
+export function sampleTree(root: number, pids: number[] = processTree(root)): TreeSample {
   let cpuMs = 0;
   let rssKiB = 0;
   for (const pid of pids) {
@@ -91,4 +94,35 @@ export function sampleTree(root: number): TreeSample {
     }
   }
   return { at: performance.now(), pids, cpuMs, rssKiB };
+}
+
+export interface CoreTimes {
+  at: number;
+  /** Everything but idle and iowait, in ms (user, nice, system, irq, softirq, steal). */
+  busyMs: number;
+  softirqMs: number;
+  /** Steal as the guest sees it (often 0 on VMs that don't report it). */
+  stealMs: number;
+}
+
+/**
+ * One CPU's times from /proc/stat. With the server pinned alone to that CPU this includes the kernel network work
+ * done for it in softirq context or by ksoftirqd, which /proc/<pid>/stat does not count.
+ */
+export function parseCoreTimes(procStat: string, cpu: number, ticksPerSecond = clkTck()): CoreTimes {
+  const line = procStat.split('\n').find((l) => l.startsWith(`cpu${cpu} `));
+  if (!line) throw new Error(`cpu${cpu} not in /proc/stat`);
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = f;
+  const ms = (t: number): number => (t * 1000) / ticksPerSecond;
+  return {
+    at: performance.now(),
+    busyMs: ms(user + nice + system + irq + softirq + steal),
+    softirqMs: ms(softirq),
+    stealMs: ms(steal),
+  };
+}
+
+export function sampleCore(cpu: number): CoreTimes {
+  return parseCoreTimes(readFileSync('/proc/stat', 'utf8'), cpu);
 }

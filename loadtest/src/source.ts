@@ -19,7 +19,15 @@ export interface GenerateOptions {
   gopSeconds: number;
 }
 
-export const DEFAULT_GENERATE: GenerateOptions = { width: 1280, height: 720, fps: 30, seconds: 10, videoKbps: 2500, audioKbps: 128, gopSeconds: 2 };
+export const DEFAULT_GENERATE: GenerateOptions = {
+  width: 1280,
+  height: 720,
+  fps: 30,
+  seconds: 10,
+  videoKbps: 2500,
+  audioKbps: 128,
+  gopSeconds: 2,
+};
 
 export interface SourceTag {
   type: number;
@@ -45,7 +53,10 @@ export interface FlvSource {
 }
 
 /** Runs ffmpeg once per parameter set; later calls return the cached file. */
-export async function generateFlv(opts: Partial<GenerateOptions> = {}, log: (line: string) => void = () => {}): Promise<string> {
+export async function generateFlv(
+  opts: Partial<GenerateOptions> = {},
+  log: (line: string) => void = () => {},
+): Promise<string> {
   const o = { ...DEFAULT_GENERATE, ...opts };
   const name = `rtmp-loadtest-${o.width}x${o.height}-${o.fps}fps-${o.videoKbps}k-a${o.audioKbps}k-${o.seconds}s-g${o.gopSeconds}.flv`;
   const path = join(tmpdir(), name);
@@ -53,18 +64,57 @@ export async function generateFlv(opts: Partial<GenerateOptions> = {}, log: (lin
   const partial = `${path}.${process.pid}.partial`;
   const gop = Math.max(1, Math.round(o.fps * o.gopSeconds));
   const args = [
-    '-hide_banner', '-loglevel', 'error', '-nostdin', '-y',
-    '-f', 'lavfi', '-i', `testsrc=size=${o.width}x${o.height}:rate=${o.fps}:duration=${o.seconds}`,
-    '-f', 'lavfi', '-i', `sine=frequency=440:sample_rate=44100:duration=${o.seconds}`,
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    '-nostdin',
+    '-y',
+    '-f',
+    'lavfi',
+    '-i',
+    `testsrc=size=${o.width}x${o.height}:rate=${o.fps}:duration=${o.seconds}`,
+    '-f',
+    'lavfi',
+    '-i',
+    `sine=frequency=440:sample_rate=44100:duration=${o.seconds}`,
     // Noise so x264 actually spends the bitrate (testsrc alone compresses to almost nothing).
-    '-vf', 'noise=alls=10:allf=t',
-    '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p',
-    '-b:v', `${o.videoKbps}k`, '-maxrate', `${o.videoKbps}k`, '-bufsize', `${o.videoKbps}k`,
-    '-g', String(gop), '-keyint_min', String(gop), '-sc_threshold', '0',
-    '-c:a', 'aac', '-b:a', `${o.audioKbps}k`, '-ar', '44100', '-ac', '2',
-    '-f', 'flv', partial,
+    '-vf',
+    'noise=alls=10:allf=t',
+    '-c:v',
+    'libx264',
+    '-preset',
+    'veryfast',
+    '-tune',
+    'zerolatency',
+    '-pix_fmt',
+    'yuv420p',
+    '-b:v',
+    `${o.videoKbps}k`,
+    '-maxrate',
+    `${o.videoKbps}k`,
+    '-bufsize',
+    `${o.videoKbps}k`,
+    '-g',
+    String(gop),
+    '-keyint_min',
+    String(gop),
+    '-sc_threshold',
+    '0',
+    '-c:a',
+    'aac',
+    '-b:a',
+    `${o.audioKbps}k`,
+    '-ar',
+    '44100',
+    '-ac',
+    '2',
+    '-f',
+    'flv',
+    partial,
   ];
-  log(`generating ${path} with ffmpeg (${o.width}x${o.height} ${o.fps} fps, ${o.videoKbps}k + ${o.audioKbps}k, ${o.seconds} s, GOP ${o.gopSeconds} s)`);
+  log(
+    `generating ${path} with ffmpeg (${o.width}x${o.height} ${o.fps} fps, ${o.videoKbps}k + ${o.audioKbps}k, ${o.seconds} s, GOP ${o.gopSeconds} s)`,
+  );
   await new Promise<void>((resolve, reject) => {
     const child = spawn('ffmpeg', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
@@ -123,14 +173,16 @@ export function loadFlv(path: string): FlvSource {
     if (t.type === MessageType.Video) {
       const v = classifyVideo(t.data, t.data.length);
       if (v.sequenceHeader) {
-        if (!headers.some((h) => h.type === t.type)) headers.push({ type: t.type, offset: 0, data: t.data, keyframe: false });
+        if (!headers.some((h) => h.type === t.type))
+          headers.push({ type: t.type, offset: 0, data: t.data, keyframe: false });
         continue;
       }
       if (!v.frame) continue;
       media.push({ type: t.type, timestamp: t.timestamp, data: t.data, keyframe: v.keyframe });
     } else if (t.type === MessageType.Audio) {
       if (isAudioSequenceHeader(t.data)) {
-        if (!headers.some((h) => h.type === t.type)) headers.push({ type: t.type, offset: 0, data: t.data, keyframe: false });
+        if (!headers.some((h) => h.type === t.type))
+          headers.push({ type: t.type, offset: 0, data: t.data, keyframe: false });
         continue;
       }
       media.push({ type: t.type, timestamp: t.timestamp, data: t.data, keyframe: false });
@@ -141,10 +193,19 @@ export function loadFlv(path: string): FlvSource {
   const firstKey = media.findIndex((m) => m.type === MessageType.Video && m.keyframe);
   const frames = firstKey > 0 ? media.slice(firstKey) : media;
   const t0 = frames[0]!.timestamp;
-  const out: SourceTag[] = frames.map((m) => ({ type: m.type, offset: Math.max(0, m.timestamp - t0), data: m.data, keyframe: m.keyframe }));
+  const out: SourceTag[] = frames.map((m) => ({
+    type: m.type,
+    offset: Math.max(0, m.timestamp - t0),
+    data: m.data,
+    keyframe: m.keyframe,
+  }));
   out.sort((a, b) => a.offset - b.offset);
   const videoOffsets = out.filter((t) => t.type === MessageType.Video).map((t) => t.offset);
-  const deltas = videoOffsets.slice(1).map((v, i) => v - videoOffsets[i]!).filter((d) => d > 0).sort((a, b) => a - b);
+  const deltas = videoOffsets
+    .slice(1)
+    .map((v, i) => v - videoOffsets[i]!)
+    .filter((d) => d > 0)
+    .sort((a, b) => a - b);
   const frameMs = deltas.length ? deltas[Math.floor(deltas.length / 2)]! : 33;
   const loopMs = out[out.length - 1]!.offset + frameMs;
   const bytesPerLoop = out.reduce((s, t) => s + t.data.length, 0);
@@ -156,6 +217,8 @@ export interface PublisherStats {
   firstFrameAt: number;
   /** Audio + video payload bytes written. */
   bytesSent: number;
+  /** Timestamp of the last audio/video message written (-1 before the first). */
+  lastTimestamp: number;
   messagesSent: number;
   videoFramesSent: number;
   loops: number;
@@ -176,6 +239,7 @@ export class PacedPublisher {
     connectedAt: NaN,
     firstFrameAt: NaN,
     bytesSent: 0,
+    lastTimestamp: -1,
     messagesSent: 0,
     videoFramesSent: 0,
     loops: 0,
@@ -195,7 +259,9 @@ export class PacedPublisher {
   constructor(
     readonly url: string,
     readonly source: FlvSource,
-    private readonly opts: { connectTimeoutMs: number; chunkSize?: number; keepSentMs?: number } = { connectTimeoutMs: 10_000 },
+    private readonly opts: { connectTimeoutMs: number; chunkSize?: number; keepSentMs?: number } = {
+      connectTimeoutMs: 10_000,
+    },
   ) {}
 
   async start(): Promise<void> {
@@ -243,6 +309,7 @@ export class PacedPublisher {
       }
       if (!client.sendMedia(tag.type, ts, tag.data)) this.stats.backpressureEvents++;
       this.stats.bytesSent += tag.data.length;
+      this.stats.lastTimestamp = ts;
       this.stats.messagesSent++;
       this.index++;
       if (this.index >= tags.length) {

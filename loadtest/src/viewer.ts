@@ -38,8 +38,17 @@ export interface ViewerSink {
   ended(v: Viewer, reason: string): void;
 }
 
+/** Stream-timestamp bounds of the measurement window, shared by all viewers and moved by the runner. */
+export interface TimestampWindow {
+  /** Exclusive lower bound (Infinity until the window opens). */
+  t0: number;
+  /** Inclusive upper bound (Infinity until the window closes). */
+  t1: number;
+}
+
 export interface ViewerOptions {
   target: RtmpUrl;
+  window: TimestampWindow;
   connectTimeoutMs: number;
   stallMs: number;
 }
@@ -56,9 +65,13 @@ export abstract class Viewer {
   lastVideoAt = NaN;
   lastReadAt = NaN;
   endedAt = NaN;
+  /** Arrival of the last frame published before this viewer's play (the server's GOP cache burst). */
+  lastCachedFrameAt = NaN;
   /** When the viewer failed or was stopped. */
   doneAt = NaN;
   stalls = 0;
+  /** Payload bytes of complete audio/video messages whose timestamp is inside the window. */
+  windowTsBytes = 0;
   /** Media bytes at the start of the measurement window (set by the runner). */
   windowStartBytes = NaN;
   /** Media bytes when the viewer failed (frozen). */
@@ -83,6 +96,11 @@ export abstract class Viewer {
 
   get isDone(): boolean {
     return this.phase === 'failed' || this.phase === 'stopped';
+  }
+
+  protected countMedia(timestamp: number, length: number): void {
+    const w = this.opts.window;
+    if (timestamp > w.t0 && timestamp <= w.t1) this.windowTsBytes += length;
   }
 
   protected onVideo(timestamp: number, keyframe: boolean, now: number): void {
@@ -131,7 +149,8 @@ let sharedReadBuffer: Buffer | undefined;
 
 function statusCode(args: AmfValue[]): string {
   const info = args[0];
-  if (info && typeof info === 'object' && !Array.isArray(info) && !Buffer.isBuffer(info)) return String((info as AmfObject)['code'] ?? '');
+  if (info && typeof info === 'object' && !Array.isArray(info) && !Buffer.isBuffer(info))
+    return String((info as AmfObject)['code'] ?? '');
   return '';
 }
 
@@ -148,6 +167,7 @@ export class LightViewer extends Viewer {
     super(id, opts, sink);
     this.walker = new ChunkWalker({
       media: (type, timestamp, _streamId, length, head) => {
+        this.countMedia(timestamp, length);
         if (type !== MessageType.Video) return;
         const v = classifyVideo(head, length);
         if (v.frame) this.onVideo(timestamp, v.keyframe, this.readAt);
@@ -211,7 +231,9 @@ export class LightViewer extends Viewer {
         this.send(acknowledgement(total % 0x1_0000_0000), CSID_CONTROL);
       }
     } catch (err) {
-      this.fail(err instanceof ChunkWalkerError ? err.reason : ((err as { reason?: string }).reason ?? 'protocol_error'));
+      this.fail(
+        err instanceof ChunkWalkerError ? err.reason : ((err as { reason?: string }).reason ?? 'protocol_error'),
+      );
       return false;
     }
     return true;
@@ -223,7 +245,10 @@ export class LightViewer extends Viewer {
   }
 
   private command(streamId: number, ...values: AmfValue[]): void {
-    this.send({ type: MessageType.CommandAmf0, streamId, timestamp: 0, payload: encodeAmf0(...values) }, streamId ? CSID_PLAY : CSID_COMMAND);
+    this.send(
+      { type: MessageType.CommandAmf0, streamId, timestamp: 0, payload: encodeAmf0(...values) },
+      streamId ? CSID_PLAY : CSID_COMMAND,
+    );
   }
 
   private sendConnect(): void {
@@ -270,7 +295,8 @@ export class LightViewer extends Viewer {
     if (name === '_result' || name === '_error') {
       if (txn === TXN_CONNECT && this.phase === 'connect') {
         const code = statusCode(args);
-        if (name === '_error' || code !== 'NetConnection.Connect.Success') return this.fail(`rejected${code ? `:${code}` : ''}`);
+        if (name === '_error' || code !== 'NetConnection.Connect.Success')
+          return this.fail(`rejected${code ? `:${code}` : ''}`);
         this.send(windowAckSize(DEFAULT_WINDOW), CSID_CONTROL);
         this.phase = 'create_stream';
         this.command(0, 'createStream', TXN_CREATE_STREAM, null);
@@ -342,6 +368,7 @@ export class ClientViewer extends Viewer {
         this.lastReadAt = now;
         if (msg.type !== MessageType.Audio && msg.type !== MessageType.Video) return;
         this.media += msg.payload.length;
+        this.countMedia(msg.timestamp, msg.payload.length);
         if (msg.type === MessageType.Video) {
           const v = classifyVideo(msg.payload, msg.payload.length);
           if (v.frame) this.onVideo(msg.timestamp, v.keyframe, now);

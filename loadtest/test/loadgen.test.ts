@@ -1,0 +1,135 @@
+/**
+ * End to end: our standalone node in this process, the load generator against it with a short generated stream.
+ * Needs ffmpeg (the stream is generated once and cached in os.tmpdir()).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { loadConfig } from '../../services/server/src/config.js';
+import { startNode, type RunningNode } from '../../services/server/src/node.js';
+import { checkTarget, formatReport, runLoad } from '../src/loadgen.js';
+import { generateFlv, loadFlv } from '../src/source.js';
+
+const SHORT_STREAM = { width: 640, height: 360, fps: 30, seconds: 4, videoKbps: 800, audioKbps: 64, gopSeconds: 1 };
+
+describe('checkTarget', () => {
+  it('accepts loopback only, unless remote is allowed', () => {
+    assert.equal(checkTarget('rtmp://127.0.0.1:1935/live/x').host, '127.0.0.1');
+    assert.equal(checkTarget('rtmp://[::1]:1935/live/x').host, '::1');
+    assert.equal(checkTarget('rtmp://localhost/live/x').host, '127.0.0.1');
+    assert.throws(() => checkTarget('rtmp://example.com/live/x'), /only 127\.0\.0\.1 and ::1/);
+    assert.throws(() => checkTarget('rtmp://10.0.0.1/live/x'), /--allow-remote/);
+    assert.equal(checkTarget('rtmp://10.0.0.1/live/x', true).host, '10.0.0.1');
+    assert.throws(() => checkTarget('rtmp://127.0.0.1/live'), /no stream name/);
+  });
+});
+
+describe('load generator against our standalone server', { timeout: 60_000 }, () => {
+  let node: RunningNode;
+  let input: string;
+
+  before(async () => {
+    input = await generateFlv(SHORT_STREAM);
+    const config = loadConfig({
+      env: {
+        RTMP_HOST: '127.0.0.1',
+        RTMP_PORT: '0',
+        HTTP_HOST: '127.0.0.1',
+        HTTP_PORT: '0',
+        LOG_LEVEL: 'silent',
+        SHUTDOWN_TIMEOUT_MS: '500',
+      },
+    });
+    node = await startNode(config, { role: 'standalone' });
+  });
+
+  after(async () => {
+    await node?.shutdown('test done');
+  });
+
+  it('reads the generated stream as a loopable source', () => {
+    const src = loadFlv(input);
+    assert.ok(src.metadata, 'onMetaData');
+    assert.deepEqual(src.headers.map((h) => h.type).sort(), [8, 9], 'AAC and AVC sequence headers');
+    assert.equal(src.tags[0]!.type, 9);
+    assert.ok(src.tags[0]!.keyframe, 'loops start at a keyframe');
+    assert.ok(Math.abs(src.loopMs - 4000) < 100, `loop ${src.loopMs} ms`);
+    assert.ok(src.bytesPerSecond > 50_000, `${src.bytesPerSecond} B/s`);
+  });
+
+  it('20 light viewers for 5 s: all up, no failures, full delivery, fast first frame, latency measured', async () => {
+    const lines: string[] = [];
+    const report = await runLoad({
+      url: `rtmp://127.0.0.1:${node.rtmpPort}/live/loadtest`,
+      viewers: 20,
+      rampPerSecond: 200,
+      durationSeconds: 5,
+      settleSeconds: 1,
+      warmupSeconds: 1.5,
+      input,
+      serverPid: process.pid,
+      progress: (l) => lines.push(l),
+      hardStopSeconds: 45,
+    });
+    const summary = formatReport(report);
+    assert.equal(report.aborted, undefined, summary);
+    assert.equal(report.viewers.upAtWindowStart, 20, summary);
+    assert.equal(report.viewers.upAtEnd, 20, summary);
+    assert.equal(report.viewers.failuresTotal, 0, summary);
+    assert.ok(report.delivery.ratio >= 0.9, summary);
+    assert.equal(report.delivery.method, 'timestamp', 'the server passes the publisher timestamps through');
+    assert.equal(report.delivery.viewersUnder90, 0, summary);
+    assert.ok(report.ttffMs.count === 20 && report.ttffMs.p50 < 1000, summary);
+    assert.ok(
+      report.latencyMs.count > 0 && Number.isFinite(report.latencyMs.p50) && Number.isFinite(report.latencyMs.p99),
+      summary,
+    );
+    assert.equal(report.latencyUnmatched, 0);
+    assert.equal(report.stalls.inWindow, 0, summary);
+    assert.ok(report.window.seconds >= 3.5, `window ${report.window.seconds} s`);
+    assert.ok(Number.isFinite(report.loadgen.cpuPercent));
+    assert.ok(report.server && report.server.cpuMs >= 0 && report.server.baselineRssKiB > 0);
+    assert.ok(
+      lines.some((l) => /up 20\/20/.test(l)),
+      'progress lines',
+    );
+    assert.ok(JSON.parse(JSON.stringify(report)), 'the report is JSON');
+  });
+
+  it('RtmpClient viewers see the same delivery as light viewers', async () => {
+    const report = await runLoad({
+      url: `rtmp://127.0.0.1:${node.rtmpPort}/live/loadtest-client`,
+      viewers: 5,
+      rampPerSecond: 100,
+      durationSeconds: 3,
+      settleSeconds: 1,
+      warmupSeconds: 1.2,
+      input,
+      viewerImpl: 'client',
+      hardStopSeconds: 30,
+    });
+    const summary = formatReport(report);
+    assert.equal(report.viewers.upAtWindowStart, 5, summary);
+    assert.equal(report.viewers.failuresTotal, 0, summary);
+    assert.ok(report.delivery.ratio >= 0.9, summary);
+    assert.ok(report.latencyMs.count > 0, summary);
+  });
+
+  it('reports play failures by reason (nothing published under that name)', async () => {
+    const report = await runLoad({
+      url: `rtmp://127.0.0.1:${node.rtmpPort}/live/nobody-here`,
+      viewers: 3,
+      rampPerSecond: 100,
+      durationSeconds: 1,
+      warmupSeconds: 0,
+      publish: false,
+      connectTimeoutMs: 8000,
+      hardStopSeconds: 30,
+    });
+    assert.equal(report.viewers.everUp, 0);
+    assert.equal(report.viewers.failuresTotal, 3);
+    assert.ok(
+      Object.keys(report.viewers.failures).every((r) => r.startsWith('play:')),
+      JSON.stringify(report.viewers.failures),
+    );
+  });
+});
