@@ -13,6 +13,11 @@ export interface HubOptions {
   viewerHardBacklogMs: number;
   /** Merge this many ms of messages into one write per viewer (0 = write each message at once, lowest latency). */
   batchWindowMs: number;
+  /**
+   * Audio frames (about 43/s for AAC, tiny) wait for the next video frame, at most this long, and go out with it in
+   * one write per viewer: writes per viewer drop ~2.4x while video latency is unchanged. 0 sends audio at once.
+   */
+  audioCoalesceMs: number;
   /** A new publisher of a live key replaces the current one (encoder reconnects over a half-open session). */
   allowTakeover: boolean;
   /** How long viewers wait for a publisher to come back before they are told the stream ended. */
@@ -29,6 +34,7 @@ export const DEFAULT_HUB_OPTIONS: HubOptions = {
   viewerHardBacklogBytes: 8 * 1024 * 1024,
   viewerHardBacklogMs: 8000,
   batchWindowMs: 0,
+  audioCoalesceMs: 40,
   allowTakeover: true,
   unpublishGraceMs: 1000,
 };

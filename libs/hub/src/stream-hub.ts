@@ -52,6 +52,9 @@ export class StreamHub {
   private ended = false;
   private endTimer: NodeJS.Timeout | undefined;
   private batchTimer: NodeJS.Timeout | undefined;
+  /** Audio waiting to go out with the next video frame (shared by every viewer; one hub timer bounds the wait). */
+  private pendingAudio: HubMessage[] = [];
+  private audioTimer: NodeJS.Timeout | undefined;
   private messagesIn = 0;
   private bytesIn = 0;
   private startedAt: number | undefined;
@@ -147,6 +150,7 @@ export class StreamHub {
 
   /** Caches are per publisher: a new one brings its own headers, and its timeline continues ours. */
   private resetForNewPublisher(): void {
+    if (this.pendingAudio.length > 0) this.flushPendingAudio();
     this.metadata = undefined;
     this.videoHeaders.clear();
     this.audioHeaders.clear();
@@ -220,7 +224,36 @@ export class StreamHub {
         this.trimAudioOnlyCache(m.timestamp);
       }
     }
-    this.fanOut(m, now);
+    if (kind === 'audio' && !m.isSequenceHeader && this.options.audioCoalesceMs > 0 && this.hasVideo) {
+      this.pendingAudio.push(m);
+      this.audioTimer ??= setTimeout(() => this.flushPendingAudio(), this.options.audioCoalesceMs);
+      return;
+    }
+    if (this.pendingAudio.length > 0) this.fanOutWithPendingAudio(m, now);
+    else this.fanOut(m, now);
+  }
+
+  /** Sends the held audio followed by `m` (if any) to every viewer in one corked write each. */
+  private fanOutWithPendingAudio(m: HubMessage | undefined, now: number): void {
+    const audio = this.pendingAudio;
+    this.pendingAudio = [];
+    clearTimeout(this.audioTimer);
+    this.audioTimer = undefined;
+    if (this.slots.length === 0) return;
+    if (this.options.batchWindowMs > 0 && !this.batchTimer) this.openBatch();
+    for (let i = this.slots.length - 1; i >= 0; i--) {
+      const slot = this.slots[i];
+      if (!slot) continue;
+      slot.viewer.cork();
+      for (const a of audio) if (slot.index >= 0) this.deliver(slot, a, now);
+      if (m && slot.index >= 0) this.deliver(slot, m, now);
+      slot.viewer.uncork();
+    }
+  }
+
+  private flushPendingAudio(): void {
+    this.audioTimer = undefined;
+    if (this.pendingAudio.length > 0) this.fanOutWithPendingAudio(undefined, performance.now());
   }
 
   private clearGop(): void {
@@ -320,6 +353,8 @@ export class StreamHub {
 
   /** Adds a viewer and writes the join sequence: metadata, sequence headers, then the cached GOP. */
   addViewer(viewer: HubViewer, opts: { audio?: boolean; video?: boolean } = {}): void {
+    // Held audio is already in the GOP cache: send it to the current viewers before this one joins.
+    if (this.pendingAudio.length > 0) this.flushPendingAudio();
     const now = performance.now();
     const slot: ViewerSlotInternal = {
       viewer,
@@ -408,6 +443,8 @@ export class StreamHub {
   close(reason: string): void {
     clearTimeout(this.endTimer);
     clearTimeout(this.batchTimer);
+    clearTimeout(this.audioTimer);
+    this.pendingAudio = [];
     this.endTimer = undefined;
     const pub = this.publisher;
     this.publisher = undefined;

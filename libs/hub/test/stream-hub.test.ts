@@ -170,7 +170,12 @@ function recordingObserver(): RecordingObserver {
 }
 
 function newHub(options: Partial<HubOptions> = {}, observer: HubObserver = {}): StreamHub {
-  return new StreamHub('live/test', { chunkSize: CHUNK, unpublishGraceMs: 0, ...options }, observer);
+  // Audio coalescing has its own tests below; elsewhere audio goes out at once so each write is observable.
+  return new StreamHub(
+    'live/test',
+    { chunkSize: CHUNK, unpublishGraceMs: 0, audioCoalesceMs: 0, ...options },
+    observer,
+  );
 }
 
 /** A live hub with a publisher attached. */
@@ -1215,3 +1220,75 @@ describe('StreamHub memory', () => {
 function t_log(msg: string): void {
   if (process.env.HUB_TEST_VERBOSE) console.log(msg);
 }
+
+describe('StreamHub audio coalescing (one write per viewer per video frame)', () => {
+  it('audio waits for the next video frame and both go out in one corked write, in order', () => {
+    const { hub } = liveHub({ audioCoalesceMs: 1000 });
+    const v = new FakeViewer('v');
+    hub.push(video(0, avcHeader()));
+    hub.push(audio(0, aacHeader()));
+    hub.push(video(0, avcKey(0)));
+    hub.addViewer(v);
+    const writesBefore = v.writes.length;
+    const corksBefore = v.corks;
+    hub.push(audio(10, aacFrame(1)));
+    hub.push(audio(33, aacFrame(2)));
+    assert.equal(v.writes.length, writesBefore, 'audio is held, not written');
+    hub.push(video(33, avcInter(1)));
+    assert.equal(v.writes.length, writesBefore + 3, 'two audio frames and the video frame written together');
+    assert.equal(v.corks, corksBefore + 1, 'inside one cork/uncork: one writev');
+    assert.deepEqual(
+      v
+        .messages()
+        .slice(-3)
+        .map((m) => [m.type, m.timestamp]),
+      [
+        [8, 10],
+        [8, 33],
+        [9, 33],
+      ],
+    );
+  });
+
+  it('held audio is flushed by the hub timer when no video follows', async () => {
+    const { hub } = liveHub({ audioCoalesceMs: 20 });
+    const v = new FakeViewer('v');
+    hub.push(video(0, avcHeader()));
+    hub.push(video(0, avcKey(0)));
+    hub.addViewer(v);
+    const before = v.audioMessages().length;
+    hub.push(audio(10, aacFrame(1)));
+    assert.equal(v.audioMessages().length, before);
+    for (let i = 0; i < 100 && v.audioMessages().length === before; i++) await sleep(10);
+    assert.equal(v.audioMessages().length, before + 1, 'flushed by the timer');
+    hub.close('test');
+  });
+
+  it('a viewer joining while audio is held gets it once (from the GOP cache), not twice', () => {
+    const { hub } = liveHub({ audioCoalesceMs: 1000 });
+    const early = new FakeViewer('early');
+    hub.push(video(0, avcHeader()));
+    hub.push(video(0, avcKey(0)));
+    hub.addViewer(early);
+    hub.push(audio(10, aacFrame(1)));
+    const late = new FakeViewer('late');
+    hub.addViewer(late);
+    hub.push(video(33, avcInter(1)));
+    for (const v of [early, late]) {
+      assert.deepEqual(
+        v.audioMessages().map((m) => m.timestamp),
+        [10],
+        `${v.id} got the held audio frame exactly once`,
+      );
+    }
+  });
+
+  it('audio-only streams are never held', () => {
+    const { hub } = liveHub({ audioCoalesceMs: 1000 });
+    const v = new FakeViewer('v');
+    hub.addViewer(v);
+    hub.push(audio(0, aacHeader()));
+    hub.push(audio(23, aacFrame(1)));
+    assert.equal(v.audioMessages().length, 2);
+  });
+});

@@ -22,6 +22,7 @@ export interface Config {
   nodeId: string;
   chunkSize: number;
   writeBatchMs: number;
+  audioCoalesceMs: number;
   gopCacheMaxBytes: number;
   gopCacheMaxMessages: number;
   audioOnlyCacheMs: number;
@@ -237,6 +238,11 @@ const DEFS: { readonly [K in keyof Config]: Def } = {
   nodeId: def(nodeId(), defaultNodeId, 'node id in logs, metrics and the cluster (default: <hostname>-<4 random hex>)'),
   chunkSize: def(int(128, 65536), 4096, 'outgoing RTMP chunk size, 128-65536'),
   writeBatchMs: def(ms(0, 1000), 0, 'merge this many ms of messages into one write per viewer (0 = lowest latency)'),
+  audioCoalesceMs: def(
+    ms(0, 1000),
+    40,
+    'audio waits up to this long for the next video frame and goes out in the same write (0 = at once)',
+  ),
   gopCacheMaxBytes: def(bytes(), 32 * 1024 * 1024, 'GOP cache bound in bytes per stream (0 disables the cache)'),
   gopCacheMaxMessages: def(int(0, 1_000_000), 4096, 'GOP cache bound in messages per stream'),
   audioOnlyCacheMs: def(ms(), 1000, 'audio kept for late joiners of audio-only streams'),
@@ -428,6 +434,7 @@ export function configToHubOptions(c: Config): HubOptions {
     viewerHardBacklogBytes: c.viewerHardBacklogBytes,
     viewerHardBacklogMs: c.viewerHardBacklogMs,
     batchWindowMs: c.writeBatchMs,
+    audioCoalesceMs: c.audioCoalesceMs,
     allowTakeover: c.allowTakeover,
     unpublishGraceMs: c.unpublishGraceMs,
   };

@@ -31,6 +31,7 @@ describe('config', () => {
       logLevel: 'info',
       chunkSize: 4096,
       writeBatchMs: 0,
+      audioCoalesceMs: 40,
       gopCacheMaxBytes: 33554432,
       gopCacheMaxMessages: 4096,
       audioOnlyCacheMs: 1000,
