@@ -287,7 +287,8 @@ describe('FLV viewers in the hub (unit-ish: fake transports)', () => {
     hub.push({ type, streamId: 1, timestamp: ts, payload });
 
   it('two HTTP-FLV and two WS-FLV viewers are handed the identical Buffer for every message; on the wire one shared Buffer per protocol (zero per-viewer copies)', () => {
-    const registry = new HubRegistry();
+    // Audio goes out at once here so each message is one observable write (coalescing has its own hub tests).
+    const registry = new HubRegistry({ audioCoalesceMs: 0 });
     const hub = registry.getOrCreate('live/share');
     hub.attachPublisher(pub);
     push(

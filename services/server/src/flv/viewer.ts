@@ -205,23 +205,23 @@ function chunkLine(size: number): Buffer {
 }
 
 /**
- * The message being fanned out, framed once as an HTTP chunk (`\r\n<size>\r\n` + tag) and shared by every
- * HTTP-FLV viewer it goes to: the hub writes one message to all its viewers in one synchronous loop, so a single
- * entry suffices. One write per viewer then, like an RTMP viewer.
+ * A message framed once as an HTTP chunk (`\r\n<size>\r\n` + tag) and shared by every HTTP-FLV viewer it goes to.
+ * Keyed by the hub's tag Buffer (weakly, so it lives exactly as long as the message): the hub may hand a viewer
+ * several messages in a row (held audio + the next video frame) before moving to the next viewer, so a single
+ * "last message" entry would miss. One write per viewer per message, like an RTMP viewer.
  */
-let chunkedTag: Buffer | undefined;
-let chunkedMessage: Buffer | undefined;
+const chunkedByTag = new WeakMap<Buffer, Buffer>();
 
 function sharedChunk(tag: Buffer): Buffer {
-  if (tag !== chunkedTag || !chunkedMessage) {
+  let chunk = chunkedByTag.get(tag);
+  if (!chunk) {
     const line = chunkLine(tag.length);
-    const chunk = Buffer.allocUnsafe(line.length + tag.length);
+    chunk = Buffer.allocUnsafe(line.length + tag.length);
     line.copy(chunk, 0);
     tag.copy(chunk, line.length);
-    chunkedTag = tag;
-    chunkedMessage = chunk;
+    chunkedByTag.set(tag, chunk);
   }
-  return chunkedMessage;
+  return chunk;
 }
 
 /** How an HTTP-FLV response is written: see HttpFlvViewer. */
@@ -317,17 +317,17 @@ export class HttpFlvViewer extends FlvViewer {
 const SEND_BINARY = { binary: true } as const;
 
 /**
- * The message being fanned out as one WebSocket binary frame (server frames are unmasked, so the frame is the same
- * for every client), shared by every WS-FLV viewer it goes to; single entry, as for HTTP chunks.
+ * A message as one WebSocket binary frame (server frames are unmasked, so the frame is the same for every client),
+ * shared by every WS-FLV viewer it goes to; keyed by tag, as for HTTP chunks.
  */
-let framedTag: Buffer | undefined;
-let framedMessage: Buffer | undefined;
+const framedByTag = new WeakMap<Buffer, Buffer>();
 
 function sharedFrame(tag: Buffer): Buffer {
-  if (tag !== framedTag || !framedMessage) {
+  let frame = framedByTag.get(tag);
+  if (!frame) {
     const n = tag.length;
     const headerSize = n < 126 ? 2 : n < 0x10000 ? 4 : 10;
-    const frame = Buffer.allocUnsafe(headerSize + n);
+    frame = Buffer.allocUnsafe(headerSize + n);
     frame[0] = 0x82; // FIN, binary
     if (n < 126) {
       frame[1] = n;
@@ -340,10 +340,9 @@ function sharedFrame(tag: Buffer): Buffer {
       frame.writeUInt32BE(n, 6);
     }
     tag.copy(frame, headerSize);
-    framedTag = tag;
-    framedMessage = frame;
+    framedByTag.set(tag, frame);
   }
-  return framedMessage;
+  return frame;
 }
 
 /**
