@@ -29,8 +29,17 @@ const repoRoot = resolve(here, '..', '..');
 const NGINX = '/usr/sbin/nginx';
 const NGINX_RTMP_MODULE = '/usr/lib/nginx/modules/ngx_rtmp_module.so';
 
-export type ServerKind = 'ours-off' | 'ours-batch' | 'nms' | 'nginx';
+export type ServerKind = 'ours-off' | 'ours-batch' | 'nms' | 'nginx' | 'ours-httpflv' | 'ours-wsflv';
+/** The default set: RTMP viewers on every server. */
 export const ALL_SERVERS: ServerKind[] = ['ours-off', 'ours-batch', 'nms', 'nginx'];
+/** Ours with batching off, viewers over HTTP-FLV / WebSocket-FLV (the publisher stays RTMP); on request only. */
+export const FLV_SERVERS: ServerKind[] = ['ours-httpflv', 'ours-wsflv'];
+const KNOWN_SERVERS: ServerKind[] = [...ALL_SERVERS, ...FLV_SERVERS];
+
+/** The viewers' protocol of a server kind. */
+export function viewerProtocol(kind: ServerKind): 'rtmp' | 'http-flv' | 'ws-flv' {
+  return kind === 'ours-httpflv' ? 'http-flv' : kind === 'ours-wsflv' ? 'ws-flv' : 'rtmp';
+}
 
 interface BenchOptions {
   viewers: number[];
@@ -198,11 +207,11 @@ async function startServer(kind: ServerKind, o: BenchOptions): Promise<RunningSe
   const rtmpPort = await freePort();
   const dir = mkdtempSync(join(tmpdir(), `bench-${kind}-`));
   tempDirs.add(dir);
-  if (kind === 'ours-off' || kind === 'ours-batch') {
+  if (kind === 'ours-off' || kind === 'ours-batch' || FLV_SERVERS.includes(kind)) {
     const cli = join(repoRoot, 'services', 'server', 'dist', 'cli.js');
     if (!existsSync(cli)) throw new Error(`${cli} not found: run npm run build first`);
     const httpPort = await freePort();
-    const batch = kind === 'ours-off' ? 0 : o.batchMs;
+    const batch = kind === 'ours-batch' ? o.batchMs : 0;
     const env = {
       ...process.env,
       RTMP_HOST: '127.0.0.1',
@@ -217,7 +226,7 @@ async function startServer(kind: ServerKind, o: BenchOptions): Promise<RunningSe
     await waitForPort(rtmpPort, child);
     return {
       kind,
-      label: `ours batch=${batch}ms`,
+      label: `ours batch=${batch}ms${kind === 'ours-httpflv' ? ' http-flv' : kind === 'ours-wsflv' ? ' ws-flv' : ''}`,
       version: 'standalone',
       pid: child.pid!,
       rtmpPort,
@@ -321,6 +330,9 @@ async function runLoadgen(
     String(server.pid),
     ...(o.serverCpu && /^\d+$/.test(o.serverCpu) ? ['--server-core', o.serverCpu] : []),
     ...(o.loadgenCpu && /^\d+$/.test(o.loadgenCpu) ? ['--loadgen-core', o.loadgenCpu] : []),
+    ...(viewerProtocol(server.kind) !== 'rtmp'
+      ? ['--protocol', viewerProtocol(server.kind), '--http-url', `http://127.0.0.1:${server.httpPort}`]
+      : []),
     '--json',
     out,
   ];
@@ -519,7 +531,7 @@ async function main(argv: string[]): Promise<number> {
     .option('--settle <s>', 'seconds after the ramp before the window opens', '2')
     .option('--warmup <s>', 'publisher alone before the first viewer', '3')
     .option('--ramp <n>', 'viewers opened per second', '200')
-    .option('--servers <list>', `comma-separated: ${ALL_SERVERS.join(',')}`, ALL_SERVERS.join(','))
+    .option('--servers <list>', `comma-separated: ${KNOWN_SERVERS.join(',')}`, ALL_SERVERS.join(','))
     .option('--batch-ms <ms>', 'WRITE_BATCH_MS of the batching-on run of our server', '20')
     .option('--input <file>', 'FLV to publish (default: generated 720p30 ~2.6 Mbit/s)')
     .option('--json <file>', 'results file (default: rtmp-bench-<time>.json in the temp dir)')
@@ -565,7 +577,7 @@ async function main(argv: string[]): Promise<number> {
     quietPercent: Number(raw['quietPercent']),
   };
   for (const s of o.servers)
-    if (!ALL_SERVERS.includes(s)) throw new Error(`unknown server '${s}' (${ALL_SERVERS.join(', ')})`);
+    if (!KNOWN_SERVERS.includes(s)) throw new Error(`unknown server '${s}' (${KNOWN_SERVERS.join(', ')})`);
   if (availableParallelism() < 2) {
     process.stderr.write('bench: fewer than 2 CPUs, running without pinning\n');
     o.serverCpu = '';

@@ -4,3 +4,5 @@ export * from './procstat.js';
 export * from './source.js';
 export * from './stats.js';
 export * from './viewer.js';
+export * from './flv-walker.js';
+export * from './flv-viewer.js';

@@ -26,6 +26,7 @@ import { processTree, sampleCore, sampleTree, type CoreTimes, type TreeSample } 
 import { generateFlv, loadFlv, PacedPublisher, type GenerateOptions, type PublisherStats } from './source.js';
 import { jsonSafe, ReasonCounter, round, roundSummary, SampleBuffer, summarize, type Summary } from './stats.js';
 import { ClientViewer, LightViewer, type TimestampWindow, type Viewer, type ViewerSink } from './viewer.js';
+import { HttpFlvViewer, WsFlvViewer, type ViewerProtocol } from './flv-viewer.js';
 
 export interface LoadOptions {
   url: string;
@@ -56,6 +57,13 @@ export interface LoadOptions {
   /** CPU this process is pinned to: other processes' use of it is reported as noise. */
   loadgenCore?: number;
   viewerImpl?: 'light' | 'client';
+  /**
+   * How viewers play (default rtmp). http-flv / ws-flv play `<httpUrl>/<app>/<stream>.flv` (the publisher stays
+   * RTMP); they always use the header-only FLV walker (flv-viewer.ts).
+   */
+  protocol?: ViewerProtocol;
+  /** http://host:port of the server's HTTP listener, for http-flv / ws-flv. */
+  httpUrl?: string;
   /** Progress lines (one per second): true = stderr, or a function. */
   progress?: boolean | ((line: string) => void);
   /** Everything ends by then, whatever happens (default: the planned run + 60 s). */
@@ -96,6 +104,7 @@ export interface Report {
   startedAt: string;
   url: string;
   viewerImpl: 'light' | 'client';
+  protocol: ViewerProtocol;
   aborted: string | undefined;
   options: {
     viewers: number;
@@ -222,6 +231,17 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
   const readTimeoutMs = options.readTimeoutMs ?? 10_000;
   const stallMs = options.stallMs ?? 1000;
   const impl = options.viewerImpl ?? 'light';
+  const protocol = options.protocol ?? 'rtmp';
+  let flvUrl = '';
+  if (protocol !== 'rtmp') {
+    if (!options.httpUrl) throw new Error(`--protocol ${protocol} needs --http-url http://host:port`);
+    const http = new URL(options.httpUrl);
+    if (http.protocol !== 'http:') throw new Error(`--http-url ${options.httpUrl}: expected http://host:port`);
+    const host = http.hostname.replace(/^\[|\]$/g, '');
+    if (!LOCAL_HOSTS.has(host) && !options.allowRemote)
+      throw new Error(`refusing to load ${host}: only 127.0.0.1 and ::1 are targeted unless --allow-remote is given`);
+    flvUrl = `${http.origin.replace('//localhost', '//127.0.0.1')}/${target.app}/${target.stream}.flv`;
+  }
   const publish = options.publish ?? true;
   const log: (line: string) => void =
     typeof options.progress === 'function'
@@ -369,6 +389,8 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
   const tsWindow: TimestampWindow = { t0: Infinity, t1: Infinity };
   const makeViewer = (id: number): Viewer => {
     const opts = { target, window: tsWindow, connectTimeoutMs, stallMs };
+    if (protocol === 'http-flv') return new HttpFlvViewer(id, { ...opts, flvUrl }, sink);
+    if (protocol === 'ws-flv') return new WsFlvViewer(id, { ...opts, flvUrl }, sink);
     return impl === 'client' ? new ClientViewer(id, opts, sink) : new LightViewer(id, opts, sink);
   };
 
@@ -575,6 +597,7 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
     startedAt: startedAtIso,
     url: options.url,
     viewerImpl: impl,
+    protocol,
     aborted,
     options: {
       viewers: n,
@@ -715,6 +738,12 @@ async function main(argv: string[]): Promise<number> {
         .choices(['light', 'client'])
         .default('light'),
     )
+    .addOption(
+      new Option('--protocol <protocol>', 'how viewers play (the publisher is always RTMP)')
+        .choices(['rtmp', 'http-flv', 'ws-flv'])
+        .default('rtmp'),
+    )
+    .option('--http-url <url>', 'http://host:port of the server (for --protocol http-flv / ws-flv)')
     .option('--server-pid <pid>', 'sample this server process (CPU, RSS) from /proc', intArg('server-pid', 1))
     .option(
       '--server-core <cpu>',
@@ -746,6 +775,8 @@ async function main(argv: string[]): Promise<number> {
     readTimeout: number;
     stallMs: number;
     viewerImpl: 'light' | 'client';
+    protocol: ViewerProtocol;
+    httpUrl?: string;
     serverPid?: number;
     serverCore?: number;
     loadgenCore?: number;
@@ -777,6 +808,8 @@ async function main(argv: string[]): Promise<number> {
     readTimeoutMs: o.readTimeout,
     stallMs: o.stallMs,
     viewerImpl: o.viewerImpl,
+    protocol: o.protocol,
+    httpUrl: o.httpUrl,
     serverPid: o.serverPid,
     serverCore: o.serverCore,
     loadgenCore: o.loadgenCore,
