@@ -74,11 +74,17 @@ export async function ffmpegCountFrames(
   return { frames: frames.at(-1) ?? 0, code: r.code, stderr: r.stderr };
 }
 
-/** ffprobe reads `seconds` of the stream and counts video frames: returns "codec,frames". */
-export async function ffprobeCount(
+/**
+ * ffprobe reads `seconds` of a live stream and counts what one stream carries: decoded video frames (`-count_frames`)
+ * or audio packets (`-count_packets`). Returns the codec name and the count.
+ */
+async function ffprobeLive(
   url: string,
   seconds: number,
-): Promise<{ codec: string; frames: number; stderr: string }> {
+  select: 'v:0' | 'a:0',
+  count: 'frames' | 'packets',
+): Promise<{ codec: string; count: number; stderr: string }> {
+  const entry = count === 'frames' ? 'nb_read_frames' : 'nb_read_packets';
   const r = await run(
     'ffprobe',
     [
@@ -88,19 +94,28 @@ export async function ffprobeCount(
       '8000000',
       '-read_intervals',
       `%+${seconds}`,
-      '-count_frames',
+      `-count_${count}`,
       '-select_streams',
-      'v:0',
+      select,
       '-show_entries',
-      'stream=codec_name,nb_read_frames',
+      `stream=codec_name,${entry}`,
       '-of',
       'csv=p=0',
       url,
     ],
     { timeoutMs: (seconds + 25) * 1000 },
   );
-  const [codec = '', frames = '0'] = r.stdout.trim().split('\n')[0]!.split(',');
-  return { codec, frames: Number(frames) || 0, stderr: r.stderr };
+  const [codec = '', n = '0'] = r.stdout.trim().split('\n')[0]!.split(',');
+  return { codec, count: Number(n) || 0, stderr: r.stderr };
+}
+
+/** ffprobe reads `seconds` of the stream and counts video frames. */
+export async function ffprobeCount(
+  url: string,
+  seconds: number,
+): Promise<{ codec: string; frames: number; stderr: string }> {
+  const r = await ffprobeLive(url, seconds, 'v:0', 'frames');
+  return { codec: r.codec, frames: r.count, stderr: r.stderr };
 }
 
 /** ffprobe counts video frames in a local file. */
@@ -155,31 +170,11 @@ export async function gstCountFrames(
   return { frames, stderr: r.stderr, code: r.code };
 }
 
-/** ffprobe reads `seconds` of the stream and counts audio packets: returns codec and packet count. */
+/** ffprobe reads `seconds` of the stream and counts audio packets. */
 export async function ffprobeAudioPackets(
   url: string,
   seconds: number,
 ): Promise<{ codec: string; packets: number; stderr: string }> {
-  const r = await run(
-    'ffprobe',
-    [
-      '-v',
-      'error',
-      '-rw_timeout',
-      '8000000',
-      '-read_intervals',
-      `%+${seconds}`,
-      '-count_packets',
-      '-select_streams',
-      'a:0',
-      '-show_entries',
-      'stream=codec_name,nb_read_packets',
-      '-of',
-      'csv=p=0',
-      url,
-    ],
-    { timeoutMs: (seconds + 25) * 1000 },
-  );
-  const [codec = '', packets = '0'] = r.stdout.trim().split('\n')[0]!.split(',');
-  return { codec, packets: Number(packets) || 0, stderr: r.stderr };
+  const r = await ffprobeLive(url, seconds, 'a:0', 'packets');
+  return { codec: r.codec, packets: r.count, stderr: r.stderr };
 }
