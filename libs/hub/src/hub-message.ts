@@ -1,11 +1,4 @@
-import {
-  MessageType,
-  encodeFlvTag,
-  encodeMessageChunks,
-  parseAudioTag,
-  parseVideoTag,
-  type RtmpMessage,
-} from '@rtmp-relay/rtmp';
+import { MessageType, encodeFlvTag, encodeMessageChunks, parseAudioTag, parseVideoTag } from '@rtmp-relay/rtmp';
 
 /** Chunk stream ids the hub writes media on. Every message starts with a type-0 header, so they never interfere. */
 export const CSID_HUB_AUDIO = 4;
@@ -133,8 +126,4 @@ export function flvTagFor(m: HubMessage): Buffer {
     timestamp: m.timestamp,
     data: m.payload,
   }));
-}
-
-export function toRtmpMessage(m: HubMessage, streamId: number): RtmpMessage {
-  return { type: m.type, streamId, timestamp: m.timestamp, payload: m.payload };
 }

@@ -39,6 +39,8 @@ export class StreamHub {
   private readonly options: HubOptions;
   private publisher: HubPublisher | undefined;
   private slots: ViewerSlotInternal[] = [];
+  /** Slot by viewer: leaves and flag changes are O(1), so a mass disconnect isn't quadratic. */
+  private readonly slotOf = new Map<HubViewer, ViewerSlotInternal>();
   private metadata: HubMessage | undefined;
   private readonly videoHeaders = new Map<string, HubMessage>();
   private readonly audioHeaders = new Map<string, HubMessage>();
@@ -241,14 +243,16 @@ export class StreamHub {
     this.audioTimer = undefined;
     if (this.slots.length === 0) return;
     if (this.options.batchWindowMs > 0 && !this.batchTimer) this.openBatch();
+    let bytes = 0;
     for (let i = this.slots.length - 1; i >= 0; i--) {
       const slot = this.slots[i];
       if (!slot) continue;
       slot.viewer.cork();
-      for (const a of audio) if (slot.index >= 0) this.deliver(slot, a, now);
-      if (m && slot.index >= 0) this.deliver(slot, m, now);
+      for (const a of audio) if (slot.index >= 0) bytes += this.deliver(slot, a, now);
+      if (m && slot.index >= 0) bytes += this.deliver(slot, m, now);
       slot.viewer.uncork();
     }
+    this.observer.bytesOut?.(bytes);
   }
 
   private flushPendingAudio(): void {
@@ -283,10 +287,12 @@ export class StreamHub {
     if (this.slots.length === 0) return;
     if (this.options.batchWindowMs > 0 && !this.batchTimer) this.openBatch();
     // Backwards, so a slot removed mid-loop (swap-remove) never makes us skip one.
+    let bytes = 0;
     for (let i = this.slots.length - 1; i >= 0; i--) {
       const slot = this.slots[i];
-      if (slot) this.deliver(slot, m, now);
+      if (slot) bytes += this.deliver(slot, m, now);
     }
+    this.observer.bytesOut?.(bytes); // once per message, not once per viewer
   }
 
   private openBatch(): void {
@@ -306,14 +312,15 @@ export class StreamHub {
     slot.viewer.uncork();
   }
 
-  private deliver(slot: ViewerSlotInternal, m: HubMessage, now: number, joining = false): void {
+  /** Writes `m` to one viewer under the slow-viewer policy; returns the bytes written (0 if skipped). */
+  private deliver(slot: ViewerSlotInternal, m: HubMessage, now: number, joining = false): number {
     const v = slot.viewer;
-    if (m.fourCc !== undefined && !v.acceptsFourCc(m.fourCc)) return;
-    if (m.kind === 'audio' && (!slot.audio || slot.paused) && !m.isSequenceHeader) return;
+    if (m.fourCc !== undefined && !v.acceptsFourCc(m.fourCc)) return 0;
+    if (m.kind === 'audio' && (!slot.audio || slot.paused) && !m.isSequenceHeader) return 0;
     if (m.kind === 'video' && !m.isSequenceHeader) {
-      if (!slot.video || slot.paused) return;
+      if (!slot.video || slot.paused) return 0;
       if (slot.awaitingKeyframe) {
-        if (!m.isKeyframe) return;
+        if (!m.isKeyframe) return 0;
         slot.awaitingKeyframe = false;
       }
     }
@@ -335,20 +342,20 @@ export class StreamHub {
         );
         v.disconnect('slow_viewer');
         this.checkIdle();
-        return;
+        return 0;
       }
       if (excess > o.viewerSoftBacklogBytes || age > o.viewerSoftBacklogMs) slot.dropping = true;
     }
     if (slot.dropping && m.kind === 'video' && !m.isSequenceHeader) {
       if (!m.isKeyframe) {
         this.observer.dropped?.(m.kind, 'slow_viewer');
-        return;
+        return 0;
       }
       slot.dropping = backlog > o.viewerSoftBacklogBytes + slot.joinAllowance;
     }
     const bytes = v.format === 'flv' ? flvTagFor(m) : chunksFor(m, v.streamId, o.chunkSize);
     v.write(bytes);
-    this.observer.bytesOut?.(bytes.length);
+    return bytes.length;
   }
 
   /** Adds a viewer and writes the join sequence: metadata, sequence headers, then the cached GOP. */
@@ -369,14 +376,17 @@ export class StreamHub {
       corked: false,
     };
     this.slots.push(slot);
+    this.slotOf.set(viewer, slot);
     viewer.cork();
     const headers = [
       ...(this.metadata ? [this.metadata] : []),
       ...this.videoHeaders.values(),
       ...this.audioHeaders.values(),
     ];
-    for (const h of headers) this.deliver(slot, this.notAfterGopStart(h), now, true);
-    for (const m of this.gop) this.deliver(slot, m, now, true);
+    let bytes = 0;
+    for (const h of headers) bytes += this.deliver(slot, this.notAfterGopStart(h), now, true);
+    for (const m of this.gop) bytes += this.deliver(slot, m, now, true);
+    this.observer.bytesOut?.(bytes);
     // Allowed on top of the bounds until the socket drains once.
     slot.joinAllowance = viewer.backlogBytes();
     viewer.uncork();
@@ -393,7 +403,7 @@ export class StreamHub {
   }
 
   removeViewer(viewer: HubViewer): void {
-    const slot = this.slots.find((s) => s.viewer === viewer);
+    const slot = this.slotOf.get(viewer);
     if (!slot) return;
     this.removeSlot(slot);
     this.checkIdle();
@@ -401,7 +411,7 @@ export class StreamHub {
 
   /** Pause/unpause, receiveAudio, receiveVideo. Video resumes at the next keyframe. */
   setViewerFlags(viewer: HubViewer, flags: { paused?: boolean; audio?: boolean; video?: boolean }): void {
-    const slot = this.slots.find((s) => s.viewer === viewer);
+    const slot = this.slotOf.get(viewer);
     if (!slot) return;
     const resumeVideo = (flags.paused === false && slot.paused) || (flags.video === true && !slot.video);
     if (flags.paused !== undefined) slot.paused = flags.paused;
@@ -414,6 +424,7 @@ export class StreamHub {
     const i = slot.index;
     if (i < 0) return;
     this.uncorkSlot(slot); // a removed viewer's connection may live on (deleteStream, then another play)
+    this.slotOf.delete(slot.viewer);
     const last = this.slots.pop()!;
     if (last !== slot) {
       this.slots[i] = last;

@@ -1,4 +1,4 @@
-import type { HubRegistry, StreamHub } from '@rtmp-relay/hub';
+import type { HubRegistry } from '@rtmp-relay/hub';
 import type { Logger } from 'pino';
 import { inSpan } from '../tracing.js';
 import type { PlayDecision, PublishDecision, StreamPolicy, StreamRequest } from '../rtmp/policy.js';
@@ -154,10 +154,6 @@ export class EdgePolicy implements StreamPolicy {
   close(): void {
     for (const u of this.unsubscribes) u();
     for (const pull of [...this.pulls.values()]) pull.stop('shutdown');
-  }
-
-  hubFor(key: string): StreamHub | undefined {
-    return this.registry.get(key);
   }
 
   /** Slow periodic repair: a pull stuck on a stale owner re-checks Redis (lost NATS events). */

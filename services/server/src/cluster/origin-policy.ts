@@ -1,4 +1,4 @@
-import type { HubRegistry, StreamHub } from '@rtmp-relay/hub';
+import type { HubRegistry } from '@rtmp-relay/hub';
 import type { Logger } from 'pino';
 import { inSpan } from '../tracing.js';
 import type { PlayDecision, PublishDecision, StreamPolicy, StreamRequest } from '../rtmp/policy.js';
@@ -273,8 +273,4 @@ export class OriginPolicy implements StreamPolicy {
     this.owned.clear();
   }
 
-  /** For the edge-side of a pull: the hub exists only when someone publishes here. */
-  hubFor(key: string): StreamHub | undefined {
-    return this.registry.get(key);
-  }
 }

@@ -430,7 +430,4 @@ export class ServerSession {
     this.streams.clear();
   }
 
-  get publishingKeys(): string[] {
-    return [...this.streams.values()].filter((s) => s.publishing).map((s) => s.key!);
-  }
 }
