@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, isIP, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import type { AmfObject, AmfValue } from './amf.js';
 import { encodeAmf0 } from './amf0.js';
 import { Command, Status } from './commands.js';
@@ -24,21 +25,36 @@ export interface RtmpUrl {
   /** Stream name including any `?query`. */
   stream: string;
   tcUrl: string;
+  /** rtmps://: RTMP over TLS. */
+  secure: boolean;
 }
 
 export const DEFAULT_RTMP_PORT = 1935;
+/** rtmps:// without a port: 443, as FFmpeg, OBS and the big ingest services use. */
+export const DEFAULT_RTMPS_PORT = 443;
 
-/** Parses rtmp://host[:port]/app/stream[?query]; the app is the first path segment. */
+/** Parses rtmp[s]://host[:port]/app/stream[?query]; the app is the first path segment. */
 export function parseRtmpUrl(url: string): RtmpUrl {
   const u = new URL(url);
-  if (u.protocol !== 'rtmp:') throw new Error(`not an rtmp:// URL: ${url}`);
+  if (u.protocol !== 'rtmp:' && u.protocol !== 'rtmps:') throw new Error(`not an rtmp:// or rtmps:// URL: ${url}`);
+  const secure = u.protocol === 'rtmps:';
   const path = u.pathname.replace(/^\/+/, '');
   const slash = path.indexOf('/');
   const app = slash < 0 ? path : path.slice(0, slash);
   const stream = (slash < 0 ? '' : path.slice(slash + 1)) + u.search;
   const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
-  const port = u.port ? Number(u.port) : DEFAULT_RTMP_PORT;
-  return { host, port, app, stream, tcUrl: `rtmp://${u.host}/${app}` };
+  const port = u.port ? Number(u.port) : secure ? DEFAULT_RTMPS_PORT : DEFAULT_RTMP_PORT;
+  return { host, port, app, stream, tcUrl: `${u.protocol}//${u.host}/${app}`, secure };
+}
+
+/** TLS settings for rtmps:// URLs (ignored for rtmp://). */
+export interface RtmpTlsOptions {
+  /** Trusted CA certificates (PEM) instead of the system store: private CAs, tests. */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** Verify the server certificate and host name (default true). */
+  rejectUnauthorized?: boolean;
+  /** SNI and the name the certificate must match (default: the URL's host unless it is an IP address). */
+  servername?: string;
 }
 
 export interface RtmpClientOptions {
@@ -53,7 +69,12 @@ export interface RtmpClientOptions {
   chunkSize?: number;
   flashVer?: string;
   limits?: ConnectionLimits;
+  /** For rtmps:// URLs. */
+  tls?: RtmpTlsOptions;
 }
+
+/** Minimum TLS version the client offers (TLS 1.0/1.1 are deprecated, RFC 8996). */
+const MIN_TLS_VERSION = 'TLSv1.2';
 
 export interface ClientEvents {
   /** Audio, video and data messages of the played stream. */
@@ -101,11 +122,17 @@ export class RtmpClient extends EventEmitter<ClientEvents> {
     });
   }
 
-  /** Opens TCP, handshakes and sends connect; resolves once the server accepted it. */
+  /**
+   * Opens TCP (and TLS for rtmps://), handshakes and sends connect; resolves once the server accepted it.
+   * The RTMP handshake is written at once; over TLS it is sent when the TLS handshake completes, and a failed
+   * TLS handshake (e.g. an untrusted certificate) rejects with its error.
+   */
   static async connect(url: string, opts: RtmpClientOptions = {}): Promise<RtmpClient> {
     const target = parseRtmpUrl(url);
     const timeoutMs = opts.connectTimeoutMs ?? 10_000;
-    const socket: Socket = netConnect({ host: target.host, port: target.port });
+    const socket: Socket = target.secure
+      ? tlsConnect(tlsConnectOptions(target, opts.tls))
+      : netConnect({ host: target.host, port: target.port });
     const limits = { ...DEFAULT_CONNECTION_LIMITS, ...opts.limits, handshakeTimeoutMs: timeoutMs };
     const connection = new RtmpConnection(socket, 'client', limits, opts.handshake ?? 'simple');
     const client = new RtmpClient(connection, target);
@@ -261,4 +288,17 @@ export class RtmpClient extends EventEmitter<ClientEvents> {
   get closed(): boolean {
     return this.connection.isClosed;
   }
+}
+
+function tlsConnectOptions(target: RtmpUrl, tls: RtmpTlsOptions = {}): ConnectionOptions {
+  // SNI must not be an IP address (RFC 6066); the certificate is then checked against the IP itself.
+  const servername = tls.servername ?? (isIP(target.host) ? undefined : target.host);
+  return {
+    host: target.host,
+    port: target.port,
+    minVersion: MIN_TLS_VERSION,
+    rejectUnauthorized: tls.rejectUnauthorized ?? true,
+    ...(servername !== undefined ? { servername } : {}),
+    ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
+  };
 }
