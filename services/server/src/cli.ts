@@ -4,21 +4,10 @@
  * names can't drift: `--rtmp-port 1936` or `RTMP_PORT=1936`. Flags win over env, env over defaults.
  * Exit codes: 0 clean shutdown, 1 runtime failure or second signal, 2 usage or configuration error.
  */
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, loadConfig, SETTINGS, type Config } from './config.js';
-
-type Role = 'standalone' | 'origin' | 'edge';
-
-function packageVersion(): string {
-  try {
-    // src/cli.ts and dist/cli.js both sit one level below the package root.
-    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };
-    return pkg.version ?? '0.0.0';
-  } catch {
-    return '0.0.0';
-  }
-}
+import type { Role } from './node.js';
+import { VERSION } from './version.js';
 
 function settingOptions(): Option[] {
   return SETTINGS.map((s) => {
@@ -128,7 +117,7 @@ async function localCluster(cmd: Command): Promise<void> {
 export function buildProgram(): Command {
   const program = new Command('rtmp-relay')
     .description('RTMP edge/origin relay: publish and play RTMP streams, fan out to many viewers')
-    .version(packageVersion(), '-V, --version')
+    .version(VERSION, '-V, --version')
     .showHelpAfterError('(add --help for usage)')
     .exitOverride((err: CommanderError) => {
       // --help and --version exit 0; usage errors exit 2 like configuration errors.

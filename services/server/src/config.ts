@@ -70,6 +70,27 @@ export interface Config {
   hookOnPlayDone: string;
   hookTimeoutMs: number;
   hookFailOpen: boolean;
+  clusterSecret: string;
+  rtmpsHost: string;
+  rtmpsPort: number;
+  tlsCertFile: string;
+  tlsKeyFile: string;
+  adminHost: string;
+  adminPort: number | null;
+  maxConnectionsPerIp: number;
+  authFailLimit: number;
+  authFailWindowMs: number;
+  maxHttpConnections: number;
+  redisUsername: string;
+  redisPassword: string;
+  redisTlsCaFile: string;
+  natsUser: string;
+  natsPassword: string;
+  natsToken: string;
+  natsCredsFile: string;
+  natsTlsCaFile: string;
+  natsTlsCertFile: string;
+  natsTlsKeyFile: string;
 }
 
 export interface Setting {
@@ -215,6 +236,16 @@ function text(maxLength = 4096) {
 const ms = (min = 0, max = MAX_MS) => int(min, max);
 const bytes = (min = 0, max = MAX_BYTES) => int(min, max);
 const port = () => int(0, 65535, 'expected an integer 1-65535'); // 0 (any free port) is accepted for tests
+/** A port, or '' / 'off' for "no separate listener" (null). */
+function optionalPort() {
+  const p = port();
+  return raw.transform((v: Raw, ctx): number | null => {
+    const s = typeof v === 'string' ? v.trim().toLowerCase() : v;
+    if (s === '' || s === 'off') return null;
+    const r = p.safeParse(s);
+    return r.success ? r.data : fail(ctx, "expected a port 1-65535, or 'off'");
+  });
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // The settings. Order here is the order of --help.
@@ -318,6 +349,43 @@ const DEFS: { readonly [K in keyof Config]: Def } = {
   hookOnPlayDone: def(url(['http:', 'https:']), '', 'notify-only webhook after a play ends'),
   hookTimeoutMs: def(ms(1), 3000, 'webhook timeout; a timeout denies unless HOOK_FAIL_OPEN'),
   hookFailOpen: def(bool(), false, 'allow when a blocking webhook fails or times out'),
+  clusterSecret: def(
+    text(),
+    '',
+    'HMAC secret edges sign their upstream pulls with; origins then serve plays only to holders of it (not viewers)',
+  ),
+  rtmpsHost: def(host(), '::', 'RTMPS (RTMP over TLS) listen address'),
+  rtmpsPort: def(port(), 1936, 'RTMPS listen port; the listener runs when TLS_CERT_FILE and TLS_KEY_FILE are set'),
+  tlsCertFile: def(text(), '', 'PEM certificate (chain) for RTMPS; reloaded when the file changes'),
+  tlsKeyFile: def(text(), '', 'PEM private key for RTMPS; reloaded when the file changes'),
+  adminHost: def(host(), '::', 'admin listen address (/metrics, /api) when ADMIN_PORT is set'),
+  adminPort: def(
+    optionalPort(),
+    null,
+    "serve /metrics and /api on this separate port only ('off': on the HTTP port)",
+  ),
+  maxConnectionsPerIp: def(
+    int(0, 10_000_000),
+    256,
+    'RTMP connections one client IP may hold at once (0 = no cap; authenticated cluster pulls do not count)',
+  ),
+  authFailLimit: def(
+    int(0, 1_000_000),
+    20,
+    'failed publish/play authorizations one IP may have per AUTH_FAIL_WINDOW_MS before it is refused (0 = no limit)',
+  ),
+  authFailWindowMs: def(ms(1000), 60_000, 'window of AUTH_FAIL_LIMIT'),
+  maxHttpConnections: def(int(1, 10_000_000), 20_000, 'HTTP and WebSocket connections accepted at once'),
+  redisUsername: def(text(256), '', 'Redis ACL user (overrides the one in REDIS_URL)'),
+  redisPassword: def(text(), '', 'Redis password (overrides the one in REDIS_URL)'),
+  redisTlsCaFile: def(text(), '', 'PEM CA bundle to verify Redis over TLS (rediss://)'),
+  natsUser: def(text(256), '', 'NATS user (with NATS_PASSWORD); credentials in NATS_URL work too'),
+  natsPassword: def(text(), '', 'NATS password'),
+  natsToken: def(text(), '', 'NATS authentication token'),
+  natsCredsFile: def(text(), '', 'NATS credentials file (JWT + NKey seed)'),
+  natsTlsCaFile: def(text(), '', 'PEM CA bundle to verify NATS over TLS'),
+  natsTlsCertFile: def(text(), '', 'PEM client certificate for NATS mutual TLS'),
+  natsTlsKeyFile: def(text(), '', 'PEM client key for NATS mutual TLS'),
 };
 
 function envName(key: string): string {
@@ -325,6 +393,7 @@ function envName(key: string): string {
 }
 
 function formatDefault(v: unknown): string {
+  if (v === null) return 'off';
   return typeof v === 'function' ? '' : String(v);
 }
 
@@ -371,6 +440,11 @@ function crossFieldIssues(c: Config): string[] {
   // Corked bytes count as backlog: a batch window as long as the soft age bound would drop frames of healthy viewers.
   if (c.writeBatchMs > 0) below('writeBatchMs', 'viewerSoftBacklogMs');
   if (c.requirePlayToken && !c.playSecret) out.push(`${label('requirePlayToken')}: needs ${label('playSecret')}`);
+  if (Boolean(c.tlsCertFile) !== Boolean(c.tlsKeyFile))
+    out.push(`${label('tlsCertFile')} and ${label('tlsKeyFile')}: set both or neither`);
+  if (Boolean(c.natsTlsCertFile) !== Boolean(c.natsTlsKeyFile))
+    out.push(`${label('natsTlsCertFile')} and ${label('natsTlsKeyFile')}: set both or neither`);
+  if (c.natsPassword && !c.natsUser) out.push(`${label('natsPassword')}: needs ${label('natsUser')}`);
   if (c.heartbeatMs >= c.leaseMs * 4) out.push(`${label('heartbeatMs')}: should be well below 4 x ${label('leaseMs')}`);
   const hostsOverlap = c.rtmpHost === c.httpHost || WILDCARD_HOSTS.has(c.rtmpHost) || WILDCARD_HOSTS.has(c.httpHost);
   if (c.rtmpPort !== 0 && c.rtmpPort === c.httpPort && hostsOverlap)

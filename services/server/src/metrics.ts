@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Gauge, Registry, type GaugeConfiguration } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type GaugeConfiguration } from 'prom-client';
 
 /**
  * Plain counters the hot path bumps (per message, per viewer write): no prom-client calls, no label lookups
@@ -149,6 +149,19 @@ function buildMetrics(register: Registry, hot: HotCounters) {
       name: 'rtmp_play_rejected_total',
       help: 'play commands refused, by reason',
       labelNames: ['reason'] as const,
+      registers,
+    }),
+    hookSeconds: new Histogram({
+      name: 'rtmp_hook_duration_seconds',
+      help: 'Webhook calls by event and outcome',
+      labelNames: ['event', 'outcome'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    }),
+    authDenied: new Counter({
+      name: 'rtmp_auth_denied_total',
+      help: 'Publishes and plays denied by tokens, hooks or cluster credentials',
+      labelNames: ['action', 'reason'] as const,
       registers,
     }),
   };

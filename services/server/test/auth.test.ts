@@ -15,7 +15,7 @@ import {
   type CreateTokenOptions,
 } from '../src/auth/tokens.js';
 import { WebhookClient, type HookBody, type HookObservation } from '../src/auth/webhooks.js';
-import type { StreamRequest } from '../src/rtmp/policy.js';
+import type { StreamRequest } from '../src/streams/types.js';
 import { createHmac } from 'node:crypto';
 
 const NOW_S = 1_767_225_600; // 2026-01-01T00:00:00Z

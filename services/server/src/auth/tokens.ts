@@ -5,7 +5,7 @@
  * ------
  * A token authorizes one action on one stream until a time:
  *
- *     payload = `${action}:${app}/${name}:${expires}`       action: 'publish' | 'play'
+ *     payload = `${action}:${app}/${name}:${expires}`       action: 'publish' | 'play' | 'pull'
  *     token   = base64url(HMAC-SHA256(secret, payload))     43 characters, no padding
  *
  * `expires` is a Unix time in whole seconds (decimal digits). Both travel in the stream name's query:
@@ -24,7 +24,8 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
-export type TokenAction = 'publish' | 'play';
+/** `pull`: an edge's upstream play, signed with the cluster secret (never a viewer's). */
+export type TokenAction = 'publish' | 'play' | 'pull';
 export type TokenFailure = 'token_missing' | 'token_invalid' | 'token_expired';
 export type TokenResult = { ok: true } | { ok: false; reason: TokenFailure };
 

@@ -53,6 +53,11 @@ export function createClusterMetrics(register: Registry) {
       help: 'Leases re-created after Redis lost them (restart)',
       registers,
     }),
+    leaseExpirations: new Counter({
+      name: 'rtmp_lease_expirations_total',
+      help: 'Streams an origin stopped serving (publisher kicked, viewers cut) because it could not renew the lease in time',
+      registers,
+    }),
     takeovers: new Counter({
       name: 'rtmp_takeovers_total',
       help: 'Publishes that replaced a live publisher of the same key',
@@ -62,19 +67,6 @@ export function createClusterMetrics(register: Registry) {
     ownedStreams: sampled('rtmp_owned_streams', 'Streams this origin holds a lease for', () => sources.ownedStreams()),
     redisUp: sampled('rtmp_redis_up', '1 while the Redis connection is ready', () => sources.redisUp()),
     natsUp: sampled('rtmp_nats_up', '1 while the NATS connection is up', () => sources.natsUp()),
-    hookSeconds: new Histogram({
-      name: 'rtmp_hook_duration_seconds',
-      help: 'Webhook calls by event and outcome',
-      labelNames: ['event', 'outcome'],
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-      registers,
-    }),
-    authDenied: new Counter({
-      name: 'rtmp_auth_denied_total',
-      help: 'Publishes and plays denied by tokens or hooks',
-      labelNames: ['action', 'reason'],
-      registers,
-    }),
   };
 }
 

@@ -2,30 +2,32 @@ import { networkInterfaces } from 'node:os';
 import type { HubRegistry } from '@rtmp-relay/hub';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { Authorizer, signedQuery } from '../auth/index.js';
+import { signedQuery } from '../auth/index.js';
 import type { Config } from '../config.js';
 import type { ClusterApi } from '../http.js';
 import type { HotCounters } from '../metrics.js';
-import type { StreamPolicy } from '../rtmp/policy.js';
+import type { StreamPolicy } from '../streams/types.js';
 import { EdgePolicy } from './edge-policy.js';
 import { ControlBus, NoopBus, controlEvent, type EventBus, type NodeRole } from './events.js';
+import { isRedisAuthError, natsConnectOptions, redisConnectOptions } from './connections.js';
 import { createClusterMetrics } from './metrics.js';
 import { OriginPolicy } from './origin-policy.js';
-import { NodeRegistry, StreamOwnership, createRedis, type NodeRecord } from './redis-registry.js';
+import { NodeRegistry, StreamOwnership, createRedis, waitForRedis, type NodeRecord } from './redis-registry.js';
 
 export interface ClusterRuntime {
+  /** The role's policy: exists before any listener opens, so no publish or play ever sees another one. */
   readonly policy: StreamPolicy;
   readonly api: ClusterApi;
-  /** Redis (and NATS, when configured) reachable. */
+  /** Started, and Redis (and NATS, when configured) reachable. */
   isReady(): boolean;
+  /** The node's listeners are bound: register in the node registry, start heartbeats, announce node.up. */
+  start(ports: { rtmpPort: number; httpPort: number }): Promise<void>;
   /** Announce node.down, release leases / stop pulls, close connections. */
   close(): Promise<void>;
 }
 
 export interface ClusterContext {
   registry: HubRegistry;
-  rtmpPort: number;
-  httpPort: number;
   log: Logger;
   register: Registry;
   hot: HotCounters;
@@ -46,11 +48,15 @@ export function advertiseHost(config: Config): string {
 
 const hostPort = (host: string, port: number): string => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
 
+/** How long start-up waits for the first Redis connection before opening the listeners anyway (not ready then). */
+const REDIS_STARTUP_WAIT_MS = 5000;
+
 /**
  * Origin and edge: Redis for ownership and the node registry (the truth), NATS for fast events and admin
- * commands, the role's stream policy, heartbeats, and the cluster-wide API.
+ * commands, the role's stream policy, heartbeats, and the cluster-wide API. Called before the node's listeners
+ * open; `start()` once they are bound.
  */
-export async function startCluster(
+export async function prepareCluster(
   config: Config,
   role: 'origin' | 'edge',
   ctx: ClusterContext,
@@ -59,16 +65,17 @@ export async function startCluster(
   const log = ctx.log.child({ component: 'cluster' });
   const metrics = createClusterMetrics(ctx.register);
   const prefix = `${config.clusterPrefix}:`;
-  const redis = createRedis(config.redisUrl, {
+  const redis = createRedis(redisConnectOptions(config), {
     connectionName: config.nodeId,
-    onError: (err) => log.debug({ err: err.message }, 'redis connection error'),
+    // Wrong credentials are a configuration error, not a transient outage: say so at error level.
+    onError: (err) => log[isRedisAuthError(err) ? 'error' : 'debug']({ err: err.message }, 'redis connection error'),
   });
   metrics.sources.redisUp = () => (redis.status === 'ready' ? 1 : 0);
   redis.on('ready', () => log.info('redis connected'));
   redis.on('end', () => log.warn('redis connection ended'));
 
   const bus: EventBus = config.natsUrl
-    ? await ControlBus.connect(config.natsUrl, {
+    ? await ControlBus.connect(natsConnectOptions(config), {
         name: config.nodeId,
         prefix: config.clusterPrefix,
         onStatus: (up) => log.info({ up }, 'nats connection'),
@@ -78,40 +85,15 @@ export async function startCluster(
   metrics.sources.natsUp = () => (bus.connected ? 1 : 0);
   let natsSeen = bus.connected;
 
+  // A node that starts while Redis is down still starts (not ready): publishes are refused, never unleased.
+  await waitForRedis(redis, REDIS_STARTUP_WAIT_MS).catch((err: Error) =>
+    log.warn({ err: err.message }, 'redis not reachable at start: not ready until it is'),
+  );
   const ownership = new StreamOwnership(redis, { prefix, leaseMs: config.leaseMs });
   const nodes = new NodeRegistry(redis, { prefix, ttlMs: config.heartbeatMs * 3 });
   const host = advertiseHost(config);
-  const rtmpAddr = hostPort(host, ctx.rtmpPort);
-  const httpAddr = hostPort(host, ctx.httpPort);
-
-  const anyAuth =
-    config.publishSecret ||
-    config.playSecret ||
-    config.hookOnPublish ||
-    config.hookOnPlay ||
-    config.hookOnPublishDone ||
-    config.hookOnPlayDone;
-  const authorizer = anyAuth
-    ? new Authorizer({
-        ...(config.publishSecret ? { defaultPublishSecret: config.publishSecret } : {}),
-        ...(config.playSecret ? { defaultPlaySecret: config.playSecret } : {}),
-        requirePlayToken: config.requirePlayToken,
-        hooks: {
-          ...(config.hookOnPublish ? { onPublish: config.hookOnPublish } : {}),
-          ...(config.hookOnPlay ? { onPlay: config.hookOnPlay } : {}),
-          ...(config.hookOnPublishDone ? { onPublishDone: config.hookOnPublishDone } : {}),
-          ...(config.hookOnPlayDone ? { onPlayDone: config.hookOnPlayDone } : {}),
-          timeoutMs: config.hookTimeoutMs,
-          failOpen: config.hookFailOpen,
-        },
-        nodeId: config.nodeId,
-        log,
-        observer: {
-          onHook: (o) => metrics.hookSeconds.observe({ event: o.event, outcome: o.outcome }, o.latencyMs / 1000),
-          onDenied: (d) => metrics.authDenied.inc({ action: d.action, reason: d.reason }),
-        },
-      })
-    : undefined;
+  // Bound once the listeners are (a port of 0 means "any free port"); no publish or pull can arrive before that.
+  const addrs = { rtmp: hostPort(host, config.rtmpPort), http: hostPort(host, config.httpPort) };
 
   let policy: OriginPolicy | EdgePolicy;
   if (role === 'origin') {
@@ -122,32 +104,38 @@ export async function startCluster(
       ctx.waitForLive,
       {
         nodeId: config.nodeId,
-        advertiseAddr: rtmpAddr,
+        get advertiseAddr() {
+          return addrs.rtmp;
+        },
         allowTakeover: config.allowTakeover,
         leaseMs: config.leaseMs,
         playWaitMs: config.playWaitMs,
         publishWhileRedisDown: config.publishWhileRedisDown,
       },
       log,
-      authorizer,
+      undefined, // authorization happens before any role policy (StreamAccess)
       {
         leaseRefreshFailed: (reason) => metrics.leaseRefreshFailures.inc({ reason }),
         leaseRestored: () => metrics.leaseRestores.inc(),
         takeover: (crossNode) => metrics.takeovers.inc({ scope: crossNode ? 'cluster' : 'node' }),
+        leaseExpired: () => metrics.leaseExpirations.inc(),
       },
     );
     const origin = policy;
     metrics.sources.ownedStreams = () => origin.ownedStreams().length;
   } else {
-    // Edges pulling from origins that require play tokens sign their own short-lived ones.
-    const playQuery = config.playSecret
+    // Edges sign their pulls with the cluster secret (origins then serve only cluster peers); without one, with the
+    // play secret, for origins that require play tokens.
+    const pullSecret = config.clusterSecret || config.playSecret;
+    const pullAction = config.clusterSecret ? 'pull' : 'play';
+    const playQuery = pullSecret
       ? (app: string, name: string) =>
           signedQuery({
-            secret: config.playSecret,
-            action: 'play',
+            secret: pullSecret,
+            action: pullAction,
             app,
             name,
-            expiresAt: Math.floor(Date.now() / 1000) + 300,
+            expiresAt: Math.floor(Date.now() / 1000) + PULL_TOKEN_LIFETIME_S,
           })
       : undefined;
     policy = new EdgePolicy(
@@ -168,7 +156,7 @@ export async function startCluster(
         },
       },
       log,
-      authorizer,
+      undefined, // authorization happens before any role policy (StreamAccess)
       {
         pullStarted: () => metrics.pullStarts.inc(),
         pullFailed: (_key, reason) => metrics.pullFailures.inc({ reason }),
@@ -201,8 +189,8 @@ export async function startCluster(
     return {
       id: config.nodeId,
       role,
-      rtmpAddr,
-      httpAddr,
+      rtmpAddr: addrs.rtmp,
+      httpAddr: addrs.http,
       version: ctx.version,
       startedAt,
       load: {
@@ -229,18 +217,6 @@ export async function startCluster(
       .register(rec)
       .catch((err) => log.debug({ err: (err as Error).message }, 'node registry refresh failed'));
   };
-  const heartbeat = setInterval(() => void beat(), config.heartbeatMs);
-  heartbeat.unref();
-  const reconcile =
-    policy instanceof EdgePolicy
-      ? setInterval(() => void (policy as EdgePolicy).reconcile().catch(() => undefined), config.reconcileMs)
-      : undefined;
-  reconcile?.unref();
-  // Best effort at start: a node that came up while Redis was down registers on its next beat.
-  await nodes.register(record()).catch(() => undefined);
-  bus.publish(controlEvent('node.up', nodeFields(record())));
-  log.info({ role, rtmpAddr, httpAddr, nats: bus.connected }, 'cluster node up');
-
   const api: ClusterApi = {
     listNodes: () => nodes.list(),
     listStreams: async () => {
@@ -270,14 +246,35 @@ export async function startCluster(
     },
   };
 
+  let heartbeat: NodeJS.Timeout | undefined;
+  let reconcile: NodeJS.Timeout | undefined;
+  let started = false;
+  const start = async (ports: { rtmpPort: number; httpPort: number }): Promise<void> => {
+    addrs.rtmp = hostPort(host, ports.rtmpPort);
+    addrs.http = hostPort(host, ports.httpPort);
+    heartbeat = setInterval(() => void beat(), config.heartbeatMs);
+    heartbeat.unref();
+    if (policy instanceof EdgePolicy) {
+      const edge = policy;
+      reconcile = setInterval(() => void edge.reconcile().catch(() => undefined), config.reconcileMs);
+      reconcile.unref();
+    }
+    // Best effort at start: a node that came up while Redis was down registers on its next beat.
+    await nodes.register(record()).catch(() => undefined);
+    bus.publish(controlEvent('node.up', nodeFields(record())));
+    started = true;
+    log.info({ role, rtmpAddr: addrs.rtmp, httpAddr: addrs.http, nats: bus.connected }, 'cluster node up');
+  };
+
   return {
     policy,
     api,
+    start,
     // NATS gates readiness only until its first connection: later outages must not take every pod out of the load
     // balancers, since edges fall back to Redis. Redis is the truth, so it gates readiness always.
     isReady: () => {
       if (bus.connected) natsSeen = true;
-      return redis.status === 'ready' && (!config.natsUrl || natsSeen);
+      return started && redis.status === 'ready' && (!config.natsUrl || natsSeen);
     },
     close: async () => {
       clearInterval(heartbeat);
@@ -285,13 +282,16 @@ export async function startCluster(
       unsubscribeAdmin();
       if (policy instanceof OriginPolicy) await policy.releaseAll();
       else policy.close();
-      bus.publish(controlEvent('node.down', nodeFields(record())));
+      if (started) bus.publish(controlEvent('node.down', nodeFields(record())));
       await nodes.remove(config.nodeId).catch(() => undefined);
       await bus.close().catch(() => undefined);
       redis.disconnect();
     },
   };
 }
+
+/** Lifetime of the tokens an edge signs for its own pulls (each attempt signs a fresh one). */
+const PULL_TOKEN_LIFETIME_S = 300;
 
 function viewersByNode(
   nodes: Array<NodeRecord & { streams?: Record<string, number> }>,

@@ -1,10 +1,9 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import fastifyWebsocket from '@fastify/websocket';
-import type { HubRegistry, StreamHub } from '@rtmp-relay/hub';
-import { isValidStreamName } from '@rtmp-relay/rtmp';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { StreamPolicy, StreamRequest } from '../rtmp/policy.js';
+import type { Membership, StreamAccess } from '../streams/access.js';
+import type { StreamRequest } from '../streams/types.js';
 import {
   HttpFlvViewer,
   WsFlvViewer,
@@ -14,27 +13,18 @@ import {
   type FlvWebSocket,
 } from './viewer.js';
 
-/** Events the node counts (rtmp_viewers{protocol}, rtmp_play_rejected_total{reason}). */
-export interface FlvObserver {
-  viewerStarted(protocol: FlvProtocol, key: string): void;
-  viewerStopped(protocol: FlvProtocol, key: string): void;
-  playRejected(reason: string): void;
-}
-
 export interface FlvRoutesOptions {
-  registry: HubRegistry;
-  /** The node's stream policy, read per request (cluster roles install theirs after the HTTP server is up). */
-  policy: () => StreamPolicy;
-  observer?: FlvObserver;
+  /** The node's one path to streams: the same admission, metrics and limits as RTMP plays. */
+  access: StreamAccess;
 }
 
 /** Largest message a WebSocket-FLV client may send (it has nothing to say; anything it sends is ignored). */
 const WS_MAX_PAYLOAD = 4096;
 
-/** A play that passed the policy, between the preHandler and the handler. */
+/** A play that passed admission, between the preHandler and the handler. */
 interface AdmittedPlay {
   req: StreamRequest;
-  policy: StreamPolicy;
+  clusterPeer: boolean;
   fourCcs: Set<string>;
 }
 
@@ -45,7 +35,10 @@ const FLV_HEADERS = {
   'x-content-type-options': 'nosniff',
 } as const;
 
-/** `/app/name.flv` -> app and name (the name may contain slashes: `/live/a/b.flv` is app `live`, name `a/b`). */
+/**
+ * `/app/name.flv` -> app and name (the name may contain slashes: `/live/a/b.flv` is app `live`, name `a/b`). Only
+ * the shape is checked here; what names may contain is decided by admission, as for RTMP plays.
+ */
 export function parseFlvPath(url: string): { app: string; name: string; query: URLSearchParams } | undefined {
   const q = url.indexOf('?');
   const path = q < 0 ? url : url.slice(0, q);
@@ -60,7 +53,8 @@ export function parseFlvPath(url: string): { app: string; name: string; query: U
   }
   const [app, ...rest] = decoded;
   const name = rest.join('/');
-  if (!app || app.includes('/') || !isValidStreamName(app) || !isValidStreamName(name)) return undefined;
+  // Dot segments never name a stream (admission refuses them too; here they are simply not an FLV path).
+  if (!app || app.includes('/') || !name || decoded.some((s) => s === '..' || s === '.')) return undefined;
   return { app, name, query: new URLSearchParams(q < 0 ? '' : url.slice(q + 1)) };
 }
 
@@ -106,7 +100,7 @@ function flvRoutes(app: FastifyInstance, opts: FlvRoutesOptions): void {
     done();
   });
 
-  const observer = opts.observer;
+  const access = opts.access;
 
   /** Authorization and stream lookup, before the response starts (or the WebSocket upgrade): 403/404 stay possible. */
   const preHandler = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
@@ -125,16 +119,13 @@ function flvRoutes(app: FastifyInstance, opts: FlvRoutesOptions): void {
       clientIp: request.ip,
       sessionId: `${protocol}-${(++nextId).toString(36)}`,
     };
-    const policy = opts.policy();
-    const decision = await policy.beforePlay(req);
+    const decision = await access.admitPlay(req);
     if (request.raw.socket?.destroyed) {
       // The client went away while the play waited: nothing to answer.
       reply.hijack();
       return reply;
     }
     if (!decision.allow) {
-      observer?.playRejected(decision.reason);
-      request.log.info({ stream: key, reason: decision.reason, protocol }, 'play rejected');
       const status = decision.status === 'Denied' ? 403 : 404;
       return reply
         .code(status)
@@ -146,24 +137,23 @@ function flvRoutes(app: FastifyInstance, opts: FlvRoutesOptions): void {
           key,
         });
     }
-    admitted.set(request, { req, policy, fourCcs: parseCodecsQuery(target.query.get('codecs')) });
+    admitted.set(request, {
+      req,
+      clusterPeer: decision.clusterPeer === true,
+      fourCcs: parseCodecsQuery(target.query.get('codecs')),
+    });
   };
 
-  /** Adds a viewer to the stream's hub, with the same bookkeeping as an RTMP play (session.ts onPlay). */
+  /** Adds a viewer to the stream's hub through the same path as an RTMP play. */
   const join = (play: AdmittedPlay, make: (onGone: (reason: string) => void) => FlvViewer): FlvViewer => {
-    const { req, policy } = play;
-    const hub: StreamHub = opts.registry.getOrCreate(req.key);
+    let membership: Membership | undefined;
     // Called once, when the viewer leaves (its connection closed, the stream ended, or the hub dropped it).
     const viewer: FlvViewer = make(() => {
       live.delete(viewer);
-      hub.removeViewer(viewer);
-      observer?.viewerStopped(viewer.protocol, req.key);
-      policy.viewerLeft(req, hub);
+      membership?.leave();
     });
     live.add(viewer);
-    observer?.viewerStarted(viewer.protocol, req.key);
-    policy.viewerJoined(req, hub);
-    hub.addViewer(viewer);
+    membership = access.join(play.req, viewer, viewer.protocol, play.clusterPeer);
     viewer.flushJoin();
     return viewer;
   };

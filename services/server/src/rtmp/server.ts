@@ -1,9 +1,10 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import type { HubRegistry } from '@rtmp-relay/hub';
 import { RtmpConnection, pingRequest, type ConnectionLimits } from '@rtmp-relay/rtmp';
 import type { Logger } from 'pino';
-import { LocalStreamPolicy, type StreamPolicy } from './policy.js';
-import { ServerSession, type SessionObserver, type SessionSettings } from './session.js';
+import type { StreamAccess } from '../streams/access.js';
+import type { AuthFailureLimiter } from '../streams/client-limits.js';
+import { ConnectionsPerIp } from '../streams/client-limits.js';
+import { ServerSession, type SessionSettings } from './session.js';
 
 export interface RtmpServerSettings extends SessionSettings {
   host: string;
@@ -13,15 +14,17 @@ export interface RtmpServerSettings extends SessionSettings {
   idleTimeoutMs: number;
   pingIntervalMs: number;
   limits: ConnectionLimits;
-  /** How long a play waits for a stream that is not live yet (standalone policy). */
-  playWaitMs: number;
+  /** Connections one client IP may hold at once (0 = no cap); cluster peers stop counting once authenticated. */
+  maxConnectionsPerIp: number;
 }
 
-export interface RtmpServerObserver extends SessionObserver {
+export interface RtmpServerObserver {
   connectionOpened(): void;
   connectionClosed(reason: string, protocolError: boolean): void;
   connectionRejected(reason: string): void;
   bytesReceived(n: number): void;
+  /** Publish/play refusals decided by the session itself (busy NetStream), not by admission. */
+  sessionRejected(reason: string): void;
 }
 
 /** Reasons that are normal endings, not errors worth counting as such. */
@@ -42,22 +45,21 @@ const NORMAL_CLOSE_REASONS = new Set([
 export class RtmpServer {
   private readonly server: Server;
   private readonly sessions = new Set<ServerSession>();
-  private readonly liveWaiters = new Map<string, Set<(live: boolean) => void>>();
+  private readonly perIp: ConnectionsPerIp;
   private sweepTimer: NodeJS.Timeout | undefined;
   private nextId = 0;
   private lastPingAt = new WeakMap<ServerSession, number>();
-  /** Role behaviour around publish/play; the standalone default waits for local publishers. */
-  policy: StreamPolicy;
 
   constructor(
     private readonly settings: RtmpServerSettings,
-    private readonly registry: HubRegistry,
+    private readonly access: StreamAccess,
+    private readonly authFailures: AuthFailureLimiter,
     private readonly log: Logger,
     private readonly observer: RtmpServerObserver,
   ) {
-    this.server = createServer({ noDelay: true }, (socket) => this.onSocket(socket));
+    this.perIp = new ConnectionsPerIp(settings.maxConnectionsPerIp);
+    this.server = createServer({ noDelay: true }, (socket) => this.accept(socket));
     this.server.on('error', (err) => this.log.error({ err }, 'rtmp listener error'));
-    this.policy = new LocalStreamPolicy(this.waitForLive, settings.playWaitMs);
   }
 
   get connectionCount(): number {
@@ -93,46 +95,45 @@ export class RtmpServer {
     for (const s of [...this.sessions]) s.connection.close(reason);
   }
 
-  /** Resolves true as soon as `key` goes live, false after `timeoutMs`. */
-  waitForLive = (key: string, timeoutMs: number): Promise<boolean> => {
-    if (this.registry.get(key)?.isLive) return Promise.resolve(true);
-    if (timeoutMs <= 0) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      let waiters = this.liveWaiters.get(key);
-      if (!waiters) this.liveWaiters.set(key, (waiters = new Set()));
-      const done = (live: boolean): void => {
-        clearTimeout(timer);
-        waiters!.delete(done);
-        if (waiters!.size === 0) this.liveWaiters.delete(key);
-        resolve(live);
-      };
-      const timer = setTimeout(() => done(false), timeoutMs);
-      waiters.add(done);
-    });
-  };
-
-  /** Wakes plays waiting for `key` (called when its hub gets a publisher). */
-  notifyLive(key: string): void {
-    const waiters = this.liveWaiters.get(key);
-    if (waiters) for (const w of [...waiters]) w(true);
-  }
-
-  private onSocket(socket: Socket): void {
-    if (this.sessions.size >= this.settings.maxConnections) {
-      this.observer.connectionRejected('max_connections');
+  /**
+   * Runs an RTMP session on a connected socket (from this listener, or TLS-terminated by the RTMPS listener), after
+   * the connection limits: the node's total, the client IP's share, and IPs refused for failed authorizations.
+   */
+  accept(socket: Socket): void {
+    const ip = socket.remoteAddress ?? '';
+    const refused =
+      this.sessions.size >= this.settings.maxConnections
+        ? 'max_connections'
+        : this.authFailures.isLimited(ip)
+          ? 'auth_rate_limited'
+          : !this.perIp.tryAcquire(ip)
+            ? 'max_connections_per_ip'
+            : undefined;
+    if (refused) {
+      this.observer.connectionRejected(refused);
+      this.log.debug({ ip, reason: refused }, 'connection refused');
       socket.destroy();
       return;
     }
+    let countedForIp = true;
+    const releaseIpSlot = (): void => {
+      if (countedForIp) this.perIp.release(ip);
+      countedForIp = false;
+    };
     const id = (++this.nextId).toString(36);
     const log = this.log.child({ conn: id });
     const connection = new RtmpConnection(socket, 'server', this.settings.limits);
     socket.on('data', (data: Buffer) => this.observer.bytesReceived(data.length));
-    const session = new ServerSession(id, connection, this.registry, this.settings, log, this.observer, this.policy);
+    const session = new ServerSession(id, connection, this.access, this.settings, log, {
+      clusterPeer: releaseIpSlot,
+      rejected: (reason) => this.observer.sessionRejected(reason),
+    });
     this.sessions.add(session);
     this.observer.connectionOpened();
     log.debug({ remote: `${socket.remoteAddress}:${socket.remotePort}` }, 'connection open');
     connection.on('close', (reason, err) => {
       this.sessions.delete(session);
+      releaseIpSlot();
       const protocolError = !NORMAL_CLOSE_REASONS.has(reason);
       this.observer.connectionClosed(reason, protocolError);
       if (protocolError) log.warn({ reason, err: err?.message }, 'connection closed on error');

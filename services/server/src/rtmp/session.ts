@@ -1,4 +1,4 @@
-import type { HubRegistry, StreamHub } from '@rtmp-relay/hub';
+import type { HubPublisher, StreamHub } from '@rtmp-relay/hub';
 import {
   Command,
   MessageType,
@@ -9,10 +9,8 @@ import {
   Status,
   connectResult,
   encodeAmf0,
-  isValidStreamName,
   parseConnect,
   setPeerBandwidth,
-  splitAggregate,
   splitStreamName,
   statusInfo,
   streamBegin,
@@ -24,8 +22,10 @@ import {
   type RtmpMessage,
 } from '@rtmp-relay/rtmp';
 import type { Logger } from 'pino';
-import { inSpan, tracer } from '../tracing.js';
-import type { PlayDecision, PublishDecision, StreamPolicy, StreamRequest } from './policy.js';
+import type { Membership, StreamAccess } from '../streams/access.js';
+import { streamLabel } from '../streams/redact.js';
+import type { PlayDecision, PublishDecision, StreamRequest } from '../streams/types.js';
+import { tracer } from '../tracing.js';
 import { RtmpViewer } from './viewer.js';
 
 export interface SessionSettings {
@@ -33,14 +33,12 @@ export interface SessionSettings {
   maxStreamsPerConnection: number;
 }
 
-/** Events the server counts; kept as a narrow interface so the session has no metrics dependency. */
-export interface SessionObserver {
-  publishStarted(key: string): void;
-  publishStopped(key: string): void;
-  viewerStarted(key: string): void;
-  viewerStopped(key: string): void;
-  publishRejected(reason: string): void;
-  playRejected(reason: string): void;
+/** What the server learns from a session beyond its close. */
+export interface SessionEvents {
+  /** The connection proved cluster credentials (an edge pulling): it no longer counts against its IP's cap. */
+  clusterPeer(): void;
+  /** A publish or play was refused for a reason the server counts (rejections themselves StreamAccess counts). */
+  rejected(reason: string): void;
 }
 
 interface NetStream {
@@ -50,11 +48,14 @@ interface NetStream {
   request?: StreamRequest;
   /** publish/play accepted, waiting for the policy (auth, cluster claim, upstream pull). */
   pending?: boolean;
-  publishing?: { hub: StreamHub; publisher: { id: string; kick(reason: string): void } };
-  viewer?: { hub: StreamHub; viewer: RtmpViewer };
+  publishing?: { hub: StreamHub; publisher: HubPublisher };
+  viewer?: { membership: Membership; viewer: RtmpViewer };
 }
 
 const SAMPLE_ACCESS = encodeAmf0('|RtmpSampleAccess', true, true);
+
+/** Connect fields are client text of any length: logs carry at most this much of them. */
+const LOGGED_APP_CHARS = 64;
 
 /** True when the play start argument asks for live (any negative start: -1000/-2000 from FFmpeg, -2 from GStreamer). */
 const isLiveStart = (start: AmfValue | undefined): boolean =>
@@ -75,11 +76,10 @@ export class ServerSession {
   constructor(
     readonly id: string,
     readonly connection: RtmpConnection,
-    private readonly registry: HubRegistry,
+    private readonly access: StreamAccess,
     private readonly settings: SessionSettings,
     private readonly log: Logger,
-    private readonly observer: SessionObserver,
-    private readonly policy: StreamPolicy,
+    private readonly events: SessionEvents,
   ) {
     connection.on('command', (cmd) => this.onCommand(cmd));
     connection.on('media', (msg) => this.onMedia(msg));
@@ -147,7 +147,7 @@ export class ServerSession {
         const s = this.streams.get(cmd.streamId);
         const on = cmd.args[0] !== false;
         if (s?.viewer)
-          s.viewer.hub.setViewerFlags(
+          s.viewer.membership.hub.setViewerFlags(
             s.viewer.viewer,
             cmd.name === Command.ReceiveAudio ? { audio: on } : { video: on },
           );
@@ -176,7 +176,11 @@ export class ServerSession {
       })
       .end();
     this.fourCcs = new Set(info.fourCcList);
-    this.log.info({ app: info.app, flashVer: info.flashVer, fourCcList: info.fourCcList }, 'connect');
+    // The app is client-chosen text of any length until admission checks it: log a bounded prefix.
+    this.log.info(
+      { app: info.app.slice(0, LOGGED_APP_CHARS), flashVer: info.flashVer?.slice(0, LOGGED_APP_CHARS) },
+      'connect',
+    );
     const c = this.connection;
     // NGINX's order, with Set Chunk Size before any reply over 128 bytes (OBS got stuck otherwise).
     c.announceWindow(DEFAULT_WINDOW_ACK_SIZE);
@@ -234,29 +238,18 @@ export class ServerSession {
   }
 
   /**
-   * Asks the role's policy (auth, cluster claim, edge pull) inside a span, with the NetStream marked pending.
-   * Undefined when the connection or the NetStream went away meanwhile (nothing left to answer).
+   * Admission (auth, limits, the role's policy) with the NetStream marked pending. Undefined when the connection or
+   * the NetStream went away meanwhile (nothing left to answer).
    */
   private async decide<D extends PublishDecision | PlayDecision>(
     s: NetStream,
     req: StreamRequest,
-    action: 'publish' | 'play',
     ask: () => Promise<D>,
   ): Promise<D | undefined> {
     s.pending = true;
     s.request = req;
-    const decision = await inSpan(
-      `rtmp.${action}`,
-      { 'rtmp.stream': req.key, 'rtmp.session': this.id },
-      async (span) => {
-        const d = await ask();
-        span.setAttribute('rtmp.allowed', d.allow);
-        if (!d.allow) span.setAttribute('rtmp.reason', d.reason);
-        return d;
-      },
-    ).finally(() => (s.pending = false));
+    const decision = await ask().finally(() => (s.pending = false));
     if (this.connection.isClosed || !this.streams.has(s.id)) return undefined;
-    if (!decision.allow) this.log.info({ stream: req.key, reason: decision.reason }, `${action} rejected`);
     return decision;
   }
 
@@ -270,51 +263,39 @@ export class ServerSession {
       s.viewer ||
       [...this.streams.values()].some((x) => x.publishing || (x.pending && x.request))
     ) {
-      this.observer.publishRejected('already_publishing');
+      this.events.rejected('already_publishing');
       this.status(s.id, 'error', Status.PublishBadName, 'This connection is already publishing.');
       return;
     }
-    if (!isValidStreamName(name)) {
-      this.observer.publishRejected('bad_name');
-      this.status(s.id, 'error', Status.PublishBadName, 'Invalid stream name.');
-      return;
-    }
     const req = this.request(name, query);
-    const decision = await this.decide(s, req, 'publish', () => this.policy.beforePublish(req));
+    const decision = await this.decide(s, req, () => this.access.admitPublish(req));
     if (!decision) return;
     if (!decision.allow) {
-      this.observer.publishRejected(decision.reason);
       const code = decision.status === 'Denied' ? Status.PublishDenied : Status.PublishBadName;
       this.status(s.id, 'error', code, decision.description);
       return;
     }
-    const hub = this.registry.getOrCreate(req.key);
-    const publisher = {
+    let hub: StreamHub | undefined;
+    const publisher: HubPublisher = {
       id: this.id,
       kick: (reason: string) => {
-        this.log.info({ stream: req.key, reason }, 'publisher kicked');
-        if (s.publishing) {
+        this.log.info({ stream: streamLabel(req.key), reason }, 'publisher kicked');
+        if (s.publishing && hub) {
           s.publishing = undefined;
-          // A no-op when the hub itself replaced us (takeover); needed when a policy or an admin kicks.
-          hub.detachPublisher(publisher);
-          this.observer.publishStopped(req.key);
-          this.policy.unpublished(req, hub);
+          // detach is a no-op when the hub itself replaced us (takeover); needed when a policy or an admin kicks.
+          this.access.stopPublish(req, hub, publisher, reason);
         }
         this.connection.close(reason);
       },
     };
-    const taken = hub.currentPublisher !== undefined;
-    if (!hub.attachPublisher(publisher)) {
-      this.observer.publishRejected('busy');
+    hub = this.access.startPublish(req, publisher);
+    if (!hub) {
       this.status(s.id, 'error', Status.PublishBadName, `${name} is already being published.`);
       return;
     }
     s.key = req.key;
     s.name = name;
     s.publishing = { hub, publisher };
-    this.observer.publishStarted(req.key);
-    this.policy.published(req, hub);
-    this.log.info({ stream: req.key, takeover: taken }, 'publish start');
     this.connection.send(streamBegin(s.id));
     this.status(s.id, 'status', Status.PublishStart, `${name} is now published.`);
   }
@@ -324,53 +305,45 @@ export class ServerSession {
     const raw = typeof cmd.args[0] === 'string' ? cmd.args[0] : '';
     const { name, query } = splitStreamName(raw);
     if (s.pending || s.publishing || s.viewer) {
-      this.observer.playRejected('stream_busy');
+      this.events.rejected('stream_busy');
       this.status(s.id, 'error', Status.PlayFailed, 'This stream is already in use.');
-      return;
-    }
-    if (!isValidStreamName(name)) {
-      this.observer.playRejected('bad_name');
-      this.status(s.id, 'error', Status.PlayStreamNotFound, 'Invalid stream name.');
       return;
     }
     if (!isLiveStart(cmd.args[1])) this.log.debug({ start: cmd.args[1] }, 'recorded playback requested; serving live');
     const req = this.request(name, query);
-    const decision = await this.decide(s, req, 'play', () => this.policy.beforePlay(req));
+    const decision = await this.decide(s, req, () => this.access.admitPlay(req));
     if (!decision) return;
     if (!decision.allow) {
-      this.observer.playRejected(decision.reason);
       const code = decision.status === 'Denied' ? Status.PlayFailed : Status.PlayStreamNotFound;
       this.status(s.id, 'error', code, decision.description);
       return;
     }
-    const hub = this.registry.getOrCreate(req.key);
+    if (decision.clusterPeer) this.events.clusterPeer();
+    let membership: Membership | undefined;
     const viewer = new RtmpViewer(`${this.id}/${s.id}`, s.id, name, this.connection, this.fourCcs, (reason) => {
-      if (s.viewer) {
-        s.viewer = undefined;
-        this.observer.viewerStopped(req.key);
-        this.policy.viewerLeft(req, hub);
-      }
+      // The hub dropped this viewer (slow, stream closed): it is no longer in the hub.
+      s.viewer = undefined;
+      membership?.leave(false);
       this.connection.close(reason);
     });
     s.key = req.key;
     s.name = name;
-    s.viewer = { hub, viewer };
     const c = this.connection;
     c.send(streamBegin(s.id));
     this.status(s.id, 'status', Status.PlayReset, `Playing and resetting ${name}.`);
     this.status(s.id, 'status', Status.PlayStart, `Started playing ${name}.`);
     c.send({ type: MessageType.DataAmf0, streamId: s.id, timestamp: 0, payload: SAMPLE_ACCESS });
-    this.observer.viewerStarted(req.key);
-    this.policy.viewerJoined(req, hub);
-    this.log.info({ stream: req.key }, 'play start');
-    hub.addViewer(viewer);
+    membership = this.access.join(req, viewer, 'rtmp', decision.clusterPeer);
+    // Dropped during the join burst (the connection closed): leave now, nothing else will.
+    if (this.connection.isClosed) membership.leave();
+    else s.viewer = { membership, viewer };
   }
 
   private onPause(cmd: RtmpCommand): void {
     const s = this.streams.get(cmd.streamId);
     if (!s?.viewer) return;
     const pause = cmd.args[0] !== false;
-    s.viewer.hub.setViewerFlags(s.viewer.viewer, { paused: pause });
+    s.viewer.membership.hub.setViewerFlags(s.viewer.viewer, { paused: pause });
     if (pause) {
       this.status(s.id, 'status', Status.PauseNotify, `Paused ${s.name}.`);
       this.connection.send(streamEof(s.id));
@@ -393,35 +366,22 @@ export class ServerSession {
     this.streams.delete(target.id);
   }
 
-  /** Audio/video/data from a publishing NetStream go to its hub; aggregates are split first. */
+  /** Audio/video/data from a publishing NetStream go to its hub (aggregates split, data held to the AMF limits). */
   private onMedia(msg: RtmpMessage): void {
-    const s = this.streams.get(msg.streamId);
-    const pub = s?.publishing;
-    if (!pub) return;
-    // Data messages (metadata, cue points) are cached and replayed to every joiner: hold them to the AMF limits.
-    if (msg.type === MessageType.DataAmf0 || msg.type === MessageType.DataAmf3) this.connection.decodeData(msg);
-    if (msg.type === MessageType.Aggregate) {
-      for (const sub of splitAggregate(msg)) pub.hub.push(sub);
-    } else {
-      pub.hub.push(msg);
-    }
+    const pub = this.streams.get(msg.streamId)?.publishing;
+    if (pub) this.access.ingest(pub.hub, msg, this.connection);
   }
 
   private releaseStream(s: NetStream): void {
     if (s.publishing) {
       const { hub, publisher } = s.publishing;
       s.publishing = undefined;
-      hub.detachPublisher(publisher);
-      this.observer.publishStopped(s.key!);
-      this.policy.unpublished(s.request!, hub);
-      this.log.info({ stream: s.key }, 'publish stop');
+      this.access.stopPublish(s.request!, hub, publisher, 'unpublish');
     }
     if (s.viewer) {
-      const { hub, viewer } = s.viewer;
+      const { membership } = s.viewer;
       s.viewer = undefined;
-      hub.removeViewer(viewer);
-      this.observer.viewerStopped(s.key!);
-      this.policy.viewerLeft(s.request!, hub);
+      membership.leave();
     }
   }
 
