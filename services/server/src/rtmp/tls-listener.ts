@@ -158,7 +158,9 @@ function tlsErrorReason(err: NodeJS.ErrnoException): string {
   if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'handshake_timeout';
   if (code === 'ECONNRESET' || code === 'EPIPE') return 'reset';
   if (/UNSUPPORTED_PROTOCOL|VERSION_TOO_LOW|TLSV1_ALERT_PROTOCOL_VERSION/.test(code)) return 'protocol_version';
-  if (/WRONG_VERSION_NUMBER|HTTP_REQUEST|PACKET_LENGTH_TOO_LONG|UNKNOWN_PROTOCOL/.test(code)) return 'not_tls';
+  // Plain RTMP on the TLS port (C0 = 0x03 reads as a record of unknown type: UNEXPECTED_MESSAGE), HTTP, other bytes.
+  if (/WRONG_VERSION_NUMBER|HTTP_REQUEST|PACKET_LENGTH_TOO_LONG|UNKNOWN_PROTOCOL|UNEXPECTED_MESSAGE/.test(code))
+    return 'not_tls';
   if (/NO_SHARED_CIPHER|NO_SUITABLE|NO_CIPHERS/.test(code)) return 'no_shared_cipher';
   if (/ALERT_(UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_UNKNOWN|DECRYPT_ERROR)/.test(code)) return 'certificate_rejected';
   return 'handshake_failed';
