@@ -1,14 +1,15 @@
 // helm-render renders a Helm chart the way `helm template` does, for tests on machines without the helm binary:
 // Go's text/template with the Sprig function library (the same engine and functions Helm uses) plus Helm's own
-// functions (include, tpl, required, toYaml, fromYaml, toJson, fromJson, lookup), Helm's built-in objects
+// functions (include, tpl, required, toYaml, fromYaml, fromYamlArray, toJson, fromJson, lookup), Helm's built-in objects
 // (.Values, .Release, .Chart, .Capabilities, .Template, .Files) and Helm's value semantics (numbers are float64, as
 // after Helm's YAML -> JSON decoding; a null in a user values file deletes the key).
 //
 // Differences from Helm, on purpose: missing keys are an error by default (like `helm lint --strict`), so a
 // template that reads a value absent from values.yaml fails; values.schema.json is validated by the caller; no
-// subcharts, no `lookup` results, no hooks ordering.
+// subcharts, `lookup` finds only the -existing objects (none by default, as under `helm template`), no hooks ordering.
 //
-// Usage: helm-render [-release NAME] [-namespace NS] [-kube-version 1.30.0] [-f values.yaml]... [-notes] CHART_DIR
+// Usage: helm-render [-release NAME] [-namespace NS] [-kube-version 1.30.0] [-f values.yaml]... [-existing FILE]
+// [-notes] CHART_DIR. -existing: the objects `lookup` finds, as in the cluster of an upgrade (default: none).
 // Prints the manifests as a YAML stream, each prefixed by "# Source: <chart>/templates/<file>"; with -notes, prints
 // the rendered NOTES.txt instead. Exit status 1 with the error on stderr when rendering fails.
 package main
@@ -19,6 +20,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -63,6 +65,7 @@ func main() {
 	kubeVersion := flag.String("kube-version", "1.30.0", "Kubernetes version for .Capabilities")
 	lenient := flag.Bool("lenient", false, "missing keys render as empty (Helm's default) instead of failing")
 	notes := flag.Bool("notes", false, "print the rendered NOTES.txt instead of the manifests")
+	existingFile := flag.String("existing", "", "YAML stream of objects `lookup` finds (the cluster of an upgrade)")
 	var files valueFiles
 	flag.Var(&files, "f", "values file (repeatable; later files win)")
 	flag.Parse()
@@ -70,7 +73,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: helm-render [flags] CHART_DIR")
 		os.Exit(2)
 	}
-	out, err := render(flag.Arg(0), *release, *namespace, *kubeVersion, files, *lenient, *notes)
+	existing, err := readObjects(*existingFile, *namespace)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helm-render:", err)
+		os.Exit(1)
+	}
+	out, err := render(flag.Arg(0), *release, *namespace, *kubeVersion, files, existing, *lenient, *notes)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helm-render:", err)
 		os.Exit(1)
@@ -146,7 +154,45 @@ func toYAML(v interface{}) (string, error) {
 	return strings.TrimSuffix(string(b), "\n"), nil
 }
 
-func render(chartDir, release, namespace, kubeVersion string, valueFiles []string, lenient, notesOnly bool) (string, error) {
+// readObjects reads a YAML stream of Kubernetes objects; objects without a namespace get `namespace`.
+func readObjects(file, namespace string) ([]map[string]interface{}, error) {
+	if file == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var out []map[string]interface{}
+	dec := yamlv3.NewDecoder(bytes.NewReader(b))
+	for {
+		var raw interface{}
+		if err := dec.Decode(&raw); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		v, err := jsonish(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		o, ok := v.(map[string]interface{})
+		if !ok {
+			continue
+		}
+		meta, _ := o["metadata"].(map[string]interface{})
+		if meta == nil {
+			return nil, fmt.Errorf("%s: an object without metadata", file)
+		}
+		if _, ok := meta["namespace"]; !ok {
+			meta["namespace"] = namespace
+		}
+		out = append(out, o)
+	}
+}
+
+func render(chartDir, release, namespace, kubeVersion string, valueFiles []string, existing []map[string]interface{}, lenient, notesOnly bool) (string, error) {
 	chartFile, err := readYAML(filepath.Join(chartDir, "Chart.yaml"))
 	if err != nil {
 		return "", err
@@ -211,7 +257,7 @@ func render(chartDir, release, namespace, kubeVersion string, valueFiles []strin
 		"HelmVersion": map[string]interface{}{"Version": "v3.15.0"},
 	}
 	releaseObj := map[string]interface{}{
-		"Name": release, "Namespace": namespace, "Service": "Helm", "IsInstall": true, "IsUpgrade": false, "Revision": 1,
+		"Name": release, "Namespace": namespace, "Service": "Helm", "IsInstall": len(existing) == 0, "IsUpgrade": len(existing) > 0, "Revision": 1,
 	}
 
 	root := template.New("gotpl")
@@ -279,6 +325,18 @@ func render(chartDir, release, namespace, kubeVersion string, valueFiles []strin
 		m, _ := v.(map[string]interface{})
 		return m
 	}
+	funcs["fromYamlArray"] = func(s string) []interface{} {
+		var raw interface{}
+		if err := yamlv3.Unmarshal([]byte(s), &raw); err != nil {
+			return []interface{}{err.Error()}
+		}
+		v, err := jsonish(raw)
+		if err != nil {
+			return []interface{}{err.Error()}
+		}
+		a, _ := v.([]interface{})
+		return a
+	}
 	funcs["toJson"] = func(v interface{}) string {
 		b, err := json.Marshal(v)
 		if err != nil {
@@ -293,7 +351,24 @@ func render(chartDir, release, namespace, kubeVersion string, valueFiles []strin
 		}
 		return m
 	}
+	// As under `helm template` (no cluster) every lookup finds nothing, unless -existing gave the cluster's objects
+	// (an upgrade). Like Helm, an empty name lists the kind: {"items": [...]}.
 	funcs["lookup"] = func(apiVersion, kind, ns, name string) (map[string]interface{}, error) {
+		var items []interface{}
+		for _, o := range existing {
+			meta, _ := o["metadata"].(map[string]interface{})
+			if o["apiVersion"] != apiVersion || o["kind"] != kind || (ns != "" && meta["namespace"] != ns) {
+				continue
+			}
+			if name == "" {
+				items = append(items, o)
+			} else if meta["name"] == name {
+				return o, nil
+			}
+		}
+		if name == "" && len(items) > 0 {
+			return map[string]interface{}{"items": items}, nil
+		}
 		return map[string]interface{}{}, nil
 	}
 	root.Funcs(funcs)
