@@ -83,11 +83,11 @@ export async function startTlsListener(opts: TlsListenerOptions): Promise<TlsLis
       next = await readPair(opts.certFile, opts.keyFile);
       if (next.digest === current.digest) return;
       assertLoadable(next);
+      server.setSecureContext(contextOptions(next));
     } catch (err) {
       log.error({ err: (err as Error).message }, 'tls certificate reload failed; keeping the previous certificate');
       return;
     }
-    server.setSecureContext(contextOptions(next));
     current = next;
     opts.observer?.reloaded?.();
     log.info(describeCert(next.cert), 'tls certificate reloaded');
