@@ -127,8 +127,10 @@ export class EdgePolicy implements StreamPolicy {
   private pullFor(req: StreamRequest): UpstreamPull {
     let pull = this.pulls.get(req.key);
     if (!pull || pull.isStopped) {
-      const hub = this.registry.getOrCreate(req.key);
-      pull = new UpstreamPull(req.key, req.app, req.name, hub, this.deps, this.options.pull, this.log, (stopped) => {
+      // The hub is looked up at every attach: the registry drops an idle one (an upstream that ended with no viewer
+      // left) while the pull lingers, and the next viewer must find the live hub the pull re-attaches to.
+      const hubFor = () => this.registry.getOrCreate(req.key);
+      pull = new UpstreamPull(req.key, req.app, req.name, hubFor, this.deps, this.options.pull, this.log, (stopped) => {
         if (this.pulls.get(req.key) === stopped) this.pulls.delete(req.key);
       });
       this.pulls.set(req.key, pull);

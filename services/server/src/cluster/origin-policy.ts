@@ -17,6 +17,8 @@ export interface OriginObserver {
   leaseRefreshFailed?(reason: 'lost' | 'error'): void;
   leaseRestored?(): void;
   takeover?(crossNode: boolean): void;
+  /** A stream this origin stopped serving because its lease could not be renewed in time. */
+  leaseExpired?(): void;
 }
 
 export interface OriginPolicyOptions {
@@ -34,7 +36,16 @@ interface Ownership {
   /** Undefined while unregistered (published while Redis was down): claimed on the next refresh pass. */
   epoch: number | undefined;
   previousNodeId: string | undefined;
+  /** performance.now() when the last successful claim or refresh of `epoch` was sent (Redis counts from later). */
+  renewedAt: number;
 }
+
+/**
+ * An origin gives up a stream this share of the lease before Redis could expire it, so that it never serves a stream
+ * Redis may already have handed to another origin. The deadline is checked twice per margin.
+ */
+const LEASE_SAFETY_FRACTION = 0.1;
+const MIN_LEASE_CHECK_MS = 20;
 
 /**
  * Origins own what is published to them: a Redis lease per stream, claimed before Publish.Start, refreshed every
@@ -48,6 +59,8 @@ export class OriginPolicy implements StreamPolicy {
   private refreshTimer: NodeJS.Timeout | undefined;
   private readonly unsubscribeAdmin: () => void;
   private closed = false;
+  private leaseTimer: NodeJS.Timeout | undefined;
+  private refreshing = false;
 
   constructor(
     private readonly ownership: StreamOwnership,
@@ -61,6 +74,8 @@ export class OriginPolicy implements StreamPolicy {
   ) {
     this.refreshTimer = setInterval(() => void this.refreshAll(), Math.max(100, Math.floor(options.leaseMs / 3)));
     this.refreshTimer.unref();
+    this.leaseTimer = setInterval(() => this.expireLeases(), this.leaseCheckMs);
+    this.leaseTimer.unref();
     this.unsubscribeAdmin = bus.onAdmin(options.nodeId, (e) => this.onAdmin(e));
   }
 
@@ -75,6 +90,7 @@ export class OriginPolicy implements StreamPolicy {
       if (!auth.allow) return auth;
     }
     let claim;
+    const sentAt = performance.now();
     try {
       claim = await inSpan('cluster.claim', { 'rtmp.stream': req.key }, () =>
         this.ownership.claim(req.key, this.me, { takeover: this.options.allowTakeover }),
@@ -82,7 +98,7 @@ export class OriginPolicy implements StreamPolicy {
     } catch (err) {
       this.log.warn({ stream: req.key, err: (err as Error).message }, 'ownership claim failed: Redis unreachable');
       if (this.options.publishWhileRedisDown === 'allow') {
-        this.pending.set(req, { req, epoch: undefined, previousNodeId: undefined });
+        this.pending.set(req, { req, epoch: undefined, previousNodeId: undefined, renewedAt: sentAt });
         return { allow: true };
       }
       return {
@@ -115,7 +131,7 @@ export class OriginPolicy implements StreamPolicy {
     } else if (claim.previous) {
       this.observer.takeover?.(false);
     }
-    this.pending.set(req, { req, epoch: claim.epoch, previousNodeId });
+    this.pending.set(req, { req, epoch: claim.epoch, previousNodeId, renewedAt: sentAt });
     return { allow: true };
   }
 
@@ -193,34 +209,87 @@ export class OriginPolicy implements StreamPolicy {
     return [...this.owned.values()].map((o) => ({ key: o.req.key, epoch: o.epoch }));
   }
 
-  /** One pass for every owned stream: refresh (or claim, after an outage); a fenced stream loses its publisher. */
+  /**
+   * One pass for every owned stream: refresh (or claim, after an outage); a fenced stream loses its publisher.
+   * Streams are refreshed concurrently (one slow answer must not delay the others past their deadline) and passes
+   * never overlap (a hung Redis answers within its command timeout).
+   */
   private async refreshAll(): Promise<void> {
-    for (const o of [...this.owned.values()]) {
-      const key = o.req.key;
-      try {
-        if (o.epoch === undefined) {
-          const claim = await this.ownership.claim(key, this.me, { takeover: false });
-          if (claim.ok) {
-            o.epoch = claim.epoch;
-            this.observer.leaseRestored?.();
-            this.announce(o.req, o);
-          } else {
-            this.fence(key, o, 'owned_elsewhere');
-          }
-          continue;
-        }
-        const result = await this.ownership.refresh(key, o.epoch, this.me);
-        if (result === 'restored') {
+    if (this.refreshing) return;
+    this.refreshing = true;
+    try {
+      await Promise.all([...this.owned.values()].map((o) => this.refreshOne(o)));
+    } finally {
+      this.refreshing = false;
+    }
+  }
+
+  private async refreshOne(o: Ownership): Promise<void> {
+    const key = o.req.key;
+    const sentAt = performance.now();
+    try {
+      if (o.epoch === undefined) {
+        const claim = await this.ownership.claim(key, this.me, { takeover: false });
+        if (this.owned.get(key) !== o) return; // fenced or unpublished meanwhile
+        if (claim.ok) {
+          o.epoch = claim.epoch;
+          o.renewedAt = sentAt;
           this.observer.leaseRestored?.();
-          this.log.info({ stream: key, epoch: o.epoch }, 'lease restored after a Redis outage');
-        } else if (result === 'lost') {
-          this.observer.leaseRefreshFailed?.('lost');
-          this.fence(key, o, 'fenced');
+          this.announce(o.req, o);
+        } else {
+          this.fence(key, o, 'owned_elsewhere');
         }
-      } catch (err) {
-        this.observer.leaseRefreshFailed?.('error');
-        this.log.warn({ stream: key, err: (err as Error).message }, 'lease refresh failed');
+        return;
       }
+      const epoch = o.epoch;
+      const result = await this.ownership.refresh(key, epoch, this.me);
+      if (this.owned.get(key) !== o || o.epoch !== epoch) return;
+      if (result === 'lost') {
+        this.observer.leaseRefreshFailed?.('lost');
+        this.fence(key, o, 'fenced');
+        return;
+      }
+      o.renewedAt = sentAt;
+      if (result === 'restored') {
+        this.observer.leaseRestored?.();
+        this.log.info({ stream: key, epoch }, 'lease restored after a Redis outage');
+      }
+    } catch (err) {
+      this.observer.leaseRefreshFailed?.('error');
+      this.log.warn({ stream: key, err: (err as Error).message }, 'lease refresh failed');
+    }
+  }
+
+  private get leaseCheckMs(): number {
+    return Math.max(MIN_LEASE_CHECK_MS, Math.floor((this.options.leaseMs * LEASE_SAFETY_FRACTION) / 2));
+  }
+
+  /**
+   * Self-fencing: a stream whose lease was not renewed for (almost) a lease may already belong to another origin
+   * (Redis expired it and someone claimed it while we could not reach Redis). Stop serving it before that can
+   * happen: the publisher is kicked ('lease_expired') and viewers and edges are disconnected at once rather than
+   * after the unpublish grace, so edges re-resolve (holding their viewers, as in a failover) and no viewer gets
+   * frames from two owners. Streams published while Redis was down (no lease yet, PUBLISH_WHILE_REDIS_DOWN=allow)
+   * are served by choice and not subject to this.
+   */
+  private expireLeases(): void {
+    const now = performance.now();
+    const deadline = this.options.leaseMs * (1 - LEASE_SAFETY_FRACTION);
+    for (const o of [...this.owned.values()]) {
+      if (o.epoch === undefined) continue;
+      const age = now - o.renewedAt;
+      if (age < deadline) continue;
+      const key = o.req.key;
+      this.owned.delete(key);
+      o.epoch = undefined;
+      this.observer.leaseExpired?.();
+      this.log.warn(
+        { stream: key, sinceRenewalMs: Math.round(age), leaseMs: this.options.leaseMs },
+        'lease not renewed in time: no longer serving this stream',
+      );
+      const hub = this.registry.get(key);
+      hub?.currentPublisher?.kick('lease_expired');
+      hub?.disconnectViewers('lease_expired');
     }
   }
 
@@ -259,6 +328,7 @@ export class OriginPolicy implements StreamPolicy {
   async releaseAll(): Promise<void> {
     this.closed = true;
     clearInterval(this.refreshTimer);
+    clearInterval(this.leaseTimer);
     this.unsubscribeAdmin();
     await Promise.all(
       [...this.owned.values()].map(async (o) => {
@@ -272,5 +342,4 @@ export class OriginPolicy implements StreamPolicy {
     );
     this.owned.clear();
   }
-
 }

@@ -13,6 +13,7 @@ export interface UpstreamOwner {
 }
 
 export interface PullDeps {
+  /** The registry's owner now (Redis); rejects when Redis is unreachable. */
   resolveOwner(key: string): Promise<UpstreamOwner | undefined>;
   /** Resolves when an event says `key` was (re)published or moved, or after `ms` (a slow safety net), or on abort. */
   waitForOwnerEvent(key: string, ms: number, signal: AbortSignal): Promise<void>;
@@ -45,11 +46,22 @@ class StoppedError extends Error {}
 /** Ends the current retry backoff early: an event announced a new owner. */
 class WakeError extends Error {}
 
+/** `owner` is a newer claim than `than` (fencing is by epoch; the same epoch elsewhere is a registry repair). */
+function isNewerOwner(owner: UpstreamOwner, than: UpstreamOwner | undefined): boolean {
+  return !than || owner.epoch > than.epoch || (owner.epoch === than.epoch && owner.addr !== than.addr);
+}
+
 /**
  * One RTMP pull of one stream from its owning origin into the local hub, shared by every local viewer.
  * It acts as the hub's publisher. A pull that breaks re-resolves the owner and retries with backoff (never stuck on
  * a dead address); an upstream that ends normally (the publisher stopped) ends the stream for viewers after the
- * hub's grace; an upstream that breaks keeps viewers attached for `failoverWaitMs` while the new owner appears.
+ * hub's grace, unless Redis already names a newer owner (a fenced origin ending its copy: a move, not an end, which
+ * matters when NATS is down and no event told us); an upstream that breaks keeps viewers attached for
+ * `failoverWaitMs` while the new owner appears.
+ *
+ * The hub is looked up in the registry at every (re-)attach, never kept from the start: after an upstream end with
+ * no viewer left the registry drops the idle hub, and a pull that re-attached to that orphan would be live where no
+ * new viewer can see it (plays waiting for the key to go live would time out with StreamNotFound).
  */
 export class UpstreamPull implements HubPublisher {
   readonly id: string;
@@ -57,6 +69,8 @@ export class UpstreamPull implements HubPublisher {
   private lingerTimer: NodeJS.Timeout | undefined;
   private failoverTimer: NodeJS.Timeout | undefined;
   private readonly abort = new AbortController();
+  /** The hub we are (or were last) attached to; see hubFor. */
+  private hub: StreamHub | undefined;
   private client: RtmpClient | undefined;
   private current: UpstreamOwner | undefined;
   private attached = false;
@@ -65,12 +79,18 @@ export class UpstreamPull implements HubPublisher {
   private wake = new AbortController();
   private flushEarly: (() => void) | undefined;
   private inAttempt = false;
+  /** Owner the attempt in flight is connecting to, and its connection (cut short when a newer owner appears). */
+  private attemptOwner: UpstreamOwner | undefined;
+  private attemptClient: RtmpClient | undefined;
+  /** The newest owner announced while an attempt was in flight: acted on when the attempt settles, never dropped. */
+  private missedOwner: UpstreamOwner | undefined;
 
   constructor(
     readonly key: string,
     private readonly app: string,
     private readonly name: string,
-    private readonly hub: StreamHub,
+    /** The registry's hub for the key (created if the registry dropped it). */
+    private readonly hubFor: () => StreamHub,
     private readonly deps: PullDeps,
     private readonly options: PullOptions,
     private readonly log: Logger,
@@ -112,12 +132,19 @@ export class UpstreamPull implements HubPublisher {
   /** An event says the stream has a new owner: drop the current upstream at once if it is older. */
   ownerChanged(owner: UpstreamOwner): void {
     if (this.stopped) return;
-    if (this.current && owner.epoch <= this.current.epoch && owner.addr === this.current.addr) return;
+    if (!isNewerOwner(owner, this.current)) return;
     this.log.info({ stream: this.key, addr: owner.addr, epoch: owner.epoch }, 'upstream owner changed: re-pulling');
+    if (this.inAttempt) {
+      // Never dropped: remembered, and acted on when the attempt settles (a failed attempt retries at once, a
+      // successful one to an older owner is dropped for the newer). p-retry's signal is not aborted here, since that
+      // would orphan the connection being opened; a connection to an older owner is cut short instead.
+      if (isNewerOwner(owner, this.missedOwner)) this.missedOwner = owner;
+      if (this.attemptOwner && isNewerOwner(owner, this.attemptOwner))
+        this.attemptClient?.connection.close('owner_changed');
+      return;
+    }
     if (this.client) this.client.connection.close('owner_changed');
-    // Only a backoff sleep is cut short: an attempt in flight sees the new owner itself (its owner wait is woken by
-    // the same event), and aborting it would orphan the connection it is opening.
-    else if (!this.inAttempt) this.wake.abort(new WakeError('owner changed'));
+    else this.wake.abort(new WakeError('owner changed'));
   }
 
   /** The hub replaced us (a local publisher took the key) or the node is shutting down. */
@@ -135,7 +162,7 @@ export class UpstreamPull implements HubPublisher {
     this.client?.close();
     if (this.attached) {
       this.attached = false;
-      this.hub.detachPublisher(this);
+      this.hub?.detachPublisher(this);
     }
     this.log.info({ stream: this.key, reason }, 'pull stopped');
     this.deps.observer?.pullStopped?.(this.key);
@@ -165,7 +192,7 @@ export class UpstreamPull implements HubPublisher {
             },
           },
         );
-        await this.flow(client);
+        await this.flow(client, this.current!);
       } catch (err) {
         if (this.stopped || err instanceof StoppedError || this.abort.signal.aborted) return;
         if (err instanceof WakeError || this.wake.signal.aborted) continue;
@@ -177,10 +204,17 @@ export class UpstreamPull implements HubPublisher {
   /** Resolve the owner (waiting for one to appear) and start playing from it. */
   private async connectOnce(attempt: number): Promise<RtmpClient> {
     this.inAttempt = true;
+    this.missedOwner = undefined;
     try {
       return await this.attemptOnce(attempt);
+    } catch (err) {
+      // An owner announced meanwhile: no backoff (p-retry checks the signal before sleeping).
+      if (this.missedOwner && !this.stopped) this.wake.abort(new WakeError('owner changed'));
+      throw err;
     } finally {
       this.inAttempt = false;
+      this.attemptOwner = undefined;
+      this.attemptClient = undefined;
     }
   }
 
@@ -192,6 +226,8 @@ export class UpstreamPull implements HubPublisher {
       if (this.stopped) throw new AbortError(new StoppedError('stopped'));
       owner = await this.deps.resolveOwner(this.key);
     }
+    this.attemptOwner = owner;
+    if (this.missedOwner && !isNewerOwner(this.missedOwner, owner)) this.missedOwner = undefined; // resolved it
     this.deps.observer?.pullStarted?.(this.key, attempt);
     const query = this.deps.playQuery?.(this.app, this.name) ?? '';
     const url = `rtmp://${owner.addr}/${this.app}/${this.name}${query ? `?${query}` : ''}`;
@@ -200,8 +236,10 @@ export class UpstreamPull implements HubPublisher {
       readTimeoutMs: this.options.readTimeoutMs,
       fourCcList: ['*'],
     });
+    this.attemptClient = client;
     try {
       if (this.stopped) throw new AbortError(new StoppedError('stopped'));
+      if (client.closed) throw new Error('connection closed: owner_changed');
       this.client = client;
       // Play.Start, the metadata and the sequence headers arrive in one read: hold them until the hub has reset
       // its caches for this upstream (attachPublisher), or they would be wiped right after arriving.
@@ -209,12 +247,12 @@ export class UpstreamPull implements HubPublisher {
       client.on('media', (msg) => {
         if (isSampleAccess(msg)) return; // the edge sends its own to its viewers
         if (early) early.push(msg);
-        else this.hub.push(msg);
+        else if (this.attached && this.client === client) this.hub?.push(msg);
       });
       this.flushEarly = () => {
         const held = early ?? [];
         early = undefined;
-        for (const msg of held) this.hub.push(msg);
+        for (const msg of held) this.hub?.push(msg);
       };
       await client.play(`${this.name}${query ? `?${query}` : ''}`, this.options.connectTimeoutMs);
     } catch (err) {
@@ -229,8 +267,12 @@ export class UpstreamPull implements HubPublisher {
     this.log.info({ stream: this.key, addr: owner.addr, epoch: owner.epoch, attempt }, 'pulling from origin');
     clearTimeout(this.failoverTimer);
     this.failoverTimer = undefined;
-    // (Re-)attaching resets the hub's caches for the new upstream; its timeline continues.
-    this.hub.attachPublisher(this);
+    // (Re-)attaching resets the hub's caches for the new upstream; its timeline continues. The hub is the registry's
+    // current one (see the class comment); while we are attached it is never idle, so it stays the same.
+    const hub = this.hubFor();
+    if (this.attached && this.hub !== hub) this.hub?.detachPublisher(this);
+    this.hub = hub;
+    hub.attachPublisher(this);
     this.attached = true;
     this.flushEarly?.();
     this.flushEarly = undefined;
@@ -238,28 +280,58 @@ export class UpstreamPull implements HubPublisher {
   }
 
   /** Waits until the upstream ends (publisher stopped) or breaks, and reacts accordingly. */
-  private flow(client: RtmpClient): Promise<void> {
+  private flow(client: RtmpClient, from: UpstreamOwner): Promise<void> {
     return new Promise((resolve) => {
-      let ended = false;
+      let endDecided: Promise<void> | undefined;
       client.once('end', () => {
-        ended = true;
-        // The publisher stopped and the origin already waited its grace: end the stream for viewers now.
-        if (this.attached) {
-          this.attached = false;
-          this.hub.detachPublisher(this, { immediate: true });
-        }
-        client.close();
+        endDecided = this.afterUpstreamEnd(from).finally(() => client.close());
       });
-      client.once('close', (reason) => {
+      const onClose = (reason: string): void => {
         if (this.client === client) this.client = undefined;
-        if (!ended && !this.stopped) {
+        if (!endDecided && !this.stopped) {
           this.log.warn({ stream: this.key, reason }, 'upstream broke: looking for the owner again');
           this.deps.observer?.pullFailed?.(this.key, reason);
           this.armFailoverDeadline();
         }
-        resolve();
-      });
+        // After an end, the next attempt waits for the decision (it must not re-attach while we may detach).
+        void (endDecided ?? Promise.resolve()).then(() => resolve());
+      };
+      if (client.closed) return onClose('closed'); // closed in the same read that started the play
+      client.once('close', onClose);
+      // A newer owner announced while this attempt was connecting: drop this upstream for it now.
+      const missed = this.missedOwner;
+      this.missedOwner = undefined;
+      if (missed && isNewerOwner(missed, from)) {
+        this.log.info(
+          { stream: this.key, addr: missed.addr, epoch: missed.epoch },
+          'upstream owner changed: re-pulling',
+        );
+        client.connection.close('owner_changed');
+      }
     });
+  }
+
+  /**
+   * The upstream ended (StreamEOF / UnpublishNotify). Redis decides whether that is an end or a move: a fenced or
+   * taken-over origin ends its copy too, and with NATS down no event says where the stream went. A newer owner in
+   * Redis means a move: viewers stay attached (as in a failover) and the loop re-pulls from it. Otherwise (no owner,
+   * the same one, or Redis unreachable) the publisher stopped and the origin already waited its grace: end it now.
+   */
+  private async afterUpstreamEnd(from: UpstreamOwner): Promise<void> {
+    const owner = await this.deps.resolveOwner(this.key).catch(() => undefined);
+    if (this.stopped) return;
+    if (owner && isNewerOwner(owner, from)) {
+      this.log.info(
+        { stream: this.key, addr: owner.addr, epoch: owner.epoch },
+        'upstream ended but the stream moved to a newer owner: re-pulling',
+      );
+      this.armFailoverDeadline();
+      return;
+    }
+    if (this.attached) {
+      this.attached = false;
+      this.hub?.detachPublisher(this, { immediate: true });
+    }
   }
 
   /** Viewers stay attached through a failover, but not forever. */
@@ -269,7 +341,7 @@ export class UpstreamPull implements HubPublisher {
       this.failoverTimer = undefined;
       if (this.attached && !this.client) {
         this.attached = false;
-        this.hub.detachPublisher(this);
+        this.hub?.detachPublisher(this);
       }
     }, this.options.failoverWaitMs);
     this.failoverTimer.unref();

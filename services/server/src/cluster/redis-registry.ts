@@ -9,7 +9,7 @@
  *
  * | key                   | type   | content                                                       | expiry                 |
  * |-----------------------|--------|---------------------------------------------------------------|------------------------|
- * | `<p>stream:<key>`     | hash   | `nodeId`, `addr` (host:port for RTMP pulls), `epoch`, `since` | PEXPIRE leaseMs        |
+ * | `<p>stream:<key>`     | hash   | `nodeId`, `addr` (host:port for RTMP pulls), `epoch`, `since`, `restored` (1 if re-created by a refresh) | PEXPIRE leaseMs |
  * | `<p>epoch:<key>`      | string | last epoch handed out for `<key>` (integer counter)           | 7 days, renewed        |
  * | `<p>streams`          | zset   | member `<key>`, score = lease expiry time                     | none (pruned)          |
  * | `<p>node:<id>`        | string | JSON NodeRecord                                               | PX ttlMs               |
@@ -17,14 +17,18 @@
  *
  * Stream ownership (all writes are Lua scripts, so each step is atomic):
  * - claim: if `<p>stream:<key>` exists and belongs to another node, the claim loses (unless takeover). Otherwise the
- *   epoch counter is INCRed (seeded with the server time in ms when missing, so epochs keep growing even after Redis
- *   lost its data), bumped above the stored epoch if it is somehow not above it, its TTL renewed; the hash is
- *   written `{nodeId, addr, epoch, since=now}` with PEXPIRE leaseMs and the zset score set to now + leaseMs.
- *   A claim by the current holder (a new publish session) also gets a new epoch.
+ *   epoch is max(counter + 1, server time in ms), bumped above the stored epoch if it is somehow not above it, and
+ *   stored in the counter (TTL renewed); the hash is written `{nodeId, addr, epoch, since=now}` with PEXPIRE leaseMs
+ *   and the zset score set to now + leaseMs. A claim by the current holder (a new publish session) also gets a new
+ *   epoch. The time floor is what keeps epochs growing after Redis lost its data (counter included).
  * - refresh(epoch): if the hash's `epoch` equals mine, PEXPIRE it again (and renew the zset score and counter TTL).
- *   If the hash is gone (lease expired, or Redis restarted empty) and the counter equals mine or is missing (nobody
- *   claimed since), the hash is re-created with my epoch, `since=now` ('restored'; a missing counter is set to my
- *   epoch). Anything else is 'lost': a newer epoch exists, this owner is fenced.
+ *   If the hash is gone (lease expired, or Redis restarted empty) and the counter is missing or not above mine
+ *   (nobody claimed since), the hash is re-created with my epoch, `since=now`, `restored=1` ('restored'; the counter
+ *   is set to my epoch). A restored hash is replaced by the refresh of a higher epoch ('restored' too): after a data
+ *   loss the first holder to refresh may be a stale one (taken over shortly before the loss without knowing), and a
+ *   higher epoch always comes from a later claim. So a restored lease never beats a newer claim, and once every live
+ *   holder refreshed (within a third of a lease) the newest one holds the stream. Anything else is 'lost': a newer
+ *   epoch exists, this owner is fenced.
  * - release(epoch): deletes the hash and its zset member only if the hash's `epoch` equals mine. The counter stays.
  * - resolve: HMGET of the hash (an expired lease is simply absent).
  * - list: a script drops zset members whose score is past, then the hashes of the remaining members are read
@@ -32,21 +36,23 @@
  * Nodes: register = SET PX ttlMs + ZADD (score = now + ttlMs); remove = DEL + ZREM; list prunes the zset the same
  * way and MGETs the records.
  *
- * Epochs are integers that only grow per stream key: the first one is the server time in ms (13 digits, well
- * inside 2^53), each later claim adds at least one. Edges should prefer the owner with the higher epoch.
+ * Epochs are integers that only grow per stream key, even across a Redis restart: each claim's is at least the server
+ * time in ms (13 digits, well inside 2^53) and above the last one. Edges should prefer the owner with the higher
+ * epoch. (This assumes the Redis server's clock does not step back across a restart by more than the claims' spacing.)
  *
  * Clocks: lease lengths are enforced by Redis's own expiry (relative PEXPIRE), and every absolute time (`since`,
  * zset scores, pruning) is read from `TIME` inside the scripts, so skew between nodes never affects who owns what
  * or what list() returns. Node clocks only matter for the refresh cadence: an owner should refresh every
- * leaseMs/3 or so and must consider its lease gone if no refresh succeeded within leaseMs of sending it (a paused
- * process can outlive its lease; the epoch is what fences it: its next refresh answers 'lost').
+ * leaseMs/3 or so and must consider its lease gone if no refresh succeeded within leaseMs of sending it (origins
+ * stop serving the stream then: OriginPolicy's lease deadline). A paused process can outlive its lease anyway; the
+ * epoch is what fences it: its next refresh answers 'lost'.
  * `NodeRecord.startedAt` is the node's own clock and is informational only.
  *
  * Deployment: standalone Redis or Sentinel. For Redis Cluster, give a prefix with a hash tag (e.g.
  * `rtmp:{relay}:`) so every key of one deployment lands in one slot, as the scripts touch several keys.
  */
 import { createHash } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 
 export interface StreamOwner {
   key: string;
@@ -111,11 +117,13 @@ local held = cur[3] ~= false
 if held and cur[1] ~= ARGV[2] and ARGV[5] ~= '1' then
   return {0, cur[1], cur[2], cur[3], cur[4]}
 end
-local epoch
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  epoch = redis.call('INCR', KEYS[2])
-else
-  epoch = now
+-- Epoch floor from time: max(counter + 1, now). The counter dies with the data if Redis restarts empty, and a lease
+-- restored since then may carry an old epoch; an epoch of at least the server time still beats every epoch handed out
+-- before, since each of those was at most its own claim time (plus the few claims within one ms).
+local epoch = now
+local counter = tonumber(redis.call('GET', KEYS[2]) or '0')
+if counter + 1 > epoch then
+  epoch = counter + 1
 end
 if held and tonumber(cur[3]) >= epoch then
   epoch = tonumber(cur[3]) + 1
@@ -136,24 +144,34 @@ return {1, int(epoch)}
  * Returns 'ok', 'restored' or 'lost'.
  */
 const REFRESH = new Script(`${NOW}
-local stored = redis.call('HGET', KEYS[1], 'epoch')
-if stored then
-  if tonumber(stored) ~= tonumber(ARGV[2]) then
+local mine = tonumber(ARGV[2])
+local cur = redis.call('HMGET', KEYS[1], 'epoch', 'restored')
+if cur[1] then
+  local stored = tonumber(cur[1])
+  if stored == mine then
+    redis.call('PEXPIRE', KEYS[1], ARGV[5])
+    if redis.call('PEXPIRE', KEYS[2], ARGV[6]) == 0 then
+      redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[6])
+    end
+    redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[1])
+    return 'ok'
+  end
+  -- A restored lease is only "nobody newer showed up yet": a holder of a higher epoch got it from a later claim
+  -- (epochs only grow), so it wins; the restorer's next refresh answers 'lost'. A claimed lease never yields.
+  if cur[2] ~= '1' or mine < stored then
     return 'lost'
   end
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
-  if redis.call('PEXPIRE', KEYS[2], ARGV[6]) == 0 then
-    redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[6])
+else
+  -- Vanished (expired, or Redis restarted empty): mine again unless someone claimed since. The counter holds the last
+  -- epoch handed out; after a data loss it is gone or holds an older restored epoch, which a newer holder replaces.
+  local counter = redis.call('GET', KEYS[2])
+  if counter and tonumber(counter) > mine then
+    return 'lost'
   end
-  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[1])
-  return 'ok'
-end
-local counter = redis.call('GET', KEYS[2])
-if counter and tonumber(counter) ~= tonumber(ARGV[2]) then
-  return 'lost'
 end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[6])
-redis.call('HSET', KEYS[1], 'nodeId', ARGV[3], 'addr', ARGV[4], 'epoch', ARGV[2], 'since', int(now))
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'nodeId', ARGV[3], 'addr', ARGV[4], 'epoch', ARGV[2], 'since', int(now), 'restored', '1')
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[1])
 return 'restored'
@@ -365,8 +383,18 @@ function parseNode(value: string | null): NodeRecord | undefined {
  * - `retryStrategy`: reconnects forever, exponential backoff from 50 ms capped at 2 s, with jitter.
  * Errors are passed to `onError` (reconnect noise included); without it ioredis prints unhandled ones to stderr.
  */
+/** Where and how to connect: address, database, credentials, TLS (the connection policy is createRedis's). */
+export type RedisConnectTarget = Pick<
+  RedisOptions,
+  'host' | 'port' | 'db' | 'family' | 'username' | 'password' | 'tls'
+>;
+
+/**
+ * A client with the registry's connection policy (fail fast, no offline queue, capped backoff) for `target`: a
+ * `redis://` / `rediss://` URL, or address + credentials + TLS (see connections.ts `redisConnectOptions`).
+ */
 export function createRedis(
-  url: string,
+  target: string | RedisConnectTarget,
   opts?: {
     connectTimeoutMs?: number;
     commandTimeoutMs?: number;
@@ -374,7 +402,7 @@ export function createRedis(
     onError?: (err: Error) => void;
   },
 ): Redis {
-  const redis = new Redis(url, {
+  const policy: RedisOptions = {
     lazyConnect: false,
     enableOfflineQueue: false,
     enableReadyCheck: true,
@@ -385,7 +413,8 @@ export function createRedis(
     keepAlive: 5000,
     ...(opts?.connectionName ? { connectionName: opts.connectionName } : {}),
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times - 1, 10), 2000) + Math.floor(Math.random() * 100),
-  });
+  };
+  const redis = typeof target === 'string' ? new Redis(target, policy) : new Redis({ ...target, ...policy });
   if (opts?.onError) redis.on('error', opts.onError);
   return redis;
 }
