@@ -69,7 +69,7 @@
  *   costs a slower path. `publish()` returns whether the event was handed to the connection.
  * - `close()` drains (bounded by `closeTimeoutMs`), then closes; it is idempotent.
  */
-import { connect, Events, type Msg, type NatsConnection, type Subscription } from 'nats';
+import { connect, Events, type ConnectionOptions, type Msg, type NatsConnection, type Subscription } from 'nats';
 import { z } from 'zod';
 
 export const PROTOCOL_VERSION = 1 as const;
@@ -377,6 +377,14 @@ export interface EventBus {
   close(): Promise<void>;
 }
 
+/**
+ * Where and how to connect: servers plus credentials and TLS (see connections.ts `natsConnectOptions`). The bus adds
+ * its own connection policy (timeouts, reconnects, pings) on top.
+ */
+export type NatsConnectOptions = Pick<ConnectionOptions, 'user' | 'pass' | 'token' | 'authenticator' | 'tls'> & {
+  servers: string[];
+};
+
 export interface ControlBusOptions {
   /** Client name shown by the NATS server (e.g. the node id). */
   name: string;
@@ -427,7 +435,7 @@ function defaultOnError(err: unknown, context: string): void {
 export class ControlBus implements EventBus {
   readonly prefix: string;
   readonly #stats = newStats();
-  readonly #servers: string[];
+  readonly #target: NatsConnectOptions;
   readonly #opts: ControlBusOptions;
   readonly #routes = new Map<string, Route>();
   readonly #encoder = new TextEncoder();
@@ -440,24 +448,30 @@ export class ControlBus implements EventBus {
   #sleepTimer: NodeJS.Timeout | null = null;
   #wake: (() => void) | null = null;
 
-  private constructor(servers: string[], opts: ControlBusOptions) {
+  private constructor(target: NatsConnectOptions, opts: ControlBusOptions) {
     this.prefix = opts.prefix ?? DEFAULT_PREFIX;
     assertValidPrefix(this.prefix);
-    this.#servers = servers;
+    this.#target = target;
     this.#opts = opts;
   }
 
   /**
-   * Starts connecting to `url` (one server, or several separated by commas) and resolves once connected or after
-   * `initialWaitMs`, whichever comes first: NATS being down never makes it reject (invalid options do).
+   * Starts connecting to `target` (a URL, or several separated by commas; or servers with credentials and TLS) and
+   * resolves once connected or after `initialWaitMs`, whichever comes first: NATS being down never makes it reject
+   * (invalid options do).
    */
-  static async connect(url: string, opts: ControlBusOptions): Promise<ControlBus> {
-    const servers = url
-      .split(',')
-      .map((s) => s.trim())
-      .filter((s) => s.length > 0);
-    if (servers.length === 0) throw new TypeError('ControlBus.connect: no NATS server given');
-    const bus = new ControlBus(servers, opts);
+  static async connect(target: string | NatsConnectOptions, opts: ControlBusOptions): Promise<ControlBus> {
+    const resolved: NatsConnectOptions =
+      typeof target === 'string'
+        ? {
+            servers: target
+              .split(',')
+              .map((s) => s.trim())
+              .filter((s) => s.length > 0),
+          }
+        : { ...target, servers: [...target.servers] };
+    if (resolved.servers.length === 0) throw new TypeError('ControlBus.connect: no NATS server given');
+    const bus = new ControlBus(resolved, opts);
     const first = new Promise<void>((resolve) => (bus.#firstConnect = resolve));
     bus.#loop = bus.#run().catch((err: unknown) => bus.#report(err, 'connect'));
     const waitMs = opts.initialWaitMs ?? 2000;
@@ -565,7 +579,7 @@ export class ControlBus implements EventBus {
       let nc: NatsConnection;
       try {
         nc = await connect({
-          servers: this.#servers,
+          ...this.#target,
           name: this.#opts.name,
           maxReconnectAttempts: -1,
           reconnectTimeWait: this.#opts.reconnectWaitMs ?? 1000,
