@@ -1,103 +1,168 @@
-import { timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
+import { Counter, type Registry } from 'prom-client';
+import { apiEndpoints, registerApi, type ApiOptions } from './api.js';
 import { registerConsole } from './console.js';
 import { registerFlvRoutes, type FlvRoutesOptions } from './flv/routes.js';
 
-export interface HttpServerOptions {
+export type { ClusterApi } from './api.js';
+
+export interface HttpServerOptions extends ApiOptions {
   host: string;
   /** 0 binds any free port; the bound one is returned. */
   port: number;
   logger: Logger;
   register: Registry;
   isReady: () => boolean;
-  listStreams: () => unknown[];
-  getStream: (key: string) => unknown | undefined;
-  nodeInfo: () => unknown;
-  /** Bearer token required for /api/* when set (health, readiness and metrics stay open for probes). */
-  apiToken?: string;
-  /** Cluster-wide API (origin and edge roles). */
-  cluster?: ClusterApi;
   /** HTTP-FLV and WebSocket-FLV playback at /{app}/{stream}.flv (see flv/routes.ts). */
   flv?: FlvRoutesOptions;
+  /**
+   * A separate admin listener: /metrics and /api/* are then served only there (404 on the public port), for a
+   * deployment that keeps it cluster-internal. Port 0 binds any free port.
+   */
+  admin?: { host: string; port: number };
+  /** HTTP connections (WebSocket-FLV ones included) accepted at once, per listener; more are dropped at accept. */
+  maxConnections?: number;
+  /** Slow-client bounds; defaults in HTTP_TIMEOUTS. */
+  timeouts?: Partial<HttpTimeouts>;
 }
 
-/** Cluster-wide view and control, backed by Redis (truth) and NATS (commands). */
-export interface ClusterApi {
-  listNodes(): Promise<unknown[]>;
-  listStreams(): Promise<unknown[]>;
-  getStream(key: string): Promise<unknown | undefined>;
-  /** Kick a stream's publisher, its viewers (optionally one session), or drop the stream, wherever it is. */
-  kick(cmd: {
-    key: string;
-    what: 'publisher' | 'viewers' | 'stream';
-    sessionId?: string;
-    reason?: string;
-  }): Promise<void>;
+/** Bounds on slow clients (slowloris). None limits a response: an HTTP-FLV play is a long response, not a slow request. */
+export interface HttpTimeouts {
+  /** A request's headers must arrive within this (an idle new connection counts from its accept); else 408, closed. */
+  headersMs: number;
+  /** A whole request (headers and body) must arrive within this. */
+  requestMs: number;
+  /** An idle keep-alive connection is closed after this. */
+  keepAliveMs: number;
+  /** How often Node checks the two bounds above (they fire up to this late). */
+  checkIntervalMs: number;
 }
+
+export const HTTP_TIMEOUTS: HttpTimeouts = {
+  headersMs: 10_000,
+  requestMs: 30_000,
+  keepAliveMs: 10_000,
+  checkIntervalMs: 2_000,
+};
+
+export const DEFAULT_MAX_HTTP_CONNECTIONS = 20_000;
+
+/** Request bodies: the API's largest is a kick command of well under 1 KiB. */
+const BODY_LIMIT_BYTES = 16 * 1024;
+
+/** At most one "connection cap reached" warning per this long (a flood would otherwise flood the log). */
+const DROP_LOG_INTERVAL_MS = 10_000;
 
 export interface RunningHttpServer {
   port: number;
+  /** The admin listener's port, when `admin` was given. */
+  adminPort?: number;
   close(): Promise<void>;
 }
 
+type ListenerName = 'public' | 'admin';
+
+/** What one listener serves. */
+interface Surface {
+  name: ListenerName;
+  /** HTTP-FLV / WS-FLV and the index of them. */
+  media: boolean;
+  /** /metrics and /api/*. */
+  admin: boolean;
+}
+
 /**
- * Health, readiness, Prometheus metrics and a small read-only JSON API:
- * GET /healthz, /readyz, /metrics, /api/streams, /api/streams/<app>/<name>, /api/node; and, with `flv`, HTTP-FLV and
- * WebSocket-FLV playback at /<app>/<name>.flv.
+ * Health, readiness, Prometheus metrics and a small JSON API:
+ * GET /healthz, /readyz, /metrics, /api/streams, /api/streams/<app>/<name>, /api/node (+ /api/cluster/* in cluster
+ * roles); with `flv`, HTTP-FLV and WebSocket-FLV playback at /<app>/<name>.flv; the web console at /console/.
+ * With `admin`, /metrics and /api/* move to the admin listener; health, readiness and the console are on both.
  * Fastify logs through a child of the given logger, warn and above, no per-request lines.
  */
 export async function startHttpServer(opts: HttpServerOptions): Promise<RunningHttpServer> {
-  const app = buildApp(opts);
+  const rejected = rejectedCounter(opts.register);
+  const surfaces: Surface[] = opts.admin
+    ? [
+        { name: 'public', media: true, admin: false },
+        { name: 'admin', media: false, admin: true },
+      ]
+    : [{ name: 'public', media: true, admin: true }];
+  const apps: FastifyInstance[] = [];
+  const closeAll = (): Promise<void> => Promise.all(apps.map((a) => a.close())).then(() => {});
   try {
-    await app.listen({ host: opts.host, port: opts.port });
-  } catch (err) {
-    // '::' on a host without IPv6: fall back to all IPv4 interfaces rather than failing to start.
-    if (opts.host === '::' && (err as NodeJS.ErrnoException).code === 'EAFNOSUPPORT') {
-      await app.close().catch(() => {});
-      const v4 = buildApp(opts);
-      await v4.listen({ host: '0.0.0.0', port: opts.port });
-      return running(v4);
+    for (const surface of surfaces) {
+      const bind = surface.name === 'admin' ? opts.admin! : { host: opts.host, port: opts.port };
+      apps.push(await listen(() => buildApp(opts, surface, rejected), bind.host, bind.port));
     }
-    await app.close().catch(() => {});
+  } catch (err) {
+    await closeAll().catch(() => {});
     throw err;
   }
-  return running(app);
-}
-
-function running(app: FastifyInstance): RunningHttpServer {
-  const address = app.server.address() as AddressInfo;
   let closing: Promise<void> | undefined;
   return {
-    port: address.port,
-    close: () => (closing ??= app.close()),
+    port: portOf(apps[0]!),
+    ...(apps[1] ? { adminPort: portOf(apps[1]) } : {}),
+    close: () => (closing ??= closeAll()),
   };
 }
 
-function buildApp(opts: HttpServerOptions): FastifyInstance {
+async function listen(build: () => FastifyInstance, host: string, port: number): Promise<FastifyInstance> {
+  const app = build();
+  try {
+    await app.listen({ host, port });
+    return app;
+  } catch (err) {
+    await app.close().catch(() => {});
+    // '::' on a host without IPv6: fall back to all IPv4 interfaces rather than failing to start.
+    if (host === '::' && (err as NodeJS.ErrnoException).code === 'EAFNOSUPPORT') {
+      const v4 = build();
+      await v4.listen({ host: '0.0.0.0', port });
+      return v4;
+    }
+    throw err;
+  }
+}
+
+function portOf(app: FastifyInstance): number {
+  return (app.server.address() as AddressInfo).port;
+}
+
+/** One counter per registry (several servers may share one, e.g. a restart in-process). */
+function rejectedCounter(register: Registry): Counter<'listener' | 'reason'> {
+  const name = 'http_connections_rejected_total';
+  return (
+    (register.getSingleMetric(name) as Counter<'listener' | 'reason'> | undefined) ??
+    new Counter({
+      name,
+      help: 'HTTP/WebSocket connections refused at accept, by listener and reason',
+      labelNames: ['listener', 'reason'],
+      registers: [register],
+    })
+  );
+}
+
+function buildApp(opts: HttpServerOptions, surface: Surface, rejected: Counter<'listener' | 'reason'>): FastifyInstance {
+  const timeouts = { ...HTTP_TIMEOUTS, ...opts.timeouts };
+  const log = opts.logger.child({ component: 'http', listener: surface.name });
   // Request/response lines are info level: below warn, so never written.
   const app = Fastify({
     // warn and above, never more verbose than the node's own level (LOG_LEVEL=silent stays silent).
-    loggerInstance: opts.logger.child(
-      { component: 'http' },
-      { level: quieterOf(opts.logger.level, 'warn') },
-    ) as FastifyBaseLogger,
+    loggerInstance: log.child({}, { level: quieterOf(opts.logger.level, 'warn') }) as FastifyBaseLogger,
+    bodyLimit: BODY_LIMIT_BYTES,
+    requestTimeout: timeouts.requestMs,
+    keepAliveTimeout: timeouts.keepAliveMs,
+    http: { headersTimeout: timeouts.headersMs, connectionsCheckingInterval: timeouts.checkIntervalMs },
   });
+  limitConnections(app, opts.maxConnections ?? DEFAULT_MAX_HTTP_CONNECTIONS, surface.name, rejected, log);
 
   app.get('/', async () => ({
     endpoints: [
       '/healthz',
       '/readyz',
-      '/metrics',
-      '/api/streams',
-      '/api/streams/:app/:name',
-      '/api/node',
-      ...(opts.cluster
-        ? ['/api/cluster/nodes', '/api/cluster/streams', '/api/cluster/streams/:app/:name', 'POST /api/cluster/kick']
-        : []),
-      ...(opts.flv ? ['/:app/:name.flv (HTTP-FLV; WebSocket-FLV on upgrade)'] : []),
+      ...(surface.admin ? ['/metrics', ...apiEndpoints(opts)] : []),
+      ...(surface.media && opts.flv ? ['/:app/:name.flv (HTTP-FLV; WebSocket-FLV on upgrade)'] : []),
+      '/console/',
     ],
   }));
 
@@ -108,69 +173,17 @@ function buildApp(opts: HttpServerOptions): FastifyInstance {
     return reply.code(ready ? 200 : 503).send({ ready });
   });
 
-  app.get('/metrics', async (_req, reply) => {
-    const text = await opts.register.metrics();
-    return reply.header('content-type', opts.register.contentType).send(text);
-  });
-
-  if (opts.apiToken) {
-    const expected = Buffer.from(`Bearer ${opts.apiToken}`);
-    app.addHook('onRequest', async (req, reply) => {
-      if (!req.url.startsWith('/api/')) return;
-      const got = Buffer.from(req.headers.authorization ?? '');
-      if (got.length !== expected.length || !timingSafeEqual(got, expected)) {
-        return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'unauthorized' });
-      }
+  if (surface.admin) {
+    app.get('/metrics', async (_req, reply) => {
+      const text = await opts.register.metrics();
+      return reply.header('content-type', opts.register.contentType).send(text);
     });
+    registerApi(app, opts);
   }
 
-  app.get('/api/streams', async () => ({ streams: opts.listStreams() }));
+  if (surface.media && opts.flv) registerFlvRoutes(app, opts.flv);
 
-  app.get('/api/streams/*', async (req, reply) => {
-    const key = ((req.params as Record<string, string | undefined>)['*'] ?? '').replace(/\/+$/, '');
-    const stream = key ? opts.getStream(key) : undefined;
-    if (stream === undefined) return reply.code(404).send({ error: 'stream not found', key });
-    return stream;
-  });
-
-  app.get('/api/node', async () => opts.nodeInfo());
-
-  const cluster = opts.cluster;
-  if (cluster) {
-    app.get('/api/cluster/nodes', async () => ({ nodes: await cluster.listNodes() }));
-    app.get('/api/cluster/streams', async () => ({ streams: await cluster.listStreams() }));
-    app.get('/api/cluster/streams/*', async (req, reply) => {
-      const key = ((req.params as Record<string, string | undefined>)['*'] ?? '').replace(/\/+$/, '');
-      const stream = key ? await cluster.getStream(key) : undefined;
-      if (stream === undefined) return reply.code(404).send({ error: 'stream not found', key });
-      return stream;
-    });
-    app.post(
-      '/api/cluster/kick',
-      {
-        schema: {
-          body: {
-            type: 'object',
-            required: ['key', 'what'],
-            additionalProperties: false,
-            properties: {
-              key: { type: 'string', minLength: 1, maxLength: 512 },
-              what: { type: 'string', enum: ['publisher', 'viewers', 'stream'] },
-              sessionId: { type: 'string', maxLength: 128 },
-              reason: { type: 'string', maxLength: 256 },
-            },
-          },
-        },
-      },
-      async (req, reply) => {
-        await cluster.kick(req.body as Parameters<ClusterApi['kick']>[0]);
-        return reply.code(202).send({ accepted: true });
-      },
-    );
-  }
-
-  if (opts.flv) registerFlvRoutes(app, opts.flv);
-
+  // Its files carry no data; on the admin listener too, where its /api calls are answered (same origin).
   registerConsole(app);
 
   // A dependency outage (Redis down: the cluster API can't answer) is 503, not a server bug (500).
@@ -190,6 +203,32 @@ function buildApp(opts: HttpServerOptions): FastifyInstance {
   });
 
   return app;
+}
+
+/**
+ * Node drops connections past `server.maxConnections` at accept (before any byte is read; WebSocket upgrades are
+ * HTTP connections, so they count until closed) and emits 'drop' for each (Node >= 18.6): counted, and logged at
+ * most once per DROP_LOG_INTERVAL_MS.
+ */
+function limitConnections(
+  app: FastifyInstance,
+  max: number,
+  listener: ListenerName,
+  rejected: Counter<'listener' | 'reason'>,
+  log: Logger,
+): void {
+  app.server.maxConnections = max;
+  let unlogged = 0;
+  let lastLogAt = -Infinity;
+  app.server.on('drop', () => {
+    rejected.inc({ listener, reason: 'max_connections' });
+    unlogged++;
+    const now = performance.now();
+    if (now - lastLogAt < DROP_LOG_INTERVAL_MS) return;
+    log.warn({ dropped: unlogged, maxConnections: max }, 'HTTP connection cap reached: dropping new connections');
+    unlogged = 0;
+    lastLogAt = now;
+  });
 }
 
 const LEVEL_ORDER = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
