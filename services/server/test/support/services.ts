@@ -15,13 +15,14 @@
  * and the locally installed binaries are faster to start (tens of milliseconds).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants as fsConstants, mkdtempSync, rmSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { accessSync, constants as fsConstants, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { basename, delimiter, join } from 'node:path';
 
 export interface ServiceHandle {
-  /** redis://127.0.0.1:<port> or nats://127.0.0.1:<port> */
+  /** redis://127.0.0.1:<port> (rediss:// with TLS) or nats://127.0.0.1:<port>; never with credentials */
   readonly url: string;
   readonly port: number;
   /** Graceful stop (SIGTERM, then SIGKILL after 5 s). Idempotent. */
@@ -148,9 +149,11 @@ function talk(
   send: string | undefined,
   complete: (received: string) => boolean,
   timeoutMs: number,
+  tlsCa?: string,
 ): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port });
+    const socket: Socket =
+      tlsCa === undefined ? connect({ host: '127.0.0.1', port }) : tlsConnect({ host: '127.0.0.1', port, ca: tlsCa });
     let received = '';
     let settled = false;
     const finish = (err: Error | undefined) => {
@@ -165,7 +168,7 @@ function talk(
       () => finish(new Error(`no complete answer on port ${port} within ${timeoutMs} ms`)),
       timeoutMs,
     );
-    socket.once('connect', () => {
+    socket.once(tlsCa === undefined ? 'connect' : 'secureConnect', () => {
       if (send !== undefined) socket.write(send);
     });
     socket.on('data', (d: Buffer) => {
@@ -262,44 +265,93 @@ async function startService(spec: ServerSpec): Promise<ServiceHandle> {
   };
 }
 
-const redisSpec: ServerSpec = {
-  bin: 'redis-server',
-  debianPackage: 'redis-server',
-  scheme: 'redis',
-  // --dir: a fresh empty directory, so no stray dump.rdb is ever loaded and nothing is written elsewhere; it also
-  // identifies the instance (CONFIG GET dir) during the readiness probe.
-  args: (port, dir) => [
-    '--port',
-    String(port),
-    '--bind',
-    '127.0.0.1',
-    '--save',
-    '',
-    '--appendonly',
-    'no',
-    '--dir',
-    dir,
-  ],
-  probe: async (port, dir) => {
-    // RESP: an error line, or *2 $3 dir $<n> <path> (five CRLF-terminated lines).
-    const answer = await talk(
-      port,
-      'CONFIG GET dir\r\n',
-      (r) => (r.startsWith('-') && r.includes('\r\n')) || r.split('\r\n').length > 5,
-      1000,
-    );
-    if (!answer.startsWith('*')) throw new Error(`unexpected answer to CONFIG GET dir: ${JSON.stringify(answer)}`);
-    if (!answer.includes(`\r\n${dir}\r\n`)) throw new Error(`port ${port} is answered by another redis-server`);
-  },
-  portInUse: (output) => /address already in use/i.test(output),
-};
+/** RESP encoding of one command (arguments may contain spaces). */
+function resp(...args: string[]): string {
+  return `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
+}
 
-const natsSpec: ServerSpec = {
+/** Extra settings of a test redis-server. */
+export interface RedisServiceOptions {
+  /** Server arguments after ours, e.g. ['--requirepass', 's3cret'] or ['--user', 'app', 'on', '>pw', '~*', '+@all']. */
+  args?: string[];
+  /** Credentials the readiness probe sends (AUTH [username] password) when `args` require them. */
+  auth?: { username?: string; password: string };
+  /** TLS only (no plain port): PEM files; the probe trusts `caFile`, clients are not asked for certificates. */
+  tls?: { certFile: string; keyFile: string; caFile: string };
+}
+
+function redisSpec(opts: RedisServiceOptions = {}): ServerSpec {
+  const { auth, tls } = opts;
+  const caPem = tls ? readFileSync(tls.caFile, 'utf8') : undefined;
+  return {
+    bin: 'redis-server',
+    debianPackage: 'redis-server',
+    scheme: tls ? 'rediss' : 'redis',
+    // --dir: a fresh empty directory, so no stray dump.rdb is ever loaded and nothing is written elsewhere; it also
+    // identifies the instance (CONFIG GET dir) during the readiness probe.
+    args: (port, dir) => [
+      ...(tls
+        ? [
+            '--port',
+            '0',
+            '--tls-port',
+            String(port),
+            '--tls-cert-file',
+            tls.certFile,
+            '--tls-key-file',
+            tls.keyFile,
+            '--tls-ca-cert-file',
+            tls.caFile,
+            '--tls-auth-clients',
+            'no',
+          ]
+        : ['--port', String(port)]),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      dir,
+      ...(opts.args ?? []),
+    ],
+    probe: async (port, dir) => {
+      const login = auth ? resp('AUTH', ...(auth.username ? [auth.username] : []), auth.password) : '';
+      // After a successful AUTH (+OK), the CONFIG reply: an error line, or *2 $3 dir $<n> <path> (five lines).
+      const reply = (r: string) => (auth && r.startsWith('+OK\r\n') ? r.slice(5) : r);
+      const answer = reply(
+        await talk(
+          port,
+          `${login}${resp('CONFIG', 'GET', 'dir')}`,
+          (r) => {
+            const rest = reply(r);
+            return (rest.startsWith('-') && rest.includes('\r\n')) || rest.split('\r\n').length > 5;
+          },
+          1000,
+          caPem,
+        ),
+      );
+      if (!answer.startsWith('*')) throw new Error(`unexpected answer to CONFIG GET dir: ${JSON.stringify(answer)}`);
+      if (!answer.includes(`\r\n${dir}\r\n`)) throw new Error(`port ${port} is answered by another redis-server`);
+    },
+    portInUse: (output) => /address already in use/i.test(output),
+  };
+}
+
+/** Extra settings of a test nats-server. */
+export interface NatsServiceOptions {
+  /** Server arguments after ours, e.g. ['--user', 'u', '--pass', 'p'], ['--auth', 'token'], ['--tls', ...]. */
+  args?: string[];
+}
+
+const natsSpec = (opts: NatsServiceOptions = {}): ServerSpec => ({
   bin: 'nats-server',
   debianPackage: 'nats-server',
   scheme: 'nats',
   // The server name (unique per instance) identifies it in the INFO greeting during the readiness probe.
-  args: (port, dir) => ['-a', '127.0.0.1', '-p', String(port), '--server_name', basename(dir)],
+  // The INFO greeting comes before authentication and TLS, so the probe needs neither.
+  args: (port, dir) => ['-a', '127.0.0.1', '-p', String(port), '--server_name', basename(dir), ...(opts.args ?? [])],
   probe: async (port, dir) => {
     const answer = await talk(port, undefined, (r) => r.includes('\r\n'), 1000);
     if (!answer.startsWith('INFO ')) throw new Error(`unexpected NATS greeting: ${JSON.stringify(answer)}`);
@@ -307,16 +359,16 @@ const natsSpec: ServerSpec = {
     if (info.server_name !== basename(dir)) throw new Error(`port ${port} is answered by another nats-server`);
   },
   portInUse: (output) => /address already in use/i.test(output),
-};
+});
 
-/** A private redis-server (no persistence) on a free loopback port. */
-export function startRedis(): Promise<ServiceHandle> {
-  return startService(redisSpec);
+/** A private redis-server (no persistence) on a free loopback port; `opts` adds authentication or TLS. */
+export function startRedis(opts?: RedisServiceOptions): Promise<ServiceHandle> {
+  return startService(redisSpec(opts));
 }
 
-/** A private nats-server (core NATS, no JetStream) on a free loopback port. */
-export function startNats(): Promise<ServiceHandle> {
-  return startService(natsSpec);
+/** A private nats-server (core NATS, no JetStream) on a free loopback port; `opts.args` adds auth or TLS. */
+export function startNats(opts?: NatsServiceOptions): Promise<ServiceHandle> {
+  return startService(natsSpec(opts));
 }
 
 /** SIGKILLs every server started by this module and removes their temporary directories. */
