@@ -151,6 +151,17 @@ function buildMetrics(register: Registry, hot: HotCounters) {
       labelNames: ['reason'] as const,
       registers,
     }),
+    tlsErrors: new Counter({
+      name: 'rtmps_tls_errors_total',
+      help: 'RTMPS connections that failed the TLS handshake, by reason',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    tlsReloads: new Counter({
+      name: 'rtmps_certificate_reloads_total',
+      help: 'RTMPS certificate/key pairs loaded after a file change',
+      registers,
+    }),
     hookSeconds: new Histogram({
       name: 'rtmp_hook_duration_seconds',
       help: 'Webhook calls by event and outcome',

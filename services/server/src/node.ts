@@ -148,6 +148,10 @@ export async function startNode(config: Config, opts: { role: Role }): Promise<R
         keyFile: config.tlsKeyFile,
         log,
         onSocket: (socket) => rtmp.accept(socket),
+        observer: {
+          tlsError: (reason) => metrics.tlsErrors.inc({ reason }),
+          reloaded: () => metrics.tlsReloads.inc(),
+        },
       });
     }
     http = await startHttpServer({
