@@ -15,7 +15,10 @@ export interface ChunkReaderLimits {
   minChunkSize: number;
   /** Distinct chunk stream ids one connection may use. Real encoders use fewer than 10. */
   maxChunkStreams: number;
-  /** Bytes of not-yet-complete messages one connection may hold across all chunk streams. */
+  /**
+   * Bytes of not-yet-complete messages one connection may hold across all chunk streams, counted as really
+   * retained: pieces kept as slices are charged their whole backing buffer, copied pieces their allocation.
+   */
   maxPartialBytes: number;
   /** Largest message accepted, by message type. */
   maxMessageSize: (type: number) => number;
@@ -65,7 +68,24 @@ interface ChunkStream {
   extendedValue: number;
   parts: Buffer[];
   received: number;
+  /** Bytes charged to the partial budget for this message: what its parts really retain (>= received). */
+  charged: number;
+  /** The push() that last added parts, and the index of the first part it added. */
+  pushMark: number;
+  firstNew: number;
+  /** Owned buffer that small pieces are copied into (grown by doubling), and its part index and fill. */
+  tail: Buffer | undefined;
+  tailIndex: number;
+  tailUsed: number;
 }
+
+/**
+ * A piece left in a read buffer is kept as a slice (zero copy) only when it is at least this fraction (1/n) of the
+ * buffer's backing store; smaller pieces are copied out, so a few bytes never pin a whole 64 KiB socket read.
+ */
+const KEEP_SLICE_SHARE_DIVISOR = 2;
+/** Largest allocation for copied pieces of one message (it doubles up to this, bounded by the message length). */
+const MAX_COPY_CAPACITY = 256 * 1024;
 
 const MESSAGE_HEADER_SIZE = [11, 7, 3, 0] as const;
 const CSID_OFFSET = 64;
@@ -74,8 +94,14 @@ const SET_CHUNK_SIZE_RESERVED_BIT = 0x8000_0000;
 
 /**
  * Incremental chunk stream parser (RTMP spec 5.3). Accepts input split at any byte, never allocates by a declared
- * length (payload bytes are kept as received slices), and throws RtmpProtocolError on anything malformed; after
- * an error the reader is unusable and the connection should be closed.
+ * length, and throws RtmpProtocolError on anything malformed; after an error the reader is unusable and the
+ * connection should be closed.
+ *
+ * Memory: payload bytes stay slices of the input buffers while a push() runs (a message completed within one read
+ * costs one concat, or nothing if it was one chunk). What outlives the push is made to cost what it is counted as:
+ * a small piece of an unfinished message is copied out of its read buffer, a large one is kept as a slice and
+ * charged its whole backing buffer, and a small completed message is copied before it is delivered (caches
+ * downstream count payload lengths). So `maxPartialBytes` bounds what the connection really pins.
  *
  * Set Chunk Size and Abort are applied here, at the exact point in the byte stream where they arrive, and still
  * reported to `onMessage` for visibility.
@@ -87,8 +113,13 @@ export class ChunkReader {
   private pending: Buffer | undefined;
   private current: ChunkStream | undefined;
   private chunkRemaining = 0;
+  /** Charged against maxPartialBytes: what incomplete messages retain (see settle()). */
   private partialBytes = 0;
+  private heldBytes = 0;
   private stopped = false;
+  /** Increments per push(); chunk streams that got pieces in the current one are listed in `touched`. */
+  private pushSeq = 0;
+  private readonly touched: ChunkStream[] = [];
 
   constructor(
     private readonly onMessage: (msg: RtmpMessage) => void,
@@ -101,8 +132,13 @@ export class ChunkReader {
     return this.chunkSize;
   }
 
-  /** Bytes held in incomplete messages (for memory accounting). */
+  /** Payload bytes of incomplete messages received so far, plus an unfinished header. */
   get bufferedBytes(): number {
+    return this.heldBytes + (this.pending?.length ?? 0);
+  }
+
+  /** Memory those bytes really keep alive (whole backing buffers of kept slices, copy capacity): the budgeted count. */
+  get retainedBytes(): number {
     return this.partialBytes + (this.pending?.length ?? 0);
   }
 
@@ -125,17 +161,19 @@ export class ChunkReader {
       const cs = this.current;
       if (cs) {
         const n = Math.min(this.chunkRemaining, buf.length - o);
+        this.checkPartialBudget(n); // before the slice is taken, so a failed reader pins nothing more
+        if (cs.pushMark !== this.pushSeq) {
+          cs.pushMark = this.pushSeq;
+          cs.firstNew = cs.parts.length;
+          this.touched.push(cs);
+        }
         cs.parts.push(buf.subarray(o, o + n));
         cs.received += n;
+        cs.charged += n;
         this.partialBytes += n;
+        this.heldBytes += n;
         this.chunkRemaining -= n;
         o += n;
-        if (this.partialBytes > this.limits.maxPartialBytes) {
-          throw new RtmpProtocolError(
-            'partial_bytes_exceeded',
-            `more than ${this.limits.maxPartialBytes} bytes of incomplete messages`,
-          );
-        }
         if (this.chunkRemaining === 0) {
           this.current = undefined;
           if (cs.received === cs.length) this.complete(cs);
@@ -146,10 +184,78 @@ export class ChunkReader {
       if (next < 0) {
         // Header incomplete: keep the few bytes we have (copied, so the large input buffer can be freed).
         this.pending = Buffer.from(buf.subarray(o));
-        return;
+        break;
       }
       o = next;
     }
+    this.settle(buf);
+  }
+
+  private checkPartialBudget(adding = 0): void {
+    if (this.partialBytes + adding > this.limits.maxPartialBytes) {
+      throw new RtmpProtocolError(
+        'partial_bytes_exceeded',
+        `more than ${this.limits.maxPartialBytes} bytes of incomplete messages`,
+      );
+    }
+  }
+
+  /**
+   * End of a push: the pieces unfinished messages took from `buf` either stay slices (a large share of its backing
+   * store, which is then charged whole) or are copied out, so the budget counts what is really retained.
+   */
+  private settle(buf: Buffer): void {
+    const touched = this.touched;
+    this.pushSeq++;
+    if (touched.length === 0) return;
+    if (this.stopped) {
+      touched.length = 0;
+      return;
+    }
+    const backing = buf.buffer.byteLength;
+    for (const cs of touched) {
+      const from = cs.firstNew;
+      if (cs.received === 0 || from >= cs.parts.length) continue; // completed (or aborted) meanwhile
+      let bytes = 0;
+      for (let i = from; i < cs.parts.length; i++) bytes += cs.parts[i]!.length;
+      if (bytes * KEEP_SLICE_SHARE_DIVISOR >= backing) {
+        const unused = backing - bytes;
+        cs.charged += unused;
+        this.partialBytes += unused;
+      } else {
+        this.copyOut(cs, from, bytes);
+      }
+    }
+    touched.length = 0;
+    this.checkPartialBudget();
+  }
+
+  /** Replaces the parts from index `from` (`bytes` in all) by a copy in the message's owned tail buffer. */
+  private copyOut(cs: ChunkStream, from: number, bytes: number): void {
+    const parts = cs.parts;
+    let tail = cs.tail;
+    let at: number;
+    if (tail && cs.tailIndex === from - 1 && tail.length - cs.tailUsed >= bytes) {
+      at = cs.tailUsed;
+      // The new bytes were charged as they came; the tail's capacity already was.
+      cs.charged -= bytes;
+      this.partialBytes -= bytes;
+    } else {
+      const before = cs.received - bytes;
+      // Exact the first time (most messages get at most one small copied piece), doubling after.
+      const growth = tail ? Math.min(tail.length * 2, MAX_COPY_CAPACITY) : 0;
+      const capacity = Math.min(cs.length - before, Math.max(bytes, growth));
+      tail = Buffer.allocUnsafeSlow(capacity); // its own backing store, not a shared pool slab
+      cs.tail = tail;
+      cs.tailIndex = from;
+      at = 0;
+      cs.charged += capacity - bytes;
+      this.partialBytes += capacity - bytes;
+    }
+    for (let i = from; i < parts.length; i++) at += parts[i]!.copy(tail, at);
+    cs.tailUsed = at;
+    parts[cs.tailIndex] = tail.subarray(0, at);
+    parts.length = cs.tailIndex + 1;
   }
 
   /** Parses one chunk header at `o`. Returns the offset after it, or -1 if more bytes are needed. */
@@ -192,6 +298,12 @@ export class ChunkReader {
         extendedValue: 0,
         parts: [],
         received: 0,
+        charged: 0,
+        pushMark: -1,
+        firstNew: 0,
+        tail: undefined,
+        tailIndex: -1,
+        tailUsed: 0,
       };
     }
     const inProgress = cs.received > 0;
@@ -259,10 +371,15 @@ export class ChunkReader {
   }
 
   private complete(cs: ChunkStream): void {
-    const payload = cs.parts.length === 1 ? cs.parts[0]! : Buffer.concat(cs.parts, cs.length);
-    this.partialBytes -= cs.received;
-    cs.parts = [];
-    cs.received = 0;
+    let payload: Buffer;
+    if (cs.parts.length !== 1) {
+      payload = Buffer.concat(cs.parts, cs.length);
+    } else {
+      payload = cs.parts[0]!;
+      // One chunk: a slice of the read buffer. Caches downstream count its length, so a small one is copied.
+      if (payload.length * KEEP_SLICE_SHARE_DIVISOR < payload.buffer.byteLength) payload = Buffer.from(payload);
+    }
+    this.release(cs);
     const msg: RtmpMessage = { type: cs.type, streamId: cs.streamId, timestamp: cs.timestamp, payload };
     if (msg.type === MessageType.SetChunkSize) this.applySetChunkSize(payload);
     else if (msg.type === MessageType.Abort) this.applyAbort(payload);
@@ -288,8 +405,19 @@ export class ChunkReader {
     if (payload.length < 4) throw new RtmpProtocolError('bad_control_message', 'Abort shorter than 4 bytes');
     const cs = this.streams.get(payload.readUInt32BE(0));
     if (!cs || cs === this.current) return; // a message is never aborted from inside its own chunk
-    this.partialBytes -= cs.received;
+    this.release(cs);
+  }
+
+  /** Forgets a chunk stream's message parts and returns their charge to the budget. */
+  private release(cs: ChunkStream): void {
+    this.partialBytes -= cs.charged;
+    this.heldBytes -= cs.received;
     cs.parts = [];
     cs.received = 0;
+    cs.charged = 0;
+    cs.firstNew = 0;
+    cs.tail = undefined;
+    cs.tailIndex = -1;
+    cs.tailUsed = 0;
   }
 }
