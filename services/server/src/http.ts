@@ -142,7 +142,11 @@ function rejectedCounter(register: Registry): Counter<'listener' | 'reason'> {
   );
 }
 
-function buildApp(opts: HttpServerOptions, surface: Surface, rejected: Counter<'listener' | 'reason'>): FastifyInstance {
+function buildApp(
+  opts: HttpServerOptions,
+  surface: Surface,
+  rejected: Counter<'listener' | 'reason'>,
+): FastifyInstance {
   const timeouts = { ...HTTP_TIMEOUTS, ...opts.timeouts };
   const log = opts.logger.child({ component: 'http', listener: surface.name });
   // Request/response lines are info level: below warn, so never written.

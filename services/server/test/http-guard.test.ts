@@ -7,9 +7,13 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { HubRegistry, type StreamHub } from '@rtmp-relay/hub';
+import { MessageType } from '@rtmp-relay/rtmp';
 import { Registry } from 'prom-client';
+import WebSocket from 'ws';
 import { startHttpServer, type ClusterApi, type HttpServerOptions, type RunningHttpServer } from '../src/http.js';
 import { createLogger } from '../src/logger.js';
+import { AuthFailureLimiter, LiveWaiters, LocalStreamPolicy, StreamAccess } from '../src/streams/index.js';
 import { waitFor } from './support/processes.js';
 
 const TOKEN = 'guard-test-token';
@@ -198,7 +202,11 @@ describe('API token: every request routed to /api is guarded, however its URL is
         const allowed = await rawRequest(server.port, method, target, AUTH);
         if (allowed.status === 200) {
           if (method === 'GET') routed.push(target);
-          assert.equal(denied.status, 401, `${method} ${target} reaches the route, so it must be 401 without the token`);
+          assert.equal(
+            denied.status,
+            401,
+            `${method} ${target} reaches the route, so it must be 401 without the token`,
+          );
         } else {
           assert.equal(allowed.status, 404, `${method} ${target} with a token: ${allowed.status}`);
         }
@@ -343,9 +351,10 @@ function closedWithin(socket: net.Socket, ms: number): Promise<string> {
 
 /** http_connections_rejected_total{listener, reason="max_connections"} from a metrics text. */
 function rejectedSample(text: string, listener: string): number | undefined {
-  const m = new RegExp(`^http_connections_rejected_total\\{listener="${listener}",reason="max_connections"\\} (\\d+)$`, 'm').exec(
-    text,
-  );
+  const m = new RegExp(
+    `^http_connections_rejected_total\\{listener="${listener}",reason="max_connections"\\} (\\d+)$`,
+    'm',
+  ).exec(text);
   return m ? Number(m[1]) : undefined;
 }
 
@@ -429,5 +438,136 @@ describe('slow clients (slowloris) are cut off; long responses are not', () => {
     s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
     assert.match(await answered, /^HTTP\/1\.1 200/);
     await closedWithin(s, REQUEST_BOUND_MS);
+  });
+});
+
+/** A hub with a publisher that pushes a small video frame every FRAME_INTERVAL_MS, and HTTP-FLV/WS-FLV on top. */
+describe('HTTP-FLV and WS-FLV under the slow-client bounds and the connection cap', () => {
+  const timeouts = { headersMs: 300, requestMs: 600, keepAliveMs: 300, checkIntervalMs: 100 };
+  /** Several requestTimeouts and check intervals: a play this long would have been cut if the bound applied to it. */
+  const PLAY_MS = 4 * timeouts.requestMs;
+  const FRAME_INTERVAL_MS = 40;
+  const MAX = 3;
+  const registry = new HubRegistry({ audioCoalesceMs: 0 });
+  const noop = (): void => {};
+  const access = new StreamAccess({
+    registry,
+    policy: new LocalStreamPolicy(new LiveWaiters(registry).waitForLive, 0),
+    authorizer: undefined,
+    clusterTokens: undefined,
+    playsNeedClusterToken: false,
+    authFailures: new AuthFailureLimiter(0, 60_000),
+    observer: {
+      publishStarted: noop,
+      publishStopped: noop,
+      viewerStarted: noop,
+      viewerStopped: noop,
+      publishRejected: noop,
+      playRejected: noop,
+    },
+    log: createLogger('silent'),
+  });
+  let server: RunningHttpServer;
+  let hub: StreamHub;
+  let pusher: NodeJS.Timeout;
+
+  before(async () => {
+    hub = registry.getOrCreate('live/long');
+    hub.attachPublisher({ id: 'pub', kick: noop });
+    const push = (ts: number, payload: Buffer): void =>
+      hub.push({ type: MessageType.Video, streamId: 1, timestamp: ts, payload });
+    push(0, Buffer.from([0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 1])); // AVC sequence header
+    push(0, Buffer.concat([Buffer.from([0x17, 1, 0, 0, 0]), Buffer.alloc(500, 1)])); // keyframe
+    let ts = 0;
+    pusher = setInterval(
+      () => push((ts += FRAME_INTERVAL_MS), Buffer.from([0x27, 1, 0, 0, 0, 2, 2, 2])),
+      FRAME_INTERVAL_MS,
+    );
+    server = await startFlvServer();
+  });
+  const startFlvServer = (): Promise<RunningHttpServer> =>
+    startHttpServer(
+      baseOptions({ flv: { access }, timeouts, maxConnections: MAX, admin: { host: '127.0.0.1', port: 0 } }),
+    );
+  after(async () => {
+    clearInterval(pusher);
+    await server?.close();
+    hub?.close('test');
+  });
+
+  /** Opens a WS-FLV play; resolves once its first message arrived. */
+  const wsPlay = (port = server.port): Promise<{ ws: WebSocket; messages: () => number }> =>
+    new Promise((resolve, reject) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/live/long.flv`);
+      let n = 0;
+      ws.on('message', () => {
+        if (++n === 1) resolve({ ws, messages: () => n });
+      });
+      ws.on('error', reject);
+      ws.on('close', (code: number) => reject(new Error(`ws closed ${code} before its first message`)));
+    });
+
+  it('the public port still cuts slow requests here (the bounds are active)', async () => {
+    const s = await openSocket(server.port);
+    s.write('GET /live/long.flv HTTP/1.1\r\nHost: x\r\n');
+    assert.match(await closedWithin(s, REQUEST_BOUND_MS), /^HTTP\/1\.1 408/);
+  });
+
+  it(`an HTTP-FLV and a WS-FLV play last ${PLAY_MS} ms (4 x requestTimeout) and keep receiving`, async () => {
+    let httpBytes = 0;
+    let httpEnded = false;
+    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      const req = http.get(`http://127.0.0.1:${server.port}/live/long.flv`, { agent: false }, resolve);
+      req.on('error', reject);
+    });
+    assert.equal(res.statusCode, 200);
+    assert.equal(res.headers['content-type'], 'video/x-flv');
+    res.on('data', (d: Buffer) => (httpBytes += d.length));
+    res.on('end', () => (httpEnded = true));
+    res.on('close', () => (httpEnded = true));
+    const ws = await wsPlay();
+    let wsClosed = false;
+    ws.ws.on('close', () => (wsClosed = true));
+
+    const started = performance.now();
+    await waitFor(
+      'the plays to outlast the request bounds',
+      () => performance.now() - started >= PLAY_MS || httpEnded || wsClosed,
+      PLAY_MS * 2,
+    );
+    assert.equal(httpEnded, false, 'the HTTP-FLV response was cut');
+    assert.equal(wsClosed, false, 'the WS-FLV connection was cut');
+    // Still flowing at the end, not just still open.
+    const [b0, m0] = [httpBytes, ws.messages()];
+    await waitFor('more media on both', () => httpBytes > b0 && ws.messages() > m0, REQUEST_BOUND_MS);
+    res.destroy();
+    ws.ws.terminate();
+  });
+
+  it('WebSocket-FLV connections count against maxConnections; the next connection is dropped and counted', async () => {
+    // A server of its own: every slot free at the start.
+    const capped = await startFlvServer();
+    try {
+      const plays = [];
+      for (let i = 0; i < MAX; i++) plays.push(await wsPlay(capped.port));
+      const extra = await openSocket(capped.port);
+      extra.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+      assert.equal(await closedWithin(extra, REQUEST_BOUND_MS), '', 'the over-cap connection got no answer');
+      await assert.rejects(wsPlay(capped.port), 'a fourth WS-FLV play is refused too');
+      const metrics = await rawRequest(capped.adminPort!, 'GET', '/metrics');
+      // baseOptions gives every server a fresh Registry: these are this server's drops alone.
+      assert.equal(rejectedSample(metrics.body, 'public'), 2);
+      // The plays are unaffected; closing one frees a slot.
+      for (const p of plays) assert.equal(p.ws.readyState, WebSocket.OPEN);
+      plays[0]!.ws.terminate();
+      await waitFor(
+        'a freed slot',
+        async () => (await rawRequest(capped.port, 'GET', '/healthz').catch(() => undefined))?.status === 200,
+        REQUEST_BOUND_MS,
+      );
+      for (const p of plays) p.ws.terminate();
+    } finally {
+      await capped.close();
+    }
   });
 });
