@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
@@ -76,6 +76,7 @@ function configProblem(env: Record<string, string>): string | undefined {
 /** What the Secrets created outside the manifests hold (docs/DEPLOY.md tells operators to create them so). */
 const EXTERNAL_SECRET_ENV = {
   API_TOKEN: 'x'.repeat(32),
+  CLUSTER_SECRET: 'x'.repeat(32),
   PUBLISH_SECRET: 'x'.repeat(32),
   PLAY_SECRET: 'x'.repeat(32),
   REDIS_URL: 'rediss://:pw@redis.internal:6380',
@@ -431,6 +432,72 @@ describe('kustomize (deploy/k8s)', () => {
     }
   });
 
+  it('secure defaults: required API token and cluster secret, production requires a publish secret, admin port internal', () => {
+    const prod = builds.get('overlays/production')!;
+    for (const name of ['rtmp-relay-origin', 'rtmp-relay-edge']) {
+      const c = findObject(prod, 'Deployment', name)!.spec.template.spec.containers[0];
+      const ref = c.env.find((e: any) => e.name === 'PUBLISH_SECRET')?.valueFrom?.secretKeyRef;
+      assert.deepEqual(ref, { name: 'rtmp-relay-auth', key: 'PUBLISH_SECRET' }, `${name}: PUBLISH_SECRET required`);
+    }
+    // The committed dev Secret holds placeholders only, never something that looks like a real secret.
+    const devSecret = builds.get('overlays/dev')!.find((o) => o.kind === 'Secret')!;
+    for (const [k, v] of Object.entries(devSecret.data as Record<string, string>))
+      assert.match(Buffer.from(v, 'base64').toString(), /^dev-[a-z-]+$/, `dev ${k}`);
+    for (const [dir, objs] of builds) {
+      const api = objs.find((o) => o.kind === 'Service' && o.metadata.name === 'rtmp-relay-api');
+      if (api) {
+        assert.equal(api.spec.type, 'ClusterIP', dir);
+        assert.deepEqual(
+          api.spec.ports.map((p: any) => p.targetPort),
+          ['admin'],
+          dir,
+        );
+      }
+      const pm = objs.find((o) => o.kind === 'PodMonitor');
+      if (pm)
+        assert.deepEqual(
+          pm.spec.podMetricsEndpoints.map((e: any) => e.port),
+          ['admin'],
+          `${dir} PodMonitor`,
+        );
+    }
+  });
+
+  it('the RTMPS component adds the TLS listener, the mounted certificate and the Service ports', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rtmp-relay-kustomize-'));
+    const rel = (p: string) => relative(dir, join(ROOT, p));
+    writeFileSync(
+      join(dir, 'kustomization.yaml'),
+      [
+        'apiVersion: kustomize.config.k8s.io/v1beta1',
+        'kind: Kustomization',
+        'resources:',
+        `  - ${rel('deploy/k8s/overlays/production')}`,
+        'components:',
+        `  - ${rel('deploy/k8s/components/rtmps')}`,
+        '',
+      ].join('\n'),
+    );
+    const objs = kustomizeBuild(dir);
+    for (const obj of objs) allObjects.push({ where: 'kustomize production + components/rtmps', obj });
+    assertNoErrors(await validateSchemas(objs, 'kustomize production + rtmps'), 'schema validation');
+    assertNoErrors(
+      checkManifests(objs, expectations('kustomize production + rtmps', ['Secret/rtmp-relay-auth'])),
+      'production + rtmps',
+    );
+    for (const name of ['rtmp-relay-origin', 'rtmp-relay-edge']) {
+      const dep = findObject(objs, 'Deployment', name)!;
+      const c = dep.spec.template.spec.containers[0];
+      const env = Object.fromEntries(c.env.filter((e: any) => e.value).map((e: any) => [e.name, e.value]));
+      assert.equal(env.TLS_CERT_FILE, '/etc/rtmp-relay/tls/tls.crt');
+      assert.equal(env.TLS_KEY_FILE, '/etc/rtmp-relay/tls/tls.key');
+      assert.ok(c.ports.some((p: any) => p.name === 'rtmps' && String(p.containerPort) === env.RTMPS_PORT));
+      const vol = dep.spec.template.spec.volumes.find((v: any) => v.name === 'rtmps-tls');
+      assert.equal(vol.secret.secretName, 'rtmp-relay-tls');
+      assert.ok(findObject(objs, 'Service', name)!.spec.ports.some((p: any) => p.name === 'rtmps' && p.port === 443));
+    }
+  });
+
   it('the production edge HPA scales on CPU and on a custom metric that prometheus-adapter serves', () => {
     const hpa = findObject(builds.get('overlays/production')!, 'HorizontalPodAutoscaler', 'rtmp-relay-edge')!;
     const adapter = parseYaml(read('deploy/k8s/monitoring/prometheus-adapter-values.yaml')) as {
@@ -590,6 +657,31 @@ describe('Helm chart (helm/rtmp-relay)', () => {
       });
     }
     scenarios.push({
+      name: 'RTMPS, external Redis and NATS with credentials and TLS',
+      files: [
+        extra('secure-backends', {
+          rtmps: { enabled: true, tlsSecret: 'relay-tls' },
+          redis: { enabled: false },
+          nats: { enabled: false },
+          externalRedis: {
+            url: 'rediss://redis.internal:6380',
+            username: 'relay',
+            passwordSecret: 'relay-redis-auth',
+            tls: { caConfigMap: 'redis-ca', caKey: 'ca.pem' },
+          },
+          externalNats: {
+            url: 'tls://nats.internal:4222',
+            userKey: 'user',
+            passwordSecret: 'relay-nats-auth',
+            tokenSecret: 'relay-nats-token',
+            credsSecret: 'relay-nats-creds',
+            tls: { caSecret: 'nats-ca', clientSecret: 'nats-client' },
+          },
+        }),
+      ],
+      external: ['Secret/relay-redis-auth', 'Secret/relay-nats-auth', 'Secret/relay-nats-token'],
+    });
+    scenarios.push({
       name: 'external redis/nats by URL, egress autoscaling, monitoring, no network policy',
       files: [
         extra('toggles', {
@@ -705,11 +797,267 @@ describe('Helm chart (helm/rtmp-relay)', () => {
       ],
       ['redis', 'redis:\n  enabled: false\n', /Redis is required/],
       ['play', 'auth:\n  requirePlayToken: true\n', /requirePlayToken needs/],
+      // Anonymous publishing is an explicit choice, never the result of leaving a value out.
+      [
+        'publish',
+        'auth:\n  generatePublishSecret: false\n',
+        /publishing needs a credential: .*allowAnonymousPublish: true/,
+      ],
+      [
+        'contradiction',
+        'auth:\n  allowAnonymousPublish: true\n  publishSecret: p\n',
+        /allowAnonymousPublish: true contradicts auth.publishSecret/,
+      ],
+      ['rtmps', 'rtmps:\n  enabled: true\n', /rtmps.enabled needs rtmps.tlsSecret/],
+      [
+        'nats-user',
+        'nats:\n  enabled: false\nexternalNats:\n  url: nats://n:4222\n  user: relay\n',
+        /needs externalNats.passwordSecret/,
+      ],
+      ['bundled-auth', 'externalRedis:\n  passwordSecret: r\n', /disable the bundled redis/],
     ];
     for (const [name, yaml, message] of cases) {
       writeFileSync(join(dir, `${name}.yaml`), yaml);
       assert.throws(() => renderChartText({ valuesFiles: [join(dir, `${name}.yaml`)] }), message);
     }
+  });
+
+  /** The relay's origin and edge Deployments' containers of a rendering. */
+  const relayOf = (objs: K8sObject[]) =>
+    podTemplates(objs)
+      .filter((t) => relayContainers(t, ROLES).length > 0)
+      .map((t) => ({ owner: t.owner, spec: t.spec, container: relayContainers(t, ROLES)[0] }));
+  const envEntry = (container: any, name: string) => (container.env ?? []).find((e: any) => e.name === name);
+  const secretData = (secret: K8sObject) =>
+    Object.fromEntries(
+      Object.entries(secret.data as Record<string, string>).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]),
+    );
+  const MIN_GENERATED_LENGTH = 32;
+  const tmpValues = (name: string, v: Record<string, unknown>): string => {
+    const p = join(mkdtempSync(join(tmpdir(), 'rtmp-relay-helm-')), `${name}.yaml`);
+    writeFileSync(p, JSON.stringify(v));
+    return p;
+  };
+
+  it('secure by default: a generated API token, cluster secret and publish secret, required by the pods', () => {
+    const objs = renderings.get('defaults')!;
+    const secrets = objs.filter((o) => o.kind === 'Secret');
+    assert.equal(secrets.length, 1, 'one auth Secret');
+    const secret = secrets[0]!;
+    const data = secretData(secret);
+    for (const key of ['API_TOKEN', 'CLUSTER_SECRET', 'PUBLISH_SECRET'])
+      assert.ok(
+        (data[key] ?? '').length >= MIN_GENERATED_LENGTH,
+        `${key} is generated (got ${JSON.stringify(data[key])})`,
+      );
+    assert.notEqual(data.API_TOKEN, data.CLUSTER_SECRET, 'independent secrets');
+    assert.equal(data.PLAY_SECRET, undefined, 'no play secret unless given');
+    const relay = relayOf(objs);
+    assert.equal(relay.length, 2);
+    for (const { owner, container } of relay) {
+      for (const name of ['API_TOKEN', 'CLUSTER_SECRET', 'PUBLISH_SECRET']) {
+        const ref = envEntry(container, name)?.valueFrom?.secretKeyRef;
+        assert.deepEqual(
+          ref,
+          { name: secret.metadata.name, key: name },
+          `${id(owner)} ${name} from the Secret, required`,
+        );
+      }
+      assert.equal(envEntry(container, 'PLAY_SECRET').valueFrom.secretKeyRef.optional, true);
+      // No envFrom of the auth Secret: the keys the pods get are exactly the documented ones.
+      assert.ok(!(container.envFrom ?? []).some((e: any) => e.secretRef), `${id(owner)}: envFrom a Secret`);
+    }
+    // Random per install: two renderings (two installs) differ.
+    const again = secretData(renderChart().find((o) => o.kind === 'Secret')!);
+    for (const key of ['API_TOKEN', 'CLUSTER_SECRET', 'PUBLISH_SECRET']) assert.notEqual(again[key], data[key], key);
+  });
+
+  it('an upgrade keeps the generated secrets (lookup of the existing Secret); given values win', () => {
+    const first = renderChart().find((o) => o.kind === 'Secret')!;
+    const cluster = join(mkdtempSync(join(tmpdir(), 'rtmp-relay-helm-')), 'cluster.yaml');
+    writeFileSync(cluster, JSON.stringify({ ...first, metadata: { ...first.metadata, namespace: 'streaming' } }));
+    const upgraded = secretData(renderChart({ existingObjectsFile: cluster }).find((o) => o.kind === 'Secret')!);
+    assert.deepEqual(upgraded, secretData(first), 'the upgrade kept every generated value');
+    // A Secret of another namespace (another release) is not read.
+    writeFileSync(cluster, JSON.stringify({ ...first, metadata: { ...first.metadata, namespace: 'elsewhere' } }));
+    const other = secretData(renderChart({ existingObjectsFile: cluster }).find((o) => o.kind === 'Secret')!);
+    assert.notEqual(other.API_TOKEN, secretData(first).API_TOKEN);
+    // A value set in values replaces the kept one.
+    writeFileSync(cluster, JSON.stringify({ ...first, metadata: { ...first.metadata, namespace: 'streaming' } }));
+    const given = secretData(
+      renderChart({
+        existingObjectsFile: cluster,
+        valuesFiles: [tmpValues('given', { auth: { apiToken: 'operator-chosen-token' } })],
+      }).find((o) => o.kind === 'Secret')!,
+    );
+    assert.equal(given.API_TOKEN, 'operator-chosen-token');
+    assert.equal(given.CLUSTER_SECRET, secretData(first).CLUSTER_SECRET);
+  });
+
+  it('existingSecret: nothing generated, the pods read the documented keys from it', () => {
+    const objs = renderChart({ valuesFiles: [tmpValues('existing', { auth: { existingSecret: 'my-auth' } })] });
+    assert.ok(!objs.some((o) => o.kind === 'Secret'), 'no Secret rendered');
+    for (const { owner, container } of relayOf(objs))
+      for (const [name, optional] of [
+        ['API_TOKEN', undefined],
+        ['CLUSTER_SECRET', undefined],
+        ['PUBLISH_SECRET', undefined],
+        ['PLAY_SECRET', true],
+      ] as const)
+        assert.deepEqual(
+          envEntry(container, name)?.valueFrom?.secretKeyRef,
+          { name: 'my-auth', key: name, ...(optional ? { optional } : {}) },
+          `${id(owner)} ${name}`,
+        );
+    assert.match(read('docs/DEPLOY.md'), /CLUSTER_SECRET/, 'docs/DEPLOY.md documents the keys of existingSecret');
+    assert.match(
+      read('helm/rtmp-relay/values.yaml'),
+      /existingSecret[\s\S]*API_TOKEN[\s\S]*CLUSTER_SECRET[\s\S]*PUBLISH_SECRET/,
+    );
+  });
+
+  it('anonymous publishing only when asked for; a publish hook replaces the generated publish secret', () => {
+    const anonymous = renderChart({ valuesFiles: [tmpValues('anon', { auth: { allowAnonymousPublish: true } })] });
+    const data = secretData(anonymous.find((o) => o.kind === 'Secret')!);
+    assert.equal(data.PUBLISH_SECRET, undefined);
+    assert.ok(data.API_TOKEN && data.CLUSTER_SECRET, 'the API and the cluster stay protected');
+    for (const { container } of relayOf(anonymous)) assert.equal(envEntry(container, 'PUBLISH_SECRET'), undefined);
+    assert.match(
+      renderChartText({ valuesFiles: [tmpValues('anon', { auth: { allowAnonymousPublish: true } })], notes: true }),
+      /WARNING: auth.allowAnonymousPublish/,
+    );
+
+    const hooked = renderChart({
+      valuesFiles: [tmpValues('hook', { hooks: { onPublish: 'http://auth.internal/publish' } })],
+    });
+    assert.equal(secretData(hooked.find((o) => o.kind === 'Secret')!).PUBLISH_SECRET, undefined);
+    for (const { container } of relayOf(hooked))
+      assert.equal(envEntry(container, 'PUBLISH_SECRET').valueFrom.secretKeyRef.optional, true);
+    const cm = hooked.find((o) => o.kind === 'ConfigMap' && o.data?.HOOK_ON_PUBLISH)!;
+    assert.equal(cm.data.HOOK_ON_PUBLISH, 'http://auth.internal/publish');
+    assert.equal(cm.data.ALLOW_TAKEOVER, 'true', 'takeover stays configurable (and needs publish credentials)');
+    const noTakeover = renderChart({ valuesFiles: [tmpValues('takeover', { config: { allowTakeover: false } })] });
+    assert.equal(
+      noTakeover.find((o) => o.kind === 'ConfigMap' && o.data?.ALLOW_TAKEOVER)!.data.ALLOW_TAKEOVER,
+      'false',
+    );
+  });
+
+  it('/api and /metrics only on the admin port: in the ClusterIP api Service and the PodMonitor, on no public Service', () => {
+    for (const [name, objs] of renderings) {
+      const relay = relayOf(objs);
+      for (const { owner, container } of relay) {
+        const admin = container.ports.find((p: any) => p.name === 'admin');
+        assert.ok(admin, `${name} ${id(owner)}: no admin port`);
+        assert.equal(envEntry(container, 'ADMIN_PORT').value, String(admin.containerPort));
+      }
+      for (const svc of objs.filter(
+        (o) =>
+          o.kind === 'Service' &&
+          o.metadata.labels?.['app.kubernetes.io/component'] !== 'redis' &&
+          o.metadata.labels?.['app.kubernetes.io/component'] !== 'nats',
+      )) {
+        const targets = svc.spec.ports.map((p: any) => p.targetPort);
+        if (svc.metadata.name.endsWith('-api')) {
+          assert.equal(svc.spec.type, 'ClusterIP', `${name}: the api Service is cluster-internal`);
+          assert.deepEqual(targets, ['admin'], `${name}: the api Service targets the admin port`);
+        } else assert.ok(!targets.includes('admin'), `${name} ${id(svc)} exposes the admin port: ${targets}`);
+      }
+      const pm = objs.find((o) => o.kind === 'PodMonitor');
+      if (pm)
+        assert.deepEqual(
+          pm.spec.podMetricsEndpoints.map((e: any) => e.port),
+          ['admin'],
+          `${name}: PodMonitor`,
+        );
+      const np = objs.find((o) => o.kind === 'NetworkPolicy' && o.metadata.name === 'relay-rtmp-relay');
+      if (!np) continue;
+      // Only the rtmp/rtmps rule is open to anyone; admin is limited to this namespace and the listed ones.
+      for (const rule of np.spec.ingress) {
+        const ports = rule.ports.map((p: any) => p.port);
+        if (!rule.from)
+          assert.ok(
+            ports.every((p: string) => p === 'rtmp' || p === 'rtmps'),
+            `${name}: open rule ${ports}`,
+          );
+        if (ports.includes('admin'))
+          assert.deepEqual(rule.from, [
+            { podSelector: {} },
+            { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } },
+          ]);
+      }
+    }
+    // The PodMonitor scenario exists (the checker ran on one).
+    assert.ok([...renderings.values()].some((objs) => objs.some((o) => o.kind === 'PodMonitor')));
+  });
+
+  it('RTMPS: the TLS Secret mounted read-only (no subPath: renewals reach the node), TLS_CERT_FILE/TLS_KEY_FILE, the port on both Services', () => {
+    const objs = renderings.get('RTMPS, external Redis and NATS with credentials and TLS')!;
+    for (const { owner, spec, container } of relayOf(objs)) {
+      const port = container.ports.find((p: any) => p.name === 'rtmps');
+      assert.ok(port, `${id(owner)}: no rtmps port`);
+      assert.equal(envEntry(container, 'RTMPS_PORT').value, String(port.containerPort));
+      const mount = container.volumeMounts.find((m: any) => m.name === 'rtmps-tls');
+      assert.deepEqual(mount, { name: 'rtmps-tls', mountPath: '/etc/rtmp-relay/tls', readOnly: true });
+      assert.equal(envEntry(container, 'TLS_CERT_FILE').value, '/etc/rtmp-relay/tls/tls.crt');
+      assert.equal(envEntry(container, 'TLS_KEY_FILE').value, '/etc/rtmp-relay/tls/tls.key');
+      const vol = spec.volumes.find((v: any) => v.name === 'rtmps-tls');
+      assert.equal(vol.secret.secretName, 'relay-tls');
+    }
+    for (const role of ['origin', 'edge']) {
+      const svc = findObject(objs, 'Service', `relay-rtmp-relay-${role}`)!;
+      assert.ok(
+        svc.spec.ports.some((p: any) => p.name === 'rtmps' && p.port === 443 && p.targetPort === 'rtmps'),
+        role,
+      );
+    }
+    const np = findObject(objs, 'NetworkPolicy', 'relay-rtmp-relay')!;
+    assert.deepEqual(
+      np.spec.ingress[0].ports.map((p: any) => p.port),
+      ['rtmp', 'rtmps'],
+    );
+    // Off by default.
+    for (const { container } of relayOf(renderings.get('defaults')!)) {
+      assert.equal(envEntry(container, 'TLS_CERT_FILE'), undefined);
+      assert.ok(!container.ports.some((p: any) => p.name === 'rtmps'));
+    }
+  });
+
+  it('external Redis and NATS credentials come from Secrets (valueFrom), CA bundles, creds file and client certificate from mounts', () => {
+    const objs = renderings.get('RTMPS, external Redis and NATS with credentials and TLS')!;
+    for (const { owner, spec, container } of relayOf(objs)) {
+      const from = (name: string) => envEntry(container, name)?.valueFrom?.secretKeyRef;
+      assert.equal(envEntry(container, 'REDIS_USERNAME').value, 'relay');
+      assert.deepEqual(from('REDIS_PASSWORD'), { name: 'relay-redis-auth', key: 'password' });
+      assert.deepEqual(from('NATS_USER'), { name: 'relay-nats-auth', key: 'user' });
+      assert.deepEqual(from('NATS_PASSWORD'), { name: 'relay-nats-auth', key: 'password' });
+      assert.deepEqual(from('NATS_TOKEN'), { name: 'relay-nats-token', key: 'token' });
+      const files: Record<string, [string, string, string]> = {
+        REDIS_TLS_CA_FILE: ['redis-ca', 'configMap', 'ca.pem'],
+        NATS_TLS_CA_FILE: ['nats-ca', 'secret', 'ca.crt'],
+        NATS_CREDS_FILE: ['relay-nats-creds', 'secret', 'nats.creds'],
+        NATS_TLS_CERT_FILE: ['nats-client', 'secret', 'tls.crt'],
+        NATS_TLS_KEY_FILE: ['nats-client', 'secret', 'tls.key'],
+      };
+      for (const [name, [source, kind, key]] of Object.entries(files)) {
+        const path = envEntry(container, name)?.value as string;
+        assert.ok(path, `${id(owner)}: ${name} not set`);
+        const mount = container.volumeMounts.find((m: any) => path.startsWith(`${m.mountPath}/`));
+        assert.ok(mount?.readOnly, `${id(owner)}: ${name}=${path} is on no read-only mount`);
+        const vol = spec.volumes.find((v: any) => v.name === mount.name);
+        const ref = kind === 'secret' ? vol.secret?.secretName : vol.configMap?.name;
+        assert.equal(ref, source, `${id(owner)}: ${name} from ${kind} ${source}`);
+        const file = path.slice(mount.mountPath.length + 1);
+        assert.ok(
+          (vol[kind].items as any[]).some((i) => i.key === key && i.path === file),
+          `${id(owner)}: ${name}: key ${key} projected to ${file}`,
+        );
+      }
+    }
+    // The bundled ones get none of this.
+    for (const { container } of relayOf(renderings.get('defaults')!))
+      for (const name of ['REDIS_PASSWORD', 'NATS_TOKEN', 'NATS_CREDS_FILE'])
+        assert.equal(envEntry(container, name), undefined);
   });
 
   it('NOTES.txt tells how to publish and play for each setup; the helm test pod calls the api Service', () => {
@@ -728,7 +1076,17 @@ describe('Helm chart (helm/rtmp-relay)', () => {
     assert.ok(svc, `the test pod calls ${m[1]}, which is not a Service`);
     assert.ok(svc.spec.ports.some((p: any) => p.port === Number(m[2])));
     const paths = [.../for \(const path of \[([^\]]+)\]/.exec(script)![1]!.matchAll(/'([^']+)'/g)].map((x) => x[1]);
-    assert.deepEqual(paths, ['/healthz', '/api/node', '/api/streams'], 'the test pod checks health and the API');
+    assert.deepEqual(paths, ['/api/node', '/api/streams', '/metrics'], 'the test pod checks the API and metrics');
+    assert.match(
+      script,
+      /without a token[\s\S]*!== 401/,
+      'the test pod checks that /api refuses a request without the token',
+    );
+    assert.equal(svc.spec.type, 'ClusterIP');
+    assert.ok(
+      svc.spec.ports.every((p: any) => p.targetPort === 'admin'),
+      'the api Service targets the admin port',
+    );
     // The test pod is not one of the relay's pods: no Service, PDB or NetworkPolicy selects it as such.
     assert.ok(!podTemplates(objs).some((t) => t.owner === testPod && relayContainers(t, ROLES).length > 0));
     assert.ok(!matches(svc.spec.selector, testPod.metadata.labels));
@@ -785,8 +1143,8 @@ describe('every object, strictly (Kubernetes 1.30 types: no unknown or misspelle
 interface Cluster {
   redis: ServiceHandle;
   nats: ServiceHandle;
-  origin: Running & { http: number; rtmp: number; output: () => string };
-  edge: Running & { http: number; rtmp: number; output: () => string };
+  origin: Running & { http: number; rtmp: number; admin: number; output: () => string };
+  edge: Running & { http: number; rtmp: number; admin: number; output: () => string };
   grace: { edge: number; preStop: number };
   publisher: Running;
 }
@@ -837,7 +1195,14 @@ async function startAsContainer(
   const { env } = resolveEnv(objs, dep.metadata.namespace, container, { ...FIELD_REFS, 'status.podIP': '127.0.0.1' });
   const http = await freePort();
   const rtmp = await freePort();
-  const finalEnv = { ...env, RTMP_PORT: String(rtmp), HTTP_PORT: String(http), ...overrides };
+  const admin = await freePort();
+  const finalEnv = {
+    ...env,
+    RTMP_PORT: String(rtmp),
+    HTTP_PORT: String(http),
+    ADMIN_PORT: String(admin),
+    ...overrides,
+  };
   const { cmd, argv } = containerCommand(container.args);
   const proc = start(cmd, argv, {
     timeoutMs: 5 * 60_000,
@@ -847,7 +1212,7 @@ async function startAsContainer(
   let out = '';
   proc.child.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-200_000)));
   proc.child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-200_000)));
-  const node = Object.assign(proc, { http, rtmp, output: () => out });
+  const node = Object.assign(proc, { http, rtmp, admin, output: () => out });
   await waitFor(
     `${name} to be ready (${cmd} ${argv.join(' ')})`,
     async () => {
@@ -891,7 +1256,7 @@ describe('running nodes: live /metrics and the pod lifecycle', () => {
     await waitFor(
       'the stream to be live on the origin',
       async () => {
-        const res = await fetch(`http://127.0.0.1:${origin.http}/api/streams/live/lifecycle`, {
+        const res = await fetch(`http://127.0.0.1:${origin.admin}/api/streams/live/lifecycle`, {
           headers: { authorization: 'Bearer dev-api-token' },
         }).catch(() => undefined);
         return res?.status === 200 && ((await res.json()) as { live?: boolean }).live;
@@ -923,12 +1288,21 @@ describe('running nodes: live /metrics and the pod lifecycle', () => {
     await waitFor(
       'the edge to pull',
       async () =>
-        (await (await fetch(`http://127.0.0.1:${c.edge.http}/metrics`)).text()).match(/^rtmp_pulls_active 1/m),
+        (await (await fetch(`http://127.0.0.1:${c.edge.admin}/metrics`)).text()).match(/^rtmp_pulls_active 1/m),
       15_000,
       100,
     );
-    for (const n of [c.origin, c.edge])
-      parseExposition(await (await fetch(`http://127.0.0.1:${n.http}/metrics`)).text(), scrapes);
+    for (const n of [c.origin, c.edge]) {
+      parseExposition(await (await fetch(`http://127.0.0.1:${n.admin}/metrics`)).text(), scrapes);
+      // The public HTTP port (the one a LoadBalancer exposes) serves neither /metrics nor /api, even with the token.
+      for (const path of ['/metrics', '/api/node']) {
+        const res = await fetch(`http://127.0.0.1:${n.http}${path}`, {
+          headers: { authorization: 'Bearer dev-api-token' },
+        });
+        await res.arrayBuffer();
+        assert.notEqual(res.status, 200, `${path} answers on the public HTTP port ${n.http}`);
+      }
+    }
     assert.ok((await probe).frames > 0);
     for (const must of ['rtmp_viewers', 'rtmp_bytes_out_total', 'rtmp_pulls_active', 'rtmp_redis_up', 'rtmp_nats_up'])
       assert.ok(scrapes.names.has(must), `the scrape lacks ${must}`);
@@ -1009,7 +1383,7 @@ describe('running nodes: live /metrics and the pod lifecycle', () => {
       'the viewer to play through the edge',
       async () => {
         const m = /^rtmp_viewers\{protocol="rtmp"\} (\d+)/m.exec(
-          await (await fetch(`http://127.0.0.1:${c.edge.http}/metrics`)).text(),
+          await (await fetch(`http://127.0.0.1:${c.edge.admin}/metrics`)).text(),
         );
         return m && Number(m[1]) >= 1;
       },

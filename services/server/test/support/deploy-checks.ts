@@ -39,6 +39,9 @@ export const FIELD_REFS: Record<string, string> = {
   'spec.nodeName': 'node-1',
 };
 
+/** Secrets every relay container needs: the API's bearer token, and the cluster secret of edge-to-origin pulls. */
+export const REQUIRED_SECRETS = ['API_TOKEN', 'CLUSTER_SECRET'] as const;
+
 /** Containers of the relay itself: the first argument is a role of the CLI. */
 export function relayContainers(t: PodTemplateRef, roles: ReadonlySet<string>): any[] {
   return (t.spec.containers ?? []).filter((c: any) => roles.has(String(c.args?.[0] ?? '')));
@@ -61,6 +64,8 @@ export function checkManifests(objs: readonly K8sObject[], x: Expectations): str
   const err = (o: K8sObject, msg: string) => errors.push(`${x.where} ${id(o)}: ${msg}`);
   const templates = podTemplates(objs);
   let relayPods = 0;
+  /** ADMIN_PORT of each relay pod template. */
+  const adminPorts = new Map<PodTemplateRef, number>();
 
   // Unique names per kind and namespace.
   const seen = new Set<string>();
@@ -132,6 +137,36 @@ export function checkManifests(objs: readonly K8sObject[], x: Expectations): str
       if (portOf(c, 'http') !== httpPort)
         err(o, `${where}: port "http" is ${portOf(c, 'http')}, the node listens on HTTP_PORT ${httpPort}`);
 
+      // The admin port (/metrics, /api) is separate from the public HTTP port, and named "admin".
+      const adminPort = Number(env('ADMIN_PORT'));
+      if (!adminPort) err(o, `${where}: ADMIN_PORT is not set: /metrics and /api would be on the public HTTP port`);
+      else if (adminPort === httpPort) err(o, `${where}: ADMIN_PORT equals HTTP_PORT ${httpPort}`);
+      else if (portOf(c, 'admin') !== adminPort)
+        err(o, `${where}: port "admin" is ${portOf(c, 'admin')}, the node serves /metrics and /api on ${adminPort}`);
+      adminPorts.set(t, adminPort);
+
+      // Secrets the node cannot run safely without come from a required Secret key (a missing key stops the pod).
+      for (const name of REQUIRED_SECRETS) {
+        const e = (c.env ?? []).find((x: any) => x.name === name);
+        const ref = e?.valueFrom?.secretKeyRef;
+        if (!ref || ref.optional) err(o, `${where}: ${name} must come from a required secretKeyRef`);
+      }
+
+      // RTMPS: the certificate files live on a read-only mount without subPath (kubelet then swaps in renewed
+      // certificates, which the node reloads), and the "rtmps" port is RTMPS_PORT.
+      for (const name of ['TLS_CERT_FILE', 'TLS_KEY_FILE']) {
+        const file = resolved.env[name];
+        if (!file) continue;
+        const mount = (c.volumeMounts ?? []).find((m: any) => file.startsWith(`${m.mountPath.replace(/\/$/, '')}/`));
+        if (!mount) err(o, `${where}: ${name}=${file} is on no volume mount`);
+        else if (mount.readOnly !== true || mount.subPath)
+          err(o, `${where}: ${name}: mount ${mount.name} must be readOnly and without subPath (certificate reload)`);
+        else if (!(t.spec.volumes ?? []).some((v: any) => v.name === mount.name && v.secret?.secretName))
+          err(o, `${where}: ${name}: volume ${mount.name} is not a Secret`);
+      }
+      if (resolved.env.TLS_CERT_FILE && portOf(c, 'rtmps') !== Number(env('RTMPS_PORT')))
+        err(o, `${where}: port "rtmps" is ${portOf(c, 'rtmps')}, the node listens on RTMPS_PORT ${env('RTMPS_PORT')}`);
+
       // Probes: the paths the node serves, on its HTTP port.
       const probes: Array<[string, string]> = [
         ['livenessProbe', x.endpoints.liveness],
@@ -178,6 +213,18 @@ export function checkManifests(objs: readonly K8sObject[], x: Expectations): str
       const pods = selected((t) => matchesSelector(o.spec.selector, t.labels), ns);
       if (!o.spec.selector || pods.length === 0)
         err(o, `selector ${JSON.stringify(o.spec.selector)} matches no pod template`);
+      // Public Services never carry the admin port (/api, /metrics).
+      if (o.spec.type === 'LoadBalancer' || o.spec.type === 'NodePort')
+        for (const t of pods)
+          for (const p of o.spec.ports ?? []) {
+            const target = p.targetPort ?? p.port;
+            const admin = adminPorts.get(t);
+            const n = (t.spec.containers ?? [])
+              .map((c: any) => portOf(c, target))
+              .find((x: unknown) => x !== undefined);
+            if (admin !== undefined && n === admin)
+              err(o, `${o.spec.type} port ${p.name ?? p.port} exposes the admin port ${admin} (/api, /metrics)`);
+          }
       for (const t of pods) {
         for (const p of o.spec.ports ?? []) {
           const target = p.targetPort ?? p.port;
@@ -206,6 +253,16 @@ export function checkManifests(objs: readonly K8sObject[], x: Expectations): str
         for (const name of named)
           if (!(t.spec.containers ?? []).some((c: any) => portOf(c, name) !== undefined))
             err(o, `port "${name}" is not a port of ${id(t.owner)}`);
+      // Prometheus scrapes /metrics where the node serves it: the admin port.
+      if (o.kind === 'PodMonitor')
+        for (const t of pods)
+          for (const e of o.spec.podMetricsEndpoints ?? []) {
+            const n = (t.spec.containers ?? [])
+              .map((c: any) => portOf(c, e.port))
+              .find((x: unknown) => x !== undefined);
+            if (adminPorts.has(t) && n !== adminPorts.get(t))
+              err(o, `scrapes port ${e.port} (${n}) of ${id(t.owner)}, /metrics is on ADMIN_PORT ${adminPorts.get(t)}`);
+          }
     }
     if (o.kind === 'HorizontalPodAutoscaler') {
       const target = objs.find(

@@ -78,6 +78,8 @@ export interface RenderOptions {
   namespace?: string;
   valuesFiles?: string[];
   notes?: boolean;
+  /** A YAML stream of the objects `lookup` finds (the cluster of an upgrade); default none, as `helm template`. */
+  existingObjectsFile?: string;
 }
 
 /** `helm template`: the manifests (or NOTES.txt with notes: true); throws with the renderer's error. */
@@ -85,6 +87,7 @@ export function renderChartText(o: RenderOptions = {}): string {
   const tool = buildRenderer();
   const args = ['-release', o.release ?? 'relay', '-namespace', o.namespace ?? 'streaming'];
   for (const f of o.valuesFiles ?? []) args.push('-f', f);
+  if (o.existingObjectsFile) args.push('-existing', o.existingObjectsFile);
   if (o.notes) args.push('-notes');
   args.push(CHART);
   const r = spawnSync(tool, args, { encoding: 'utf8', timeout: 60_000, maxBuffer: 64 << 20 });
