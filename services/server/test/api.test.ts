@@ -83,6 +83,36 @@ describe('cluster HTTP API matches docs/openapi.yaml', () => {
     }
   });
 
+  it('the token guards the routes, not URL text: encoded spellings of /api need it too', async () => {
+    const kick = JSON.stringify({ key: 'live/demo', what: 'publisher', reason: 'bypass' });
+    for (const path of [
+      '/%61pi/cluster/kick',
+      '/%61%70%69/cluster/kick',
+      '/api/cluster/%6Bick',
+      '/api/cluster/kick?x=1',
+    ]) {
+      const res = await fetch(base + path, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: kick,
+      });
+      assert.equal(res.status, 401, `POST ${path} without a token`);
+      assert.deepEqual(await res.json(), { error: 'unauthorized' });
+    }
+    for (const path of ['/%61pi/cluster/streams', '/%61pi/cluster/streams/live/demo', '/api/nod%65']) {
+      const res = await fetch(base + path);
+      assert.equal(res.status, 401, `GET ${path} without a token`);
+      await res.body?.cancel();
+    }
+    // Nothing was kicked: the publisher is still live (a kick is dropped at once by the owning origin, this one).
+    const live = await fetch(`${base}/api/cluster/streams/live/demo`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    assert.equal(live.status, 200);
+    await live.body?.cancel();
+    assert.equal(publisher.child.exitCode, null, 'the publisher is still running');
+  });
+
   it('an admin kick of viewers reaches RTMP and HTTP-FLV viewers alike', async () => {
     const auth = { authorization: `Bearer ${TOKEN}` };
     const rtmpViewer = await RtmpClient.connect(`rtmp://127.0.0.1:${origin.rtmpPort}/live/demo`);

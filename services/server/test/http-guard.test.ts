@@ -14,6 +14,7 @@ import WebSocket from 'ws';
 import { startHttpServer, type ClusterApi, type HttpServerOptions, type RunningHttpServer } from '../src/http.js';
 import { createLogger } from '../src/logger.js';
 import { AuthFailureLimiter, LiveWaiters, LocalStreamPolicy, StreamAccess } from '../src/streams/index.js';
+import { startTestNode, type NodeUnderTest } from './support/node-under-test.js';
 import { waitFor } from './support/processes.js';
 
 const TOKEN = 'guard-test-token';
@@ -568,6 +569,38 @@ describe('HTTP-FLV and WS-FLV under the slow-client bounds and the connection ca
       for (const p of plays) p.ws.terminate();
     } finally {
       await capped.close();
+    }
+  });
+});
+
+describe('a node with ADMIN_PORT set', () => {
+  let node: NodeUnderTest;
+
+  before(async () => {
+    node = await startTestNode({
+      ADMIN_HOST: '127.0.0.1',
+      ADMIN_PORT: '0',
+      API_TOKEN: TOKEN,
+      MAX_HTTP_CONNECTIONS: '50',
+    });
+  });
+  after(async () => {
+    await node?.shutdown('test');
+  });
+
+  it('serves /metrics and /api on the admin port only; health on both', async () => {
+    assert.ok(node.adminPort !== undefined && node.adminPort !== node.httpPort, `adminPort ${node.adminPort}`);
+    for (const path of ['/metrics', '/api/node', '/%61pi/node', '/api/streams']) {
+      assert.equal((await rawRequest(node.httpPort, 'GET', path, AUTH)).status, 404, `public ${path}`);
+    }
+    assert.equal((await rawRequest(node.adminPort, 'GET', '/metrics')).status, 200);
+    assert.equal((await rawRequest(node.adminPort, 'GET', '/%61pi/node')).status, 401);
+    const info = await rawRequest(node.adminPort, 'GET', '/api/node', AUTH);
+    assert.equal(info.status, 200);
+    assert.equal((JSON.parse(info.body) as { role: string }).role, 'standalone');
+    for (const port of [node.httpPort, node.adminPort]) {
+      assert.equal((await rawRequest(port, 'GET', '/healthz')).status, 200);
+      assert.equal((await rawRequest(port, 'GET', '/readyz')).status, 200);
     }
   });
 });
