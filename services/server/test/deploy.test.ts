@@ -989,6 +989,20 @@ describe('Helm chart (helm/rtmp-relay)', () => {
     }
     // The PodMonitor scenario exists (the checker ran on one).
     assert.ok([...renderings.values()].some((objs) => objs.some((o) => o.kind === 'PodMonitor')));
+    // checkManifests catches an admin port on a public Service and a PodMonitor scraping the HTTP port.
+    const mutant = structuredClone(renderings.get(scenarios.at(-1)!.name)!);
+    const edgeSvc = mutant.find((o) => o.kind === 'Service' && o.metadata.name === 'relay-rtmp-relay-edge')!;
+    edgeSvc.spec.ports.push({ name: 'admin', port: 9090, targetPort: 'admin', protocol: 'TCP' });
+    mutant.find((o) => o.kind === 'PodMonitor')!.spec.podMetricsEndpoints[0].port = 'http';
+    const errors = checkManifests(mutant, expectations('mutant'));
+    assert.ok(
+      errors.some((e) => e.includes('exposes the admin port')),
+      errors.join('\n'),
+    );
+    assert.ok(
+      errors.some((e) => e.includes('/metrics is on ADMIN_PORT')),
+      errors.join('\n'),
+    );
   });
 
   it('RTMPS: the TLS Secret mounted read-only (no subPath: renewals reach the node), TLS_CERT_FILE/TLS_KEY_FILE, the port on both Services', () => {
