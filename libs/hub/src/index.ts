@@ -1,3 +1,4 @@
+export * from './header-cache.js';
 export * from './hub-message.js';
 export * from './metadata.js';
 export * from './options.js';

@@ -4,6 +4,13 @@ export interface HubOptions {
   /** GOP cache bounds; past any of them the cache is dropped until the next keyframe. 0 bytes disables it. */
   gopCacheMaxBytes: number;
   gopCacheMaxMessages: number;
+  /**
+   * Sequence-header cache bounds (entries per codec / packet type / track, audio and video together, and the bytes
+   * they retain). Past them the oldest header of a codec not in use is dropped, or the newcomer is not cached.
+   * Optional so that callers building a full HubOptions need not know them (defaults below).
+   */
+  headerCacheMaxEntries?: number;
+  headerCacheMaxBytes?: number;
   /** Audio kept for late joiners of audio-only streams. */
   audioOnlyCacheMs: number;
   /** Slow-viewer policy: past the soft bound drop non-key video; past the hard bound disconnect. */
@@ -24,10 +31,16 @@ export interface HubOptions {
   unpublishGraceMs: number;
 }
 
+/** A stream has a few headers (one per codec, packet type and track); an AVC/HEVC/AV1 config is under 1 KiB. */
+export const DEFAULT_HEADER_CACHE_MAX_ENTRIES = 16;
+export const DEFAULT_HEADER_CACHE_MAX_BYTES = 4 * 1024 * 1024;
+
 export const DEFAULT_HUB_OPTIONS: HubOptions = {
   chunkSize: 4096,
   gopCacheMaxBytes: 32 * 1024 * 1024,
   gopCacheMaxMessages: 4096,
+  headerCacheMaxEntries: DEFAULT_HEADER_CACHE_MAX_ENTRIES,
+  headerCacheMaxBytes: DEFAULT_HEADER_CACHE_MAX_BYTES,
   audioOnlyCacheMs: 1000,
   viewerSoftBacklogBytes: 2 * 1024 * 1024,
   viewerSoftBacklogMs: 1500,
@@ -44,6 +57,7 @@ export interface HubObserver {
   messageIn?(kind: string, bytes: number): void;
   /** Bytes written to viewers (counted once per viewer write). */
   bytesOut?(bytes: number): void;
+  /** A message not delivered (`slow_viewer`) or a sequence header not kept for joiners (`header_cache_full`). */
   dropped?(kind: string, reason: string): void;
   slowViewerDisconnected?(viewerId: string, reason: string): void;
   /** A publisher (local encoder or an edge's upstream pull) attached: waiting plays can start. */

@@ -1,7 +1,14 @@
 import { TimestampUnwrapper, type RtmpMessage } from '@rtmp-relay/rtmp';
+import { HeaderCache } from './header-cache.js';
 import { chunksFor, createHubMessage, flvTagFor, kindOf, type HubMessage } from './hub-message.js';
 import { stripSetDataFrame, isMetadataPayload, isClearDataFrame } from './metadata.js';
-import { DEFAULT_HUB_OPTIONS, type HubObserver, type HubOptions } from './options.js';
+import {
+  DEFAULT_HEADER_CACHE_MAX_BYTES,
+  DEFAULT_HEADER_CACHE_MAX_ENTRIES,
+  DEFAULT_HUB_OPTIONS,
+  type HubObserver,
+  type HubOptions,
+} from './options.js';
 import type { HubViewer, ViewerSlot } from './viewer.js';
 
 export interface HubPublisher {
@@ -19,6 +26,9 @@ export interface HubStats {
   startedAt: number | undefined;
   gopMessages: number;
   gopBytes: number;
+  /** Cached sequence headers and the bytes they retain (bounded by headerCacheMaxEntries / headerCacheMaxBytes). */
+  headerEntries: number;
+  headerBytes: number;
 }
 
 interface ViewerSlotInternal extends ViewerSlot {
@@ -26,6 +36,8 @@ interface ViewerSlotInternal extends ViewerSlot {
 }
 
 const HEADER_KEY_LEGACY = 'legacy';
+/** HubObserver.dropped reason: a sequence header left (or never entered) the full header cache. */
+export const DROP_HEADER_CACHE_FULL = 'header_cache_full';
 
 /**
  * One live stream: the publisher's messages go in, are classified and serialized once, cached for late joiners
@@ -42,8 +54,7 @@ export class StreamHub {
   /** Slot by viewer: leaves and flag changes are O(1), so a mass disconnect isn't quadratic. */
   private readonly slotOf = new Map<HubViewer, ViewerSlotInternal>();
   private metadata: HubMessage | undefined;
-  private readonly videoHeaders = new Map<string, HubMessage>();
-  private readonly audioHeaders = new Map<string, HubMessage>();
+  private readonly headers: HeaderCache;
   private gop: HubMessage[] = [];
   private gopBytes = 0;
   private hasVideo = false;
@@ -68,6 +79,10 @@ export class StreamHub {
     private readonly onIdle: (hub: StreamHub) => void = () => {},
   ) {
     this.options = { ...DEFAULT_HUB_OPTIONS, ...options };
+    this.headers = new HeaderCache({
+      maxEntries: this.options.headerCacheMaxEntries ?? DEFAULT_HEADER_CACHE_MAX_ENTRIES,
+      maxBytes: this.options.headerCacheMaxBytes ?? DEFAULT_HEADER_CACHE_MAX_BYTES,
+    });
   }
 
   get chunkSize(): number {
@@ -96,6 +111,8 @@ export class StreamHub {
       startedAt: this.startedAt,
       gopMessages: this.gop.length,
       gopBytes: this.gopBytes,
+      headerEntries: this.headers.size,
+      headerBytes: this.headers.totalBytes,
     };
   }
 
@@ -154,8 +171,7 @@ export class StreamHub {
   private resetForNewPublisher(): void {
     if (this.pendingAudio.length > 0) this.flushPendingAudio();
     this.metadata = undefined;
-    this.videoHeaders.clear();
-    this.audioHeaders.clear();
+    this.headers.clear();
     this.gop = [];
     this.gopBytes = 0;
     this.hasVideo = false;
@@ -205,13 +221,14 @@ export class StreamHub {
         this.metadata = m;
       }
     } else if (m.isSequenceHeader) {
-      const headers = kind === 'video' ? this.videoHeaders : this.audioHeaders;
-      const key = m.headerKey ?? HEADER_KEY_LEGACY;
-      if (headers.get(key)?.payload.equals(payload)) return;
-      headers.set(key, m);
+      const put = this.headers.put(m.headerKey ?? HEADER_KEY_LEGACY, m);
+      if (!put.changed) return;
+      for (const old of put.evicted) this.observer.dropped?.(old.kind, DROP_HEADER_CACHE_FULL);
+      if (put.refused) this.observer.dropped?.(kind, DROP_HEADER_CACHE_FULL); // still sent to current viewers
       if (kind === 'video' && m.resetsDecoder) this.clearGop(); // old frames can't be decoded with the new header
     } else if (kind === 'video') {
       this.hasVideo = true;
+      this.headers.noteFrame(m);
       if (m.isKeyframe) {
         this.clearGop();
         this.appendGop(m);
@@ -219,6 +236,7 @@ export class StreamHub {
         this.appendGop(m);
       }
     } else if (kind === 'audio') {
+      this.headers.noteFrame(m);
       if (this.hasVideo) {
         if (this.gop.length > 0) this.appendGop(m);
       } else {
@@ -380,8 +398,8 @@ export class StreamHub {
     viewer.cork();
     const headers = [
       ...(this.metadata ? [this.metadata] : []),
-      ...this.videoHeaders.values(),
-      ...this.audioHeaders.values(),
+      ...this.headers.values('video'),
+      ...this.headers.values('audio'),
     ];
     let bytes = 0;
     for (const h of headers) bytes += this.deliver(slot, this.notAfterGopStart(h), now, true);

@@ -14,7 +14,14 @@ import {
   type AmfObject,
   type RtmpMessage,
 } from '@rtmp-relay/rtmp';
-import { StreamHub, type HubObserver, type HubOptions, type HubPublisher, type HubViewer } from '../src/index.js';
+import {
+  DEFAULT_HUB_OPTIONS,
+  StreamHub,
+  type HubObserver,
+  type HubOptions,
+  type HubPublisher,
+  type HubViewer,
+} from '../src/index.js';
 
 /**
  * StreamHub unit tests with fake viewers that record every Buffer written and simulate a socket backlog.
@@ -1290,5 +1297,118 @@ describe('StreamHub audio coalescing (one write per viewer per video frame)', ()
     hub.push(audio(0, aacHeader()));
     hub.push(audio(23, aacFrame(1)));
     assert.equal(v.audioMessages().length, 2);
+  });
+});
+
+describe('StreamHub sequence-header cache cap', () => {
+  const LEGACY_VIEWER_FOURCCS: string[] = [];
+  const fourCc = (i: number): string => `x${String(i).padStart(3, '0')}`;
+
+  it('defaults: 40 headers of 512 KiB with different FourCCs keep at most 16 entries and 4 MiB', () => {
+    assert.equal(DEFAULT_HUB_OPTIONS.headerCacheMaxEntries, 16);
+    assert.equal(DEFAULT_HUB_OPTIONS.headerCacheMaxBytes, 4 * 1024 * 1024);
+    const obs = recordingObserver();
+    const { hub } = liveHub({}, obs);
+    hub.push(video(0, avcHeader()));
+    hub.push(video(0, avcKey(1)));
+    for (let i = 0; i < 40; i++) hub.push(video(33, bytes([0x80 | 0x10 | 0], fourCc(i), fill(i, 512 * 1024))));
+    const s = hub.stats();
+    assert.ok(s.headerEntries <= 16, `${s.headerEntries} entries`);
+    assert.ok(s.headerBytes <= 4 * 1024 * 1024, `${s.headerBytes} bytes`);
+    assert.ok(obs.drops.filter(([k, r]) => k === 'video' && r === 'header_cache_full').length >= 32);
+  });
+
+  it('when full, the oldest header of a codec not in use makes room; the played codec stays for joiners', () => {
+    const obs = recordingObserver();
+    const { hub } = liveHub({ headerCacheMaxEntries: 4, headerCacheMaxBytes: 64 * 1024 }, obs);
+    hub.push(video(0, avcHeader()));
+    hub.push(audio(0, aacHeader()));
+    hub.push(video(0, avcKey(1)));
+    hub.push(audio(0, aacFrame(1)));
+    for (let i = 0; i < 10; i++) hub.push(video(33, exSeqStart(fourCc(i), i)));
+    hub.push(video(66, avcKey(2))); // a SequenceStart clears the GOP: the next keyframe starts a new one
+    assert.equal(hub.stats().headerEntries, 4);
+    assert.deepEqual(
+      obs.drops,
+      Array.from({ length: 8 }, () => ['video', 'header_cache_full']),
+    );
+
+    const legacy = new FakeViewer('legacy', LEGACY_VIEWER_FOURCCS);
+    hub.addViewer(legacy);
+    assert.ok(legacy.videoMessages()[0]!.payload.equals(avcHeader()), 'AVC header first');
+    assert.ok(legacy.audioMessages()[0]!.payload.equals(aacHeader()), 'AAC header kept');
+    assert.ok(legacy.videoMessages()[1]!.payload.equals(avcKey(2)), 'then the GOP');
+
+    const all = new FakeViewer('all', ['*']);
+    hub.addViewer(all);
+    const headers = all
+      .videoMessages()
+      .filter((m) => (m.payload[0]! & 0x80) !== 0)
+      .map((m) => m.payload);
+    assert.deepEqual(headers, [exSeqStart(fourCc(8), 8), exSeqStart(fourCc(9), 9)], 'the newest two flood headers');
+  });
+
+  it('the byte cap: a header that does not fit is not cached (counted) but still reaches current viewers', () => {
+    const obs = recordingObserver();
+    const { hub } = liveHub({ headerCacheMaxBytes: 16 * 1024 }, obs);
+    const viewer = new FakeViewer('v', ['av01']);
+    hub.addViewer(viewer);
+    hub.push(video(0, avcHeader()));
+    hub.push(video(0, avcKey(1)));
+    const huge = bytes([0x80 | 0x10 | 0], 'av01', fill(7, 20 * 1024));
+    hub.push(video(33, huge));
+    assert.ok(
+      viewer.videoMessages().some((m) => m.payload.equals(huge)),
+      'forwarded live',
+    );
+    assert.deepEqual(obs.drops, [['video', 'header_cache_full']]);
+    assert.equal(hub.stats().headerEntries, 1);
+    const late = new FakeViewer('late', ['av01']);
+    hub.addViewer(late);
+    assert.ok(!late.videoMessages().some((m) => m.payload.equals(huge)), 'not replayed to joiners');
+  });
+
+  it('headers of codecs in use are never evicted: a newcomer is refused instead', () => {
+    const obs = recordingObserver();
+    const { hub } = liveHub({ headerCacheMaxEntries: 2 }, obs);
+    hub.push(video(0, avcHeader()));
+    hub.push(audio(0, aacHeader()));
+    hub.push(video(0, avcKey(1)));
+    hub.push(audio(0, aacFrame(1)));
+    hub.push(video(33, exSeqStart('hvc1')));
+    assert.deepEqual(obs.drops, [['video', 'header_cache_full']]);
+    const late = new FakeViewer('late', ['hvc1']);
+    hub.addViewer(late);
+    assert.ok(late.videoMessages()[0]!.payload.equals(avcHeader()));
+    assert.ok(late.audioMessages()[0]!.payload.equals(aacHeader()));
+    assert.ok(!late.videoMessages().some((m) => m.payload.equals(exSeqStart('hvc1'))));
+  });
+
+  it('an updated header replaces its entry in place (join order kept, bytes re-counted), also when full', () => {
+    const obs = recordingObserver();
+    const { hub } = liveHub({ headerCacheMaxEntries: 2 }, obs);
+    hub.push(video(0, exSeqStart('av01', 1)));
+    hub.push(video(0, exMetadata('av01')));
+    hub.push(video(0, exKey('av01', 1)));
+    const before = hub.stats().headerBytes;
+    hub.push(video(33, exSeqStart('av01', 2)));
+    assert.deepEqual(obs.drops, []);
+    assert.equal(hub.stats().headerEntries, 2);
+    assert.equal(hub.stats().headerBytes, before);
+    const late = new FakeViewer('late', ['av01']);
+    hub.addViewer(late);
+    const payloads = late.videoMessages().map((m) => m.payload);
+    assert.ok(payloads[0]!.equals(exSeqStart('av01', 2)), 'the updated SequenceStart, still first');
+    assert.ok(payloads[1]!.equals(exMetadata('av01')));
+  });
+
+  it('a new publisher starts with an empty header cache', () => {
+    const { hub } = liveHub({ headerCacheMaxEntries: 2 });
+    hub.push(video(0, avcHeader()));
+    hub.push(audio(0, aacHeader()));
+    assert.equal(hub.stats().headerEntries, 2);
+    hub.attachPublisher(new FakePublisher('pub-2'));
+    assert.equal(hub.stats().headerEntries, 0);
+    assert.equal(hub.stats().headerBytes, 0);
   });
 });

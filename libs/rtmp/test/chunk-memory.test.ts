@@ -86,7 +86,10 @@ describe('ChunkReader memory accounting', () => {
     assert.equal(reader.bufferedBytes, pieces * CHUNK_SIZE);
     // Copies of 128 B grow per chunk stream by doubling: the charge is at most twice the bytes (plus one piece).
     assert.ok(reader.retainedBytes >= reader.bufferedBytes);
-    assert.ok(reader.retainedBytes <= 2 * reader.bufferedBytes + PARTIAL_STREAMS * CHUNK_SIZE, `${reader.retainedBytes}`);
+    assert.ok(
+      reader.retainedBytes <= 2 * reader.bufferedBytes + PARTIAL_STREAMS * CHUNK_SIZE,
+      `${reader.retainedBytes}`,
+    );
     assert.ok(
       retained <= reader.retainedBytes + GC_NOISE_BYTES,
       `ArrayBuffers retained ${retained} B, accounted ${reader.retainedBytes} B`,
