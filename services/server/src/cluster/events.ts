@@ -141,6 +141,8 @@ const nodeFields = {
   httpAddr: id,
   version: z.string().max(256).optional(),
   load: NodeLoadSchema.optional(),
+  /** Whether the sender reaches Redis now: origins tell a global Redis outage from their own partition by it. */
+  redisUp: z.boolean().optional(),
 };
 export const NodeUpSchema = z.object({ ...nodeFields, type: z.literal('node.up') });
 export const NodeDownSchema = z.object({ ...nodeFields, type: z.literal('node.down') });

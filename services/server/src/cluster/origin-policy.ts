@@ -29,6 +29,11 @@ export interface OriginPolicyOptions {
   leaseMs: number;
   playWaitMs: number;
   publishWhileRedisDown: 'reject' | 'allow';
+  /**
+   * True when Redis is down for the whole cluster since `since` (peers said so over NATS, none reached it): then no
+   * other origin can claim our streams either, and self-fencing would only take every live stream down.
+   */
+  redisDownEverywhereSince?(since: number): boolean;
 }
 
 interface Ownership {
@@ -270,7 +275,8 @@ export class OriginPolicy implements StreamPolicy {
    * happen: the publisher is kicked ('lease_expired') and viewers and edges are disconnected at once rather than
    * after the unpublish grace, so edges re-resolve (holding their viewers, as in a failover) and no viewer gets
    * frames from two owners. Streams published while Redis was down (no lease yet, PUBLISH_WHILE_REDIS_DOWN=allow)
-   * are served by choice and not subject to this.
+   * are served by choice and not subject to this. Neither is a Redis outage that every peer reports too (over NATS):
+   * only an origin that is cut off alone can lose its streams to another.
    */
   private expireLeases(): void {
     const now = performance.now();
@@ -279,6 +285,7 @@ export class OriginPolicy implements StreamPolicy {
       if (o.epoch === undefined) continue;
       const age = now - o.renewedAt;
       if (age < deadline) continue;
+      if (this.options.redisDownEverywhereSince?.(o.renewedAt)) continue; // nobody can claim it: keep serving
       const key = o.req.key;
       this.owned.delete(key);
       o.epoch = undefined;

@@ -95,6 +95,27 @@ export async function prepareCluster(
   // Bound once the listeners are (a port of 0 means "any free port"); no publish or pull can arrive before that.
   const addrs = { rtmp: hostPort(host, config.rtmpPort), http: hostPort(host, config.httpPort) };
 
+  // What peers say of Redis in their heartbeats tells a cluster-wide Redis outage from this node's own partition:
+  // when every peer heard from lately says Redis is down, nobody can claim our streams, so origins keep serving them
+  // (and for one lease after the outage, while their own reconnect and refresh catch up).
+  const peerRedis = new Map<string, { up: boolean; at: number }>();
+  let lastAllDownAt = Number.NEGATIVE_INFINITY;
+  const onPeer = (e: { nodeId: string; redisUp?: boolean | undefined }): void => {
+    if (e.nodeId === config.nodeId || e.redisUp === undefined) return;
+    const now = performance.now();
+    peerRedis.set(e.nodeId, { up: e.redisUp, at: now });
+    const fresh = now - config.heartbeatMs * PEER_REPORT_HEARTBEATS;
+    let allDown = true;
+    for (const [id, r] of peerRedis) {
+      if (r.at < fresh) peerRedis.delete(id); // gone quiet (dead or cut off): says nothing about Redis
+      else if (r.up) allDown = false;
+    }
+    if (allDown) lastAllDownAt = now;
+  };
+  const unsubscribePeers = [bus.on('node.load', onPeer), bus.on('node.up', onPeer)];
+  const redisDownEverywhereSince = (since: number): boolean =>
+    bus.connected && lastAllDownAt > since && performance.now() - lastAllDownAt < config.leaseMs;
+
   let policy: OriginPolicy | EdgePolicy;
   if (role === 'origin') {
     policy = new OriginPolicy(
@@ -111,6 +132,7 @@ export async function prepareCluster(
         leaseMs: config.leaseMs,
         playWaitMs: config.playWaitMs,
         publishWhileRedisDown: config.publishWhileRedisDown,
+        redisDownEverywhereSince,
       },
       log,
       undefined, // authorization happens before any role policy (StreamAccess)
@@ -203,6 +225,7 @@ export async function prepareCluster(
     };
   };
   const nodeFields = (rec: NodeRecord) => ({
+    redisUp: redis.status === 'ready',
     nodeId: rec.id,
     role: rec.role as NodeRole,
     rtmpAddr: rec.rtmpAddr,
@@ -280,6 +303,7 @@ export async function prepareCluster(
       clearInterval(heartbeat);
       clearInterval(reconcile);
       unsubscribeAdmin();
+      for (const u of unsubscribePeers) u();
       if (policy instanceof OriginPolicy) await policy.releaseAll();
       else policy.close();
       if (started) bus.publish(controlEvent('node.down', nodeFields(record())));
@@ -289,6 +313,9 @@ export async function prepareCluster(
     },
   };
 }
+
+/** A peer's Redis report counts for this many heartbeat intervals. */
+const PEER_REPORT_HEARTBEATS = 3;
 
 /** Lifetime of the tokens an edge signs for its own pulls (each attempt signs a fresh one). */
 const PULL_TOKEN_LIFETIME_S = 300;
