@@ -84,6 +84,11 @@ interface ChunkStream {
  * buffer's backing store; smaller pieces are copied out, so a few bytes never pin a whole 64 KiB socket read.
  */
 const KEEP_SLICE_SHARE_DIVISOR = 2;
+/**
+ * ...and at least this large: tiny reads (a peer trickling bytes) are copied too, into one growing buffer, so a
+ * message never becomes millions of Buffer objects whose overhead the byte count would not see.
+ */
+const KEEP_SLICE_MIN_BYTES = 4096;
 /** Largest allocation for copied pieces of one message (it doubles up to this, bounded by the message length). */
 const MAX_COPY_CAPACITY = 256 * 1024;
 
@@ -218,7 +223,7 @@ export class ChunkReader {
       if (cs.received === 0 || from >= cs.parts.length) continue; // completed (or aborted) meanwhile
       let bytes = 0;
       for (let i = from; i < cs.parts.length; i++) bytes += cs.parts[i]!.length;
-      if (bytes * KEEP_SLICE_SHARE_DIVISOR >= backing) {
+      if (bytes >= KEEP_SLICE_MIN_BYTES && bytes * KEEP_SLICE_SHARE_DIVISOR >= backing) {
         const unused = backing - bytes;
         cs.charged += unused;
         this.partialBytes += unused;

@@ -125,6 +125,40 @@ describe('ChunkReader memory accounting', () => {
     assert.ok(reader.retainedBytes > 0);
   });
 
+  it('a message trickled in 1-byte reads is copied into a few growing buffers, not 100,000 slices', () => {
+    const messages: RtmpMessage[] = [];
+    const reader = new ChunkReader((m) => messages.push(m));
+    reader.push(
+      encodeMessageChunks(
+        { type: MessageType.SetChunkSize, streamId: 0, timestamp: 0, payload: Buffer.from([0, 2, 0, 0]) },
+        2,
+        CHUNK_SIZE,
+      ),
+    );
+    const payload = Buffer.alloc(100_000);
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 13) & 0xff;
+    const bytes = encodeMessageChunks({ type: MessageType.Video, streamId: 1, timestamp: 0, payload }, 6, 128 * KIB);
+    const mem = (): number => {
+      gc();
+      const m = process.memoryUsage();
+      return m.heapUsed + m.arrayBuffers;
+    };
+    const before = mem();
+    for (let i = 0; i < bytes.length - 1; i++) {
+      const read = Buffer.allocUnsafeSlow(1); // what a socket read of one byte is: its own backing store
+      read[0] = bytes[i]!;
+      reader.push(read);
+    }
+    const grown = mem() - before;
+    assert.equal(reader.bufferedBytes, payload.length - 1);
+    assert.ok(reader.retainedBytes <= 2 * payload.length, `${reader.retainedBytes}`);
+    // 100,000 one-byte slices would cost ~10 MB of Buffer objects alone.
+    assert.ok(grown < reader.retainedBytes + 512 * KIB, `memory grew by ${grown} B`);
+    reader.push(bytes.subarray(bytes.length - 1));
+    assert.equal(messages.length, 2);
+    assert.ok(messages[1]!.payload.equals(payload));
+  });
+
   it('a large piece stays a slice and is charged its whole backing buffer', () => {
     const reader = new ChunkReader(() => {});
     const chunkSize = 64 * KIB;
