@@ -10,6 +10,7 @@
  * - Cluster credentials: a viewer's play token does not let anyone pull from an origin; an edge's pull does.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -392,3 +393,72 @@ describe('cluster credentials: edges pull with CLUSTER_SECRET, viewers cannot pu
     assert.ok(frames >= 10, `decoded ${frames} frames through the edge`);
   });
 });
+
+describe('plays of unknown names leave nothing behind on an edge', { timeout: 120_000 }, () => {
+  it('1000 RTMP and HTTP-FLV plays of random names: no hub, no pull, no node-record entry, bounded RSS', async () => {
+    const [redis, nats] = await Promise.all([startRedis(), startNats()]);
+    const { spawnNode, clusterEnv } = await import('./support/cluster-harness.js');
+    const edge = await spawnNode('edge', 'edge-unknown', clusterEnv(redis.url, nats.url, { PLAY_WAIT_MS: '300' }));
+    try {
+      const rss = (): number => {
+        const status = readFileSync(`/proc/${edge.proc.child.pid}/status`, 'utf8');
+        return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) * 1024;
+      };
+      // Warm up (JIT, buffers), then measure.
+      const playRandom = async (i: number): Promise<string> => {
+        const name = `ghost-${i}-${Math.random().toString(36).slice(2)}`;
+        if (i % 2 === 0) {
+          const res = await edge.http(`/live/${name}.flv`);
+          await res.body?.cancel();
+          return String(res.status);
+        }
+        const c = await RtmpClient.connect(edge.rtmpUrl(`live/${name}`));
+        try {
+          await c.play(name, 5000);
+          return 'played';
+        } catch (err) {
+          return (err as { code?: string }).code ?? 'error';
+        } finally {
+          c.close();
+        }
+      };
+      const run = async (from: number, count: number): Promise<Map<string, number>> => {
+        const outcomes = new Map<string, number>();
+        const BATCH = 100;
+        for (let i = from; i < from + count; i += BATCH) {
+          const got = await Promise.all(Array.from({ length: BATCH }, (_, k) => playRandom(i + k)));
+          for (const o of got) outcomes.set(o, (outcomes.get(o) ?? 0) + 1);
+        }
+        return outcomes;
+      };
+      await run(0, 100);
+      const before = rss();
+      const outcomes = await run(100, 1000);
+      assert.deepEqual(Object.fromEntries(outcomes), { '404': 500, 'NetStream.Play.StreamNotFound': 500 });
+      await waitFor('no hub and no pull left', async () => {
+        const streams = (await edge.json<{ streams: unknown[] }>('/api/streams')).streams.length;
+        return streams === 0 && (await edge.metric('rtmp_pulls_active')) === 0;
+      }, 10_000);
+      const nodes = await edge.json<{ nodes: Array<{ id: string; streams?: Record<string, number> }> }>(
+        '/api/cluster/nodes',
+      );
+      const record = nodes.nodes.find((n) => n.id === 'edge-unknown');
+      assert.ok(record, 'the edge is registered');
+      await waitFor('the node record to forget the names', async () => {
+        const again = await edge.json<{ nodes: Array<{ id: string; streams?: Record<string, number> }> }>(
+          '/api/cluster/nodes',
+        );
+        return Object.keys(again.nodes.find((n) => n.id === 'edge-unknown')?.streams ?? {}).length === 0;
+      }, 10_000);
+      const growth = rss() - before;
+      log(`RSS growth after 1000 unknown plays: ${(growth / 1024 / 1024).toFixed(1)} MiB`);
+      assert.ok(growth < 32 * 1024 * 1024, `RSS grew ${(growth / 1024 / 1024).toFixed(1)} MiB`);
+    } finally {
+      await edge.stop();
+    }
+  });
+});
+
+function log(msg: string): void {
+  process.stderr.write(`# ${msg}\n`);
+}

@@ -1,5 +1,6 @@
 import type { HubRegistry } from '@rtmp-relay/hub';
 import type { Logger } from 'pino';
+import { streamLabel } from '../streams/redact.js';
 import { inSpan } from '../tracing.js';
 import type { PlayDecision, PublishDecision, StreamPolicy, StreamRequest } from '../rtmp/policy.js';
 import type { EventBus } from './events.js';
@@ -61,7 +62,7 @@ export class EdgePolicy implements StreamPolicy {
   }
 
   private resolve(key: string): Promise<UpstreamOwner | undefined> {
-    return inSpan('cluster.resolve', { 'rtmp.stream': key }, async (span) => {
+    return inSpan('cluster.resolve', { 'rtmp.stream': streamLabel(key) }, async (span) => {
       const started = performance.now();
       const owner = await this.ownership.resolve(key);
       this.observer.resolveLatency?.((performance.now() - started) / 1000, owner !== undefined);

@@ -1,5 +1,6 @@
 import type { HubRegistry } from '@rtmp-relay/hub';
 import type { Logger } from 'pino';
+import { streamLabel } from '../streams/redact.js';
 import { inSpan } from '../tracing.js';
 import type { PlayDecision, PublishDecision, StreamPolicy, StreamRequest } from '../rtmp/policy.js';
 import { controlEvent, type AdminEvent, type EventBus } from './events.js';
@@ -91,17 +92,17 @@ export class OriginPolicy implements StreamPolicy {
   async beforePublish(req: StreamRequest): Promise<PublishDecision> {
     if (this.authorizer) {
       const authorizer = this.authorizer;
-      const auth = await inSpan('auth.publish', { 'rtmp.stream': req.key }, () => authorizer.authorizePublish(req));
+      const auth = await inSpan('auth.publish', { 'rtmp.stream': streamLabel(req.key) }, () => authorizer.authorizePublish(req));
       if (!auth.allow) return auth;
     }
     let claim;
     const sentAt = performance.now();
     try {
-      claim = await inSpan('cluster.claim', { 'rtmp.stream': req.key }, () =>
+      claim = await inSpan('cluster.claim', { 'rtmp.stream': streamLabel(req.key) }, () =>
         this.ownership.claim(req.key, this.me, { takeover: this.options.allowTakeover }),
       );
     } catch (err) {
-      this.log.warn({ stream: req.key, err: (err as Error).message }, 'ownership claim failed: Redis unreachable');
+      this.log.warn({ stream: streamLabel(req.key), err: (err as Error).message }, 'ownership claim failed: Redis unreachable');
       if (this.options.publishWhileRedisDown === 'allow') {
         this.pending.set(req, { req, epoch: undefined, previousNodeId: undefined, renewedAt: sentAt });
         return { allow: true };
@@ -189,7 +190,7 @@ export class OriginPolicy implements StreamPolicy {
           this.bus.publish(controlEvent('stream.unpublished', { key: req.key, nodeId: this.options.nodeId, epoch }));
       })
       .catch((err) =>
-        this.log.warn({ stream: req.key, err: (err as Error).message }, 'lease release failed (it will expire)'),
+        this.log.warn({ stream: streamLabel(req.key), err: (err as Error).message }, 'lease release failed (it will expire)'),
       );
   }
 
@@ -257,11 +258,11 @@ export class OriginPolicy implements StreamPolicy {
       o.renewedAt = sentAt;
       if (result === 'restored') {
         this.observer.leaseRestored?.();
-        this.log.info({ stream: key, epoch }, 'lease restored after a Redis outage');
+        this.log.info({ stream: streamLabel(key), epoch }, 'lease restored after a Redis outage');
       }
     } catch (err) {
       this.observer.leaseRefreshFailed?.('error');
-      this.log.warn({ stream: key, err: (err as Error).message }, 'lease refresh failed');
+      this.log.warn({ stream: streamLabel(key), err: (err as Error).message }, 'lease refresh failed');
     }
   }
 
@@ -291,7 +292,7 @@ export class OriginPolicy implements StreamPolicy {
       o.epoch = undefined;
       this.observer.leaseExpired?.();
       this.log.warn(
-        { stream: key, sinceRenewalMs: Math.round(age), leaseMs: this.options.leaseMs },
+        { stream: streamLabel(key), sinceRenewalMs: Math.round(age), leaseMs: this.options.leaseMs },
         'lease not renewed in time: no longer serving this stream',
       );
       const hub = this.registry.get(key);
@@ -305,7 +306,7 @@ export class OriginPolicy implements StreamPolicy {
     if (this.owned.get(key) !== o) return;
     this.owned.delete(key);
     o.epoch = undefined;
-    this.log.warn({ stream: key, reason }, 'lost stream ownership: dropping the local publisher');
+    this.log.warn({ stream: streamLabel(key), reason }, 'lost stream ownership: dropping the local publisher');
     this.registry.get(key)?.currentPublisher?.kick(reason);
   }
 
@@ -316,7 +317,7 @@ export class OriginPolicy implements StreamPolicy {
         const o = this.owned.get(e.key);
         if (!o) return;
         this.owned.delete(e.key);
-        this.log.info({ stream: e.key, by: e.from }, 'stream taken over by another origin');
+        this.log.info({ stream: streamLabel(e.key), by: e.from }, 'stream taken over by another origin');
         hub?.currentPublisher?.kick('taken_over');
         return;
       }

@@ -1,7 +1,9 @@
 import type { HubPublisher, StreamHub } from '@rtmp-relay/hub';
-import { MessageType, RtmpClient, type RtmpMessage } from '@rtmp-relay/rtmp';
+import { MessageType, RtmpClient, type ConnectionLimits, type RtmpMessage } from '@rtmp-relay/rtmp';
 import pRetry, { AbortError } from 'p-retry';
 import type { Logger } from 'pino';
+import { ingest } from '../streams/ingest.js';
+import { streamLabel } from '../streams/redact.js';
 import { inSpan } from '../tracing.js';
 
 /** Where a stream lives now, as the registry says. */
@@ -40,6 +42,8 @@ export interface PullOptions {
   ownerRecheckMs: number;
   retryMinMs: number;
   retryMaxMs: number;
+  /** Connection limits for the upstream (the node's own: message sizes, chunk streams, AMF). */
+  limits?: ConnectionLimits;
 }
 
 class StoppedError extends Error {}
@@ -124,6 +128,11 @@ export class UpstreamPull implements HubPublisher {
   release(): void {
     this.refs = Math.max(0, this.refs - 1);
     if (this.refs > 0 || this.stopped) return;
+    // Never found an owner: nothing to keep warm. Plays of unknown names must not leave pulls (or hubs) behind.
+    if (!this.current && !this.attached) {
+      this.stop('no_viewers');
+      return;
+    }
     clearTimeout(this.lingerTimer);
     this.lingerTimer = setTimeout(() => this.stop('linger_expired'), this.options.lingerMs);
     this.lingerTimer.unref();
@@ -133,7 +142,7 @@ export class UpstreamPull implements HubPublisher {
   ownerChanged(owner: UpstreamOwner): void {
     if (this.stopped) return;
     if (!isNewerOwner(owner, this.current)) return;
-    this.log.info({ stream: this.key, addr: owner.addr, epoch: owner.epoch }, 'upstream owner changed: re-pulling');
+    this.log.info({ stream: streamLabel(this.key), addr: owner.addr, epoch: owner.epoch }, 'upstream owner changed: re-pulling');
     if (this.inAttempt) {
       // Never dropped: remembered, and acted on when the attempt settles (a failed attempt retries at once, a
       // successful one to an older owner is dropped for the newer). p-retry's signal is not aborted here, since that
@@ -164,7 +173,7 @@ export class UpstreamPull implements HubPublisher {
       this.attached = false;
       this.hub?.detachPublisher(this);
     }
-    this.log.info({ stream: this.key, reason }, 'pull stopped');
+    this.log.info({ stream: streamLabel(this.key), reason }, 'pull stopped');
     this.deps.observer?.pullStopped?.(this.key);
     this.onStopped(this);
   }
@@ -175,7 +184,7 @@ export class UpstreamPull implements HubPublisher {
       try {
         const client = await pRetry(
           (attempt) =>
-            inSpan('cluster.pull_start', { 'rtmp.stream': this.key, 'rtmp.attempt': attempt }, () =>
+            inSpan('cluster.pull_start', { 'rtmp.stream': streamLabel(this.key), 'rtmp.attempt': attempt }, () =>
               this.connectOnce(attempt),
             ),
           {
@@ -188,7 +197,7 @@ export class UpstreamPull implements HubPublisher {
             onFailedAttempt: ({ error }) => {
               if (this.stopped) return;
               this.deps.observer?.pullFailed?.(this.key, reasonOf(error));
-              this.log.warn({ stream: this.key, err: error.message }, 'pull attempt failed');
+              this.log.warn({ stream: streamLabel(this.key), err: error.message }, 'pull attempt failed');
             },
           },
         );
@@ -196,7 +205,7 @@ export class UpstreamPull implements HubPublisher {
       } catch (err) {
         if (this.stopped || err instanceof StoppedError || this.abort.signal.aborted) return;
         if (err instanceof WakeError || this.wake.signal.aborted) continue;
-        this.log.error({ stream: this.key, err }, 'pull loop error');
+        this.log.error({ stream: streamLabel(this.key), err }, 'pull loop error');
       }
     }
   }
@@ -235,6 +244,8 @@ export class UpstreamPull implements HubPublisher {
       connectTimeoutMs: this.options.connectTimeoutMs,
       readTimeoutMs: this.options.readTimeoutMs,
       fourCcList: ['*'],
+      // Pulled media is held to the same size and AMF limits as published media.
+      ...(this.options.limits ? { limits: this.options.limits } : {}),
     });
     this.attemptClient = client;
     try {
@@ -247,12 +258,12 @@ export class UpstreamPull implements HubPublisher {
       client.on('media', (msg) => {
         if (isSampleAccess(msg)) return; // the edge sends its own to its viewers
         if (early) early.push(msg);
-        else if (this.attached && this.client === client) this.hub?.push(msg);
+        else if (this.attached && this.client === client && this.hub) ingest(this.hub, msg, client.connection);
       });
       this.flushEarly = () => {
         const held = early ?? [];
         early = undefined;
-        for (const msg of held) this.hub?.push(msg);
+        if (this.hub) for (const msg of held) ingest(this.hub, msg, client.connection);
       };
       await client.play(`${this.name}${query ? `?${query}` : ''}`, this.options.connectTimeoutMs);
     } catch (err) {
@@ -264,7 +275,7 @@ export class UpstreamPull implements HubPublisher {
     if (previous && (previous.addr !== owner.addr || previous.nodeId !== owner.nodeId))
       this.deps.observer?.upstreamChanged?.(this.key, previous, owner);
     this.current = owner;
-    this.log.info({ stream: this.key, addr: owner.addr, epoch: owner.epoch, attempt }, 'pulling from origin');
+    this.log.info({ stream: streamLabel(this.key), addr: owner.addr, epoch: owner.epoch, attempt }, 'pulling from origin');
     clearTimeout(this.failoverTimer);
     this.failoverTimer = undefined;
     // (Re-)attaching resets the hub's caches for the new upstream; its timeline continues. The hub is the registry's
@@ -289,7 +300,7 @@ export class UpstreamPull implements HubPublisher {
       const onClose = (reason: string): void => {
         if (this.client === client) this.client = undefined;
         if (!endDecided && !this.stopped) {
-          this.log.warn({ stream: this.key, reason }, 'upstream broke: looking for the owner again');
+          this.log.warn({ stream: streamLabel(this.key), reason }, 'upstream broke: looking for the owner again');
           this.deps.observer?.pullFailed?.(this.key, reason);
           this.armFailoverDeadline();
         }
@@ -303,7 +314,7 @@ export class UpstreamPull implements HubPublisher {
       this.missedOwner = undefined;
       if (missed && isNewerOwner(missed, from)) {
         this.log.info(
-          { stream: this.key, addr: missed.addr, epoch: missed.epoch },
+          { stream: streamLabel(this.key), addr: missed.addr, epoch: missed.epoch },
           'upstream owner changed: re-pulling',
         );
         client.connection.close('owner_changed');
@@ -322,7 +333,7 @@ export class UpstreamPull implements HubPublisher {
     if (this.stopped) return;
     if (owner && isNewerOwner(owner, from)) {
       this.log.info(
-        { stream: this.key, addr: owner.addr, epoch: owner.epoch },
+        { stream: streamLabel(this.key), addr: owner.addr, epoch: owner.epoch },
         'upstream ended but the stream moved to a newer owner: re-pulling',
       );
       this.armFailoverDeadline();

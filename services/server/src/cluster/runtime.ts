@@ -3,7 +3,7 @@ import type { HubRegistry } from '@rtmp-relay/hub';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { signedQuery } from '../auth/index.js';
-import type { Config } from '../config.js';
+import { configToConnectionLimits, type Config } from '../config.js';
 import type { ClusterApi } from '../http.js';
 import type { HotCounters } from '../metrics.js';
 import type { StreamPolicy } from '../streams/types.js';
@@ -175,6 +175,7 @@ export async function prepareCluster(
           ownerRecheckMs: Math.max(1000, config.leaseMs),
           retryMinMs: 100,
           retryMaxMs: config.pullRetryMaxMs,
+          limits: configToConnectionLimits(config),
         },
       },
       log,

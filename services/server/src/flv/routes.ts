@@ -146,14 +146,14 @@ function flvRoutes(app: FastifyInstance, opts: FlvRoutesOptions): void {
 
   /** Adds a viewer to the stream's hub through the same path as an RTMP play. */
   const join = (play: AdmittedPlay, make: (onGone: (reason: string) => void) => FlvViewer): FlvViewer => {
-    let membership: Membership | undefined;
+    const joined: { membership?: Membership } = {};
     // Called once, when the viewer leaves (its connection closed, the stream ended, or the hub dropped it).
     const viewer: FlvViewer = make(() => {
       live.delete(viewer);
-      membership?.leave();
+      joined.membership?.leave();
     });
     live.add(viewer);
-    membership = access.join(play.req, viewer, viewer.protocol, play.clusterPeer);
+    joined.membership = access.join(play.req, viewer, viewer.protocol, play.clusterPeer);
     viewer.flushJoin();
     return viewer;
   };

@@ -275,20 +275,20 @@ export class ServerSession {
       this.status(s.id, 'error', code, decision.description);
       return;
     }
-    let hub: StreamHub | undefined;
     const publisher: HubPublisher = {
       id: this.id,
       kick: (reason: string) => {
         this.log.info({ stream: streamLabel(req.key), reason }, 'publisher kicked');
-        if (s.publishing && hub) {
+        const publishing = s.publishing;
+        if (publishing) {
           s.publishing = undefined;
           // detach is a no-op when the hub itself replaced us (takeover); needed when a policy or an admin kicks.
-          this.access.stopPublish(req, hub, publisher, reason);
+          this.access.stopPublish(req, publishing.hub, publisher, reason);
         }
         this.connection.close(reason);
       },
     };
-    hub = this.access.startPublish(req, publisher);
+    const hub = this.access.startPublish(req, publisher);
     if (!hub) {
       this.status(s.id, 'error', Status.PublishBadName, `${name} is already being published.`);
       return;
@@ -319,11 +319,11 @@ export class ServerSession {
       return;
     }
     if (decision.clusterPeer) this.events.clusterPeer();
-    let membership: Membership | undefined;
     const viewer = new RtmpViewer(`${this.id}/${s.id}`, s.id, name, this.connection, this.fourCcs, (reason) => {
       // The hub dropped this viewer (slow, stream closed): it is no longer in the hub.
+      const joined = s.viewer;
       s.viewer = undefined;
-      membership?.leave(false);
+      joined?.membership.leave(false);
       this.connection.close(reason);
     });
     s.key = req.key;
@@ -333,7 +333,7 @@ export class ServerSession {
     this.status(s.id, 'status', Status.PlayReset, `Playing and resetting ${name}.`);
     this.status(s.id, 'status', Status.PlayStart, `Started playing ${name}.`);
     c.send({ type: MessageType.DataAmf0, streamId: s.id, timestamp: 0, payload: SAMPLE_ACCESS });
-    membership = this.access.join(req, viewer, 'rtmp', decision.clusterPeer);
+    const membership = this.access.join(req, viewer, 'rtmp', decision.clusterPeer);
     // Dropped during the join burst (the connection closed): leave now, nothing else will.
     if (this.connection.isClosed) membership.leave();
     else s.viewer = { membership, viewer };

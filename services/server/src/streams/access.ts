@@ -1,9 +1,10 @@
 import type { HubPublisher, HubRegistry, HubViewer, StreamHub } from '@rtmp-relay/hub';
-import { MessageType, splitAggregate, type RtmpMessage } from '@rtmp-relay/rtmp';
+import type { RtmpMessage } from '@rtmp-relay/rtmp';
 import type { Logger } from 'pino';
 import type { Authorizer, TokenVerifier } from '../auth/index.js';
 import { inSpan } from '../tracing.js';
 import type { AuthFailureLimiter } from './client-limits.js';
+import { ingest, type DataChecker } from './ingest.js';
 import { NAME_PROBLEM_TEXT, nameProblem } from './names.js';
 import { streamLabel } from './redact.js';
 import type { Denial, PlayDecision, PublishDecision, StreamPolicy, StreamRequest } from './types.js';
@@ -33,11 +34,6 @@ export interface StreamAccessOptions {
   authFailures: AuthFailureLimiter;
   observer: StreamAccessObserver;
   log: Logger;
-}
-
-/** Something that can check a data message against the AMF limits of the connection it arrived on. */
-export interface DataChecker {
-  decodeData(msg: RtmpMessage): unknown;
 }
 
 const RATE_LIMITED = 'auth_rate_limited';
@@ -106,15 +102,9 @@ export class StreamAccess {
     this.o.log.info({ stream: streamLabel(req.key), session: req.sessionId, reason }, 'publish stop');
   }
 
-  /** Media from a publisher (or a pull) into its hub: aggregates split, data held to the connection's AMF limits. */
+  /** Media from a publisher into its hub (the same `ingest` an edge's pull uses). */
   ingest(hub: StreamHub, msg: RtmpMessage, checker: DataChecker): void {
-    // Data messages (metadata, cue points) are cached and replayed to every joiner: a decode error closes the source.
-    if (msg.type === MessageType.DataAmf0 || msg.type === MessageType.DataAmf3) checker.decodeData(msg);
-    if (msg.type === MessageType.Aggregate) {
-      for (const sub of splitAggregate(msg)) hub.push(sub);
-    } else {
-      hub.push(msg);
-    }
+    ingest(hub, msg, checker);
   }
 
   /** Adds an admitted viewer to its stream's hub. The returned function removes it again (idempotent). */
