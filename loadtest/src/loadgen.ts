@@ -198,6 +198,7 @@ const LOCAL_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
 export function checkTarget(url: string, allowRemote = false): RtmpUrl {
   const target = parseRtmpUrl(url);
   if (!target.stream) throw new Error(`${url}: no stream name (rtmp://host:port/app/stream)`);
+  if (target.secure) throw new Error(`${url}: the load generator's viewers speak plain RTMP only (no rtmps://)`);
   if (!LOCAL_HOSTS.has(target.host) && !allowRemote) {
     throw new Error(
       `refusing to load ${target.host}: only 127.0.0.1 and ::1 are targeted unless --allow-remote is given`,

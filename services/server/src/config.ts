@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
-import type { HubOptions } from '@rtmp-relay/hub';
+import { DEFAULT_HEADER_CACHE_MAX_BYTES, DEFAULT_HEADER_CACHE_MAX_ENTRIES, type HubOptions } from '@rtmp-relay/hub';
 import { defaultMaxMessageSize, MessageType, type ConnectionLimits } from '@rtmp-relay/rtmp';
 import { z } from 'zod';
 
@@ -25,6 +25,8 @@ export interface Config {
   audioCoalesceMs: number;
   gopCacheMaxBytes: number;
   gopCacheMaxMessages: number;
+  headerCacheMaxEntries: number;
+  headerCacheMaxBytes: number;
   audioOnlyCacheMs: number;
   allowTakeover: boolean;
   unpublishGraceMs: number;
@@ -276,6 +278,12 @@ const DEFS: { readonly [K in keyof Config]: Def } = {
   ),
   gopCacheMaxBytes: def(bytes(), 32 * 1024 * 1024, 'GOP cache bound in bytes per stream (0 disables the cache)'),
   gopCacheMaxMessages: def(int(0, 1_000_000), 4096, 'GOP cache bound in messages per stream'),
+  headerCacheMaxEntries: def(
+    int(1, 1024),
+    DEFAULT_HEADER_CACHE_MAX_ENTRIES,
+    'sequence headers (codecs, tracks) cached per stream for joiners',
+  ),
+  headerCacheMaxBytes: def(bytes(1), DEFAULT_HEADER_CACHE_MAX_BYTES, 'bytes of sequence headers cached per stream'),
   audioOnlyCacheMs: def(ms(), 1000, 'audio kept for late joiners of audio-only streams'),
   allowTakeover: def(bool(), true, 'a new publisher of a live key replaces the current one'),
   unpublishGraceMs: def(ms(), 1000, 'viewers wait this long for the publisher to come back before the stream ends'),
@@ -444,7 +452,6 @@ function crossFieldIssues(c: Config): string[] {
     out.push(`${label('tlsCertFile')} and ${label('tlsKeyFile')}: set both or neither`);
   if (Boolean(c.natsTlsCertFile) !== Boolean(c.natsTlsKeyFile))
     out.push(`${label('natsTlsCertFile')} and ${label('natsTlsKeyFile')}: set both or neither`);
-  if (c.natsPassword && !c.natsUser) out.push(`${label('natsPassword')}: needs ${label('natsUser')}`);
   if (c.heartbeatMs >= c.leaseMs * 4) out.push(`${label('heartbeatMs')}: should be well below 4 x ${label('leaseMs')}`);
   const hostsOverlap = c.rtmpHost === c.httpHost || WILDCARD_HOSTS.has(c.rtmpHost) || WILDCARD_HOSTS.has(c.httpHost);
   if (c.rtmpPort !== 0 && c.rtmpPort === c.httpPort && hostsOverlap)
@@ -463,6 +470,14 @@ export const configSchema: z.ZodType<Config, Record<string, Raw | undefined>> = 
 
 function camel(flag: string): string {
   return flag.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** Settings whose values are credentials: never echoed in errors. */
+const SECRET_SETTING_RE = /SECRET|PASSWORD|TOKEN|_USER$|USERNAME/;
+
+/** `scheme://user:pass@host` → `scheme://***@host` in any value (URLs may carry credentials). */
+function redactUrlCredentials(v: unknown): unknown {
+  return typeof v === 'string' ? v.replace(/(\w+:\/\/)[^/@,\s]*@/g, '$1***@') : v;
 }
 
 function show(v: unknown): string {
@@ -492,7 +507,8 @@ export function loadConfig(
     const key = issue.path[0];
     const s = SETTINGS.find((x) => x.key === key);
     if (!s) return issue.message;
-    return `${s.env} (--${s.flag}): ${issue.message}, got ${show(input[s.key])}`;
+    const got = SECRET_SETTING_RE.test(s.env) ? '(value hidden)' : show(redactUrlCredentials(input[s.key]));
+    return `${s.env} (--${s.flag}): ${issue.message}, got ${got}`;
   });
   throw new ConfigError(issues);
 }
@@ -502,6 +518,8 @@ export function configToHubOptions(c: Config): HubOptions {
     chunkSize: c.chunkSize,
     gopCacheMaxBytes: c.gopCacheMaxBytes,
     gopCacheMaxMessages: c.gopCacheMaxMessages,
+    headerCacheMaxEntries: c.headerCacheMaxEntries,
+    headerCacheMaxBytes: c.headerCacheMaxBytes,
     audioOnlyCacheMs: c.audioOnlyCacheMs,
     viewerSoftBacklogBytes: c.viewerSoftBacklogBytes,
     viewerSoftBacklogMs: c.viewerSoftBacklogMs,

@@ -34,6 +34,8 @@ describe('config', () => {
       audioCoalesceMs: 40,
       gopCacheMaxBytes: 33554432,
       gopCacheMaxMessages: 4096,
+      headerCacheMaxEntries: 16,
+      headerCacheMaxBytes: 4 * 1024 * 1024,
       audioOnlyCacheMs: 1000,
       allowTakeover: true,
       unpublishGraceMs: 1000,
@@ -110,6 +112,21 @@ describe('config', () => {
   it('defaults to the same values as the libraries', async () => {
     const { DEFAULT_HUB_OPTIONS } = await import('@rtmp-relay/hub');
     assert.deepEqual(configToHubOptions(loadConfig({ env: {} })), DEFAULT_HUB_OPTIONS);
+  });
+
+  it('never echoes credentials in configuration errors', () => {
+    const cases: Array<[Record<string, string>, string]> = [
+      [{ NATS_URL: 'nats://relay:s3cret-pw@nats:4222,not a url' }, 's3cret-pw'],
+      [{ REDIS_URL: 'http://relay:s3cret-pw@redis:6379' }, 's3cret-pw'],
+      [{ API_TOKEN: `s3cret-${'x'.repeat(5000)}` }, 's3cret-'],
+      [{ NATS_PASSWORD: `s3cret-${'x'.repeat(5000)}` }, 's3cret-'],
+    ];
+    for (const [env, secret] of cases) {
+      assert.throws(
+        () => loadConfig({ env }),
+        (err: Error) => err instanceof ConfigError && !err.message.includes(secret) && /got /.test(err.message),
+      );
+    }
   });
 
   it('parses env values', () => {
