@@ -264,7 +264,8 @@ function warnAboutOpenDoors(config: Config, role: Role, log: Logger): void {
       'ANYONE WHO REACHES THIS NODE CAN PUBLISH (and take over live streams): set PUBLISH_SECRET or HOOK_ON_PUBLISH',
     );
   }
-  const apiExposed = config.adminPort === null ? !LOOPBACK_HOSTS.has(config.httpHost) : !LOOPBACK_HOSTS.has(config.adminHost);
+  const apiExposed =
+    config.adminPort === null ? !LOOPBACK_HOSTS.has(config.httpHost) : !LOOPBACK_HOSTS.has(config.adminHost);
   if (apiExposed && !config.apiToken && role !== 'standalone') {
     log.warn('the cluster API (/api, including kicks) needs no token: set API_TOKEN');
   }

@@ -24,6 +24,7 @@ import {
   pingRequest,
 } from '@rtmp-relay/rtmp';
 import { DEFAULT_HEADER_CACHE_MAX_BYTES } from '@rtmp-relay/hub';
+import { parseMetric } from './support/cluster-harness.js';
 import { start, stopAll, waitFor, type Running } from './support/processes.js';
 import { RawRtmpPeer, destroyAllRawPeers } from './support/raw-rtmp.js';
 
@@ -122,16 +123,7 @@ async function spawnStandalone(env: Record<string, string>): Promise<SpawnedNode
     httpPort: ports.http,
     output: () => out,
     http,
-    metric: async (name, labels = {}) => {
-      const text = await (await http('/metrics')).text();
-      let sum = 0;
-      for (const line of text.split('\n')) {
-        const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)$/.exec(line);
-        if (!m || m[1] !== name) continue;
-        if (Object.entries(labels).every(([k, v]) => (m[2] ?? '').includes(`${k}="${v}"`))) sum += Number(m[3]);
-      }
-      return sum;
-    },
+    metric: async (name, labels = {}) => parseMetric(await (await http('/metrics')).text(), name, labels),
   };
 }
 

@@ -18,6 +18,7 @@ import { RtmpClient, type AmfValue } from '@rtmp-relay/rtmp';
 import { signStreamName } from '../src/auth/index.js';
 import { loadConfig } from '../src/config.js';
 import { startNode, type RunningNode } from '../src/node.js';
+import { clusterEnv, parseMetric, spawnNode } from './support/cluster-harness.js';
 import { ffmpegCountFrames, ffmpegPublish } from './support/media-tools.js';
 import { stopAll, waitFor } from './support/processes.js';
 import { RawRtmpPeer } from './support/raw-rtmp.js';
@@ -84,14 +85,8 @@ async function tryPublish(url: string, name: string): Promise<{ outcome: string;
 }
 
 async function metric(port: number, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    if (Object.entries(labels).every(([k, v]) => (m[2] ?? '').includes(`${k}="${v}"`))) sum += Number(m[3]);
-  }
-  return sum;
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) });
+  return parseMetric(await res.text(), name, labels);
 }
 
 after(async () => {
@@ -210,17 +205,33 @@ describe('standalone honours secrets and hooks', { timeout: 120_000 }, () => {
     try {
       const denied = await tryPublish(`rtmp://127.0.0.1:${n.rtmpPort}/live`, 'cam');
       assert.equal(denied.outcome, 'NetStream.Publish.Denied');
-      const key = signStreamName({ secret: PUBLISH_SECRET, action: 'publish', app: 'live', name: 'cam', expiresAt: inAMinute() });
+      const key = signStreamName({
+        secret: PUBLISH_SECRET,
+        action: 'publish',
+        app: 'live',
+        name: 'cam',
+        expiresAt: inAMinute(),
+      });
       ffmpegPublish(`rtmp://127.0.0.1:${n.rtmpPort}/live/${key}`, { seconds: 30 });
-      await waitFor('cam live', async () => {
-        const res = await fetch(`http://127.0.0.1:${n.httpPort}/api/streams/live/cam`);
-        return res.status === 200 && ((await res.json()) as { live: boolean }).live;
-      }, 20_000);
+      await waitFor(
+        'cam live',
+        async () => {
+          const res = await fetch(`http://127.0.0.1:${n.httpPort}/api/streams/live/cam`);
+          return res.status === 200 && ((await res.json()) as { live: boolean }).live;
+        },
+        20_000,
+      );
       // A play without a token is refused; with one, FFmpeg decodes frames.
       const unsigned = await RtmpClient.connect(`rtmp://127.0.0.1:${n.rtmpPort}/live/cam`);
       await assert.rejects(unsigned.play('cam', 3000), /Play\.Failed|denied/i);
       unsigned.close();
-      const playName = signStreamName({ secret: PLAY_SECRET, action: 'play', app: 'live', name: 'cam', expiresAt: inAMinute() });
+      const playName = signStreamName({
+        secret: PLAY_SECRET,
+        action: 'play',
+        app: 'live',
+        name: 'cam',
+        expiresAt: inAMinute(),
+      });
       const { frames } = await ffmpegCountFrames(`rtmp://127.0.0.1:${n.rtmpPort}/live/${playName}`, 2);
       assert.ok(frames >= 10, `decoded ${frames} frames`);
       const flv = await fetch(`http://127.0.0.1:${n.httpPort}/live/cam.flv`);
@@ -292,7 +303,11 @@ describe('names and logs', { timeout: 60_000 }, () => {
     const n = await node('standalone', baseEnv());
     try {
       for (const app of ['a b', 'x/../y', 'live\u0000', 'a'.repeat(200)]) {
-        assert.equal(await rawPublish(n.rtmpPort, app, 'k'), 'NetStream.Publish.BadName', JSON.stringify(app.slice(0, 20)));
+        assert.equal(
+          await rawPublish(n.rtmpPort, app, 'k'),
+          'NetStream.Publish.BadName',
+          JSON.stringify(app.slice(0, 20)),
+        );
       }
       assert.equal(await metric(n.httpPort, 'rtmp_publish_rejected_total', { reason: 'bad_app' }), 3);
       assert.equal(await metric(n.httpPort, 'rtmp_publish_rejected_total', { reason: 'app_too_long' }), 1);
@@ -309,7 +324,10 @@ describe('per-IP connection cap and failed-auth rate limit', { timeout: 60_000 }
     try {
       for (let i = 0; i < 5; i++) held.push(await RtmpClient.connect(`rtmp://127.0.0.1:${n.rtmpPort}/live/x`));
       await assert.rejects(RtmpClient.connect(`rtmp://127.0.0.1:${n.rtmpPort}/live/x`, { connectTimeoutMs: 3000 }));
-      assert.equal(await metric(n.httpPort, 'rtmp_connections_rejected_total', { reason: 'max_connections_per_ip' }), 1);
+      assert.equal(
+        await metric(n.httpPort, 'rtmp_connections_rejected_total', { reason: 'max_connections_per_ip' }),
+        1,
+      );
       held.pop()!.close();
       await waitFor('a slot frees up', async () => (await metric(n.httpPort, 'rtmp_connections')) === 4, 5000);
       held.push(await RtmpClient.connect(`rtmp://127.0.0.1:${n.rtmpPort}/live/x`));
@@ -320,18 +338,27 @@ describe('per-IP connection cap and failed-auth rate limit', { timeout: 60_000 }
   });
 
   it('AUTH_FAIL_LIMIT: after N bad tokens the IP is refused, even with a valid one, until the window passes', async () => {
-    const n = await node(
-      'standalone',
-      baseEnv({ PUBLISH_SECRET, AUTH_FAIL_LIMIT: '3', AUTH_FAIL_WINDOW_MS: '2000' }),
-    );
+    const n = await node('standalone', baseEnv({ PUBLISH_SECRET, AUTH_FAIL_LIMIT: '3', AUTH_FAIL_WINDOW_MS: '2000' }));
     try {
       for (let i = 0; i < 3; i++) {
-        const r = await tryPublish(`rtmp://127.0.0.1:${n.rtmpPort}/live`, `x?expires=${inAMinute()}&token=${'A'.repeat(43)}`);
+        const r = await tryPublish(
+          `rtmp://127.0.0.1:${n.rtmpPort}/live`,
+          `x?expires=${inAMinute()}&token=${'A'.repeat(43)}`,
+        );
         assert.equal(r.outcome, 'NetStream.Publish.Denied');
       }
-      const good = signStreamName({ secret: PUBLISH_SECRET, action: 'publish', app: 'live', name: 'x', expiresAt: inAMinute() });
+      const good = signStreamName({
+        secret: PUBLISH_SECRET,
+        action: 'publish',
+        app: 'live',
+        name: 'x',
+        expiresAt: inAMinute(),
+      });
       const refused = await tryPublish(`rtmp://127.0.0.1:${n.rtmpPort}/live`, good);
-      assert.ok(refused.outcome.startsWith('connect_failed') || refused.outcome === 'NetStream.Publish.Denied', refused.outcome);
+      assert.ok(
+        refused.outcome.startsWith('connect_failed') || refused.outcome === 'NetStream.Publish.Denied',
+        refused.outcome,
+      );
       assert.ok((await metric(n.httpPort, 'rtmp_connections_rejected_total', { reason: 'auth_rate_limited' })) >= 1);
       // After the window, the valid token works again.
       const later = await waitFor(
@@ -350,54 +377,73 @@ describe('per-IP connection cap and failed-auth rate limit', { timeout: 60_000 }
   });
 });
 
-describe('cluster credentials: edges pull with CLUSTER_SECRET, viewers cannot pull from origins', { timeout: 120_000 }, () => {
-  let redis: ServiceHandle;
-  let nats: ServiceHandle;
-  let origin: RunningNode;
-  let edge: RunningNode;
-  before(async () => {
-    [redis, nats] = await Promise.all([startRedis(), startNats()]);
-    const cluster = {
-      REDIS_URL: redis.url,
-      NATS_URL: nats.url,
-      ADVERTISE_HOST: '127.0.0.1',
-      CLUSTER_SECRET,
-      PLAY_SECRET,
-      REQUIRE_PLAY_TOKEN: 'true',
-      PLAY_WAIT_MS: '5000',
-    };
-    origin = await node('origin', baseEnv({ ...cluster, NODE_ID: 'origin-cs' }));
-    edge = await node('edge', baseEnv({ ...cluster, NODE_ID: 'edge-cs' }));
-    ffmpegPublish(`rtmp://127.0.0.1:${origin.rtmpPort}/live/cs`, { seconds: 60 });
-    await waitFor('cs live on the origin', async () => {
-      const res = await fetch(`http://127.0.0.1:${origin.httpPort}/api/streams/live/cs`);
-      return res.status === 200 && ((await res.json()) as { live: boolean }).live;
-    }, 20_000);
-  });
-  after(async () => {
-    await edge?.shutdown('test');
-    await origin?.shutdown('test');
-  });
+describe(
+  'cluster credentials: edges pull with CLUSTER_SECRET, viewers cannot pull from origins',
+  { timeout: 120_000 },
+  () => {
+    let redis: ServiceHandle;
+    let nats: ServiceHandle;
+    let origin: RunningNode;
+    let edge: RunningNode;
+    before(async () => {
+      [redis, nats] = await Promise.all([startRedis(), startNats()]);
+      const cluster = {
+        REDIS_URL: redis.url,
+        NATS_URL: nats.url,
+        ADVERTISE_HOST: '127.0.0.1',
+        CLUSTER_SECRET,
+        PLAY_SECRET,
+        REQUIRE_PLAY_TOKEN: 'true',
+        PLAY_WAIT_MS: '5000',
+      };
+      origin = await node('origin', baseEnv({ ...cluster, NODE_ID: 'origin-cs' }));
+      edge = await node('edge', baseEnv({ ...cluster, NODE_ID: 'edge-cs' }));
+      ffmpegPublish(`rtmp://127.0.0.1:${origin.rtmpPort}/live/cs`, { seconds: 60 });
+      await waitFor(
+        'cs live on the origin',
+        async () => {
+          const res = await fetch(`http://127.0.0.1:${origin.httpPort}/api/streams/live/cs`);
+          return res.status === 200 && ((await res.json()) as { live: boolean }).live;
+        },
+        20_000,
+      );
+    });
+    after(async () => {
+      await edge?.shutdown('test');
+      await origin?.shutdown('test');
+    });
 
-  it('a valid viewer play token is refused at the origin (cluster_token_required)', async () => {
-    const playName = signStreamName({ secret: PLAY_SECRET, action: 'play', app: 'live', name: 'cs', expiresAt: inAMinute() });
-    const c = await RtmpClient.connect(`rtmp://127.0.0.1:${origin.rtmpPort}/live/cs`);
-    await assert.rejects(c.play(playName, 3000), /Play\.Failed|denied/i);
-    c.close();
-    assert.ok((await metric(origin.httpPort, 'rtmp_play_rejected_total', { reason: 'cluster_token_required' })) >= 1);
-  });
+    it('a valid viewer play token is refused at the origin (cluster_token_required)', async () => {
+      const playName = signStreamName({
+        secret: PLAY_SECRET,
+        action: 'play',
+        app: 'live',
+        name: 'cs',
+        expiresAt: inAMinute(),
+      });
+      const c = await RtmpClient.connect(`rtmp://127.0.0.1:${origin.rtmpPort}/live/cs`);
+      await assert.rejects(c.play(playName, 3000), /Play\.Failed|denied/i);
+      c.close();
+      assert.ok((await metric(origin.httpPort, 'rtmp_play_rejected_total', { reason: 'cluster_token_required' })) >= 1);
+    });
 
-  it('the same viewer token plays through the edge (its pull carries the cluster credentials)', async () => {
-    const playName = signStreamName({ secret: PLAY_SECRET, action: 'play', app: 'live', name: 'cs', expiresAt: inAMinute() });
-    const { frames } = await ffmpegCountFrames(`rtmp://127.0.0.1:${edge.rtmpPort}/live/${playName}`, 2);
-    assert.ok(frames >= 10, `decoded ${frames} frames through the edge`);
-  });
-});
+    it('the same viewer token plays through the edge (its pull carries the cluster credentials)', async () => {
+      const playName = signStreamName({
+        secret: PLAY_SECRET,
+        action: 'play',
+        app: 'live',
+        name: 'cs',
+        expiresAt: inAMinute(),
+      });
+      const { frames } = await ffmpegCountFrames(`rtmp://127.0.0.1:${edge.rtmpPort}/live/${playName}`, 2);
+      assert.ok(frames >= 10, `decoded ${frames} frames through the edge`);
+    });
+  },
+);
 
 describe('plays of unknown names leave nothing behind on an edge', { timeout: 120_000 }, () => {
   it('1000 RTMP and HTTP-FLV plays of random names: no hub, no pull, no node-record entry, bounded RSS', async () => {
     const [redis, nats] = await Promise.all([startRedis(), startNats()]);
-    const { spawnNode, clusterEnv } = await import('./support/cluster-harness.js');
     const edge = await spawnNode('edge', 'edge-unknown', clusterEnv(redis.url, nats.url, { PLAY_WAIT_MS: '300' }));
     try {
       const rss = (): number => {
@@ -435,21 +481,29 @@ describe('plays of unknown names leave nothing behind on an edge', { timeout: 12
       const before = rss();
       const outcomes = await run(100, 1000);
       assert.deepEqual(Object.fromEntries(outcomes), { '404': 500, 'NetStream.Play.StreamNotFound': 500 });
-      await waitFor('no hub and no pull left', async () => {
-        const streams = (await edge.json<{ streams: unknown[] }>('/api/streams')).streams.length;
-        return streams === 0 && (await edge.metric('rtmp_pulls_active')) === 0;
-      }, 10_000);
+      await waitFor(
+        'no hub and no pull left',
+        async () => {
+          const streams = (await edge.json<{ streams: unknown[] }>('/api/streams')).streams.length;
+          return streams === 0 && (await edge.metric('rtmp_pulls_active')) === 0;
+        },
+        10_000,
+      );
       const nodes = await edge.json<{ nodes: Array<{ id: string; streams?: Record<string, number> }> }>(
         '/api/cluster/nodes',
       );
       const record = nodes.nodes.find((n) => n.id === 'edge-unknown');
       assert.ok(record, 'the edge is registered');
-      await waitFor('the node record to forget the names', async () => {
-        const again = await edge.json<{ nodes: Array<{ id: string; streams?: Record<string, number> }> }>(
-          '/api/cluster/nodes',
-        );
-        return Object.keys(again.nodes.find((n) => n.id === 'edge-unknown')?.streams ?? {}).length === 0;
-      }, 10_000);
+      await waitFor(
+        'the node record to forget the names',
+        async () => {
+          const again = await edge.json<{ nodes: Array<{ id: string; streams?: Record<string, number> }> }>(
+            '/api/cluster/nodes',
+          );
+          return Object.keys(again.nodes.find((n) => n.id === 'edge-unknown')?.streams ?? {}).length === 0;
+        },
+        10_000,
+      );
       const growth = rss() - before;
       log(`RSS growth after 1000 unknown plays: ${(growth / 1024 / 1024).toFixed(1)} MiB`);
       assert.ok(growth < 32 * 1024 * 1024, `RSS grew ${(growth / 1024 / 1024).toFixed(1)} MiB`);

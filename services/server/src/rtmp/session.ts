@@ -389,5 +389,4 @@ export class ServerSession {
     for (const s of this.streams.values()) this.releaseStream(s);
     this.streams.clear();
   }
-
 }

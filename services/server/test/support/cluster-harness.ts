@@ -56,7 +56,8 @@ export function clusterEnv(
   };
 }
 
-function parseMetric(text: string, name: string, labels: Record<string, string>): number {
+/** Sum of the samples of `name` in a Prometheus exposition whose labels include `labels`. */
+export function parseMetric(text: string, name: string, labels: Record<string, string> = {}): number {
   let sum = 0;
   for (const line of text.split('\n')) {
     if (!line.startsWith(name)) continue;
