@@ -6,6 +6,7 @@ export * from './annexb.js';
 export * from './chunk-reader.js';
 export * from './chunk-writer.js';
 export * from './client.js';
+export * from './codec-info.js';
 export * from './commands.js';
 export * from './connection.js';
 export * from './constants.js';

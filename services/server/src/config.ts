@@ -28,6 +28,7 @@ export interface Config {
   headerCacheMaxEntries: number;
   headerCacheMaxBytes: number;
   audioOnlyCacheMs: number;
+  streamMetricsTopN: number;
   allowTakeover: boolean;
   unpublishGraceMs: number;
   playWaitMs: number;
@@ -285,6 +286,11 @@ const DEFS: { readonly [K in keyof Config]: Def } = {
   ),
   headerCacheMaxBytes: def(bytes(1), DEFAULT_HEADER_CACHE_MAX_BYTES, 'bytes of sequence headers cached per stream'),
   audioOnlyCacheMs: def(ms(), 1000, 'audio kept for late joiners of audio-only streams'),
+  streamMetricsTopN: def(
+    int(0, 10_000),
+    20,
+    'per-stream Prometheus series for this many streams with the most viewers (0 = none): a cardinality guard',
+  ),
   allowTakeover: def(bool(), true, 'a new publisher of a live key replaces the current one'),
   unpublishGraceMs: def(ms(), 1000, 'viewers wait this long for the publisher to come back before the stream ends'),
   playWaitMs: def(ms(), 3000, 'a play waits this long for a stream that is not live yet before StreamNotFound'),

@@ -85,6 +85,26 @@ function buildMetrics(register: Registry, hot: HotCounters) {
       registers,
     }),
     streams: gauge({ name: 'rtmp_streams', help: 'Live streams on this node', registers }),
+    // Per-stream series, only for the top STREAM_METRICS_TOP_N streams by viewers (a cardinality guard); the
+    // `stream` label is the hashed label of logs and the API (`label`), never the stream name.
+    streamViewers: gauge({
+      name: 'rtmp_stream_viewers',
+      help: 'Viewers of one of the top streams, by protocol',
+      labelNames: ['stream', 'protocol'] as const,
+      registers,
+    }),
+    streamIngestBps: gauge({
+      name: 'rtmp_stream_ingest_bits_per_second',
+      help: 'Ingest bitrate of one of the top streams over the last 10 s',
+      labelNames: ['stream'] as const,
+      registers,
+    }),
+    streamFps: gauge({
+      name: 'rtmp_stream_video_fps',
+      help: 'Video frame rate of one of the top streams, measured over the last 10 s',
+      labelNames: ['stream'] as const,
+      registers,
+    }),
     bytesIn: new Counter({
       name: 'rtmp_bytes_in_total',
       help: 'Bytes received on RTMP connections',

@@ -9,7 +9,8 @@ import { createLogger } from './logger.js';
 import { createMetrics, HotCounters, type Metrics } from './metrics.js';
 import { RtmpServer, type RtmpServerObserver } from './rtmp/server.js';
 import { startTlsListener, type TlsListener } from './rtmp/tls-listener.js';
-import { AuthFailureLimiter, LiveWaiters, LocalStreamPolicy, StreamAccess } from './streams/index.js';
+import { AuthFailureLimiter, LiveWaiters, LocalStreamPolicy, StreamAccess, streamLabel } from './streams/index.js';
+import { statsOf } from './streams/stats.js';
 import { describeStream } from './streams.js';
 import type { StreamPolicy } from './streams/types.js';
 import { VERSION } from './version.js';
@@ -52,6 +53,7 @@ export async function startNode(config: Config, opts: { role: Role }): Promise<R
   const registry = new HubRegistry(configToHubOptions(config), hubObserver);
   const live = (waiters.live = new LiveWaiters(registry));
   metrics.streams.collect = () => metrics.streams.set(registry.list().filter((h) => h.isLive).length);
+  metrics.streamViewers.collect = () => collectTopStreams(registry, metrics, config.streamMetricsTopN);
   for (const protocol of FLV_PROTOCOLS) metrics.viewers.inc({ protocol }, 0);
 
   // 1. The role's policy and admission, before any listener opens.
@@ -271,6 +273,25 @@ function warnAboutOpenDoors(config: Config, role: Role, log: Logger): void {
   }
   if (role === 'origin' && !config.clusterSecret) {
     log.warn('no CLUSTER_SECRET: anyone who reaches this origin can pull streams from it directly');
+  }
+}
+
+/** Per-stream series for the `topN` streams with the most viewers; the rest have none (bounded cardinality). */
+function collectTopStreams(registry: HubRegistry, metrics: Metrics, topN: number): void {
+  metrics.streamViewers.reset();
+  metrics.streamIngestBps.reset();
+  metrics.streamFps.reset();
+  if (topN === 0) return;
+  const top = registry
+    .list()
+    .sort((a, b) => b.viewerCount - a.viewerCount)
+    .slice(0, topN);
+  for (const hub of top) {
+    const stream = streamLabel(hub.key);
+    const s = statsOf(hub).snapshot(hub);
+    for (const [protocol, n] of Object.entries(s.viewers)) metrics.streamViewers.set({ stream, protocol }, n);
+    metrics.streamIngestBps.set({ stream }, s.ingestKbps.last10s * 1000);
+    if (s.video?.fps !== undefined) metrics.streamFps.set({ stream }, s.video.fps);
   }
 }
 

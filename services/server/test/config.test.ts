@@ -37,6 +37,7 @@ describe('config', () => {
       headerCacheMaxEntries: 16,
       headerCacheMaxBytes: 4 * 1024 * 1024,
       audioOnlyCacheMs: 1000,
+      streamMetricsTopN: 20,
       allowTakeover: true,
       unpublishGraceMs: 1000,
       playWaitMs: 3000,

@@ -7,6 +7,7 @@ import type { AuthFailureLimiter } from './client-limits.js';
 import { ingest, type DataChecker } from './ingest.js';
 import { NAME_PROBLEM_TEXT, nameProblem } from './names.js';
 import { streamLabel } from './redact.js';
+import { statsOf } from './stats.js';
 import type { Denial, PlayDecision, PublishDecision, StreamPolicy, StreamRequest } from './types.js';
 
 export type ViewerProtocol = 'rtmp' | 'http-flv' | 'ws-flv';
@@ -110,6 +111,8 @@ export class StreamAccess {
   /** Adds an admitted viewer to its stream's hub. The returned function removes it again (idempotent). */
   join(req: StreamRequest, viewer: HubViewer, protocol: ViewerProtocol, clusterPeer = false): Membership {
     const hub = this.o.registry.getOrCreate(req.key);
+    const stats = statsOf(hub);
+    stats.viewers[protocol]++;
     this.o.observer.viewerStarted(protocol, req.key);
     this.o.policy.viewerJoined(req, hub);
     this.o.log.info({ stream: streamLabel(req.key), session: req.sessionId, protocol, clusterPeer }, 'play start');
@@ -121,6 +124,7 @@ export class StreamAccess {
         if (!joined) return;
         joined = false;
         if (removeFromHub) hub.removeViewer(viewer);
+        stats.viewers[protocol]--;
         this.o.observer.viewerStopped(protocol, req.key);
         this.o.policy.viewerLeft(req, hub);
         if (!clusterPeer) this.o.authorizer?.playDone(req);
