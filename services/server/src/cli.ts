@@ -4,10 +4,23 @@
  * names can't drift: `--rtmp-port 1936` or `RTMP_PORT=1936`. Flags win over env, env over defaults.
  * Exit codes: 0 clean shutdown, 1 runtime failure or second signal, 2 usage or configuration error.
  */
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadConfig, SETTINGS, type Config } from './config.js';
 import type { Role } from './node.js';
+import { DEFAULT_PLAN_INPUT, formatPlan, planTopology } from './plan.js';
 import { VERSION } from './version.js';
+
+function positiveNumber(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number');
+  return n;
+}
+
+function nonNegativeNumber(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a number >= 0');
+  return n;
+}
 
 function settingOptions(): Option[] {
   return SETTINGS.map((s) => {
@@ -136,6 +149,53 @@ export function buildProgram(): Command {
   sub('edge', 'cluster edge: pulls streams from origins on demand, serves viewers (REDIS_URL, NATS_URL)', (c) =>
     run('edge', c),
   );
+  program
+    .command('plan')
+    .description('size a deployment: origins, parent edges and edges for an audience (docs/SIZING.md)')
+    .requiredOption('--streams <n>', 'live streams at the peak', positiveNumber)
+    .requiredOption('--bitrate <kbps>', 'average stream bitrate in kbit/s', positiveNumber)
+    .requiredOption('--viewers <n>', 'concurrent viewers at the peak', positiveNumber)
+    .option(
+      '--hot-share <0-1>',
+      'share of viewers on the most watched stream',
+      positiveNumber,
+      DEFAULT_PLAN_INPUT.hotShare,
+    )
+    .option('--cores <n>', 'cores per node', positiveNumber, DEFAULT_PLAN_INPUT.cores)
+    .option('--nic-gbps <n>', 'NIC bandwidth per node in Gbit/s', positiveNumber, DEFAULT_PLAN_INPUT.nicGbps)
+    .option(
+      '--utilization <0-1>',
+      'plan nodes to this share of CPU and NIC',
+      positiveNumber,
+      DEFAULT_PLAN_INPUT.utilization,
+    )
+    .option(
+      '--max-origin-pulls <n>',
+      'edges one stream may pull from origins directly before a parent tier is used',
+      positiveNumber,
+      DEFAULT_PLAN_INPUT.maxOriginPullsPerStream,
+    )
+    .option('--spare <n>', 'spare nodes per tier (N+k)', nonNegativeNumber, DEFAULT_PLAN_INPUT.spare)
+    .option('--json', 'print the plan as JSON')
+    .action((o: Record<string, number | boolean>) => {
+      try {
+        const plan = planTopology({
+          streams: o['streams'] as number,
+          bitrateKbps: o['bitrate'] as number,
+          viewers: o['viewers'] as number,
+          hotShare: o['hotShare'] as number,
+          cores: o['cores'] as number,
+          nicGbps: o['nicGbps'] as number,
+          utilization: o['utilization'] as number,
+          maxOriginPullsPerStream: o['maxOriginPulls'] as number,
+          spare: o['spare'] as number,
+        });
+        process.stdout.write(`${o['json'] ? JSON.stringify(plan, null, 2) : formatPlan(plan)}\n`);
+      } catch (err) {
+        process.stderr.write(`rtmp-relay plan: ${(err as Error).message}\n`);
+        process.exit(2);
+      }
+    });
   sub('cluster', 'a local cluster: redis-server, nats-server, 2 origins and 2 edges on this machine', (c) =>
     localCluster(c),
   );
