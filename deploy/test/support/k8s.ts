@@ -16,8 +16,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { parseAllDocuments } from 'yaml';
+import { kubectlBin } from './kube-tools.js';
 
-export const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
+export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const KUBE_TARGET = 'Kubernetes >= 1.30 (kubernetes-types 1.30.0; kubernetes-models 4.5.1 = OpenAPI 1.33)';
 
 export interface K8sObject {
@@ -46,17 +47,10 @@ export function parseManifests(text: string, source: string): K8sObject[] {
   return out;
 }
 
-export function hasKubectl(): boolean {
-  return spawnSync('kubectl', ['version', '--client'], { stdio: 'ignore', timeout: 20_000 }).status === 0;
-}
-
-/** `kubectl kustomize <dir>` (kustomize v5 built into kubectl). */
+/** `kubectl kustomize <dir>` (kustomize v5 built into kubectl; the kubectl of kube-tools.ts). */
 export function kustomizeBuild(dir: string): K8sObject[] {
-  const r = spawnSync('kubectl', ['kustomize', dir], { encoding: 'utf8', timeout: 60_000, maxBuffer: 64 << 20 });
-  if (r.error)
-    throw new Error(
-      `kubectl kustomize ${dir}: ${r.error.message} (kubectl comes with Debian's kubernetes-client or Google's kubectl package)`,
-    );
+  const r = spawnSync(kubectlBin(), ['kustomize', dir], { encoding: 'utf8', timeout: 60_000, maxBuffer: 64 << 20 });
+  if (r.error) throw new Error(`kubectl kustomize ${dir}: ${r.error.message}`);
   if (r.status !== 0) throw new Error(`kubectl kustomize ${dir} failed:\n${r.stderr}`);
   return parseManifests(r.stdout, `kustomize ${dir}`);
 }
@@ -142,7 +136,7 @@ export function strictTypeCheck(entries: ReadonlyArray<{ where: string; obj: K8s
   for (const [module, alias] of imports) lines.push(`import type * as ${alias} from '${module}';`);
   const offset = lines.length;
   const source = [...lines, ...body, ''].join('\n');
-  const fileName = join(ROOT, 'services/server/test/__deploy_typecheck__.ts');
+  const fileName = join(ROOT, 'deploy/test/__deploy_typecheck__.ts');
   const options: ts.CompilerOptions = {
     strict: true,
     noEmit: true,

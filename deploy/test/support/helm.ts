@@ -1,108 +1,124 @@
 /**
- * The Helm chart without the helm binary:
- * - `renderChart()`: renders with deploy/tools/helm-render (Go's text/template + Sprig, the engine Helm uses), built
- *   here from Debian's golang-go, golang-github-masterminds-sprig-dev and golang-gopkg-yaml.v{2,3}-dev;
+ * The Helm chart through the real helm (v4, see kube-tools.ts):
+ * - `renderChart()` / `renderChartText()`: `helm template` (hooks included, as an install would create them);
+ * - `renderNotes()`: NOTES.txt, from `helm install --dry-run=client -o json`;
+ * - `renderUpgrade()`: `helm template --dry-run=server` against a fake API server holding given objects, so
+ *   `lookup` finds them (an upgrade);
+ * - `helmLint()`, `helmPackage()`;
  * - `valuesReferences()`: every `.Values.x.y` path the templates read, statically, including through variables
  *   (`$r := index $root.Values $role` with the roles the chart iterates over);
  * - `schemaHasPath()`, `valuesHasPath()`, `leafPaths()`: walk values.yaml and values.schema.json.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { execFile, spawnSync } from 'node:child_process';
+import { lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { ROOT, parseManifests, type K8sObject } from './deploy-k8s.js';
+import { promisify } from 'node:util';
+import { startFakeKubeApi } from './fake-kube-api.js';
+import { helmBin } from './kube-tools.js';
+import { ROOT, parseManifests, type K8sObject } from './k8s.js';
 
 export const CHART = join(ROOT, 'helm/rtmp-relay');
-const TOOL_SRC = join(ROOT, 'deploy/tools/helm-render/main.go');
-const GOCODE = '/usr/share/gocode/src';
-const DEBIAN_PACKAGES =
-  'golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev golang-gopkg-yaml.v3-dev';
-
-let built: string | undefined;
-
-/** Why the renderer cannot be built here, or undefined when it can. */
-export function rendererUnavailable(): string | undefined {
-  if (spawnSync('go', ['version'], { stdio: 'ignore' }).status !== 0)
-    return `no Go toolchain (apt-get install ${DEBIAN_PACKAGES})`;
-  for (const dir of ['github.com/Masterminds/sprig', 'gopkg.in/yaml.v2', 'gopkg.in/yaml.v3'])
-    if (!existsSync(join(GOCODE, dir))) return `no ${dir} in ${GOCODE} (apt-get install ${DEBIAN_PACKAGES})`;
-  return undefined;
-}
-
-/**
- * Builds helm-render offline against Debian's Go sources: a GOPATH of symlinks, where the /v3 import paths Sprig
- * uses point at Debian's unversioned directories.
- */
-export function buildRenderer(): string {
-  if (built) return built;
-  const why = rendererUnavailable();
-  if (why) throw new Error(`cannot build deploy/tools/helm-render: ${why}`);
-  const work = join(tmpdir(), `rtmp-relay-helm-render-${process.getuid?.() ?? 0}`);
-  const gopath = join(work, 'gopath');
-  rmSync(gopath, { recursive: true, force: true });
-  const src = join(gopath, 'src');
-  mkdirSync(join(src, 'github.com/Masterminds/sprig'), { recursive: true });
-  mkdirSync(join(src, 'github.com/Masterminds/semver'), { recursive: true });
-  for (const top of readdirSync(GOCODE)) if (top !== 'github.com') symlinkSync(join(GOCODE, top), join(src, top));
-  for (const owner of readdirSync(join(GOCODE, 'github.com'))) {
-    if (owner === 'Masterminds') continue;
-    symlinkSync(join(GOCODE, 'github.com', owner), join(src, 'github.com', owner));
-  }
-  for (const name of readdirSync(join(GOCODE, 'github.com/Masterminds'))) {
-    const from = join(GOCODE, 'github.com/Masterminds', name);
-    if (!lstatSync(from).isDirectory()) continue;
-    if (name === 'sprig' || name === 'semver') symlinkSync(from, join(src, 'github.com/Masterminds', name, 'v3'));
-    else symlinkSync(from, join(src, 'github.com/Masterminds', name));
-  }
-  const out = join(work, 'helm-render');
-  const r = spawnSync('go', ['build', '-o', out, TOOL_SRC], {
-    encoding: 'utf8',
-    timeout: 240_000,
-    env: {
-      ...process.env,
-      GO111MODULE: 'off',
-      GOPATH: gopath,
-      GOCACHE: join(work, 'gocache'),
-      GOFLAGS: '',
-      CGO_ENABLED: '0',
-    },
-  });
-  if (r.status !== 0)
-    throw new Error(`go build deploy/tools/helm-render failed:\n${r.stderr}${r.error?.message ?? ''}`);
-  built = out;
-  return out;
-}
+const HELM_TIMEOUT_MS = 60_000;
+const MAX_OUTPUT = 64 << 20;
 
 export interface RenderOptions {
   release?: string;
   namespace?: string;
   valuesFiles?: string[];
-  notes?: boolean;
-  /** A YAML stream of the objects `lookup` finds (the cluster of an upgrade); default none, as `helm template`. */
-  existingObjectsFile?: string;
 }
 
-/** `helm template`: the manifests (or NOTES.txt with notes: true); throws with the renderer's error. */
-export function renderChartText(o: RenderOptions = {}): string {
-  const tool = buildRenderer();
-  const args = ['-release', o.release ?? 'relay', '-namespace', o.namespace ?? 'streaming'];
+/** helm's state (repositories, cache, registry config) in a throw-away place, never the user's. */
+function helmEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const home = join(tmpdir(), `rtmp-relay-helm-home-${process.getuid?.() ?? 0}`);
+  return {
+    ...process.env,
+    HELM_CACHE_HOME: join(home, 'cache'),
+    HELM_CONFIG_HOME: join(home, 'config'),
+    HELM_DATA_HOME: join(home, 'data'),
+    KUBECONFIG: '/dev/null',
+    ...extra,
+  };
+}
+
+function releaseArgs(o: RenderOptions): string[] {
+  const args = [o.release ?? 'relay', CHART, '--namespace', o.namespace ?? 'streaming'];
   for (const f of o.valuesFiles ?? []) args.push('-f', f);
-  if (o.existingObjectsFile) args.push('-existing', o.existingObjectsFile);
-  if (o.notes) args.push('-notes');
-  args.push(CHART);
-  const r = spawnSync(tool, args, { encoding: 'utf8', timeout: 60_000, maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`helm-render ${args.join(' ')}: ${r.stderr}`);
+  return args;
+}
+
+/** Runs helm; throws with its stderr. */
+export function helm(args: string[], env: Record<string, string> = {}): string {
+  const r = spawnSync(helmBin(), args, {
+    encoding: 'utf8',
+    timeout: HELM_TIMEOUT_MS,
+    maxBuffer: MAX_OUTPUT,
+    env: helmEnv(env),
+  });
+  if (r.error) throw r.error;
+  if (r.status !== 0) throw new Error(`helm ${args.join(' ')}: ${r.stderr}`);
   return r.stdout;
 }
 
-export function renderChart(o: RenderOptions = {}): K8sObject[] {
-  const objs = parseManifests(
-    renderChartText(o),
-    `helm ${(o.valuesFiles ?? []).map((f) => basename(f)).join(' ') || 'defaults'}`,
-  );
+/** `helm template`: the manifests as text; throws with helm's error (schema, `required`, `fail`). */
+export function renderChartText(o: RenderOptions = {}): string {
+  return helm(['template', ...releaseArgs(o)]);
+}
+
+const parseRendered = (text: string, o: RenderOptions): K8sObject[] => {
+  const objs = parseManifests(text, `helm ${(o.valuesFiles ?? []).map((f) => basename(f)).join(' ') || 'defaults'}`);
   // Like `helm install`, objects without a namespace land in the release's.
   for (const x of objs) x.metadata.namespace ??= o.namespace ?? 'streaming';
   return objs;
+};
+
+export function renderChart(o: RenderOptions = {}): K8sObject[] {
+  return parseRendered(renderChartText(o), o);
+}
+
+/** NOTES.txt as an install prints it. */
+export function renderNotes(o: RenderOptions = {}): string {
+  const release = JSON.parse(helm(['install', ...releaseArgs(o), '--dry-run=client', '-o', 'json'])) as {
+    info: { notes: string };
+  };
+  return release.info.notes;
+}
+
+/** An upgrade: `helm template --dry-run=server` with `lookup` answered from `existing` (a fake API server). */
+export async function renderUpgrade(existing: K8sObject[], o: RenderOptions = {}): Promise<K8sObject[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'rtmp-relay-helm-upgrade-'));
+  const api = await startFakeKubeApi(existing, dir);
+  try {
+    const args = ['template', ...releaseArgs(o), '--dry-run=server', '--disable-openapi-validation'];
+    const { stdout } = await promisify(execFile)(helmBin(), args, {
+      encoding: 'utf8',
+      timeout: HELM_TIMEOUT_MS,
+      maxBuffer: MAX_OUTPUT,
+      env: helmEnv({ KUBECONFIG: api.kubeconfig }),
+    });
+    return parseRendered(stdout, o);
+  } finally {
+    await api.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** `helm lint --strict` with these values files: the findings (empty when clean, INFO lines excluded). */
+export function helmLint(valuesFiles: string[] = []): string[] {
+  const args = ['lint', '--strict', CHART, ...valuesFiles.flatMap((f) => ['-f', f])];
+  const r = spawnSync(helmBin(), args, { encoding: 'utf8', timeout: HELM_TIMEOUT_MS, env: helmEnv() });
+  if (r.error) throw r.error;
+  const findings = `${r.stdout}\n${r.stderr}`.split('\n').filter((l) => /^\[(WARNING|ERROR)\]|^Error/.test(l.trim()));
+  if (r.status !== 0 && findings.length === 0) findings.push(`helm lint exited ${r.status}: ${r.stderr}`);
+  return findings;
+}
+
+/** `helm package` into `dest`: the archive's path. */
+export function helmPackage(dest: string): string {
+  const out = helm(['package', CHART, '--destination', dest]);
+  const m = /saved it to: (\S+)/.exec(out);
+  if (!m) throw new Error(`helm package: ${out}`);
+  return m[1]!;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

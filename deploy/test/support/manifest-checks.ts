@@ -10,7 +10,7 @@ import {
   resolveEnv,
   type K8sObject,
   type PodTemplateRef,
-} from './deploy-k8s.js';
+} from './k8s.js';
 
 export interface Expectations {
   /** Label of the rendering in messages ("kustomize overlays/dev", "helm values-large.yaml"). */

@@ -2,8 +2,8 @@
  * Deployment kit: the container image, the kustomize topology (deploy/k8s), the Helm chart (helm/rtmp-relay) and
  * the observability kit (dashboard, alerts, autoscaling metrics), checked without Docker, Kubernetes or helm:
  *
- * - kustomize overlays build with `kubectl kustomize`; the chart renders with deploy/tools/helm-render (Go
- *   text/template + Sprig, as Helm); every object validates against the Kubernetes schemas (kubernetes-models,
+ * - kustomize overlays build with `kubectl kustomize`; the chart is linted (`helm lint --strict`), rendered
+ *   (`helm template`) and packaged (`helm package`) by the real helm 4 (deploy/tools/install-kube-tools.mjs); every object validates against the Kubernetes schemas (kubernetes-models,
  *   OpenAPI 1.33) and type-checks strictly against Kubernetes 1.30 (kubernetes-types: no unknown fields);
  * - probes, ports, selectors, env names (SETTINGS), values (loadConfig), security and drain timing are cross-checked
  *   against the code, so a renamed setting or endpoint breaks this test;
@@ -20,21 +20,24 @@ import { after, before, describe, it } from 'node:test';
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { parse as parseYaml } from 'yaml';
-import { ConfigError, loadConfig, SETTINGS } from '../src/config.js';
-import { checkManifests, FIELD_REFS, relayContainers, type Expectations } from './support/deploy-checks.js';
+import { ConfigError, loadConfig, SETTINGS } from '../../services/server/src/config.js';
+import { checkManifests, FIELD_REFS, relayContainers, type Expectations } from './support/manifest-checks.js';
 import {
   chartTemplates,
   leafPaths,
   renderChart,
   renderChartText,
+  helmLint,
+  helmPackage,
+  renderNotes,
+  renderUpgrade,
   schemaHasPath,
   schemaPaths,
   valuesHasPath,
   valuesReferences,
-} from './support/deploy-helm.js';
+} from './support/helm.js';
 import {
   findObject,
-  hasKubectl,
   id,
   kustomizeBuild,
   podTemplates,
@@ -43,18 +46,31 @@ import {
   strictTypeCheck,
   validateSchemas,
   type K8sObject,
-} from './support/deploy-k8s.js';
+} from './support/k8s.js';
 import {
   dashboardQueries,
   parseExposition,
   promqlMetricNames,
   promqlSelectors,
   type Exposition,
-} from './support/deploy-promql.js';
-import { ffmpegCountFrames, ffmpegPublish } from './support/media-tools.js';
-import { startTestNode } from './support/node-under-test.js';
-import { hasCommand, run, start, stopAll, waitFor, type Running } from './support/processes.js';
-import { freePort, startNats, startRedis, stopAllServices, type ServiceHandle } from './support/services.js';
+} from './support/promql.js';
+import { ffmpegCountFrames, ffmpegPublish } from '../../services/server/test/support/media-tools.js';
+import { startTestNode } from '../../services/server/test/support/node-under-test.js';
+import {
+  hasCommand,
+  run,
+  start,
+  stopAll,
+  waitFor,
+  type Running,
+} from '../../services/server/test/support/processes.js';
+import {
+  freePort,
+  startNats,
+  startRedis,
+  stopAllServices,
+  type ServiceHandle,
+} from '../../services/server/test/support/services.js';
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 const read = (rel: string): string => readFileSync(join(ROOT, rel), 'utf8');
@@ -330,10 +346,6 @@ describe('container image (Dockerfile)', () => {
 describe('kustomize (deploy/k8s)', () => {
   const builds = new Map<string, K8sObject[]>();
   before(() => {
-    assert.ok(
-      hasKubectl(),
-      'kubectl is needed for `kubectl kustomize` (Debian: kubernetes-client, or the kubectl package)',
-    );
     for (const dir of ['base', 'backends', 'monitoring', 'overlays/dev', 'overlays/production']) {
       const objs = kustomizeBuild(join(ROOT, 'deploy/k8s', dir));
       builds.set(dir, objs);
@@ -710,7 +722,7 @@ describe('Helm chart (helm/rtmp-relay)', () => {
     }
   });
 
-  it('renders (Go text/template + Sprig, missing values are errors) for the defaults, every example and the toggles', () => {
+  it('renders with helm template for the defaults, every example and the toggles', () => {
     for (const s of scenarios) {
       const objs = renderings.get(s.name)!;
       assert.ok(objs.filter((o) => o.kind === 'Deployment').length >= 2, `${s.name}: ${objs.map(id)}`);
@@ -738,6 +750,20 @@ describe('Helm chart (helm/rtmp-relay)', () => {
       defaults.some((o) => o.kind === 'Pod' && o.metadata.annotations?.['helm.sh/hook'] === 'test'),
       'a helm test hook pod',
     );
+  });
+
+  it('helm lint --strict passes for the defaults, every example and every scenario (missing values are errors)', () => {
+    for (const s of scenarios) assert.deepEqual(helmLint(s.files), [], `helm lint --strict ${s.name}`);
+  });
+
+  it('helm package makes the chart archive with the Chart.yaml version', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rtmp-relay-helm-package-'));
+    const chart = parseYaml(read('helm/rtmp-relay/Chart.yaml')) as { version: string };
+    const archive = helmPackage(dir);
+    assert.equal(archive, join(dir, `rtmp-relay-${chart.version}.tgz`));
+    const listing = spawnSync('tar', ['tzf', archive], { encoding: 'utf8' }).stdout.split('\n');
+    for (const f of ['Chart.yaml', 'values.yaml', 'values.schema.json', 'templates/_helpers.tpl'])
+      assert.ok(listing.includes(`rtmp-relay/${f}`), `${f} in the package`);
   });
 
   it('every rendered object validates against the Kubernetes schemas', async () => {
@@ -872,23 +898,30 @@ describe('Helm chart (helm/rtmp-relay)', () => {
     for (const key of ['API_TOKEN', 'CLUSTER_SECRET', 'PUBLISH_SECRET']) assert.notEqual(again[key], data[key], key);
   });
 
-  it('an upgrade keeps the generated secrets (lookup of the existing Secret); given values win', () => {
+  it('an upgrade keeps the generated secrets (lookup of the existing Secret); given values win', async () => {
     const first = renderChart().find((o) => o.kind === 'Secret')!;
-    const cluster = join(mkdtempSync(join(tmpdir(), 'rtmp-relay-helm-')), 'cluster.yaml');
-    writeFileSync(cluster, JSON.stringify({ ...first, metadata: { ...first.metadata, namespace: 'streaming' } }));
-    const upgraded = secretData(renderChart({ existingObjectsFile: cluster }).find((o) => o.kind === 'Secret')!);
+    // As helm left it in the cluster: owned by the release (helm refuses to adopt an object it does not own).
+    const inNamespace = (ns: string) => [
+      {
+        ...first,
+        metadata: {
+          ...first.metadata,
+          namespace: ns,
+          annotations: { 'meta.helm.sh/release-name': 'relay', 'meta.helm.sh/release-namespace': ns },
+        },
+      },
+    ];
+    const secretOf = (objs: K8sObject[]) => secretData(objs.find((o) => o.kind === 'Secret')!);
+    const upgraded = secretOf(await renderUpgrade(inNamespace('streaming')));
     assert.deepEqual(upgraded, secretData(first), 'the upgrade kept every generated value');
     // A Secret of another namespace (another release) is not read.
-    writeFileSync(cluster, JSON.stringify({ ...first, metadata: { ...first.metadata, namespace: 'elsewhere' } }));
-    const other = secretData(renderChart({ existingObjectsFile: cluster }).find((o) => o.kind === 'Secret')!);
+    const other = secretOf(await renderUpgrade(inNamespace('elsewhere')));
     assert.notEqual(other.API_TOKEN, secretData(first).API_TOKEN);
     // A value set in values replaces the kept one.
-    writeFileSync(cluster, JSON.stringify({ ...first, metadata: { ...first.metadata, namespace: 'streaming' } }));
-    const given = secretData(
-      renderChart({
-        existingObjectsFile: cluster,
+    const given = secretOf(
+      await renderUpgrade(inNamespace('streaming'), {
         valuesFiles: [tmpValues('given', { auth: { apiToken: 'operator-chosen-token' } })],
-      }).find((o) => o.kind === 'Secret')!,
+      }),
     );
     assert.equal(given.API_TOKEN, 'operator-chosen-token');
     assert.equal(given.CLUSTER_SECRET, secretData(first).CLUSTER_SECRET);
@@ -923,7 +956,7 @@ describe('Helm chart (helm/rtmp-relay)', () => {
     assert.ok(data.API_TOKEN && data.CLUSTER_SECRET, 'the API and the cluster stay protected');
     for (const { container } of relayOf(anonymous)) assert.equal(envEntry(container, 'PUBLISH_SECRET'), undefined);
     assert.match(
-      renderChartText({ valuesFiles: [tmpValues('anon', { auth: { allowAnonymousPublish: true } })], notes: true }),
+      renderNotes({ valuesFiles: [tmpValues('anon', { auth: { allowAnonymousPublish: true } })] }),
       /WARNING: auth.allowAnonymousPublish/,
     );
 
@@ -1076,7 +1109,7 @@ describe('Helm chart (helm/rtmp-relay)', () => {
 
   it('NOTES.txt tells how to publish and play for each setup; the helm test pod calls the api Service', () => {
     for (const s of scenarios) {
-      const notes = renderChartText({ valuesFiles: s.files, notes: true });
+      const notes = renderNotes({ valuesFiles: s.files });
       assert.match(notes, /ffmpeg .*-f flv rtmp:\/\/\$ADDR\/live\/mystream/, s.name);
       assert.match(notes, /ffplay rtmp:\/\/\$ADDR\/live\/mystream/, s.name);
       assert.match(notes, /OBS/, s.name);
