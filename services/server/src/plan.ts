@@ -143,7 +143,8 @@ export function planTopology(input: PlanInput, costs: CostModel = MEASURED_COSTS
   const leafNodes = leaves.nodes - input.spare;
   // Leaves carrying each stream: the hot stream fills whole leaves; the rest share leaves, one pull per stream and
   // leaf that has its viewers (at least one leaf each, at most every leaf).
-  const hotViewers = Math.ceil(input.viewers * input.hotShare);
+  // With one stream, every viewer watches it.
+  const hotViewers = input.streams === 1 ? input.viewers : Math.ceil(input.viewers * input.hotShare);
   const hotLeaves = Math.min(leafNodes, Math.max(1, Math.ceil(hotViewers / viewersPerNode)));
   const otherStreams = Math.max(0, input.streams - 1);
   const otherViewers = input.viewers - hotViewers;

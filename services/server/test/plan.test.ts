@@ -49,6 +49,9 @@ describe('rtmp-relay plan: the sizing calculator', () => {
     assert.equal(plan.bound, 'cpu');
     assert.equal(plan.viewersPerNode, Math.floor((2 * 1000 * 0.6) / MEASURED_COSTS.cpuMsPerViewerSecond));
     assert.equal(plan.leaves.nodes, 3); // the minimum of 2, + 1 spare
+    // One stream: all 3000 viewers watch it, on 1 edge's worth of capacity → 1 origin pull.
+    assert.equal(plan.hotStreamOriginPulls, 1);
+    assert.equal(plan.leaves.egressGbps, 8.13);
   });
 
   it('refuses impossible input with a readable error', () => {
