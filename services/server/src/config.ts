@@ -22,6 +22,8 @@ export interface Config {
   nodeId: string;
   chunkSize: number;
   writeBatchMs: number;
+  adaptiveBatchMs: number;
+  adaptiveBatchBusyPercent: number;
   audioCoalesceMs: number;
   gopCacheMaxBytes: number;
   gopCacheMaxMessages: number;
@@ -271,7 +273,21 @@ const DEFS: { readonly [K in keyof Config]: Def } = {
   logLevel: def(oneOf(LOG_LEVELS), 'info', `log level: ${LOG_LEVELS.join(', ')}`),
   nodeId: def(nodeId(), defaultNodeId, 'node id in logs, metrics and the cluster (default: <hostname>-<4 random hex>)'),
   chunkSize: def(int(128, 65536), 4096, 'outgoing RTMP chunk size, 128-65536'),
-  writeBatchMs: def(ms(0, 1000), 0, 'merge this many ms of messages into one write per viewer (0 = lowest latency)'),
+  writeBatchMs: def(
+    ms(0, 1000),
+    0,
+    'merge this many ms of messages into one write per viewer, always (0 = adaptive, see ADAPTIVE_BATCH_MS)',
+  ),
+  adaptiveBatchMs: def(
+    ms(0, 1000),
+    20,
+    'with WRITE_BATCH_MS 0: write at once while the event loop is idle, merge this many ms per viewer while busy (0 = never)',
+  ),
+  adaptiveBatchBusyPercent: def(
+    int(1, 100),
+    50,
+    'event loop utilization (percent) from which adaptive batching merges writes',
+  ),
   audioCoalesceMs: def(
     ms(0, 1000),
     40,
@@ -453,6 +469,7 @@ function crossFieldIssues(c: Config): string[] {
   }
   // Corked bytes count as backlog: a batch window as long as the soft age bound would drop frames of healthy viewers.
   if (c.writeBatchMs > 0) below('writeBatchMs', 'viewerSoftBacklogMs');
+  if (c.adaptiveBatchMs > 0) below('adaptiveBatchMs', 'viewerSoftBacklogMs');
   if (c.requirePlayToken && !c.playSecret) out.push(`${label('requirePlayToken')}: needs ${label('playSecret')}`);
   if (Boolean(c.tlsCertFile) !== Boolean(c.tlsKeyFile))
     out.push(`${label('tlsCertFile')} and ${label('tlsKeyFile')}: set both or neither`);
@@ -532,6 +549,8 @@ export function configToHubOptions(c: Config): HubOptions {
     viewerHardBacklogBytes: c.viewerHardBacklogBytes,
     viewerHardBacklogMs: c.viewerHardBacklogMs,
     batchWindowMs: c.writeBatchMs,
+    adaptiveBatchMs: c.adaptiveBatchMs,
+    adaptiveBusyUtilization: c.adaptiveBatchBusyPercent / 100,
     audioCoalesceMs: c.audioCoalesceMs,
     allowTakeover: c.allowTakeover,
     unpublishGraceMs: c.unpublishGraceMs,

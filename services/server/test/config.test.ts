@@ -31,6 +31,8 @@ describe('config', () => {
       logLevel: 'info',
       chunkSize: 4096,
       writeBatchMs: 0,
+      adaptiveBatchMs: 20,
+      adaptiveBatchBusyPercent: 50,
       audioCoalesceMs: 40,
       gopCacheMaxBytes: 33554432,
       gopCacheMaxMessages: 4096,
