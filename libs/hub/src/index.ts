@@ -1,5 +1,6 @@
 export * from './header-cache.js';
 export * from './hub-message.js';
+export * from './load-gauge.js';
 export * from './metadata.js';
 export * from './options.js';
 export * from './registry.js';

@@ -1,3 +1,5 @@
+import type { LoadSignal } from './load-gauge.js';
+
 export interface HubOptions {
   /** Outgoing chunk size every viewer connection is switched to; messages are chunked with it once. */
   chunkSize: number;
@@ -18,8 +20,20 @@ export interface HubOptions {
   viewerSoftBacklogMs: number;
   viewerHardBacklogBytes: number;
   viewerHardBacklogMs: number;
-  /** Merge this many ms of messages into one write per viewer (0 = write each message at once, lowest latency). */
+  /**
+   * Merge this many ms of messages into one write per viewer, always (0 = no fixed window: adaptiveBatchMs decides).
+   * An explicit override of adaptive batching.
+   */
   batchWindowMs: number;
+  /**
+   * Adaptive batching (when batchWindowMs is 0): write each message at once while the event loop is idle, and merge
+   * this many ms of messages per viewer while it is busy (see LoadGauge). 0 = never batch.
+   */
+  adaptiveBatchMs?: number;
+  /** Event loop utilization (0..1) at or above which adaptive batching starts; it stops below 70% of it. */
+  adaptiveBusyUtilization?: number;
+  /** Where the busy/idle decision comes from (default: the process-wide LoadGauge). For tests. */
+  loadSignal?: LoadSignal;
   /**
    * Audio frames (about 43/s for AAC, tiny) wait for the next video frame, at most this long, and go out with it in
    * one write per viewer: writes per viewer drop ~2.4x while video latency is unchanged. 0 sends audio at once.
@@ -35,6 +49,12 @@ export interface HubOptions {
 export const DEFAULT_HEADER_CACHE_MAX_ENTRIES = 16;
 export const DEFAULT_HEADER_CACHE_MAX_BYTES = 4 * 1024 * 1024;
 
+/** Adaptive batching: the window while busy (about half a 30 fps frame interval), and when busy starts. */
+export const DEFAULT_ADAPTIVE_BATCH_MS = 20;
+export const DEFAULT_ADAPTIVE_BUSY_UTILIZATION = 0.5;
+/** A busy loop counts as idle again below this share of the busy threshold (hysteresis). */
+export const ADAPTIVE_IDLE_RATIO = 0.7;
+
 export const DEFAULT_HUB_OPTIONS: HubOptions = {
   chunkSize: 4096,
   gopCacheMaxBytes: 32 * 1024 * 1024,
@@ -47,6 +67,8 @@ export const DEFAULT_HUB_OPTIONS: HubOptions = {
   viewerHardBacklogBytes: 8 * 1024 * 1024,
   viewerHardBacklogMs: 8000,
   batchWindowMs: 0,
+  adaptiveBatchMs: DEFAULT_ADAPTIVE_BATCH_MS,
+  adaptiveBusyUtilization: DEFAULT_ADAPTIVE_BUSY_UTILIZATION,
   audioCoalesceMs: 40,
   allowTakeover: true,
   unpublishGraceMs: 1000,

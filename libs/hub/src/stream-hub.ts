@@ -1,11 +1,14 @@
 import { TimestampUnwrapper, type RtmpMessage } from '@rtmp-relay/rtmp';
 import { HeaderCache } from './header-cache.js';
-import { chunksFor, createHubMessage, flvTagFor, kindOf, type HubMessage } from './hub-message.js';
+import { chunksFor, createHubMessage, flvTagFor, kindOf, PRIMARY_STREAM_ID, type HubMessage } from './hub-message.js';
+import { JoinBurst } from './join-burst.js';
+import { processLoadGauge, type LoadSignal } from './load-gauge.js';
 import { stripSetDataFrame, isMetadataPayload, isClearDataFrame } from './metadata.js';
 import {
   DEFAULT_HEADER_CACHE_MAX_BYTES,
   DEFAULT_HEADER_CACHE_MAX_ENTRIES,
   DEFAULT_HUB_OPTIONS,
+  ADAPTIVE_IDLE_RATIO,
   type HubObserver,
   type HubOptions,
 } from './options.js';
@@ -36,6 +39,8 @@ interface ViewerSlotInternal extends ViewerSlot {
 }
 
 const HEADER_KEY_LEGACY = 'legacy';
+/** Adaptive batching off: never busy. */
+const NEVER_BUSY: LoadSignal = { busy: false };
 /** HubObserver.dropped reason: a sequence header left (or never entered) the full header cache. */
 export const DROP_HEADER_CACHE_FULL = 'header_cache_full';
 
@@ -57,6 +62,10 @@ export class StreamHub {
   private readonly headers: HeaderCache;
   private gop: HubMessage[] = [];
   private gopBytes = 0;
+  /** The join sequence (metadata, headers, GOP) as shared bytes for RTMP joiners on the primary stream id. */
+  private readonly joinBurst: JoinBurst;
+  /** Busy/idle decision for adaptive batching (one per process, not per viewer). */
+  private readonly load: LoadSignal;
   private hasVideo = false;
   private readonly unwrapper = new TimestampUnwrapper();
   private offset: number | undefined;
@@ -83,6 +92,23 @@ export class StreamHub {
       maxEntries: this.options.headerCacheMaxEntries ?? DEFAULT_HEADER_CACHE_MAX_ENTRIES,
       maxBytes: this.options.headerCacheMaxBytes ?? DEFAULT_HEADER_CACHE_MAX_BYTES,
     });
+    this.joinBurst = new JoinBurst();
+    const adaptive = (this.options.adaptiveBatchMs ?? 0) > 0 && this.options.batchWindowMs <= 0;
+    if (this.options.loadSignal) this.load = this.options.loadSignal;
+    else if (adaptive) {
+      const gauge = processLoadGauge();
+      const busyAbove = this.options.adaptiveBusyUtilization;
+      if (busyAbove !== undefined) gauge.configure({ busyAbove, idleBelow: busyAbove * ADAPTIVE_IDLE_RATIO });
+      this.load = gauge;
+    } else this.load = NEVER_BUSY;
+  }
+
+  /** The batch window for the message being fanned out now: fixed, adaptive (busy loop) or none. */
+  private batchWindowMs(): number {
+    const o = this.options;
+    if (o.batchWindowMs > 0) return o.batchWindowMs;
+    const adaptive = o.adaptiveBatchMs ?? 0;
+    return adaptive > 0 && this.load.busy ? adaptive : 0;
   }
 
   get chunkSize(): number {
@@ -174,6 +200,7 @@ export class StreamHub {
     this.headers.clear();
     this.gop = [];
     this.gopBytes = 0;
+    this.joinBurst.resetGop();
     this.hasVideo = false;
     this.unwrapper.reset();
     this.offset = undefined;
@@ -209,6 +236,7 @@ export class StreamHub {
     if (kind === 'data') {
       if (isClearDataFrame(payload)) {
         this.metadata = undefined;
+        this.joinBurst.invalidateHead();
         return;
       }
       payload = stripSetDataFrame(payload);
@@ -219,10 +247,12 @@ export class StreamHub {
       if (isMetadataPayload(payload)) {
         if (this.metadata?.payload.equals(payload)) return; // encoders resend identical metadata often
         this.metadata = m;
+        this.joinBurst.invalidateHead();
       }
     } else if (m.isSequenceHeader) {
       const put = this.headers.put(m.headerKey ?? HEADER_KEY_LEGACY, m);
       if (!put.changed) return;
+      this.joinBurst.invalidateHead();
       for (const old of put.evicted) this.observer.dropped?.(old.kind, DROP_HEADER_CACHE_FULL);
       if (put.refused) this.observer.dropped?.(kind, DROP_HEADER_CACHE_FULL); // still sent to current viewers
       if (kind === 'video' && m.resetsDecoder) this.clearGop(); // old frames can't be decoded with the new header
@@ -260,7 +290,10 @@ export class StreamHub {
     clearTimeout(this.audioTimer);
     this.audioTimer = undefined;
     if (this.slots.length === 0) return;
-    if (this.options.batchWindowMs > 0 && !this.batchTimer) this.openBatch();
+    if (!this.batchTimer) {
+      const windowMs = this.batchWindowMs();
+      if (windowMs > 0) this.openBatch(windowMs);
+    }
     let bytes = 0;
     for (let i = this.slots.length - 1; i >= 0; i--) {
       const slot = this.slots[i];
@@ -281,6 +314,7 @@ export class StreamHub {
   private clearGop(): void {
     this.gop = [];
     this.gopBytes = 0;
+    this.joinBurst.resetGop();
   }
 
   private appendGop(m: HubMessage): void {
@@ -289,6 +323,8 @@ export class StreamHub {
     this.gopBytes += m.payload.length;
     if (this.gopBytes > this.options.gopCacheMaxBytes || this.gop.length > this.options.gopCacheMaxMessages) {
       this.clearGop(); // an oversized GOP is dropped whole; late joiners then wait for the next keyframe
+    } else {
+      this.joinBurst.appendGop(m);
     }
   }
 
@@ -298,12 +334,16 @@ export class StreamHub {
     if (drop > 0) {
       for (let i = 0; i < drop; i++) this.gopBytes -= this.gop[i]!.payload.length;
       this.gop = this.gop.slice(drop);
+      this.joinBurst.resetGop(); // audio-only: rebuilt from what is left on the next join (about a second of audio)
     }
   }
 
   private fanOut(m: HubMessage, now: number): void {
     if (this.slots.length === 0) return;
-    if (this.options.batchWindowMs > 0 && !this.batchTimer) this.openBatch();
+    if (!this.batchTimer) {
+      const windowMs = this.batchWindowMs();
+      if (windowMs > 0) this.openBatch(windowMs);
+    }
     // Backwards, so a slot removed mid-loop (swap-remove) never makes us skip one.
     let bytes = 0;
     for (let i = this.slots.length - 1; i >= 0; i--) {
@@ -313,7 +353,7 @@ export class StreamHub {
     this.observer.bytesOut?.(bytes); // once per message, not once per viewer
   }
 
-  private openBatch(): void {
+  private openBatch(windowMs: number): void {
     for (const slot of this.slots) {
       slot.corked = true;
       slot.viewer.cork();
@@ -321,7 +361,7 @@ export class StreamHub {
     this.batchTimer = setTimeout(() => {
       this.batchTimer = undefined;
       for (const slot of this.slots) this.uncorkSlot(slot);
-    }, this.options.batchWindowMs);
+    }, windowMs);
   }
 
   private uncorkSlot(slot: ViewerSlotInternal): void {
@@ -396,14 +436,25 @@ export class StreamHub {
     this.slots.push(slot);
     this.slotOf.set(viewer, slot);
     viewer.cork();
-    const headers = [
-      ...(this.metadata ? [this.metadata] : []),
-      ...this.headers.values('video'),
-      ...this.headers.values('audio'),
-    ];
+    const headers = (): HubMessage[] =>
+      [...(this.metadata ? [this.metadata] : []), ...this.headers.values('video'), ...this.headers.values('audio')].map(
+        (h) => this.notAfterGopStart(h),
+      );
     let bytes = 0;
-    for (const h of headers) bytes += this.deliver(slot, this.notAfterGopStart(h), now, true);
-    for (const m of this.gop) bytes += this.deliver(slot, m, now, true);
+    // The common joiner (RTMP, primary stream id, all tracks) shares the join bytes with every other joiner of this GOP.
+    const shared =
+      viewer.format !== 'flv' && viewer.streamId === PRIMARY_STREAM_ID && slot.audio && slot.video
+        ? this.joinBurst.take(headers, this.gop, (f) => viewer.acceptsFourCc(f))
+        : undefined;
+    if (shared) {
+      if (shared.head.length > 0) viewer.write(shared.head);
+      if (shared.gop.length > 0) viewer.write(shared.gop);
+      slot.awaitingKeyframe = shared.awaitingKeyframe;
+      bytes = shared.head.length + shared.gop.length;
+    } else {
+      for (const h of headers()) bytes += this.deliver(slot, h, now, true);
+      for (const m of this.gop) bytes += this.deliver(slot, m, now, true);
+    }
     this.observer.bytesOut?.(bytes);
     // Allowed on top of the bounds until the socket drains once.
     slot.joinAllowance = viewer.backlogBytes();

@@ -178,9 +178,10 @@ function recordingObserver(): RecordingObserver {
 
 function newHub(options: Partial<HubOptions> = {}, observer: HubObserver = {}): StreamHub {
   // Audio coalescing has its own tests below; elsewhere audio goes out at once so each write is observable.
+  // Adaptive batching too: the test process's own load must not decide when writes are corked.
   return new StreamHub(
     'live/test',
-    { chunkSize: CHUNK, unpublishGraceMs: 0, audioCoalesceMs: 0, ...options },
+    { chunkSize: CHUNK, unpublishGraceMs: 0, audioCoalesceMs: 0, loadSignal: { busy: false }, ...options },
     observer,
   );
 }
@@ -351,14 +352,16 @@ describe('StreamHub serialize-once fan-out', () => {
       });
     }
 
-    // A late joiner's GOP replay is the same Buffers again.
+    // Late joiners get the join sequence (headers, then the GOP) as two Buffers that every joiner of this GOP shares:
+    // the same bytes the live viewers got, in the same order.
     const late = new FakeViewer('late');
     hub.addViewer(late);
-    const gopWrites = late.writes.slice(2); // after the two sequence headers
-    assert.equal(late.writes[0], a.writes[0]);
-    assert.equal(late.writes[1], a.writes[1]);
-    assert.deepEqual(gopWrites, a.writes.slice(2));
-    gopWrites.forEach((w, i) => assert.ok(w === a.writes[2 + i], `GOP write #${i} shared with live viewers`));
+    assert.equal(late.writes.length, 2, 'headers + GOP: two writes, not one per cached message');
+    assert.ok(isSameBytes(Buffer.concat(late.writes), Buffer.concat(a.writes)), 'same bytes as the live viewers');
+    const late2 = new FakeViewer('late2');
+    hub.addViewer(late2);
+    late.writes.forEach((w, i) => assert.ok(w.buffer === late2.writes[i]!.buffer, `join write #${i} shared`));
+    assert.equal(late2.writes[1]!.byteOffset, late.writes[1]!.byteOffset);
   });
 
   it('viewers playing on another message stream id share one variant among themselves', () => {
@@ -1410,5 +1413,160 @@ describe('StreamHub sequence-header cache cap', () => {
     hub.attachPublisher(new FakePublisher('pub-2'));
     assert.equal(hub.stats().headerEntries, 0);
     assert.equal(hub.stats().headerBytes, 0);
+  });
+});
+
+describe('StreamHub adaptive batching (one busy/idle decision, no per-viewer timers)', () => {
+  it('writes at once while the loop is idle and merges writes per viewer while it is busy', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const load = { busy: false };
+    const { hub } = liveHub({ batchWindowMs: 0, adaptiveBatchMs: 15, audioCoalesceMs: 0, loadSignal: load });
+    const v = new FakeViewer('v');
+    hub.addViewer(v);
+    const joinCorks = v.corks;
+    hub.push(audio(0, aacFrame(1)));
+    assert.equal(v.corks, joinCorks, 'idle: no cork');
+    assert.equal(v.corkedWrites, 0);
+    load.busy = true;
+    hub.push(audio(5, aacFrame(2)));
+    hub.push(audio(10, aacFrame(3)));
+    assert.equal(v.corks - joinCorks, 1, 'busy: one cork for the window');
+    assert.equal(v.corkedWrites, 2, 'both writes merged');
+    t.mock.timers.tick(14);
+    assert.equal(v.corkDepth, 1);
+    t.mock.timers.tick(1);
+    assert.equal(v.corkDepth, 0, 'uncorked when the adaptive window ends');
+    load.busy = false;
+    hub.push(audio(20, aacFrame(4)));
+    assert.equal(v.corkDepth, 0, 'idle again: written at once');
+    assert.deepEqual(
+      v.audioMessages().map((m) => m.timestamp),
+      [0, 5, 10, 20],
+    );
+  });
+
+  it('an explicit batchWindowMs overrides the adaptive decision', (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const { hub } = liveHub({ batchWindowMs: 30, adaptiveBatchMs: 5, audioCoalesceMs: 0, loadSignal: { busy: false } });
+    const v = new FakeViewer('v');
+    hub.addViewer(v);
+    hub.push(audio(0, aacFrame(1)));
+    assert.equal(v.corkDepth, 1, 'fixed window even though the loop is idle');
+    t.mock.timers.tick(29);
+    assert.equal(v.corkDepth, 1);
+    t.mock.timers.tick(1);
+    assert.equal(v.corkDepth, 0);
+  });
+
+  it('LoadGauge: busy at or above the threshold, idle again only below the lower one', async () => {
+    const { LoadGauge } = await import('../src/index.js');
+    const gauge = new LoadGauge({ busyAbove: 0.5, idleBelow: 0.2, periodMs: 1000 });
+    gauge.sample();
+    const spin = (ms: number): void => {
+      const end = performance.now() + ms;
+      while (performance.now() < end);
+    };
+    spin(30); // the loop ran callbacks the whole time: utilization ~1
+    gauge.sample();
+    assert.equal(gauge.busy, true, `busy at utilization ${gauge.utilization}`);
+    await sleep(60); // idle in epoll: utilization ~0
+    gauge.sample();
+    assert.equal(gauge.busy, false, `idle at utilization ${gauge.utilization}`);
+  });
+});
+
+describe('StreamHub shared join burst (one Buffer per GOP generation for every joiner)', () => {
+  const started = (): { hub: StreamHub; live: FakeViewer } => {
+    const { hub } = liveHub({ audioCoalesceMs: 0 });
+    const live = new FakeViewer('live');
+    hub.addViewer(live);
+    hub.push(data(0, publishedMetadata({ width: 1280, videocodecid: 7 })));
+    hub.push(video(0, avcHeader()));
+    hub.push(audio(0, aacHeader()));
+    hub.push(video(0, avcKey(1)));
+    hub.push(audio(10, aacFrame(1)));
+    hub.push(video(33, avcInter(2)));
+    return { hub, live };
+  };
+
+  it('joiners of one GOP share the bytes; what an earlier joiner holds never changes as the GOP grows', () => {
+    const { hub } = started();
+    const a = new FakeViewer('a');
+    hub.addViewer(a);
+    const aGop = a.writes[1]!;
+    const aGopCopy = Buffer.from(aGop);
+    hub.push(audio(40, aacFrame(3)));
+    hub.push(video(66, avcInter(4)));
+    const b = new FakeViewer('b');
+    hub.addViewer(b);
+    assert.equal(b.writes.length, 2);
+    assert.equal(b.writes[1]!.buffer, aGop.buffer, 'the same arena');
+    assert.ok(b.writes[1]!.length > aGop.length, 'b gets the grown GOP');
+    assert.ok(aGop.equals(aGopCopy), "a's queued bytes are untouched");
+    assert.deepEqual(
+      b.messages().map((m) => [m.type, m.timestamp]),
+      [
+        [18, 0],
+        [9, 0],
+        [8, 0],
+        [9, 0],
+        [8, 10],
+        [9, 33],
+        [8, 40],
+        [9, 66],
+      ],
+    );
+    // A keyframe starts a new generation: a new arena.
+    hub.push(video(100, avcKey(5)));
+    const c = new FakeViewer('c');
+    hub.addViewer(c);
+    assert.notEqual(c.writes[1]!.buffer, aGop.buffer);
+    assert.deepEqual(
+      c.videoMessages().map((m) => m.timestamp),
+      [0, 100],
+    );
+    // Live messages after the join are delivered on top, in order.
+    hub.push(video(133, avcInter(6)));
+    assert.deepEqual(
+      c.videoMessages().map((m) => m.timestamp),
+      [0, 100, 133],
+    );
+  });
+
+  it('joiners that can not take the shared bytes get the per-message join (other stream id, audio only)', () => {
+    const { hub } = started();
+    const shared = new FakeViewer('shared');
+    hub.addViewer(shared);
+    const other = new FakeViewer('other', [], 2);
+    hub.addViewer(other);
+    assert.ok(other.writes.length > 2, 'per message');
+    assert.ok(other.messages().every((m) => m.streamId === 2));
+    const audioOnly = new FakeViewer('audio-only');
+    hub.addViewer(audioOnly, { video: false });
+    assert.deepEqual(
+      audioOnly.videoMessages().map((m) => m.payload[1]),
+      [0],
+      'only the video sequence header, no frames',
+    );
+    const key = (m: RtmpMessage): string => `${m.type}@${m.timestamp}`;
+    assert.deepEqual(other.messages().map(key), shared.messages().map(key));
+  });
+
+  it('a GOP with an Enhanced RTMP codec the joiner did not negotiate takes the per-message path', () => {
+    const { hub } = liveHub({ audioCoalesceMs: 0 });
+    hub.push(video(0, avcHeader()));
+    hub.push(video(0, exSeqStart('hvc1')));
+    hub.push(video(0, exKey('hvc1', 1)));
+    const legacy = new FakeViewer('legacy');
+    hub.addViewer(legacy);
+    assert.deepEqual(
+      legacy.videoMessages().map((m) => m.payload[0]),
+      [0x17],
+      'the AVC header only: no HEVC bytes to a viewer that did not ask for them',
+    );
+    const hevc = new FakeViewer('hevc', ['hvc1']);
+    hub.addViewer(hevc);
+    assert.equal(hevc.writes.length, 2, 'shared bytes for a viewer that accepts every codec in them');
+    assert.equal(hevc.videoMessages().length, 3);
   });
 });

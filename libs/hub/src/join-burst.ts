@@ -1,0 +1,89 @@
+import type { HubMessage } from './hub-message.js';
+
+/** First arena for a GOP's bytes; it doubles as the GOP grows (a 2 s GOP of a 2.7 Mbit/s stream is about 700 KiB). */
+const ARENA_INITIAL_BYTES = 256 * 1024;
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * The join sequence (metadata and sequence headers, then the cached GOP) as shared bytes, for RTMP joiners on the
+ * primary stream id that take every track and codec: the most common viewer by far. Without it every joiner costs one
+ * socket write per cached message (a few hundred Writable.write calls for a 2 s GOP); with it, two writes of Buffers
+ * that every joiner of the same GOP shares (the kernel copies them either way).
+ *
+ * The GOP part is one arena per GOP generation: each cached message's chunks are appended once; a joiner gets a view
+ * of the bytes written so far. Later appends only write past that view and a full arena is replaced, not reused, so
+ * bytes a joiner still has queued never change. The arena exists only while joiners use it: it is built on the first
+ * join of a GOP and dropped with the GOP, so a stream nobody joins pays nothing.
+ *
+ * Which messages go in mirrors StreamHub.deliver for such a viewer: video frames start at a keyframe; everything
+ * else goes in. Their FourCCs are collected: a joiner that doesn't accept one of them takes the per-message path.
+ */
+export class JoinBurst {
+  private active = false;
+  private arena: Buffer = EMPTY;
+  private used = 0;
+  private awaiting = true;
+  private readonly gopFourCcs = new Set<string>();
+  private head: { bytes: Buffer; fourCcs: Set<string> } | undefined;
+
+  /** A new GOP generation (keyframe, cache cleared, new publisher): drop the arena; rebuilt on the next join. */
+  resetGop(): void {
+    this.active = false;
+    this.arena = EMPTY;
+    this.used = 0;
+    this.awaiting = true;
+    this.gopFourCcs.clear();
+    this.head = undefined; // join headers are stamped no later than the GOP's first frame
+  }
+
+  /** Metadata or a sequence header changed. */
+  invalidateHead(): void {
+    this.head = undefined;
+  }
+
+  /** A message was added to the GOP cache. */
+  appendGop(m: HubMessage): void {
+    if (this.active) this.add(m);
+  }
+
+  /**
+   * The shared join bytes, or undefined when this joiner can't take them (a FourCC it didn't negotiate).
+   * `headers` builds the head's messages (called only when the head changed); `gop` is the current cache.
+   * `awaitingKeyframe` is what the joiner's slot must be left with.
+   */
+  take(
+    headers: () => HubMessage[],
+    gop: readonly HubMessage[],
+    accepts: (fourCc: string) => boolean,
+  ): { head: Buffer; gop: Buffer; awaitingKeyframe: boolean } | undefined {
+    if (!this.active) {
+      this.active = true;
+      for (const m of gop) this.add(m);
+    }
+    if (!this.head) {
+      const msgs = headers();
+      const fourCcs = new Set<string>();
+      for (const m of msgs) if (m.fourCc !== undefined) fourCcs.add(m.fourCc);
+      this.head = { bytes: Buffer.concat(msgs.map((m) => m.chunks)), fourCcs };
+    }
+    for (const f of this.head.fourCcs) if (!accepts(f)) return undefined;
+    for (const f of this.gopFourCcs) if (!accepts(f)) return undefined;
+    return { head: this.head.bytes, gop: this.arena.subarray(0, this.used), awaitingKeyframe: this.awaiting };
+  }
+
+  private add(m: HubMessage): void {
+    if (m.kind === 'video' && !m.isSequenceHeader && this.awaiting) {
+      if (!m.isKeyframe) return;
+      this.awaiting = false;
+    }
+    if (m.fourCc !== undefined) this.gopFourCcs.add(m.fourCc);
+    const bytes = m.chunks;
+    if (this.used + bytes.length > this.arena.length) {
+      const next = Buffer.allocUnsafe(Math.max(ARENA_INITIAL_BYTES, 2 * this.arena.length, this.used + bytes.length));
+      this.arena.copy(next, 0, 0, this.used);
+      this.arena = next;
+    }
+    bytes.copy(this.arena, this.used);
+    this.used += bytes.length;
+  }
+}
