@@ -107,7 +107,7 @@ describe('live stream stats match ffprobe', { timeout: 180_000 }, () => {
       assert.equal(m.audio!.sampleRate, Number(a.sample_rate));
       assert.equal(m.audio!.channels, a.channels);
       assert.ok(m.ingestKbps.last10s > 50 && m.ingestKbps.last1s > 0, JSON.stringify(m.ingestKbps));
-      assert.deepEqual(m.viewers, { rtmp: 1, 'http-flv': 1, 'ws-flv': 0 });
+      assert.deepEqual(m.viewers, { rtmp: 1, 'http-flv': 1, 'ws-flv': 0, hls: 0 });
       // Per-stream Prometheus series under the top-N guard, labelled without the stream name.
       const text = await (await fetch(`http://127.0.0.1:${node.httpPort}/metrics`)).text();
       assert.equal(parseMetric(text, 'rtmp_stream_viewers', { protocol: 'rtmp' }), 1);

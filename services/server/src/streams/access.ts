@@ -10,7 +10,8 @@ import { streamLabel } from './redact.js';
 import { statsOf } from './stats.js';
 import type { Denial, PlayDecision, PublishDecision, StreamPolicy, StreamRequest } from './types.js';
 
-export type ViewerProtocol = 'rtmp' | 'http-flv' | 'ws-flv';
+/** 'hls': the one HLS packager per stream per node (its HLS viewers are counted by the HLS routes, hls_sessions). */
+export type ViewerProtocol = 'rtmp' | 'http-flv' | 'ws-flv' | 'hls';
 
 /** What the node counts; a narrow interface so this module has no metrics dependency. */
 export interface StreamAccessObserver {

@@ -23,7 +23,7 @@ import {
 /** Seconds of history: the long bitrate and frame-rate window. */
 export const STATS_WINDOW_SECONDS = 10;
 
-export type StatsProtocol = 'rtmp' | 'http-flv' | 'ws-flv';
+export type StatsProtocol = 'rtmp' | 'http-flv' | 'ws-flv' | 'hls';
 
 export interface StreamStatsSnapshot {
   video: (VideoCodecInfo & { fps?: number; keyframeIntervalMs?: number }) | null;
@@ -57,7 +57,7 @@ export class StreamStats {
   private firstSecond: number | undefined;
   private lastKeyframeTs: number | undefined;
   private keyframeIntervalMs: number | undefined;
-  readonly viewers: Record<StatsProtocol, number> = { rtmp: 0, 'http-flv': 0, 'ws-flv': 0 };
+  readonly viewers: Record<StatsProtocol, number> = { rtmp: 0, 'http-flv': 0, 'ws-flv': 0, hls: 0 };
 
   constructor(private readonly now: () => number = () => performance.now()) {}
 
