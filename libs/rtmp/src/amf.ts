@@ -90,7 +90,7 @@ export const DEFAULT_AMF_LIMITS: Readonly<Required<AmfLimits>> = Object.freeze({
 export const AMF_MAX_SUPPORTED_DEPTH = 512;
 
 /** Upper bound on every reference table (AMF0 complex values; AMF3 strings, objects, traits) of one decode call. */
-export const AMF_MAX_REFERENCE_TABLE_SIZE = 65536;
+const AMF_MAX_REFERENCE_TABLE_SIZE = 65536;
 
 /** The property bag of an object-like value (anonymous object, ECMA array, typed object), else undefined. */
 export function amfProperties(value: AmfValue): AmfObject | undefined {

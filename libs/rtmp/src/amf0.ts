@@ -38,21 +38,8 @@ import {
 import { newAmf3Tables, readAmf3Value, writeAmf3Value } from './amf3.js';
 import { RtmpProtocolError } from './errors.js';
 
-export {
-  AmfEcmaArray,
-  AmfTypedObject,
-  DEFAULT_AMF_LIMITS,
-  amfProperties,
-  isAmfObject,
-  type Amf3Value,
-  type AmfDictionary,
-  type AmfLimits,
-  type AmfObject,
-  type AmfValue,
-} from './amf.js';
-
 /** AMF0 type markers [AMF0 2.1]. */
-export const Amf0Marker = {
+const Amf0Marker = {
   Number: 0x00,
   Boolean: 0x01,
   String: 0x02,

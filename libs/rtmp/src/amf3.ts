@@ -1,6 +1,6 @@
 /**
  * AMF3 codec [AMF3 spec, section 3]. In RTMP, AMF3 appears inside AMF0 after the avmplus marker 0x11, in command
- * (type 17) and data (type 15) messages; see decodeAmf3MessagePayload (defined in amf0.ts, re-exported here).
+ * (type 17) and data (type 15) messages; see decodeAmf3MessagePayload in amf0.ts.
  *
  * Reference tables (strings, objects, traits) are scoped to one top-level AMF3 value: every avmplus switch and every
  * decodeAmf3 call starts with empty tables. References to values still being decoded (cycles) are rejected; other
@@ -29,23 +29,8 @@ import {
 } from './amf.js';
 import { RtmpProtocolError } from './errors.js';
 
-export {
-  AmfEcmaArray,
-  AmfTypedObject,
-  DEFAULT_AMF_LIMITS,
-  amfProperties,
-  isAmfObject,
-  type Amf3Value,
-  type AmfDictionary,
-  type AmfLimits,
-  type AmfObject,
-  type AmfValue,
-} from './amf.js';
-// The AMF0 sequence decoder lives in amf0.ts (it needs the AMF0 codec); offered here too for discoverability.
-export { decodeAmf3MessagePayload } from './amf0.js';
-
 /** AMF3 type markers [AMF3 3.1]. */
-export const Amf3Marker = {
+const Amf3Marker = {
   Undefined: 0x00,
   Null: 0x01,
   False: 0x02,
@@ -90,7 +75,7 @@ interface Traits {
 }
 
 /** @internal Reference tables of one top-level AMF3 value. */
-export interface Amf3Tables {
+interface Amf3Tables {
   strings: string[];
   stringBytes: number[];
   objects: RefEntry[];

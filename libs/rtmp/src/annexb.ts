@@ -9,7 +9,7 @@ import { BitReader } from './bit-reader.js';
 import { RtmpProtocolError } from './errors.js';
 
 /** H.264 nal_unit_type values (ITU-T H.264 Table 7-1) used here. */
-export const AvcNalType = {
+const AvcNalType = {
   NonIdrSlice: 1,
   IdrSlice: 5,
   Sei: 6,
@@ -151,7 +151,6 @@ export function nalToRbsp(nal: Buffer): Buffer {
   }
   return out.subarray(0, o);
 }
-
 
 export interface AvcSpsInfo {
   profileIdc: number;

@@ -1,8 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { AmfLimits, AmfValue } from './amf.js';
-import { decodeAmf0, encodeAmf0 } from './amf0.js';
-import { decodeAmf3MessagePayload } from './amf3.js';
+import { decodeAmf0, decodeAmf3MessagePayload, encodeAmf0 } from './amf0.js';
 import { ChunkReader, type ChunkReaderLimits } from './chunk-reader.js';
 import { ChunkWriter } from './chunk-writer.js';
 import {

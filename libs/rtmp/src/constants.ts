@@ -16,9 +16,8 @@ export const CSID_VIDEO = 6;
 export const CSID_MIN = 2;
 export const CSID_MAX = 65599;
 
-/** Chunk message header formats (5.3.1.2). */
+/** Chunk message header formats (5.3.1.2); fmt 1 (same stream id) needs no name: it is handled as "not 0, 2 or 3". */
 export const CHUNK_FMT_FULL = 0;
-export const CHUNK_FMT_SAME_STREAM = 1;
 export const CHUNK_FMT_DELTA_ONLY = 2;
 export const CHUNK_FMT_CONTINUATION = 3;
 
@@ -40,7 +39,6 @@ export const MessageType = {
   CommandAmf0: 20,
   Aggregate: 22,
 } as const;
-export type MessageTypeId = (typeof MessageType)[keyof typeof MessageType];
 
 /** User control event types (6.2, 7.1.7). */
 export const UserControlEvent = {

@@ -12,8 +12,3 @@ export class RtmpProtocolError extends Error {
     this.name = 'RtmpProtocolError';
   }
 }
-
-/** True for errors the peer caused (bad input), as opposed to bugs or I/O failures. */
-export function isProtocolError(err: unknown): err is RtmpProtocolError {
-  return err instanceof RtmpProtocolError;
-}

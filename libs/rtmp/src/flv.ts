@@ -16,7 +16,7 @@ export const FLV_TAG_HEADER_SIZE = 11;
 /** Size of the PreviousTagSize field that follows the header and every tag. */
 export const FLV_PREVIOUS_TAG_SIZE_SIZE = 4;
 /** Default cap on a tag's data size (the u24 field cannot exceed 16 MiB - 1 anyway). */
-export const FLV_MAX_TAG_SIZE = 16 * 1024 * 1024;
+const FLV_MAX_TAG_SIZE = 16 * 1024 * 1024;
 
 export const FlvTagType = { Audio: 8, Video: 9, Script: 18 } as const;
 

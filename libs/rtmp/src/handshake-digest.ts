@@ -9,29 +9,28 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { HANDSHAKE_SIZE } from './constants.js';
 
 /** Length of an HMAC-SHA256 output, i.e. of every digest and signature in the handshake. */
-export const DIGEST_LENGTH = 32;
+const DIGEST_LENGTH = 32;
 
 /** Number of bytes that are hashed when the digest is left out of a 1536-byte packet (1504). */
 export const HANDSHAKE_SIZE_WITHOUT_DIGEST = HANDSHAKE_SIZE - DIGEST_LENGTH;
 
 /** Offset of the trailing signature in C2/S2 (the signature covers everything before it). */
-export const SIGNATURE_OFFSET = HANDSHAKE_SIZE - DIGEST_LENGTH;
+const SIGNATURE_OFFSET = HANDSHAKE_SIZE - DIGEST_LENGTH;
 
 /** Offset and length of the version field of C1/S1 (zero for the simple handshake). */
 export const VERSION_OFFSET = 4;
 export const VERSION_LENGTH = 4;
 
-/** Offset and length of the time field of C1/S1. */
+/** Offset of the time field (4 bytes) of C1/S1. */
 export const TIME_OFFSET = 0;
-export const TIME_LENGTH = 4;
 
 /** Shared 32-byte tail appended to both public key texts. */
-export const KEY_TAIL: Buffer = Buffer.from('f0eec24a8068bee82e00d0d1029e7e576eec5d2d29806fab93b8e636cfeb31ae', 'hex');
+const KEY_TAIL: Buffer = Buffer.from('f0eec24a8068bee82e00d0d1029e7e576eec5d2d29806fab93b8e636cfeb31ae', 'hex');
 
 /** "Genuine Adobe Flash Player 001": the client's public key text. */
-export const FP_KEY_TEXT = 'Genuine Adobe Flash Player 001';
+const FP_KEY_TEXT = 'Genuine Adobe Flash Player 001';
 /** "Genuine Adobe Flash Media Server 001": the server's public key text. */
-export const FMS_KEY_TEXT = 'Genuine Adobe Flash Media Server 001';
+const FMS_KEY_TEXT = 'Genuine Adobe Flash Media Server 001';
 
 /** Client key (62 bytes). The first FP_KEY_TEXT_LENGTH bytes sign C1; the whole key derives C2's signing key. */
 export const FP_KEY: Buffer = Buffer.concat([Buffer.from(FP_KEY_TEXT, 'latin1'), KEY_TAIL]);
@@ -39,9 +38,9 @@ export const FP_KEY: Buffer = Buffer.concat([Buffer.from(FP_KEY_TEXT, 'latin1'),
 export const FMS_KEY: Buffer = Buffer.concat([Buffer.from(FMS_KEY_TEXT, 'latin1'), KEY_TAIL]);
 
 /** 30: length of the client key's text part, the key of the C1 digest. */
-export const FP_KEY_TEXT_LENGTH = FP_KEY_TEXT.length;
+const FP_KEY_TEXT_LENGTH = FP_KEY_TEXT.length;
 /** 36: length of the server key's text part, the key of the S1 digest. */
-export const FMS_KEY_TEXT_LENGTH = FMS_KEY_TEXT.length;
+const FMS_KEY_TEXT_LENGTH = FMS_KEY_TEXT.length;
 
 /** Key of the C1 digest: FPKey[0..30). */
 export const C1_DIGEST_KEY: Buffer = FP_KEY.subarray(0, FP_KEY_TEXT_LENGTH);
@@ -55,15 +54,15 @@ export const S1_DIGEST_KEY: Buffer = FMS_KEY.subarray(0, FMS_KEY_TEXT_LENGTH);
  */
 export type DigestLayout = 8 | 772;
 export const DIGEST_LAYOUT_8: DigestLayout = 8;
-export const DIGEST_LAYOUT_772: DigestLayout = 772;
+const DIGEST_LAYOUT_772: DigestLayout = 772;
 
 /** Layout detection order on the server: 772 first, then 8 (nginx-rtmp, Node-Media-Server). */
 export const DIGEST_LAYOUT_DETECTION_ORDER: readonly DigestLayout[] = [DIGEST_LAYOUT_772, DIGEST_LAYOUT_8];
 
 /** Number of bytes summed to select the digest position. */
-export const DIGEST_SELECTOR_LENGTH = 4;
+const DIGEST_SELECTOR_LENGTH = 4;
 /** Modulus applied to the selector sum (the digest block is 728 + 4 + 32 = 764 bytes long). */
-export const DIGEST_POSITION_MODULUS = 728;
+const DIGEST_POSITION_MODULUS = 728;
 
 /** Offset added to the selector sum for each layout (selector offset + 4 selector bytes). */
 const DIGEST_POSITION_BASE: Record<DigestLayout, number> = {
@@ -72,7 +71,7 @@ const DIGEST_POSITION_BASE: Record<DigestLayout, number> = {
 };
 
 /** HMAC-SHA256(key, data...). */
-export function hmacSha256(key: Buffer, ...data: Buffer[]): Buffer {
+function hmacSha256(key: Buffer, ...data: Buffer[]): Buffer {
   const h = createHmac('sha256', key);
   for (const part of data) h.update(part);
   return h.digest();
@@ -85,7 +84,7 @@ function assertPacket(packet: Buffer, what: string): void {
 }
 
 /** Byte offset of the 32-byte digest inside a 1536-byte C1/S1 for the given layout. */
-export function digestPosition(packet: Buffer, layout: DigestLayout): number {
+function digestPosition(packet: Buffer, layout: DigestLayout): number {
   assertPacket(packet, 'handshake packet');
   let sum = 0;
   for (let i = 0; i < DIGEST_SELECTOR_LENGTH; i++) sum += packet[layout + i]!;
@@ -93,24 +92,18 @@ export function digestPosition(packet: Buffer, layout: DigestLayout): number {
 }
 
 /** HMAC(key, packet without the 32 bytes at `pos`): the digest that belongs at `pos`. */
-export function computeDigest(packet: Buffer, pos: number, key: Buffer): Buffer {
+function computeDigest(packet: Buffer, pos: number, key: Buffer): Buffer {
   assertPacket(packet, 'handshake packet');
   return hmacSha256(key, packet.subarray(0, pos), packet.subarray(pos + DIGEST_LENGTH));
 }
 
 /** Constant-time equality for digests/signatures (false on length mismatch). */
-export function digestEquals(a: Buffer, b: Buffer): boolean {
+function digestEquals(a: Buffer, b: Buffer): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-/** True if `packet` carries a valid digest for `key` at `layout`. */
-export function hasValidDigest(packet: Buffer, layout: DigestLayout, key: Buffer): boolean {
-  const pos = digestPosition(packet, layout);
-  return digestEquals(computeDigest(packet, pos, key), packet.subarray(pos, pos + DIGEST_LENGTH));
-}
-
 /** A digest found in a C1/S1: where it is and its 32 bytes (a copy). */
-export interface FoundDigest {
+interface FoundDigest {
   layout: DigestLayout;
   position: number;
   digest: Buffer;
@@ -147,7 +140,7 @@ export function imprintDigest(packet: Buffer, layout: DigestLayout, key: Buffer)
  * Signature closing a C2/S2: HMAC(HMAC(fullKey, peerDigest), packet[0..1504)).
  * S2: fullKey = FMSKey (68 bytes), peerDigest = the C1 digest. C2: fullKey = FPKey (62), peerDigest = the S1 digest.
  */
-export function computeSignature(packet: Buffer, fullKey: Buffer, peerDigest: Buffer): Buffer {
+function computeSignature(packet: Buffer, fullKey: Buffer, peerDigest: Buffer): Buffer {
   assertPacket(packet, 'handshake packet');
   const signingKey = hmacSha256(fullKey, peerDigest);
   return hmacSha256(signingKey, packet.subarray(0, SIGNATURE_OFFSET));

@@ -47,29 +47,29 @@ export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 export type HandshakeMode = 'simple' | 'digest';
 
 /** Size of C0/S0. */
-export const HANDSHAKE_VERSION_SIZE = 1;
+const HANDSHAKE_VERSION_SIZE = 1;
 /** Size of C0+C1 (what the client sends first) and of S0+S1. */
-export const HANDSHAKE_HELLO_SIZE = HANDSHAKE_VERSION_SIZE + HANDSHAKE_SIZE;
+const HANDSHAKE_HELLO_SIZE = HANDSHAKE_VERSION_SIZE + HANDSHAKE_SIZE;
 /** Size of the server's single reply S0+S1+S2. */
 export const HANDSHAKE_SERVER_REPLY_SIZE = HANDSHAKE_VERSION_SIZE + 2 * HANDSHAKE_SIZE;
 
 /** Offset of the random (or echoed random) part of C1/S1/C2/S2, after time(4) and version/time2(4). */
-export const HANDSHAKE_RANDOM_OFFSET = VERSION_OFFSET + VERSION_LENGTH;
+const HANDSHAKE_RANDOM_OFFSET = VERSION_OFFSET + VERSION_LENGTH;
 
 /** First bytes of encrypted RTMPE handshakes (librtmp/FFmpeg: 6 = DH, 8 = XTEA, 9 = Blowfish). */
-export const RTMPE_VERSION_BYTES: readonly number[] = [0x06, 0x08, 0x09];
+const RTMPE_VERSION_BYTES: readonly number[] = [0x06, 0x08, 0x09];
 /** TLS record type "handshake": someone speaks rtmps:// (or https://) to a plain RTMP port. */
-export const TLS_HANDSHAKE_BYTE = 0x16;
+const TLS_HANDSHAKE_BYTE = 0x16;
 /** 'G' (GET) and 'P' (POST/PUT): an HTTP client, e.g. a health checker or RTMPT. */
-export const HTTP_FIRST_BYTES: readonly number[] = [0x47, 0x50];
+const HTTP_FIRST_BYTES: readonly number[] = [0x47, 0x50];
 
 /** Version field our server puts in a complex S1 (non-zero, and >= 3 so that FFmpeg players do validate it). */
-export const SERVER_DIGEST_VERSION: Buffer = Buffer.from([0x05, 0x00, 0x03, 0x01]);
+const SERVER_DIGEST_VERSION: Buffer = Buffer.from([0x05, 0x00, 0x03, 0x01]);
 /** Version field of a digest C1, as FFmpeg sends it (RTMP_CLIENT_VER1..4 = 9.0.124.2). */
-export const CLIENT_DIGEST_VERSION: Buffer = Buffer.from([0x09, 0x00, 0x7c, 0x02]);
+const CLIENT_DIGEST_VERSION: Buffer = Buffer.from([0x09, 0x00, 0x7c, 0x02]);
 
 /** Reasons thrown by the handshake (RtmpProtocolError.reason). */
-export const HandshakeErrorReason = {
+const HandshakeErrorReason = {
   BadVersion: 'handshake_bad_version',
   RtmpeUnsupported: 'handshake_rtmpe_unsupported',
   Tls: 'handshake_tls',
@@ -79,7 +79,7 @@ export const HandshakeErrorReason = {
   /** Client side: S2's signature does not match our C1 digest. */
   BadServerSignature: 'handshake_bad_signature',
 } as const;
-export type HandshakeErrorReason = (typeof HandshakeErrorReason)[keyof typeof HandshakeErrorReason];
+type HandshakeErrorReason = (typeof HandshakeErrorReason)[keyof typeof HandshakeErrorReason];
 
 /** Result of one `push()`. */
 export interface HandshakeStep {
@@ -109,7 +109,7 @@ export interface ClientHandshakeOptions extends HandshakeOptions {
  * Classify the first byte the peer sent. Returns undefined for RTMP version 3, else the error to close with.
  * Used on C0 (server side); the client only accepts S0 = 3.
  */
-export function checkVersionByte(byte: number): RtmpProtocolError | undefined {
+function checkVersionByte(byte: number): RtmpProtocolError | undefined {
   if (byte === RTMP_VERSION) return undefined;
   const hex = `0x${byte.toString(16).padStart(2, '0')}`;
   if (RTMPE_VERSION_BYTES.includes(byte)) {

@@ -64,7 +64,7 @@ export const SoundFormat = {
 } as const;
 
 /** Legacy AAC packet type (byte 1 when SoundFormat is 10). */
-export const AacPacketType = { SequenceHeader: 0, Raw: 1 } as const;
+const AacPacketType = { SequenceHeader: 0, Raw: 1 } as const;
 
 /** E-RTMP AudioPacketType (low nibble of byte 0 when SoundFormat is 9). */
 export const AudioPacketType = {
@@ -76,10 +76,10 @@ export const AudioPacketType = {
   ModEx: 7,
 } as const;
 
-export const AvMultitrackType = { OneTrack: 0, ManyTracks: 1, ManyTracksManyCodecs: 2 } as const;
+const AvMultitrackType = { OneTrack: 0, ManyTracks: 1, ManyTracksManyCodecs: 2 } as const;
 
 /** ModEx types shared by audio and video. */
-export const PacketModExType = { TimestampOffsetNano: 0 } as const;
+const PacketModExType = { TimestampOffsetNano: 0 } as const;
 
 /** Video FourCCs of E-RTMP v1/v2 (strings; fourCcToNumber gives the numeric form used in onMetaData). */
 export const VideoFourCc = {
@@ -103,10 +103,8 @@ export const AudioFourCc = {
 
 /** Multitrack messages with more tracks are rejected (ERTMP robustness limit, brief section 6). */
 export const MAX_MULTITRACK_TRACKS = 16;
-/** At most this many ModEx entries per message. */
-export const MAX_MODEX_ENTRIES = 8;
-/** Largest ModEx data block (u16 + 1); inherent in the encoding, listed for documentation. */
-export const MAX_MODEX_SIZE = 65536;
+/** At most this many ModEx entries per message (a ModEx data block is at most 65536 bytes by its u16 + 1 encoding). */
+const MAX_MODEX_ENTRIES = 8;
 
 /** FourCCs whose CodedFrames (packet type 1) carry an SI24 composition time offset. */
 const CTS_FOURCCS: ReadonlySet<string> = new Set([VideoFourCc.Avc, VideoFourCc.Hevc, VideoFourCc.Vvc]);

@@ -2,20 +2,17 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 
+import { decodeAmf0, decodeAmf0Value, decodeAmf3MessagePayload, encodeAmf0 } from '../src/amf0.js';
+import { decodeAmf3, encodeAmf3 } from '../src/amf3.js';
 import {
+  AMF_MAX_SUPPORTED_DEPTH,
   AmfEcmaArray,
   AmfTypedObject,
   DEFAULT_AMF_LIMITS,
   amfProperties,
-  decodeAmf0,
-  decodeAmf0Value,
-  decodeAmf3MessagePayload,
-  encodeAmf0,
   isAmfObject,
   type AmfValue,
-} from '../src/amf0.js';
-import { decodeAmf3, encodeAmf3 } from '../src/amf3.js';
-import { AMF_MAX_SUPPORTED_DEPTH } from '../src/amf.js';
+} from '../src/amf.js';
 import { RtmpProtocolError } from '../src/errors.js';
 
 const hex = (...parts: string[]): Buffer => Buffer.from(parts.join('').replace(/\s+/g, ''), 'hex');
