@@ -86,6 +86,10 @@ export interface Config {
   authFailLimit: number;
   authFailWindowMs: number;
   maxHttpConnections: number;
+  hlsSegmentMs: number;
+  hlsPartMs: number;
+  hlsWindowSegments: number;
+  hlsLingerMs: number;
   redisUsername: string;
   redisPassword: string;
   redisTlsCaFile: string;
@@ -406,6 +410,10 @@ const DEFS: { readonly [K in keyof Config]: Def } = {
   ),
   authFailWindowMs: def(ms(1000), 60_000, 'window of AUTH_FAIL_LIMIT'),
   maxHttpConnections: def(int(1, 10_000_000), 20_000, 'HTTP and WebSocket connections accepted at once'),
+  hlsSegmentMs: def(ms(500, 30_000), 2000, 'HLS: target segment duration (segments start at keyframes: a longer GOP wins)'),
+  hlsPartMs: def(ms(100, 5000), 500, 'LL-HLS: target partial segment duration'),
+  hlsWindowSegments: def(int(3, 1000), 10, 'HLS: complete segments kept in memory and listed, per stream'),
+  hlsLingerMs: def(ms(1000), 10_000, 'HLS: keep packaging a stream this long after its last HLS request'),
   redisUsername: def(text(256), '', 'Redis ACL user (overrides the one in REDIS_URL)'),
   redisPassword: def(text(), '', 'Redis password (overrides the one in REDIS_URL)'),
   redisTlsCaFile: def(text(), '', 'PEM CA bundle to verify Redis over TLS (rediss://)'),
