@@ -1,6 +1,11 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
+import type { ClusterApi, KickCommand } from './cluster/api.js';
+
+// Kept while http.ts and cluster/runtime.ts still import ClusterApi through here; it lives in cluster/api.ts.
+export type { ClusterApi } from './cluster/api.js';
+
 /** What the node's JSON API reads and controls. */
 export interface ApiOptions {
   listStreams: () => unknown[];
@@ -10,20 +15,6 @@ export interface ApiOptions {
   apiToken?: string;
   /** Cluster-wide API (origin and edge roles). */
   cluster?: ClusterApi;
-}
-
-/** Cluster-wide view and control, backed by Redis (truth) and NATS (commands). */
-export interface ClusterApi {
-  listNodes(): Promise<unknown[]>;
-  listStreams(): Promise<unknown[]>;
-  getStream(key: string): Promise<unknown | undefined>;
-  /** Kick a stream's publisher, its viewers (optionally one session), or drop the stream, wherever it is. */
-  kick(cmd: {
-    key: string;
-    what: 'publisher' | 'viewers' | 'stream';
-    sessionId?: string;
-    reason?: string;
-  }): Promise<void>;
 }
 
 /** The /api endpoints, as listed by GET / of the listener that serves them. */
@@ -101,7 +92,7 @@ function apiRoutes(api: FastifyInstance, opts: ApiOptions): void {
       },
     },
     async (req, reply) => {
-      await cluster.kick(req.body as Parameters<ClusterApi['kick']>[0]);
+      await cluster.kick(req.body as KickCommand);
       return reply.code(202).send({ accepted: true });
     },
   );

@@ -12,7 +12,7 @@
  * never contain the stream name, key, token or query (in key-as-name setups the name is the credential), and
  * avoid the `authmod=`/`code=403` strings that make clients start Adobe auth retries.
  */
-import type { PlayDecision, PublishDecision, StreamRequest } from '../rtmp/policy.js';
+import type { PlayDecision, PublishDecision, StreamRequest } from '../streams/types.js';
 import { DEFAULT_CLOCK_SKEW_SECONDS, TokenVerifier, type TokenFailure } from './tokens.js';
 import {
   WebhookClient,

@@ -19,7 +19,7 @@
  * Logs carry the hook URL's origin and path only (a query there may hold a secret), never the request query.
  */
 import { performance } from 'node:perf_hooks';
-import type { StreamRequest } from '../rtmp/policy.js';
+import type { StreamRequest } from '../streams/types.js';
 
 export type HookEvent = 'on_publish' | 'on_play' | 'on_publish_done' | 'on_play_done';
 export type BlockingHookEvent = 'on_publish' | 'on_play';

@@ -2,7 +2,7 @@ import type { HubRegistry } from '@rtmp-relay/hub';
 import type { Logger } from 'pino';
 import { streamLabel } from '../streams/redact.js';
 import { inSpan } from '../tracing.js';
-import type { PlayDecision, PublishDecision, StreamPolicy, StreamRequest } from '../rtmp/policy.js';
+import type { PlayDecision, PublishDecision, StreamPolicy, StreamRequest } from '../streams/types.js';
 import type { EventBus } from './events.js';
 import type { PublishAuthorizer } from './origin-policy.js';
 import { UpstreamPull, type PullDeps, type PullOptions, type UpstreamOwner } from './pull.js';
