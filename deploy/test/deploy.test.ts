@@ -13,7 +13,9 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -1421,7 +1423,13 @@ describe('running nodes: live /metrics and the pod lifecycle', () => {
     for (const topic of [/Lease/, /Pull/, /Saturated/, /NoPublishers/, /Nats/, /Redis/]) assert.match(names, topic);
   });
 
-  it('pod lifecycle: SIGTERM turns the edge not-ready at once, its viewers keep playing through the drain, it exits 0 in the grace period', async () => {
+  /** The kubelet's probe timeout (the chart's timeoutSeconds is larger); how often we probe (10x the chart's). */
+  const LIVENESS_TIMEOUT_MS = 1000;
+  const LIVENESS_PROBE_EVERY_MS = 100;
+  /** The last steps of a shutdown: the HTTP listener closes, then the process exits. */
+  const LISTENER_CLOSE_TO_EXIT_MS = 250;
+
+  it('pod lifecycle: SIGTERM turns the edge not-ready at once, its viewers keep playing through the drain, /healthz stays 200 until exit, it exits 0 in the grace period', async () => {
     const c = cluster!;
     const url = `rtmp://127.0.0.1:${c.edge.rtmp}/live/lifecycle`;
     const seconds = 10;
@@ -1439,6 +1447,13 @@ describe('running nodes: live /metrics and the pod lifecycle', () => {
     );
     await new Promise((r) => setTimeout(r, 2000));
 
+    // A client in the middle of a request (headers not finished) must not hold the shutdown with the listener
+    // closed (probes refused) until its headers timeout.
+    const slow = connect(c.edge.http, '127.0.0.1');
+    await once(slow, 'connect');
+    slow.on('error', () => undefined);
+    slow.write('GET /console/ HTTP/1.1\r\nHost: edge\r\n');
+
     const t0 = Date.now();
     c.edge.child.kill('SIGTERM');
     const ready = await waitFor(
@@ -1453,12 +1468,22 @@ describe('running nodes: live /metrics and the pod lifecycle', () => {
       20,
     );
     assert.ok(ready < 1000, `not-ready after ${ready} ms`);
-    // Still alive for the liveness probe (a restart would cut every viewer), still listed as draining.
-    assert.equal(
-      (await fetch(`http://127.0.0.1:${c.edge.http}/healthz`)).status,
-      200,
-      'liveness stays 200 while draining',
-    );
+    // Alive for the liveness probe (a restart would cut every viewer) until the process exits: probe as the kubelet
+    // does (a new connection each time) through the whole drain.
+    const probes: Array<{ at: number; status: number | string }> = [];
+    let exitedAt = 0;
+    void c.edge.exited.then(() => (exitedAt = Date.now()));
+    const prober = (async () => {
+      while (!exitedAt) {
+        const at = Date.now();
+        const res = await fetch(`http://127.0.0.1:${c.edge.http}/healthz`, {
+          headers: { connection: 'close' },
+          signal: AbortSignal.timeout(LIVENESS_TIMEOUT_MS),
+        }).catch((err: Error) => ({ status: String((err.cause as Error | undefined)?.message ?? err.message) }));
+        probes.push({ at, status: res.status });
+        await new Promise((r) => setTimeout(r, LIVENESS_PROBE_EVERY_MS));
+      }
+    })();
 
     const played = await viewer;
     const fps = 30;
@@ -1471,6 +1496,11 @@ describe('running nodes: live /metrics and the pod lifecycle', () => {
 
     const exit = await c.edge.exited;
     const total = (Date.now() - t0) / 1000;
+    await prober;
+    const failed = probes.filter((p) => p.status !== 200 && p.at < exitedAt - LISTENER_CLOSE_TO_EXIT_MS);
+    assert.ok(probes.length > 20, `${probes.length} liveness probes during the drain`);
+    assert.deepEqual(failed, [], 'liveness answered 200 until the process exited');
+    slow.destroy();
     assert.equal(exit.code, 0, `exit ${exit.code} ${exit.signal}:\n${c.edge.output().slice(-4000)}`);
     assert.ok(
       total < c.grace.edge - c.grace.preStop,

@@ -5,6 +5,7 @@ import { Counter, type Registry } from 'prom-client';
 import { apiEndpoints, registerApi, type ApiOptions } from './api.js';
 import { registerConsole } from './console.js';
 import { registerFlvRoutes, type FlvRoutesOptions } from './flv/routes.js';
+import { registerHlsRoutes, type HlsSettings } from './hls/routes.js';
 
 export type { ClusterApi } from './api.js';
 
@@ -17,6 +18,8 @@ export interface HttpServerOptions extends ApiOptions {
   isReady: () => boolean;
   /** HTTP-FLV and WebSocket-FLV playback at /{app}/{stream}.flv (see flv/routes.ts). */
   flv?: FlvRoutesOptions;
+  /** LL-HLS at /{app}/{stream}/index.m3u8, served with the FLV routes (same access); see hls/routes.ts. */
+  hls?: Partial<HlsSettings>;
   /**
    * A separate admin listener: /metrics and /api/* are then served only there (404 on the public port), for a
    * deployment that keeps it cluster-internal. Port 0 binds any free port.
@@ -157,6 +160,12 @@ function buildApp(
     requestTimeout: timeouts.requestMs,
     keepAliveTimeout: timeouts.keepAliveMs,
     http: { headersTimeout: timeouts.headersMs, connectionsCheckingInterval: timeouts.checkIntervalMs },
+    // The listener closes last, just before the process exits; until then /healthz answers 200 (a liveness failure
+    // during a drain would restart the pod and cut its viewers), never Fastify's default 503-while-closing.
+    return503OnClosing: false,
+    // ...and once it closes, every connection goes with it: media viewers were ended by then, and a client
+    // mid-request (or a slow-headers one) must not keep a closed listener and a live process until its timeout.
+    forceCloseConnections: true,
   });
   limitConnections(app, opts.maxConnections ?? DEFAULT_MAX_HTTP_CONNECTIONS, surface.name, rejected, log);
 
@@ -166,6 +175,7 @@ function buildApp(
       '/readyz',
       ...(surface.admin ? ['/metrics', ...apiEndpoints(opts)] : []),
       ...(surface.media && opts.flv ? ['/:app/:name.flv (HTTP-FLV; WebSocket-FLV on upgrade)'] : []),
+      ...(surface.media && opts.flv ? ['/:app/:name/index.m3u8 (LL-HLS)'] : []),
       '/console/',
     ],
   }));
@@ -186,6 +196,8 @@ function buildApp(
   }
 
   if (surface.media && opts.flv) registerFlvRoutes(app, opts.flv);
+  if (surface.media && opts.flv)
+    registerHlsRoutes(app, { access: opts.flv.access, register: opts.register, settings: opts.hls });
 
   // Its files carry no data; on the admin listener too, where its /api calls are answered (same origin).
   registerConsole(app);
