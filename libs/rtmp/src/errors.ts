@@ -12,3 +12,30 @@ export class RtmpProtocolError extends Error {
     this.name = 'RtmpProtocolError';
   }
 }
+
+/**
+ * Why an RtmpClient operation failed, classified where it failed (callers switch on `code`, never on the message):
+ *   timeout    connect, an onStatus answer or incoming data did not come in time
+ *   refused    the TCP connection was refused (ECONNREFUSED)
+ *   closed     the connection closed (`reason` is the connection's close reason, e.g. peer_closed, socket_error)
+ *   rejected   connect was answered with something other than NetConnection.Connect.Success
+ *   not_found  play was answered with NetStream.Play.StreamNotFound
+ *   status     another error onStatus (`status` is its code, e.g. NetStream.Publish.BadName) or _error reply
+ */
+export type RtmpClientErrorCode = 'timeout' | 'refused' | 'closed' | 'rejected' | 'not_found' | 'status';
+
+export class RtmpClientError extends Error {
+  constructor(
+    readonly code: RtmpClientErrorCode,
+    message: string,
+    readonly details: { reason?: string; status?: string; cause?: unknown } = {},
+  ) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.name = 'RtmpClientError';
+  }
+
+  /** A short snake_case label for metrics and logs: the close reason for closed connections, else the code. */
+  get label(): string {
+    return this.code === 'closed' && this.details.reason ? this.details.reason : this.code;
+  }
+}

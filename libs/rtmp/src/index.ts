@@ -42,7 +42,7 @@ export {
   windowAckSize,
   type UserControlEventData,
 } from './control.js';
-export { RtmpProtocolError } from './errors.js';
+export { RtmpClientError, RtmpProtocolError, type RtmpClientErrorCode } from './errors.js';
 
 // Handshake, connections, commands, the client
 export { ClientHandshake, type HandshakeMode } from './handshake.js';

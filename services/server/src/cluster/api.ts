@@ -18,3 +18,29 @@ export interface KickCommand {
   sessionId?: string;
   reason?: string;
 }
+
+/** The cluster registry (Redis) can't be reached: the cluster API can't answer now (HTTP 503, not a bug). */
+export class ClusterUnavailableError extends Error {
+  readonly code = 'cluster_unavailable';
+  constructor(cause: unknown) {
+    super('cluster registry unavailable', { cause });
+    this.name = 'ClusterUnavailableError';
+  }
+}
+
+/** `api` with outages (as `isUnavailable` tells them) raised as ClusterUnavailableError, once, at this boundary. */
+export function withUnavailableErrors(api: ClusterApi, isUnavailable: (err: unknown) => boolean): ClusterApi {
+  const guard = async <T>(call: () => Promise<T>): Promise<T> => {
+    try {
+      return await call();
+    } catch (err) {
+      throw isUnavailable(err) ? new ClusterUnavailableError(err) : err;
+    }
+  };
+  return {
+    listNodes: () => guard(() => api.listNodes()),
+    listStreams: () => guard(() => api.listStreams()),
+    getStream: (key) => guard(() => api.getStream(key)),
+    kick: (cmd) => guard(() => api.kick(cmd)),
+  };
+}

@@ -259,3 +259,16 @@ const REDIS_AUTH_ERROR = /^(WRONGPASS|NOAUTH|NOPERM)\b|invalid (username-)?passw
 export function isRedisAuthError(err: Error): boolean {
   return REDIS_AUTH_ERROR.test(err.message);
 }
+
+/**
+ * ioredis reports "no connection to Redis" mostly with plain Errors that carry neither a class nor a code (offline
+ * queue disabled, connection closed, command timeout), so their texts are recognised here, in the one place that
+ * knows the client library; everything above switches on ClusterUnavailableError (cluster/api.ts).
+ */
+const REDIS_OFFLINE_MESSAGE = /isn't writeable|Connection is closed|Command timed out|not connected/i;
+
+/** True when a Redis command failed because Redis could not be reached (an outage, not a bug or a bad reply). */
+export function isRedisUnavailableError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  return (err as NodeJS.ErrnoException).code === 'ECONNREFUSED' || REDIS_OFFLINE_MESSAGE.test(err.message);
+}
