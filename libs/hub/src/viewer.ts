@@ -1,5 +1,5 @@
 /**
- * What the hub needs from a viewer connection (RTMP today, HTTP-FLV/WS-FLV later). Deliberately tiny: the hub
+ * What the hub needs from a viewer connection (RTMP, HTTP-FLV or WebSocket-FLV). Deliberately tiny: the hub
  * keeps per-viewer state in its own small record, and never allocates per viewer per message.
  */
 export interface HubViewer {

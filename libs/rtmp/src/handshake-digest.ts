@@ -2,7 +2,7 @@
  * Digest math of the "complex" (Flash Player 9, FP9) RTMP handshake: HMAC-SHA256 imprints hidden at a
  * data-dependent position inside C1/S1, and the signatures that close C2/S2.
  *
- * Pure functions over 1536-byte handshake packets; no state, no I/O. See docs rtmp-interop.md section 1.2.
+ * Pure functions over 1536-byte handshake packets; no state, no I/O. See docs/INTEROP.md §2.2.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 

@@ -5,7 +5,7 @@
  * whatever `reply` it returns; once `done` is true, `rest` holds the bytes that followed the handshake (they
  * belong to the chunk stream). Timeouts are the connection code's job (DEFAULT_HANDSHAKE_TIMEOUT_MS).
  *
- * Wire rules (docs rtmp-interop.md section 1, section 5 rows 1-3):
+ * Wire rules (docs/INTEROP.md §2, §8 rows 1-3):
  *  - C0/S0 = 3. RTMPE (6/8/9), TLS (0x16) and HTTP ('G'/'P') are recognised by the first byte and refused.
  *  - The server writes S0+S1+S2 in ONE buffer as soon as C0+C1 are complete; it never waits for C2 (FFmpeg and
  *    GStreamer read S2 before sending C2, so waiting deadlocks them).

@@ -101,7 +101,7 @@ export const AudioFourCc = {
   Mp3: '.mp3',
 } as const;
 
-/** Multitrack messages with more tracks are rejected (ERTMP robustness limit, brief section 6). */
+/** Multitrack messages with more tracks are rejected (E-RTMP robustness limit, docs/INTEROP.md §9). */
 export const MAX_MULTITRACK_TRACKS = 16;
 /** At most this many ModEx entries per message (a ModEx data block is at most 65536 bytes by its u16 + 1 encoding). */
 const MAX_MODEX_ENTRIES = 8;

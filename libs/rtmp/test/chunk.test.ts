@@ -1,5 +1,5 @@
 /**
- * Chunk stream layer (brief section 2): ChunkReader, encodeMessageChunks/ChunkWriter, control message encodings and
+ * Chunk stream layer (docs/INTEROP.md §3): ChunkReader, encodeMessageChunks/ChunkWriter, control message encodings and
  * uint32 timestamp arithmetic. Byte streams come from our writer and from an independent reference writer
  * (test/support/reference-chunk-writer.ts) that emits every header form real senders use.
  */
@@ -30,7 +30,7 @@ import {
 // Helpers
 // ---------------------------------------------------------------------------------------------------------------
 
-/** Hex with spaces and `|` separators allowed, as written in the brief. */
+/** Hex with spaces and `|` separators allowed, as written in docs/INTEROP.md. */
 function hex(s: string): Buffer {
   return Buffer.from(s.replace(/[\s|]/g, ''), 'hex');
 }
@@ -449,7 +449,7 @@ function mergeStats(into: WriterStats, from: WriterStats): void {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Protocol-edge unit fixtures (brief section 7, "Protocol-edge unit fixtures")
+// Protocol-edge unit fixtures (docs/INTEROP.md §10, byte-level unit fixtures)
 // ---------------------------------------------------------------------------------------------------------------
 
 describe('basic header: chunk stream ids', () => {
@@ -901,7 +901,7 @@ describe('uint32 timestamps', () => {
   });
 });
 
-describe('control message encodings (brief 2.4, byte-exact)', () => {
+describe('control message encodings (docs/INTEROP.md §3.4, byte-exact)', () => {
   const cases: [string, RtmpMessage, string][] = [
     ['SetChunkSize 4096', setChunkSize(4096), '02 000000 000004 01 00000000 | 00 00 10 00'],
     ['WinAckSize 2.5M', windowAckSize(2_500_000), '02 000000 000004 05 00000000 | 00 26 25 A0'],

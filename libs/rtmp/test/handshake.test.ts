@@ -17,7 +17,7 @@ import {
 } from '../src/handshake.js';
 
 // ---------------------------------------------------------------------------------------------------------------
-// Independent reference implementation of the FP9 digest math, written from the brief (section 1.2) and kept apart
+// Independent reference implementation of the FP9 digest math, written from docs/INTEROP.md §2.2 and kept apart
 // from the code under test on purpose.
 // ---------------------------------------------------------------------------------------------------------------
 const SIZE = 1536;

@@ -34,7 +34,7 @@ import {
 } from './support/ertmp-tools.js';
 
 /**
- * Enhanced RTMP through the relay (interop brief 3.3, 4.1-4.2 and section 7 "HEVC / Enhanced RTMP"):
+ * Enhanced RTMP through the relay (docs/INTEROP.md §6.2, §7.1-7.2 and §10):
  * - the AV1 + Opus E-FLV fixtures from veovera/enhanced-rtmp replayed tag by tag with our client, checked byte-exact
  *   at a player attached from the start and at a late joiner;
  * - per-player gating: ExHeader frames only go to players that listed the FourCC in connect's fourCcList, and
@@ -221,7 +221,7 @@ describe('E-RTMP: AV1 + Opus fixtures replayed through the relay', () => {
       );
       const got = new Map(headers.map((m) => [headerKind(m)!, m.payload]));
       // AV1 SequenceStart (av1C), Opus SequenceStart (OpusHead) and MultichannelConfig are all needed to decode;
-      // brief 4.1 also caches the latest E-RTMP video Metadata (colorInfo).
+      // docs/INTEROP.md §7.1 also caches the latest E-RTMP video Metadata (colorInfo).
       const kinds = ['video/av01/seq0', 'video/av01/metadata', 'audio/Opus/seq0', 'audio/Opus/seq4'];
       for (const k of kinds) assert.ok(latestHeaders.has(k), `fixture has ${k} before the join`);
       const missing = kinds.filter((k) => !got.get(k)?.equals(latestHeaders.get(k)!));
@@ -296,7 +296,7 @@ describe('E-RTMP: AV1 + Opus fixtures replayed through the relay', () => {
     assert.ok(bytes < 4096, `FFmpeg read ${bytes} bytes of a ${fileBytes}-byte E-RTMP stream (expected metadata only)`);
   });
 
-  it('byte-identical repeats of the latest sequence headers are dropped (brief 4.4), everything else passes', async () => {
+  it('byte-identical repeats of the latest sequence headers are dropped (docs/INTEROP.md §7.4), everything else passes', async () => {
     // mptestsrc's first 300 tags with repeats injected: the AV1 SequenceStart right after itself, and after the first
     // keyframe (tag 7) the AV1 SequenceStart, Opus SequenceStart and Opus MultichannelConfig again -- each identical to
     // the latest header of its kind, so a viewer must see the original file and nothing more.

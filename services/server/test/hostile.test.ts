@@ -1,5 +1,5 @@
 /**
- * Hostile input against a LIVE node (interop brief section 6): while FFmpeg publishes a test pattern and an RtmpClient
+ * Hostile input against a LIVE node (docs/INTEROP.md §9): while FFmpeg publishes a test pattern and an RtmpClient
  * plays it, raw TCP peers send garbage, broken handshakes, malformed chunk streams, AMF bombs, protocol abuse and
  * never-reading players. Every hostile connection must be closed by the server within a bounded time and counted
  * under its reason in rtmp_connection_errors_total; the server must stay healthy, the real viewer must never starve,
@@ -262,7 +262,7 @@ function aggregate(
 
 // ---------------------------------------------------------------------------------------------------------------
 
-describe('hostile input against a live node (brief section 6)', { timeout: 180_000 }, () => {
+describe('hostile input against a live node (docs/INTEROP.md §9)', { timeout: 180_000 }, () => {
   let node: NodeUnderTest;
   let publisher: Running;
   let viewer: RtmpClient;

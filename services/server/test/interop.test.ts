@@ -16,7 +16,7 @@ import { startTestNode, waitLive, type NodeUnderTest } from './support/node-unde
 import { run, start, stopAll, waitFor, type Running } from './support/processes.js';
 
 /**
- * Interop brief section 7: real encoders and players from Debian's packages against the standalone server,
+ * docs/INTEROP.md §10: real encoders and players from Debian's packages against the standalone server,
  * headless, with decoded frames counted.
  */
 describe('interop: FFmpeg publishes, real players decode', () => {

@@ -1,11 +1,11 @@
 /**
- * Reference RTMP chunk writer for tests, written from the interop brief (section 2) and independent of
+ * Reference RTMP chunk writer for tests, written from docs/INTEROP.md §3 and independent of
  * src/chunk-writer.ts on purpose. It emits every header form real senders produce:
  *
  * - fmt0 for a fresh chunk stream, a different message stream id or a timestamp that goes backwards (serial-number
  *   order); fmt1 when only the stream id is shared; fmt2 when length and type are also the same; fmt3 starting a new
  *   message when the delta equals the previous delta on that chunk stream (after fmt0 the "previous delta" is the
- *   fmt0 timestamp, spec 5.3.1.2.4) — the rule the brief prescribes for writers (2.2);
+ *   fmt0 timestamp, spec 5.3.1.2.4) — the rule docs/INTEROP.md §3.2 gives writers;
  * - 1/2/3-byte basic headers (shortest form, or the 3-byte form for every csid >= 64, which readers must accept);
  * - extended timestamps (fmt0: absolute, fmt1/2/3: delta) repeated in every type-3 chunk (FFmpeg, librtmp 2.4,
  *   GStreamer, SRS) or omitted from continuation chunks (OBS before obs-studio#10097);

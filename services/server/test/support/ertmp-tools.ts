@@ -98,7 +98,7 @@ export function describeMessage(m: { type: number; timestamp: number; payload: B
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// The relay's documented output model (brief 3.3, 4.4) for a viewer that is attached before the first message.
+// The relay's documented output model (docs/INTEROP.md §6, §7.4) for a viewer that is attached before the first message.
 
 const SET_DATA_FRAME = Buffer.from([0x02, 0x00, 0x0d, ...Buffer.from('@setDataFrame', 'latin1')]);
 

@@ -1,7 +1,7 @@
 import { start, run, type Running } from './processes.js';
 
 /**
- * FFmpeg / ffprobe / rtmpdump / GStreamer invocations from the interop brief (section 7), headless, bounded.
+ * FFmpeg / ffprobe / rtmpdump / GStreamer invocations from the matrix in docs/INTEROP.md §10, headless, bounded.
  */
 
 export interface PublishOptions {
