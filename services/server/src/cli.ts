@@ -6,7 +6,7 @@
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadConfig, SETTINGS, type Config } from './config.js';
-import type { Role } from './node.js';
+import type { Role } from './roles.js';
 import { DEFAULT_PLAN_INPUT, formatPlan, planTopology } from './plan.js';
 import { VERSION } from './version.js';
 

@@ -2,18 +2,8 @@
  * Cluster state in Redis: who owns each live stream (a lease fenced by an epoch) and which nodes are alive.
  * Redis is the truth; NATS events are only hints that make edges look here sooner.
  *
- * ## Redis schema
- *
- * `<p>` is the key prefix (default `rtmp:`), `<key>` a stream key (e.g. `live/foo`), `<id>` a node id. All times are
- * milliseconds since the Unix epoch taken from the Redis server's clock (`TIME`), never from a node's clock.
- *
- * | key                   | type   | content                                                       | expiry                 |
- * |-----------------------|--------|---------------------------------------------------------------|------------------------|
- * | `<p>stream:<key>`     | hash   | `nodeId`, `addr` (host:port for RTMP pulls), `epoch`, `since`, `restored` (1 if re-created by a refresh) | PEXPIRE leaseMs |
- * | `<p>epoch:<key>`      | string | last epoch handed out for `<key>` (integer counter)           | 7 days, renewed        |
- * | `<p>streams`          | zset   | member `<key>`, score = lease expiry time                     | none (pruned)          |
- * | `<p>node:<id>`        | string | JSON NodeRecord                                               | PX ttlMs               |
- * | `<p>nodes`            | zset   | member `<id>`, score = record expiry time                     | none (pruned)          |
+ * The key schema (keys, types, contents, expiry) is the "Redis schema" table in docs/ARCHITECTURE.md; all times are
+ * milliseconds since the Unix epoch from the Redis server's clock (`TIME`), never from a node's clock.
  *
  * Stream ownership (all writes are Lua scripts, so each step is atomic):
  * - claim: if `<p>stream:<key>` exists and belongs to another node, the claim loses (unless takeover). Otherwise the
@@ -54,6 +44,8 @@
 import { createHash } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 
+import type { Role } from '../roles.js';
+
 export interface StreamOwner {
   key: string;
   nodeId: string;
@@ -71,7 +63,7 @@ export type RefreshResult = 'ok' | 'restored' | 'lost';
 
 export interface NodeRecord {
   id: string;
-  role: 'origin' | 'edge' | 'standalone';
+  role: Role;
   rtmpAddr: string;
   httpAddr: string;
   version: string;
