@@ -27,25 +27,49 @@ export interface ChunkReaderLimits {
 const KIB = 1024;
 const MIB = 1024 * KIB;
 
-/** Per-type message size caps: video keyframes of 4K encoders exceed 1 MiB, control messages are tiny. */
-export function defaultMaxMessageSize(type: number): number {
-  switch (type) {
-    case MessageType.Video:
-    case MessageType.Aggregate:
-      return 16 * MIB - 1; // protocol maximum (24-bit length)
-    case MessageType.Audio:
-      return 1 * MIB;
-    case MessageType.SetChunkSize:
-    case MessageType.Abort:
-    case MessageType.Acknowledgement:
-    case MessageType.WindowAckSize:
-    case MessageType.SetPeerBandwidth:
-    case MessageType.UserControl:
-      return 64;
-    default:
-      return 1 * MIB; // commands, data, shared objects
-  }
+/** The configurable message size caps: video (and aggregates), audio, and everything else but protocol control. */
+export interface MessageSizeLimits {
+  video: number;
+  audio: number;
+  /** Commands, data, shared objects. */
+  data: number;
 }
+
+/** Video keyframes of 4K encoders exceed 1 MiB (docs/INTEROP.md §8 row 11), so video gets the protocol maximum. */
+export const DEFAULT_MESSAGE_SIZE_LIMITS: Readonly<MessageSizeLimits> = Object.freeze({
+  video: 16 * MIB - 1, // protocol maximum (24-bit length)
+  audio: 1 * MIB,
+  data: 1 * MIB,
+});
+
+/** Protocol control messages are 4-6 bytes: a fixed, tiny cap. */
+const MAX_CONTROL_MESSAGE_SIZE = 64;
+
+/** The per-type cap function of a ChunkReader for the given limits: the one place that maps types to limits. */
+export function maxMessageSizeBy(limits: MessageSizeLimits): (type: number) => number {
+  const { video, audio, data } = limits;
+  return (type: number): number => {
+    switch (type) {
+      case MessageType.Video:
+      case MessageType.Aggregate:
+        return video;
+      case MessageType.Audio:
+        return audio;
+      case MessageType.SetChunkSize:
+      case MessageType.Abort:
+      case MessageType.Acknowledgement:
+      case MessageType.WindowAckSize:
+      case MessageType.SetPeerBandwidth:
+      case MessageType.UserControl:
+        return MAX_CONTROL_MESSAGE_SIZE;
+      default:
+        return data;
+    }
+  };
+}
+
+/** Per-type message size caps with the default limits. */
+export const defaultMaxMessageSize: (type: number) => number = maxMessageSizeBy(DEFAULT_MESSAGE_SIZE_LIMITS);
 
 export const DEFAULT_CHUNK_READER_LIMITS: ChunkReaderLimits = {
   minChunkSize: DEFAULT_CHUNK_SIZE,

@@ -18,7 +18,14 @@ export {
 export { decodeAmf0, decodeAmf3MessagePayload, encodeAmf0 } from './amf0.js';
 
 // Chunk streams and messages
-export { ChunkReader, defaultMaxMessageSize, type ChunkReaderLimits } from './chunk-reader.js';
+export {
+  ChunkReader,
+  DEFAULT_CHUNK_READER_LIMITS,
+  DEFAULT_MESSAGE_SIZE_LIMITS,
+  maxMessageSizeBy,
+  type ChunkReaderLimits,
+  type MessageSizeLimits,
+} from './chunk-reader.js';
 export { encodeMessageChunks } from './chunk-writer.js';
 export { TimestampUnwrapper, timestampDelta, type RtmpMessage } from './message.js';
 export { splitAggregate } from './aggregate.js';

@@ -7,7 +7,13 @@ import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { DEFAULT_HEADER_CACHE_MAX_BYTES, DEFAULT_HEADER_CACHE_MAX_ENTRIES, type HubOptions } from '@rtmp-relay/hub';
-import { defaultMaxMessageSize, MessageType, type ConnectionLimits } from '@rtmp-relay/rtmp';
+import {
+  DEFAULT_AMF_LIMITS,
+  DEFAULT_CHUNK_READER_LIMITS,
+  DEFAULT_MESSAGE_SIZE_LIMITS,
+  maxMessageSizeBy,
+  type ConnectionLimits,
+} from '@rtmp-relay/rtmp';
 import { z } from 'zod';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -324,14 +330,38 @@ const DEFS: { readonly [K in keyof Config]: Def } = {
   pingIntervalMs: def(ms(), 30_000, 'ping idle peers this often (0 disables); must be below IDLE_TIMEOUT_MS'),
   maxConnections: def(int(1, 10_000_000), 20_000, 'RTMP connections accepted at once; more are rejected'),
   maxStreamsPerConnection: def(int(1, 1024), 8, 'createStream calls allowed per connection'),
-  minChunkSize: def(int(1, 65536), 128, 'smallest Set Chunk Size accepted from peers'),
-  maxChunkStreams: def(int(2, 65599), 64, 'distinct chunk stream ids one connection may use'),
-  maxVideoMessageBytes: def(int(1, 0xffffff), 0xffffff, 'largest video (and aggregate) message accepted'),
-  maxAudioMessageBytes: def(int(1, 0xffffff), 1024 * 1024, 'largest audio message accepted'),
-  maxDataMessageBytes: def(int(1, 0xffffff), 1024 * 1024, 'largest command or data message accepted'),
-  maxPartialBytes: def(bytes(1), 32 * 1024 * 1024, 'bytes of incomplete messages one connection may hold'),
-  amfMaxDepth: def(int(1, 1024), 32, 'deepest AMF nesting accepted in commands and metadata'),
-  amfMaxItems: def(int(1, 1_000_000), 1024, 'most AMF items (array elements, object properties) accepted in one value'),
+  minChunkSize: def(
+    int(1, 65536),
+    DEFAULT_CHUNK_READER_LIMITS.minChunkSize,
+    'smallest Set Chunk Size accepted from peers',
+  ),
+  maxChunkStreams: def(
+    int(2, 65599),
+    DEFAULT_CHUNK_READER_LIMITS.maxChunkStreams,
+    'distinct chunk stream ids one connection may use',
+  ),
+  maxVideoMessageBytes: def(
+    int(1, 0xffffff),
+    DEFAULT_MESSAGE_SIZE_LIMITS.video,
+    'largest video (and aggregate) message accepted',
+  ),
+  maxAudioMessageBytes: def(int(1, 0xffffff), DEFAULT_MESSAGE_SIZE_LIMITS.audio, 'largest audio message accepted'),
+  maxDataMessageBytes: def(
+    int(1, 0xffffff),
+    DEFAULT_MESSAGE_SIZE_LIMITS.data,
+    'largest command or data message accepted',
+  ),
+  maxPartialBytes: def(
+    bytes(1),
+    DEFAULT_CHUNK_READER_LIMITS.maxPartialBytes,
+    'bytes of incomplete messages one connection may hold',
+  ),
+  amfMaxDepth: def(int(1, 1024), DEFAULT_AMF_LIMITS.maxDepth, 'deepest AMF nesting accepted in commands and metadata'),
+  amfMaxItems: def(
+    int(1, 1_000_000),
+    DEFAULT_AMF_LIMITS.maxItems,
+    'most AMF items (array elements, object properties) accepted in one value',
+  ),
   shutdownTimeoutMs: def(ms(), 10_000, 'on shutdown, force-close connections still open after this'),
   drainDelayMs: def(ms(), 0, 'on shutdown, stay not-ready this long before closing the listeners'),
   redisUrl: def(url(['redis:', 'rediss:']), '', 'Redis for stream ownership and the node registry (origin, edge)'),
@@ -393,11 +423,7 @@ const DEFS: { readonly [K in keyof Config]: Def } = {
   tlsCertFile: def(text(), '', 'PEM certificate (chain) for RTMPS; reloaded when the file changes'),
   tlsKeyFile: def(text(), '', 'PEM private key for RTMPS; reloaded when the file changes'),
   adminHost: def(host(), '::', 'admin listen address (/metrics, /api) when ADMIN_PORT is set'),
-  adminPort: def(
-    optionalPort(),
-    null,
-    "serve /metrics and /api on this separate port only ('off': on the HTTP port)",
-  ),
+  adminPort: def(optionalPort(), null, "serve /metrics and /api on this separate port only ('off': on the HTTP port)"),
   maxConnectionsPerIp: def(
     int(0, 10_000_000),
     256,
@@ -410,7 +436,11 @@ const DEFS: { readonly [K in keyof Config]: Def } = {
   ),
   authFailWindowMs: def(ms(1000), 60_000, 'window of AUTH_FAIL_LIMIT'),
   maxHttpConnections: def(int(1, 10_000_000), 20_000, 'HTTP and WebSocket connections accepted at once'),
-  hlsSegmentMs: def(ms(500, 30_000), 2000, 'HLS: target segment duration (segments start at keyframes: a longer GOP wins)'),
+  hlsSegmentMs: def(
+    ms(500, 30_000),
+    2000,
+    'HLS: target segment duration (segments start at keyframes: a longer GOP wins)',
+  ),
   hlsPartMs: def(ms(100, 5000), 500, 'LL-HLS: target partial segment duration'),
   hlsWindowSegments: def(int(3, 1000), 10, 'HLS: complete segments kept in memory and listed, per stream'),
   hlsLingerMs: def(ms(1000), 10_000, 'HLS: keep packaging a stream this long after its last HLS request'),
@@ -566,31 +596,17 @@ export function configToHubOptions(c: Config): HubOptions {
 }
 
 export function configToConnectionLimits(c: Config): ConnectionLimits {
-  const { maxVideoMessageBytes: video, maxAudioMessageBytes: audio, maxDataMessageBytes: data } = c;
   return {
     handshakeTimeoutMs: c.handshakeTimeoutMs,
     chunk: {
       minChunkSize: c.minChunkSize,
       maxChunkStreams: c.maxChunkStreams,
       maxPartialBytes: c.maxPartialBytes,
-      maxMessageSize: (type: number): number => {
-        switch (type) {
-          case MessageType.Video:
-          case MessageType.Aggregate:
-            return video;
-          case MessageType.Audio:
-            return audio;
-          case MessageType.SetChunkSize:
-          case MessageType.Abort:
-          case MessageType.Acknowledgement:
-          case MessageType.WindowAckSize:
-          case MessageType.SetPeerBandwidth:
-          case MessageType.UserControl:
-            return defaultMaxMessageSize(type); // protocol control: tiny, fixed
-          default:
-            return data; // commands, data, shared objects
-        }
-      },
+      maxMessageSize: maxMessageSizeBy({
+        video: c.maxVideoMessageBytes,
+        audio: c.maxAudioMessageBytes,
+        data: c.maxDataMessageBytes,
+      }),
     },
     amf: { maxDepth: c.amfMaxDepth, maxItems: c.amfMaxItems },
   };
