@@ -3,9 +3,6 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 import type { ClusterApi, KickCommand } from './cluster/api.js';
 
-// Kept while http.ts and cluster/runtime.ts still import ClusterApi through here; it lives in cluster/api.ts.
-export type { ClusterApi } from './cluster/api.js';
-
 /** What the node's JSON API reads and controls. */
 export interface ApiOptions {
   listStreams: () => unknown[];

@@ -9,6 +9,7 @@ import { registerConsole } from './console.js';
 import { registerFlvRoutes, type FlvRoutesOptions } from './flv/routes.js';
 import { registerHlsRoutes, type HlsSettings } from './hls/routes.js';
 
+// Kept while cluster/runtime.ts imports ClusterApi from here; it lives in cluster/api.ts.
 export type { ClusterApi } from './cluster/api.js';
 
 export interface HttpServerOptions extends ApiOptions {
