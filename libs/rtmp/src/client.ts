@@ -65,6 +65,8 @@ export interface RtmpClientOptions {
   handshake?: HandshakeMode;
   /** Enhanced RTMP codecs this client accepts (sent as connect's fourCcList). */
   fourCcList?: string[];
+  /** E-RTMP v2 capsEx bits advertised in connect (e.g. CapsEx.Reconnect to receive ReconnectRequest). */
+  capsEx?: number;
   /** Outgoing chunk size announced after connecting (publishers: fewer headers). */
   chunkSize?: number;
   flashVer?: string;
@@ -83,6 +85,12 @@ export interface ClientEvents {
   status: [AmfObject, number];
   /** StreamEOF / UnpublishNotify / Play.Stop: the live stream ended. */
   end: [string];
+  /**
+   * E-RTMP `NetConnection.Connect.ReconnectRequest` (only sent to clients that advertised capsEx Reconnect): the
+   * server wants this connection moved, to `tcUrl` (rtmp[s]://host[:port]/app) when given, else to the same URL. The
+   * server keeps serving until the client disconnects, so a publisher can connect anew first and then close this.
+   */
+  reconnectRequest: [{ tcUrl: string | undefined; description: string }];
   close: [string, Error | undefined];
 }
 
@@ -158,6 +166,7 @@ export class RtmpClient extends EventEmitter<ClientEvents> {
         videoFunction: 1,
       };
       if (opts.fourCcList?.length) commandObject['fourCcList'] = opts.fourCcList;
+      if (opts.capsEx) commandObject['capsEx'] = opts.capsEx;
       const reply = await client.call(Command.Connect, commandObject);
       const info = reply[1];
       if (!info || typeof info !== 'object' || (info as AmfObject)['code'] !== Status.ConnectSuccess) {
@@ -211,6 +220,11 @@ export class RtmpClient extends EventEmitter<ClientEvents> {
       this.emit('status', status, cmd.streamId);
       this.statusWaiters = this.statusWaiters.filter((w) => !w(status, cmd.streamId));
       const code = status['code'];
+      if (code === Status.ConnectReconnectRequest && cmd.streamId === 0) {
+        const tcUrl = typeof status['tcUrl'] === 'string' ? status['tcUrl'] : undefined;
+        this.emit('reconnectRequest', { tcUrl, description: String(status['description'] ?? '') });
+        return;
+      }
       if (code === Status.PlayUnpublishNotify || code === Status.PlayStop) this.emit('end', String(code));
     }
     // onBWDone, onFCPublish and other server calls need no answer.
@@ -273,6 +287,22 @@ export class RtmpClient extends EventEmitter<ClientEvents> {
   /** Sends `@setDataFrame onMetaData {...}` like encoders do. */
   sendMetadata(metadata: AmfObject): boolean {
     return this.sendMedia(MessageType.DataAmf0, 0, encodeAmf0('@setDataFrame', 'onMetaData', metadata));
+  }
+
+  /**
+   * Where a ReconnectRequest says to go: `tcUrl` (its app) with this client's stream name, or this URL again.
+   * Only rtmp:// and rtmps:// URLs are followed; anything else falls back to the current URL.
+   */
+  reconnectUrl(tcUrl: string | undefined): string {
+    const stream = this.url.stream;
+    const same = `${this.url.tcUrl}/${stream}`;
+    if (!tcUrl) return same;
+    try {
+      const target = parseRtmpUrl(`${tcUrl.replace(/\/+$/, '')}/${stream}`);
+      return `${target.tcUrl}/${target.stream}`;
+    } catch {
+      return same;
+    }
   }
 
   /** FCUnpublish + deleteStream, then close. */

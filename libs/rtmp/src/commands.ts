@@ -34,6 +34,8 @@ export const Status = {
   ConnectSuccess: 'NetConnection.Connect.Success',
   ConnectRejected: 'NetConnection.Connect.Rejected',
   ConnectClosed: 'NetConnection.Connect.Closed',
+  /** E-RTMP v2: the server asks the client to reconnect (to `tcUrl` when given); sent only to capsEx & Reconnect. */
+  ConnectReconnectRequest: 'NetConnection.Connect.ReconnectRequest',
   PublishStart: 'NetStream.Publish.Start',
   PublishBadName: 'NetStream.Publish.BadName',
   PublishDenied: 'NetStream.Publish.Denied',
