@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { streamLabel } from '../streams/redact.js';
 import { inSpan } from '../tracing.js';
 import type { PlayDecision, PublishDecision, StreamPolicy, StreamRequest } from '../rtmp/policy.js';
+import type { ReconnectablePublisher } from '../rtmp/session.js';
 import { controlEvent, type AdminEvent, type EventBus } from './events.js';
 import type { StreamOwnership } from './redis-registry.js';
 
@@ -52,6 +53,8 @@ interface Ownership {
  */
 const LEASE_SAFETY_FRACTION = 0.1;
 const MIN_LEASE_CHECK_MS = 20;
+/** How often a drain checks whether asked publishers have moved. */
+const DRAIN_POLL_MS = 50;
 
 /**
  * Origins own what is published to them: a Redis lease per stream, claimed before Publish.Start, refreshed every
@@ -67,6 +70,7 @@ export class OriginPolicy implements StreamPolicy {
   private closed = false;
   private leaseTimer: NodeJS.Timeout | undefined;
   private refreshing = false;
+  private draining = false;
 
   constructor(
     private readonly ownership: StreamOwnership,
@@ -90,6 +94,15 @@ export class OriginPolicy implements StreamPolicy {
   }
 
   async beforePublish(req: StreamRequest): Promise<PublishDecision> {
+    if (this.draining) {
+      // Shutting down: the encoder retries, and the load balancer (this node is not ready) sends it elsewhere.
+      return {
+        allow: false,
+        status: 'BadName',
+        reason: 'draining',
+        description: 'This server is shutting down; publish again.',
+      };
+    }
     if (this.authorizer) {
       const authorizer = this.authorizer;
       const auth = await inSpan('auth.publish', { 'rtmp.stream': streamLabel(req.key) }, () => authorizer.authorizePublish(req));
@@ -330,6 +343,55 @@ export class OriginPolicy implements StreamPolicy {
       default:
         return; // kick_viewer is handled by the node (it knows the sessions)
     }
+  }
+
+  /**
+   * Drain (SIGTERM): refuse new publishes and move every owned stream to another origin before the node stops.
+   * 1. Publishers that negotiated E-RTMP v2 Reconnect get a `ReconnectRequest` naming another origin (`peerTcUrl`);
+   *    they publish there while still publishing here, the new origin takes the stream over (epoch + 1, our copy is
+   *    released by its `admin.release_stream`) and edges move with `stream.moved`: no gap.
+   * 2. Streams still here after `reconnectWaitMs` (legacy encoders) are handed off: the lease is released so any
+   *    origin can claim at once, then edges' pulls are cut without an end-of-stream (so edges hold their viewers and
+   *    wait for the new owner, as in a failover), then the publisher is disconnected and reconnects elsewhere.
+   */
+  async drain(opts: {
+    peerTcUrl: (app: string, key: string) => string | undefined;
+    reconnectWaitMs: number;
+  }): Promise<{ reconnectRequested: number; handedOff: number }> {
+    this.draining = true;
+    const asked = new Set<string>();
+    for (const o of this.owned.values()) {
+      const tcUrl = opts.peerTcUrl(o.req.app, o.req.key);
+      const publisher = this.registry.get(o.req.key)?.currentPublisher as
+        | (Partial<ReconnectablePublisher> & { id: string })
+        | undefined;
+      if (tcUrl && publisher?.requestReconnect?.(tcUrl, 'This server is shutting down; reconnect to continue.'))
+        asked.add(o.req.key);
+    }
+    const deadline = performance.now() + opts.reconnectWaitMs;
+    while (asked.size > 0 && [...asked].some((k) => this.owned.has(k)) && performance.now() < deadline)
+      await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
+    const moved = [...asked].filter((k) => !this.owned.has(k)).length;
+    const rest = [...this.owned.values()];
+    await Promise.all(rest.map((o) => this.handOff(o)));
+    this.log.info(
+      { reconnectRequested: asked.size, movedByReconnect: moved, handedOff: rest.length },
+      'drain: streams moved to other origins',
+    );
+    return { reconnectRequested: asked.size, handedOff: rest.length };
+  }
+
+  private async handOff(o: Ownership): Promise<void> {
+    const key = o.req.key;
+    if (this.owned.get(key) !== o) return;
+    this.owned.delete(key);
+    const epoch = o.epoch;
+    o.epoch = undefined;
+    // No stream.unpublished: this is a move. Edges find the next owner in Redis / by its stream.published.
+    if (epoch !== undefined) await this.ownership.release(key, epoch).catch(() => false);
+    const hub = this.registry.get(key);
+    hub?.disconnectViewers('draining');
+    hub?.currentPublisher?.kick('draining');
   }
 
   /** Shutdown: release every lease and announce it. */

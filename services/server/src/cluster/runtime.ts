@@ -22,6 +22,11 @@ export interface ClusterRuntime {
   isReady(): boolean;
   /** The node's listeners are bound: register in the node registry, start heartbeats, announce node.up. */
   start(ports: { rtmpPort: number; httpPort: number }): Promise<void>;
+  /**
+   * SIGTERM, before the listeners close: origins refuse new publishes and move their streams to other origins
+   * (E-RTMP ReconnectRequest, else a hand-off edges treat as a failover); edges have nothing to do.
+   */
+  drain(reconnectWaitMs: number): Promise<void>;
   /** Announce node.down, release leases / stop pulls, close connections. */
   close(): Promise<void>;
 }
@@ -71,7 +76,15 @@ export async function prepareCluster(
     onError: (err) => log[isRedisAuthError(err) ? 'error' : 'debug']({ err: err.message }, 'redis connection error'),
   });
   metrics.sources.redisUp = () => (redis.status === 'ready' ? 1 : 0);
-  redis.on('ready', () => log.info('redis connected'));
+  // Readiness through a Redis outage (see isReady): when the connection was last lost, and whether it ever worked.
+  let redisSeen = false;
+  let redisDownSince: number | undefined;
+  redis.on('ready', () => {
+    redisSeen = true;
+    redisDownSince = undefined;
+    log.info('redis connected');
+  });
+  redis.on('close', () => (redisDownSince ??= performance.now()));
   redis.on('end', () => log.warn('redis connection ended'));
 
   const bus: EventBus = config.natsUrl
@@ -290,15 +303,43 @@ export async function prepareCluster(
     log.info({ role, rtmpAddr: addrs.rtmp, httpAddr: addrs.http, nats: bus.connected }, 'cluster node up');
   };
 
+  /** Another ready origin's RTMP address for a drained publisher, spread over peers by key. */
+  let peerOrigins: NodeRecord[] = [];
+  const peerTcUrl = (app: string, key: string): string | undefined => {
+    if (peerOrigins.length === 0) return undefined;
+    let h = 0;
+    for (let i = 0; i < key.length; i++) h = (h * 31 + key.charCodeAt(i)) >>> 0;
+    return `rtmp://${peerOrigins[h % peerOrigins.length]!.rtmpAddr}/${app}`;
+  };
+  // What a node carries and can keep serving without Redis: an origin its (unfenced) leases, an edge its pulls.
+  const carriesStreams = (): boolean =>
+    policy instanceof OriginPolicy ? policy.ownedStreams().length > 0 : policy.activePulls().length > 0;
+
   return {
     policy,
     api,
     start,
+    drain: async (reconnectWaitMs) => {
+      if (!(policy instanceof OriginPolicy)) return;
+      peerOrigins = await nodes
+        .list()
+        .then((all) => all.filter((n) => n.role === 'origin' && n.id !== config.nodeId))
+        .catch(() => []);
+      await policy.drain({ peerTcUrl, reconnectWaitMs });
+    },
     // NATS gates readiness only until its first connection: later outages must not take every pod out of the load
-    // balancers, since edges fall back to Redis. Redis is the truth, so it gates readiness always.
+    // balancers, since edges fall back to Redis. Redis gates readiness until its first connection too; after that
+    // an outage takes a node out only when it can serve nothing: a Redis blip would otherwise take every pod out of
+    // every load balancer at once (no endpoints: every new session refused) while they could still serve what
+    // they carry. So a node stays ready while Redis is down if it carries live streams (an origin its leases, which
+    // self-fencing drops when they could belong to another origin; an edge its pulls), or for one lease (a blip).
     isReady: () => {
       if (bus.connected) natsSeen = true;
-      return started && redis.status === 'ready' && (!config.natsUrl || natsSeen);
+      if (redis.status === 'ready') redisSeen = true;
+      if (!started || (config.natsUrl && !natsSeen) || !redisSeen) return false;
+      if (redis.status === 'ready') return true;
+      const downFor = performance.now() - (redisDownSince ?? performance.now());
+      return downFor < config.leaseMs || carriesStreams();
     },
     close: async () => {
       clearInterval(heartbeat);

@@ -1,5 +1,6 @@
 import type { HubPublisher, StreamHub } from '@rtmp-relay/hub';
 import {
+  CapsEx,
   Command,
   MessageType,
   PeerBandwidthLimit,
@@ -27,6 +28,12 @@ import { streamLabel } from '../streams/redact.js';
 import type { PlayDecision, PublishDecision, StreamRequest } from '../streams/types.js';
 import { tracer } from '../tracing.js';
 import { RtmpViewer } from './viewer.js';
+
+/** A hub publisher that can be asked to move (E-RTMP ReconnectRequest); see OriginPolicy.drain. */
+export interface ReconnectablePublisher {
+  /** Sends the request when the client can take it; false when it cannot (legacy client, closed). */
+  requestReconnect(tcUrl: string, description: string): boolean;
+}
 
 export interface SessionSettings {
   chunkSize: number;
@@ -275,8 +282,21 @@ export class ServerSession {
       this.status(s.id, 'error', code, decision.description);
       return;
     }
-    const publisher: HubPublisher = {
+    const publisher: HubPublisher & ReconnectablePublisher = {
       id: this.id,
+      // E-RTMP v2 Reconnect Request (drain): only to clients whose connect advertised capsEx Reconnect. We keep
+      // serving until the client goes, so it can publish to the new address first (no gap).
+      requestReconnect: (tcUrl: string, description: string): boolean => {
+        if (!((this.connectInfo?.capsEx ?? 0) & CapsEx.Reconnect) || this.connection.isClosed) return false;
+        this.connection.sendCommand(
+          0,
+          Command.OnStatus,
+          0,
+          null,
+          statusInfo('status', Status.ConnectReconnectRequest, description, { tcUrl }),
+        );
+        return true;
+      },
       kick: (reason: string) => {
         this.log.info({ stream: streamLabel(req.key), reason }, 'publisher kicked');
         const publishing = s.publishing;
