@@ -1,0 +1,341 @@
+/**
+ * The processes of a cluster run: redis-server, nats-server (with its monitoring port) and rtmp-relay origins and
+ * edges (the built CLI), each on free loopback ports, every one tracked and killed when the run ends.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The built `rtmp-relay` CLI (`npx tsc -b`). */
+export const CLI = fileURLToPath(new URL('../../../services/server/dist/cli.js', import.meta.url));
+
+const READY_TIMEOUT_MS = 15_000;
+const POLL_MS = 25;
+const OUTPUT_CAP = 256 * 1024;
+const KILL_AFTER_MS = 5000;
+/** The machine's own services' ports: never used. */
+const RESERVED = new Set([6379, 4222, 6222, 8222]);
+
+const tracked = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of tracked) c.kill('SIGKILL');
+});
+
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const s = createServer();
+      s.once('error', reject);
+      s.listen(0, '127.0.0.1', () => {
+        const a = s.address();
+        s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+      });
+    });
+    if (port > 0 && !RESERVED.has(port)) return port;
+  }
+}
+
+export async function waitUntil<T>(what: string, check: () => T | Promise<T>, timeoutMs: number): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
+/** A tracked child process with its (capped) output. */
+export class Proc {
+  private out = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+  ) {
+    tracked.add(child);
+    const append = (d: Buffer): void => {
+      this.out += d.toString();
+      if (this.out.length > OUTPUT_CAP) this.out = this.out.slice(-OUTPUT_CAP / 2);
+    };
+    child.stdout?.on('data', append);
+    child.stderr?.on('data', append);
+    this.exited = new Promise((resolve) =>
+      child.on('close', (code, signal) => {
+        tracked.delete(child);
+        resolve({ code, signal });
+      }),
+    );
+  }
+
+  static start(name: string, cmd: string, args: string[], env?: NodeJS.ProcessEnv): Proc {
+    return new Proc(name, spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env }));
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  output(): string {
+    return this.out;
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    if (this.running) this.child.kill(sig);
+  }
+
+  /** `sig` (default SIGTERM), SIGKILL after KILL_AFTER_MS; resolves once gone. */
+  async stop(sig: NodeJS.Signals = 'SIGTERM', killAfterMs = KILL_AFTER_MS): Promise<void> {
+    if (!this.running) return;
+    this.child.kill(sig);
+    const t = setTimeout(() => this.child.kill('SIGKILL'), killAfterMs);
+    await this.exited;
+    clearTimeout(t);
+  }
+}
+
+/** Sends one inline Redis command and returns the raw reply text (enough for PING, INFO, SCAN, DBSIZE). */
+export function redisCommand(port: number, args: string[], timeoutMs = 2000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = connect(port, '127.0.0.1');
+    const payload = `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
+    let buf = '';
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`redis ${args[0]}: timeout`));
+    }, timeoutMs);
+    sock.on('connect', () => sock.write(payload));
+    sock.on('data', (d) => {
+      buf += d.toString();
+      if (replyComplete(buf)) {
+        clearTimeout(timer);
+        sock.destroy();
+        resolve(buf);
+      }
+    });
+    sock.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
+/** True when `buf` holds one whole RESP reply (simple types, a bulk string, or an array of bulks / arrays). */
+function replyComplete(buf: string): boolean {
+  const parse = (i: number): number => {
+    const eol = buf.indexOf('\r\n', i);
+    if (eol < 0) return -1;
+    const t = buf[i];
+    const n = Number(buf.slice(i + 1, eol));
+    if (t === '+' || t === '-' || t === ':') return eol + 2;
+    if (t === '$') {
+      if (n < 0) return eol + 2;
+      const end = eol + 2 + n + 2;
+      return Buffer.byteLength(buf) >= end ? end : -1; // ASCII replies: byte = char offsets
+    }
+    if (t === '*') {
+      let j = eol + 2;
+      for (let k = 0; k < n; k++) {
+        j = parse(j);
+        if (j < 0) return -1;
+      }
+      return j;
+    }
+    return -1;
+  };
+  return parse(0) === buf.length;
+}
+
+/** Bulk strings of a RESP reply, in order (flattened). */
+export function bulkStrings(reply: string): string[] {
+  const out: string[] = [];
+  const re = /\$(\d+)\r\n/g;
+  let m: RegExpExecArray | null;
+  while ((m = re.exec(reply))) {
+    const start = m.index + m[0].length;
+    out.push(reply.slice(start, start + Number(m[1])));
+    re.lastIndex = start + Number(m[1]) + 2;
+  }
+  return out;
+}
+
+export class RedisServer {
+  private proc: Proc | undefined;
+  private dir = '';
+
+  private constructor(readonly port: number) {}
+
+  static async start(): Promise<RedisServer> {
+    const r = new RedisServer(await freePort());
+    await r.launch();
+    return r;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  get pid(): number {
+    return this.proc?.pid ?? -1;
+  }
+
+  private async launch(): Promise<void> {
+    this.dir = mkdtempSync(join(tmpdir(), 'cluster-load-redis-'));
+    this.proc = Proc.start('redis', 'redis-server', [
+      '--port',
+      String(this.port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      this.dir,
+    ]);
+    const proc = this.proc;
+    await waitUntil(
+      'redis-server to answer PING',
+      async () => {
+        if (!proc.running) throw new Error(`redis-server exited: ${proc.output()}`);
+        return (await redisCommand(this.port, ['PING'], 500).catch(() => '')).startsWith('+PONG');
+      },
+      READY_TIMEOUT_MS,
+    );
+  }
+
+  async stop(): Promise<void> {
+    await this.proc?.stop('SIGKILL');
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** Crash and come back empty on the same port after `downMs`. */
+  async restart(downMs = 0): Promise<void> {
+    await this.stop();
+    if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
+    await this.launch();
+  }
+}
+
+export class NatsServer {
+  private proc: Proc | undefined;
+
+  private constructor(
+    readonly port: number,
+    readonly monitorPort: number,
+  ) {}
+
+  static async start(): Promise<NatsServer> {
+    const n = new NatsServer(await freePort(), await freePort());
+    await n.launch();
+    return n;
+  }
+
+  get url(): string {
+    return `nats://127.0.0.1:${this.port}`;
+  }
+
+  get pid(): number {
+    return this.proc?.pid ?? -1;
+  }
+
+  private async launch(): Promise<void> {
+    this.proc = Proc.start('nats', 'nats-server', ['-a', '127.0.0.1', '-p', String(this.port), '-m', String(this.monitorPort)]);
+    const proc = this.proc;
+    await waitUntil(
+      'nats-server monitoring to answer',
+      async () => {
+        if (!proc.running) throw new Error(`nats-server exited: ${proc.output()}`);
+        return (await this.monitor('healthz').catch(() => undefined)) !== undefined;
+      },
+      READY_TIMEOUT_MS,
+    );
+  }
+
+  /** GET /<path> on the monitoring port (varz, subsz, connz, healthz) as JSON. */
+  async monitor<T = Record<string, unknown>>(path: string): Promise<T> {
+    const res = await fetch(`http://127.0.0.1:${this.monitorPort}/${path}`, { signal: AbortSignal.timeout(2000) });
+    return (await res.json()) as T;
+  }
+
+  async stop(): Promise<void> {
+    await this.proc?.stop('SIGKILL');
+  }
+
+  async restart(downMs = 0): Promise<void> {
+    await this.stop();
+    if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
+    await this.launch();
+  }
+}
+
+export type Role = 'origin' | 'edge';
+
+/** One rtmp-relay process; ports are read from its start line. */
+export class RelayNode {
+  private constructor(
+    readonly id: string,
+    readonly role: Role,
+    readonly proc: Proc,
+    readonly rtmpPort: number,
+    readonly httpPort: number,
+  ) {}
+
+  static async start(role: Role, id: string, env: Record<string, string>): Promise<RelayNode> {
+    const proc = Proc.start(`${role}:${id}`, process.execPath, [CLI, role], { ...process.env, ...env, NODE_ID: id });
+    const ports = await waitUntil(
+      `${role} ${id} to start`,
+      () => {
+        if (!proc.running) throw new Error(`${role} ${id} exited before starting:\n${proc.output().slice(-4000)}`);
+        const m = /rtmp-relay \w+: rtmp:\/\/[^:]+:(\d+)\/live\/<key>.*http:\/\/[^:]+:(\d+)\//.exec(proc.output());
+        return m ? { rtmp: Number(m[1]), http: Number(m[2]) } : undefined;
+      },
+      READY_TIMEOUT_MS,
+    );
+    const node = new RelayNode(id, role, proc, ports.rtmp, ports.http);
+    await waitUntil(`${id} ready`, () => node.ready(), READY_TIMEOUT_MS);
+    return node;
+  }
+
+  url(key: string): string {
+    return `rtmp://127.0.0.1:${this.rtmpPort}/${key}`;
+  }
+
+  async ready(): Promise<boolean> {
+    const res = await fetch(`http://127.0.0.1:${this.httpPort}/readyz`, { signal: AbortSignal.timeout(1000) }).catch(
+      () => undefined,
+    );
+    await res?.body?.cancel();
+    return res?.status === 200;
+  }
+
+  async json<T>(path: string): Promise<T> {
+    const res = await fetch(`http://127.0.0.1:${this.httpPort}${path}`, { signal: AbortSignal.timeout(3000) });
+    return (await res.json()) as T;
+  }
+
+  async metrics(): Promise<string> {
+    const res = await fetch(`http://127.0.0.1:${this.httpPort}/metrics`, { signal: AbortSignal.timeout(3000) });
+    return res.text();
+  }
+}
+
+/** Sum of the samples of `name` whose labels include `labels`. */
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    if (Object.entries(labels).every(([k, v]) => (m[2] ?? '').includes(`${k}="${v}"`))) sum += Number(m[3]);
+  }
+  return sum;
+}

@@ -1,0 +1,707 @@
+/**
+ * The cluster scenario runner: Redis, NATS, O origins and E edges as real processes; S paced streams published from
+ * this process; V viewers over the edges with a skewed popularity. Phases: ramp → steady window (delivery, TTFF,
+ * latency, pulls per (stream, edge), Redis/NATS traffic, CPU/RSS) → churn → rolling updates → leak check.
+ */
+import { parseRtmpUrl } from '@rtmp-relay/rtmp';
+import { generateFlv, loadFlv, type FlvSource } from '../source.js';
+import { ReasonCounter, SampleBuffer, summarize, type Summary } from '../stats.js';
+import { LightViewer, type Viewer, type ViewerSink } from '../viewer.js';
+import type { ClusterLoadOptions } from './options.js';
+import {
+  NatsServer,
+  RedisServer,
+  RelayNode,
+  bulkStrings,
+  metricValue,
+  redisCommand,
+  waitUntil,
+  type Role,
+} from './processes.js';
+import { StreamPublisher } from './publisher.js';
+import { readProc, type ProcSample } from './procinfo.js';
+
+const PREFIX = 'rtmp';
+const SETTLE_MS = 1500;
+const LIVE_WAIT_MS = 30_000;
+const CONNECT_TIMEOUT_MS = 10_000;
+const LATENCY_SAMPLE_EVERY = 8;
+const PROGRESS_MS = 1000;
+/** Latency is sampled from this long after a viewer's first frame (past its GOP-cache burst). */
+const LATENCY_AFTER_FIRST_MS = 3000;
+/** A playing viewer without a frame for this long at the end of a phase has lost its stream. */
+const LOST_AFTER_MS = 3000;
+
+export interface NodeUsage {
+  id: string;
+  role: Role;
+  cpuPercent: number;
+  rssMiB: number;
+  rssStartMiB: number;
+  rssChangePercent: number;
+}
+
+export interface PhaseOutcome {
+  viewersDisconnected: number;
+  disconnectReasons: Record<string, number>;
+  /** Per stream: the longest gap between video frames any of its viewers saw, ms. */
+  gapPerStreamMs: Summary;
+  /** Longest gap per stream index. */
+  gapByStream: Map<number, number>;
+  streamsWithGapOver1s: number;
+  streamsLost: number;
+  timestampRegressions: number;
+  durationMs: number;
+  notes: string[];
+}
+
+export interface ClusterLoadReport {
+  options: Omit<ClusterLoadOptions, 'log'>;
+  load: { loadavg: number[]; cores: number };
+  viewers: { opened: number; up: number; failed: number; failedByReason: Record<string, number> };
+  delivery: { viewersMeasured: number; deliveredPercent: Summary; under99: number };
+  stalls: { total: number; viewersWithStalls: number };
+  ttffColdMs: Summary;
+  ttffWarmMs: Summary;
+  latencyMs: Summary;
+  pulls: {
+    pairsWithViewers: number;
+    pairsWithExactlyOnePull: number;
+    mismatches: string[];
+    afterLinger: number;
+  };
+  redisCommandsPerSecPerStream: number;
+  natsMsgsPerSecPerStream: number;
+  nodes: NodeUsage[];
+  churn: (PhaseOutcome & { publisherStops: number; viewerLeaves: number; viewerJoins: number }) | undefined;
+  rolling:
+    | (PhaseOutcome & {
+        reconnectRequests: number;
+        switchMs: Summary;
+        /** Gap per stream, split by whether the publisher followed ReconnectRequest (E-RTMP) or reconnected. */
+        gapErtmpMs: Summary;
+        gapLegacyMs: Summary;
+      })
+    | undefined;
+  publishers: { connects: number; failuresByReason: Record<string, number> };
+  rollingEdges: PhaseOutcome | undefined;
+  leaks: {
+    hubs: number;
+    pulls: number;
+    leases: number;
+    redisStreamKeys: number;
+    natsSubscriptionsOverBaseline: number;
+    ok: boolean;
+  };
+  timestampRegressions: number;
+  /** Viewers that failed during the ramp and the steady window (must be 0). */
+  steadyFailures: number;
+  durationS: number;
+}
+
+interface ViewerState {
+  v: LightViewer;
+  stream: number;
+  edge: number;
+  cold: boolean;
+  ttffDone: boolean;
+  firstFrameAt: number;
+  lastFrameAt: number;
+  lastTs: number;
+  maxGapMs: number;
+  regressions: number;
+  /** Counted into a phase's disconnects already. */
+  counted: boolean;
+}
+
+/** Popularity: stream index per viewer (every stream gets one, the rest by 1/rank^s). */
+export function assignStreams(streams: number, viewers: number, s: number, rand: () => number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < Math.min(streams, viewers); i++) out.push(i);
+  const weights = Array.from({ length: streams }, (_, i) => 1 / Math.pow(i + 1, s));
+  const total = weights.reduce((a, b) => a + b, 0);
+  const cdf: number[] = [];
+  let acc = 0;
+  for (const w of weights) cdf.push((acc += w / total));
+  while (out.length < viewers) {
+    const r = rand();
+    let lo = 0;
+    let hi = cdf.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cdf[mid]! < r) lo = mid + 1;
+      else hi = mid;
+    }
+    out.push(lo);
+  }
+  return out;
+}
+
+/** Small deterministic PRNG (mulberry32) so runs are comparable. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoadReport> {
+  const t0 = performance.now();
+  const deadline = Date.now() + o.timeLimitS * 1000;
+  const rand = prng(9);
+  const log = o.log;
+  const redis = await RedisServer.start();
+  const nats = await NatsServer.start();
+  const nodes: RelayNode[] = [];
+  const viewers: ViewerState[] = [];
+  const publishers: StreamPublisher[] = [];
+  const failed = new ReasonCounter();
+  let progressTimer: NodeJS.Timeout | undefined;
+  let phase = 'start';
+  try {
+    const env = (extra: Record<string, string> = {}): Record<string, string> => ({
+      REDIS_URL: redis.url,
+      NATS_URL: nats.url,
+      ADVERTISE_HOST: '127.0.0.1',
+      RTMP_HOST: '127.0.0.1',
+      HTTP_HOST: '127.0.0.1',
+      RTMP_PORT: '0',
+      HTTP_PORT: '0',
+      LOG_LEVEL: process.env.CLUSTER_LOAD_LOG_LEVEL ?? 'warn',
+      MAX_CONNECTIONS_PER_IP: '0',
+      LEASE_MS: String(o.leaseMs),
+      PULL_LINGER_MS: String(o.pullLingerMs),
+      SHUTDOWN_TIMEOUT_MS: String(o.shutdownTimeoutMs),
+      CLUSTER_PREFIX: PREFIX,
+      ...extra,
+    });
+    const origins: RelayNode[] = [];
+    const edges: RelayNode[] = [];
+    let generation = 0;
+    const startNode = async (role: Role, i: number): Promise<RelayNode> =>
+      RelayNode.start(role, `${role}-${i}${generation ? `-g${generation}` : ''}`, env());
+    for (let i = 0; i < o.origins; i++) origins.push(await startNode('origin', i));
+    for (let i = 0; i < o.edges; i++) edges.push(await startNode('edge', i));
+    nodes.push(...origins, ...edges);
+    log(`cluster up: redis :${redis.port}, nats :${nats.port}, ${o.origins} origins, ${o.edges} edges`);
+    const natsBaseline = ((await nats.monitor<{ num_subscriptions: number }>('subsz')).num_subscriptions ?? 0) as number;
+
+    // Sources: one small low-bitrate FLV for the many, the issue's full 2.5 Mbit/s for the hot ones.
+    const low = loadFlv(
+      await generateFlv({ width: 320, height: 180, fps: 15, videoKbps: o.lowKbps, audioKbps: 32, seconds: 6, gopSeconds: 2 }, log),
+    );
+    const hot: FlvSource | undefined = o.hotStreams > 0 ? loadFlv(await generateFlv({}, log)) : undefined;
+    const originUrls = (): string[] => origins.filter((n) => n.proc.running).map((n) => `rtmp://127.0.0.1:${n.rtmpPort}`);
+    const ertmpCount = Math.round(o.streams * o.ertmpFraction);
+    for (let s = 0; s < o.streams; s++) {
+      const source = s < o.hotStreams && hot ? hot : low;
+      publishers.push(
+        new StreamPublisher(
+          `live/s${s}`,
+          source,
+          {
+            origins: originUrls,
+            // Interleave E-RTMP and legacy publishers across popularity ranks.
+            ertmp: s % 2 === 0 ? s / 2 < ertmpCount : false,
+            reconnectDelayMs: o.reconnectDelayMs,
+            connectTimeoutMs: CONNECT_TIMEOUT_MS,
+          },
+          s,
+        ),
+      );
+    }
+    phase = 'publish';
+    for (const p of publishers) p.start();
+    await waitUntil('every stream to be published', () => publishers.every((p) => p.live), LIVE_WAIT_MS);
+    log(`${o.streams} streams live (${o.hotStreams} at full bitrate)`);
+
+    // Viewers.
+    const pairActive = new Map<string, number>();
+    const pairLastLeft = new Map<string, number>();
+    const byViewer = new Map<Viewer, ViewerState>();
+    const ttffCold = new SampleBuffer();
+    const ttffWarm = new SampleBuffer();
+    const latency = new SampleBuffer();
+    let stallsInWindow = 0;
+    let windowOpen = false;
+    let frameCounter = 0;
+    const sink: ViewerSink = {
+      up: () => {},
+      failed: (v, reason) => {
+        const st = byViewer.get(v);
+        if (st) leavePair(st);
+        failed.add(reason);
+      },
+      videoFrame: (v, ts, now) => {
+        const st = byViewer.get(v)!;
+        if (!st.ttffDone) {
+          st.ttffDone = true;
+          st.firstFrameAt = now;
+          (st.cold ? ttffCold : ttffWarm).push(now - v.startedAt);
+        } else {
+          const gap = now - st.lastFrameAt;
+          if (gap > st.maxGapMs) st.maxGapMs = gap;
+          if (ts <= st.lastTs) st.regressions++;
+        }
+        st.lastFrameAt = now;
+        st.lastTs = ts;
+        // Not the GOP-cache burst a viewer starts with (those frames were sent up to a GOP ago).
+        if (++frameCounter % LATENCY_SAMPLE_EVERY === 0 && now - st.firstFrameAt > LATENCY_AFTER_FIRST_MS) {
+          const sent = publishers[st.stream]!.sentVideo.get(ts);
+          if (sent !== undefined) latency.push(now - sent);
+        }
+      },
+      stall: () => {
+        if (windowOpen) stallsInWindow++;
+      },
+      ended: () => {},
+    };
+    const pairKey = (st: { stream: number; edge: number }): string => `${st.stream}|${st.edge}`;
+    function leavePair(st: ViewerState): void {
+      const k = pairKey(st);
+      const n = (pairActive.get(k) ?? 1) - 1;
+      pairActive.set(k, n);
+      if (n <= 0) pairLastLeft.set(k, performance.now());
+    }
+    let nextId = 0;
+    const open = (stream: number, edge: number): ViewerState => {
+      const k = `${stream}|${edge}`;
+      const active = pairActive.get(k) ?? 0;
+      const left = pairLastLeft.get(k);
+      // Cold: nobody on this edge watches the stream and its pull has lingered out (or never existed).
+      const cold = active === 0 && (left === undefined || performance.now() - left > o.pullLingerMs + 1000);
+      pairActive.set(k, active + 1);
+      const e = edges[edge]!;
+      const v = new LightViewer(
+        nextId++,
+        {
+          target: parseRtmpUrl(e.url(publishers[stream]!.key)),
+          window: publishers[stream]!.window,
+          connectTimeoutMs: CONNECT_TIMEOUT_MS,
+          stallMs: o.stallMs,
+        },
+        sink,
+      );
+      const st: ViewerState = {
+        v,
+        stream,
+        edge,
+        cold,
+        ttffDone: false,
+        firstFrameAt: NaN,
+        lastFrameAt: NaN,
+        lastTs: -1,
+        maxGapMs: 0,
+        regressions: 0,
+        counted: false,
+      };
+      byViewer.set(v, st);
+      viewers.push(st);
+      v.start();
+      return st;
+    };
+
+    const progress = (): void => {
+      const up = viewers.filter((s) => s.v.isUp).length;
+      const live = publishers.filter((p) => p.live).length;
+      log(
+        `[${((performance.now() - t0) / 1000).toFixed(0)}s ${phase}] viewers up ${up}/${viewers.length} failed ${failed.total} ` +
+          `streams live ${live}/${publishers.length} frames ${frameCounter} stalls(window) ${stallsInWindow}`,
+      );
+      for (const p of publishers) p.prune();
+    };
+    if (o.progress) progressTimer = setInterval(progress, PROGRESS_MS);
+
+    phase = 'ramp';
+    const plan = assignStreams(o.streams, o.viewers, o.zipf, rand);
+    // Shuffle so the first viewer of each (stream, edge) arrives at a random point of the ramp.
+    for (let i = plan.length - 1; i > 0; i--) {
+      const j = Math.floor(rand() * (i + 1));
+      [plan[i], plan[j]] = [plan[j]!, plan[i]!];
+    }
+    const perTick = Math.max(1, Math.round(o.rampPerSecond / 10));
+    for (let i = 0; i < plan.length; i += perTick) {
+      for (const s of plan.slice(i, i + perTick)) open(s, Math.floor(rand() * o.edges));
+      await sleep(100);
+    }
+    await waitUntil(
+      'every viewer to be up or failed',
+      () => viewers.every((s) => s.v.isDone || s.ttffDone),
+      Math.max(30_000, (o.viewers / o.rampPerSecond) * 1000),
+    ).catch((e: Error) => log(e.message));
+    await sleep(SETTLE_MS);
+
+    // Steady window.
+    phase = 'steady';
+    const redisBefore = await redisCommands(redis.port);
+    const natsBefore = await natsMsgs(nats);
+    const procBefore = nodes.map((n) => readProc(n.proc.pid));
+    const windowStartedAt = performance.now();
+    for (const p of publishers) {
+      p.window.t0 = p.timestamp;
+      p.windowBytes = 0;
+    }
+    windowOpen = true;
+    const upAtOpen = viewers.filter((s) => s.v.isUp && s.ttffDone);
+    await sleep(o.durationS * 1000);
+    for (const p of publishers) p.window.t1 = p.timestamp;
+    const windowS = (performance.now() - windowStartedAt) / 1000;
+    const redisAfter = await redisCommands(redis.port);
+    const natsAfter = await natsMsgs(nats);
+    const procAfter = nodes.map((n) => readProc(n.proc.pid));
+    await sleep(SETTLE_MS); // media up to t1 still in flight
+    windowOpen = false;
+    const steadyFailures = failed.total;
+    const delivered = new SampleBuffer();
+    let under99 = 0;
+    for (const st of upAtOpen) {
+      const expected = publishers[st.stream]!.windowBytes;
+      if (expected <= 0) continue;
+      const pct = (100 * st.v.windowTsBytes) / expected;
+      delivered.push(pct);
+      if (pct < 99) under99++;
+    }
+    const pulls = await checkPulls(origins, edges, publishers, viewers);
+    const liveStreams = publishers.filter((p) => p.live).length || 1;
+    const nodesUsage: NodeUsage[] = nodes.map((n, i) => ({
+      id: n.id,
+      role: n.role,
+      cpuPercent: cpuPercent(procBefore[i]!, procAfter[i]!),
+      rssMiB: procAfter[i]!.rssKiB / 1024,
+      rssStartMiB: procBefore[i]!.rssKiB / 1024,
+      rssChangePercent: NaN,
+    }));
+    log(`steady window done: ${delivered.length} viewers measured, ${under99} under 99 %`);
+
+    // Churn.
+    let churn: ClusterLoadReport['churn'];
+    if (o.churnS > 0 && Date.now() < deadline) {
+      phase = 'churn';
+      const startedAt = performance.now();
+      const before = snapshotFailures(viewers);
+      let stops = 0;
+      let leaves = 0;
+      let joins = 0;
+      const end = Math.min(Date.now() + o.churnS * 1000, deadline);
+      const pubEvery = 1000 / Math.max(0.001, o.publisherChurnPerS);
+      const viewEvery = 1000 / Math.max(0.001, o.viewerChurnPerS);
+      let nextPub = performance.now();
+      let nextView = performance.now();
+      const restarts: Promise<void>[] = [];
+      const churnedStreams = new Set<number>();
+      for (const st of viewers) st.maxGapMs = 0;
+      while (Date.now() < end) {
+        const now = performance.now();
+        if (now >= nextPub) {
+          nextPub += pubEvery;
+          const idx = Math.floor(rand() * publishers.length);
+          const p = publishers[idx]!;
+          if (p.live) {
+            stops++;
+            churnedStreams.add(idx);
+            p.stop(rand() >= o.dropFraction);
+            restarts.push(sleep(o.republishDelayMs).then(() => p.start()));
+          }
+        }
+        if (now >= nextView) {
+          nextView += viewEvery;
+          const upList = viewers.filter((s) => s.v.isUp);
+          const leaving = upList[Math.floor(rand() * upList.length)];
+          if (leaving) {
+            leaving.v.stop();
+            leavePair(leaving);
+            leaves++;
+          }
+          const [s] = assignStreams(o.streams, o.streams + 1, o.zipf, rand).slice(o.streams);
+          open(s!, Math.floor(rand() * o.edges));
+          joins++;
+        }
+        await sleep(20);
+      }
+      await Promise.all(restarts);
+      await waitUntil('churned streams live again', () => publishers.every((p) => p.live), LIVE_WAIT_MS).catch(
+        (e: Error) => log(e.message),
+      );
+      await sleep(SETTLE_MS * 2);
+      churn = {
+        ...phaseOutcome(viewers, before, startedAt, o.stallMs, publishers, undefined),
+        publisherStops: stops,
+        viewerLeaves: leaves,
+        viewerJoins: joins,
+      };
+      // Viewers that joined a stream while its publisher was away and gave up (play wait) are failures too.
+      log(`churn done: ${stops} publisher stops, ${leaves} leaves, ${joins} joins, ${churn.viewersDisconnected} disconnected`);
+    }
+
+    // Rolling update of the origins (and optionally the edges).
+    let rolling: ClusterLoadReport['rolling'];
+    let rollingEdges: ClusterLoadReport['rollingEdges'];
+    if (o.rolling && Date.now() < deadline) {
+      phase = 'rolling-origins';
+      const startedAt = performance.now();
+      const before = snapshotFailures(viewers);
+      for (const st of viewers) st.maxGapMs = 0;
+      const reqBefore = publishers.reduce((n, p) => n + p.reconnectRequests, 0);
+      const switchBefore = publishers.map((p) => p.switchMs.length);
+      generation++;
+      for (const [i, old] of [...origins].entries()) {
+        // A replacement first (surge rollout, maxUnavailable 0), then the old one drains; the load balancer stops
+        // sending it publishers as soon as it is not ready (the runner's origin list models that).
+        const fresh = await startNode('origin', i);
+        origins.push(fresh);
+        nodes.push(fresh);
+        origins.splice(origins.indexOf(old), 1);
+        await old.proc.stop('SIGTERM', o.shutdownTimeoutMs + 10_000);
+        log(`origin ${old.id} drained and exited; ${fresh.id} up`);
+      }
+      await waitUntil('every stream live after the origin rollout', () => publishers.every((p) => p.live), LIVE_WAIT_MS).catch(
+        (e: Error) => log(e.message),
+      );
+      await sleep(SETTLE_MS * 2);
+      const switchMs = publishers.flatMap((p, i) => p.switchMs.slice(switchBefore[i]));
+      rolling = {
+        ...phaseOutcome(viewers, before, startedAt, o.stallMs, publishers, undefined),
+        reconnectRequests: publishers.reduce((n, p) => n + p.reconnectRequests, 0) - reqBefore,
+        switchMs: summarize(switchMs),
+        gapErtmpMs: summarize([]),
+        gapLegacyMs: summarize([]),
+      };
+      const gapByStream = rolling.gapByStream;
+      const byKind = (ertmp: boolean): number[] =>
+        [...gapByStream.entries()].filter(([i]) => publishers[i]!.ertmp === ertmp).map(([, g]) => g);
+      rolling.gapErtmpMs = summarize(byKind(true));
+      rolling.gapLegacyMs = summarize(byKind(false));
+      log(`origin rollout done: ${rolling.viewersDisconnected} viewers disconnected, gap p50 ${rolling.gapPerStreamMs.p50} max ${rolling.gapPerStreamMs.max} ms`);
+      if (o.rollingEdges && Date.now() < deadline) {
+        phase = 'rolling-edges';
+        const eStarted = performance.now();
+        const eBefore = snapshotFailures(viewers);
+        for (const st of viewers) st.maxGapMs = 0;
+        for (let i = 0; i < edges.length; i++) {
+          const old = edges[i]!;
+          const fresh = await startNode('edge', i);
+          edges[i] = fresh;
+          nodes.push(fresh);
+          const orphaned = viewers.filter((s) => s.edge === i && !s.v.isDone);
+          const stopping = old.proc.stop('SIGTERM', o.shutdownTimeoutMs + 10_000);
+          // Players reconnect (through the load balancer) to another edge once theirs closes.
+          await stopping;
+          for (const st of orphaned) if (st.v.isDone) open(st.stream, (i + 1) % edges.length);
+        }
+        await sleep(SETTLE_MS * 2);
+        rollingEdges = phaseOutcome(viewers, eBefore, eStarted, o.stallMs, publishers, 'edges closed their viewers; players reconnected to another edge');
+      }
+    }
+
+    // Leak check: everything stops; after the linger nothing may remain.
+    phase = 'leak-check';
+    if (progressTimer) clearInterval(progressTimer);
+    const rssBeforeStop = nodes.filter((n) => n.proc.running).map((n) => ({ id: n.id, kib: readProc(n.proc.pid).rssKiB }));
+    for (const st of viewers) st.v.stop();
+    for (const p of publishers) p.dispose();
+    const live = nodes.filter((n) => n.proc.running);
+    const leakDeadline = o.pullLingerMs + o.leaseMs + 10_000;
+    let leaks = await leakCheck(live, redis, nats, natsBaseline);
+    const stopAt = Date.now() + leakDeadline;
+    while (!leaks.ok && Date.now() < stopAt) {
+      await sleep(500);
+      leaks = await leakCheck(live, redis, nats, natsBaseline);
+    }
+    for (const u of nodesUsage) {
+      const end = rssBeforeStop.find((r) => r.id === u.id);
+      if (end) {
+        u.rssMiB = end.kib / 1024;
+        u.rssChangePercent = (100 * (u.rssMiB - u.rssStartMiB)) / u.rssStartMiB;
+      }
+    }
+    const afterLinger = leaks.pulls;
+    const regressions = viewers.reduce((n, s) => n + s.regressions, 0);
+    const report: ClusterLoadReport = {
+      options: { ...o, log: undefined } as unknown as Omit<ClusterLoadOptions, 'log'>,
+      load: { loadavg: (await import('node:os')).loadavg(), cores: (await import('node:os')).cpus().length },
+      viewers: {
+        opened: viewers.length,
+        up: viewers.filter((s) => s.ttffDone).length,
+        failed: failed.total,
+        failedByReason: failed.toJSON(),
+      },
+      delivery: { viewersMeasured: delivered.length, deliveredPercent: summarize(delivered.view()), under99 },
+      stalls: { total: stallsInWindow, viewersWithStalls: upAtOpen.filter((s) => s.v.stalls > 0).length },
+      ttffColdMs: summarize(ttffCold.view()),
+      ttffWarmMs: summarize(ttffWarm.view()),
+      latencyMs: summarize(latency.view()),
+      pulls: { ...pulls, afterLinger },
+      redisCommandsPerSecPerStream: (redisAfter - redisBefore) / windowS / liveStreams,
+      natsMsgsPerSecPerStream: (natsAfter - natsBefore) / windowS / liveStreams,
+      nodes: nodesUsage,
+      publishers: {
+        connects: publishers.reduce((n, p) => n + p.connects, 0),
+        failuresByReason: mergeCounts(publishers.map((p) => p.failures.toJSON())),
+      },
+      churn,
+      rolling,
+      rollingEdges,
+      leaks,
+      timestampRegressions: regressions,
+      steadyFailures,
+      durationS: (performance.now() - t0) / 1000,
+    };
+    return report;
+  } finally {
+    if (progressTimer) clearInterval(progressTimer);
+    for (const st of viewers) st.v.stop();
+    for (const p of publishers) p.dispose();
+    await Promise.all(nodes.map((n) => n.proc.stop('SIGKILL')));
+    await redis.stop();
+    await nats.stop();
+  }
+}
+
+function mergeCounts(all: Array<Record<string, number>>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const c of all) for (const [k, v] of Object.entries(c)) out[k] = (out[k] ?? 0) + v;
+  return out;
+}
+
+function snapshotFailures(viewers: ViewerState[]): Set<ViewerState> {
+  return new Set(viewers.filter((s) => s.v.phase === 'failed'));
+}
+
+function phaseOutcome(
+  viewers: ViewerState[],
+  failedBefore: Set<ViewerState>,
+  startedAt: number,
+  stallMs: number,
+  publishers: StreamPublisher[],
+  note: string | undefined,
+): PhaseOutcome {
+  const reasons = new ReasonCounter();
+  let disconnected = 0;
+  for (const s of viewers) {
+    if (s.v.phase !== 'failed' || failedBefore.has(s) || s.v.startedAt >= startedAt) continue;
+    disconnected++;
+    reasons.add(s.v.failReason ?? 'unknown');
+  }
+  const gapByStream = new Map<number, number>();
+  let regressions = 0;
+  for (const s of viewers) {
+    if (!s.ttffDone || s.v.phase === 'failed') continue;
+    gapByStream.set(s.stream, Math.max(gapByStream.get(s.stream) ?? 0, s.maxGapMs));
+    regressions += s.regressions;
+  }
+  const gaps = [...gapByStream.values()];
+  const now = performance.now();
+  const lost = publishers.filter(
+    (p, i) => !p.live || viewers.some((s) => s.stream === i && s.v.isUp && s.ttffDone && now - s.lastFrameAt > LOST_AFTER_MS),
+  ).length;
+  return {
+    viewersDisconnected: disconnected,
+    disconnectReasons: reasons.toJSON(),
+    gapPerStreamMs: summarize(gaps),
+    gapByStream,
+    streamsWithGapOver1s: gaps.filter((g) => g > Math.max(1000, stallMs)).length,
+    streamsLost: lost,
+    timestampRegressions: regressions,
+    durationMs: performance.now() - startedAt,
+    notes: note ? [note] : [],
+  };
+}
+
+async function redisCommands(port: number): Promise<number> {
+  const info = await redisCommand(port, ['INFO', 'stats']).catch(() => '');
+  return Number(/total_commands_processed:(\d+)/.exec(info)?.[1] ?? NaN);
+}
+
+async function natsMsgs(nats: NatsServer): Promise<number> {
+  const v = await nats.monitor<{ in_msgs: number }>('varz').catch(() => ({ in_msgs: NaN }));
+  return v.in_msgs;
+}
+
+function cpuPercent(a: ProcSample, b: ProcSample): number {
+  return (100 * (b.cpuMs - a.cpuMs)) / Math.max(1, b.at - a.at);
+}
+
+interface ApiStream {
+  key: string;
+  viewers: number | { total?: number };
+  publisher: string | null;
+}
+
+const apiStreams = async (n: RelayNode): Promise<ApiStream[]> =>
+  (await n.json<{ streams: ApiStream[] }>('/api/streams')).streams;
+
+const viewerCount = (s: ApiStream): number => (typeof s.viewers === 'number' ? s.viewers : (s.viewers?.total ?? 0));
+
+/**
+ * Pulls per (stream, edge): every edge that has viewers of a stream must hold exactly one pull (its hub's publisher
+ * is `pull:<key>`), and the owning origins together must serve exactly as many pull connections as there are such
+ * edges (a second, leaked pull from the same edge shows up there).
+ */
+async function checkPulls(
+  origins: RelayNode[],
+  edges: RelayNode[],
+  publishers: StreamPublisher[],
+  viewers: ViewerState[],
+): Promise<{ pairsWithViewers: number; pairsWithExactlyOnePull: number; mismatches: string[] }> {
+  const mismatches: string[] = [];
+  const edgeStreams = await Promise.all(edges.map((e) => apiStreams(e)));
+  const originStreams = await Promise.all(origins.map((n) => apiStreams(n)));
+  const pullsAtOrigins = new Map<string, number>();
+  for (const list of originStreams) for (const s of list) pullsAtOrigins.set(s.key, (pullsAtOrigins.get(s.key) ?? 0) + viewerCount(s));
+  let pairs = 0;
+  let exact = 0;
+  for (let si = 0; si < publishers.length; si++) {
+    const key = publishers[si]!.key;
+    let edgesWith = 0;
+    for (let ei = 0; ei < edges.length; ei++) {
+      const watching = viewers.some((v) => v.stream === si && v.edge === ei && v.v.isUp);
+      if (!watching) continue;
+      pairs++;
+      edgesWith++;
+      const hub = edgeStreams[ei]!.find((s) => s.key === key);
+      if (hub?.publisher === `pull:${key}`) exact++;
+      else mismatches.push(`${key}@edge-${ei}: ${hub ? `publisher ${hub.publisher}` : 'no hub'}`);
+    }
+    const atOrigins = pullsAtOrigins.get(key) ?? 0;
+    if (atOrigins < edgesWith || atOrigins > edges.length)
+      mismatches.push(`${key}: ${atOrigins} pull connections at origins for ${edgesWith} edges with viewers`);
+  }
+  return { pairsWithViewers: pairs, pairsWithExactlyOnePull: exact, mismatches: mismatches.slice(0, 50) };
+}
+
+async function leakCheck(
+  nodes: RelayNode[],
+  redis: RedisServer,
+  nats: NatsServer,
+  natsBaseline: number,
+): Promise<ClusterLoadReport['leaks']> {
+  let hubs = 0;
+  let pulls = 0;
+  let leases = 0;
+  for (const n of nodes) {
+    const streams = await apiStreams(n).catch(() => []);
+    hubs += streams.length;
+    const m = await n.metrics().catch(() => '');
+    pulls += metricValue(m, 'rtmp_pulls_active');
+    leases += metricValue(m, 'rtmp_owned_streams');
+  }
+  const keys = bulkStrings(await redisCommand(redis.port, ['SCAN', '0', 'MATCH', `${PREFIX}:stream:*`, 'COUNT', '100000']));
+  const redisStreamKeys = keys.slice(1).length;
+  const subs = (await nats.monitor<{ num_subscriptions: number }>('subsz').catch(() => ({ num_subscriptions: NaN })))
+    .num_subscriptions;
+  const over = subs - natsBaseline;
+  return {
+    hubs,
+    pulls,
+    leases,
+    redisStreamKeys,
+    natsSubscriptionsOverBaseline: over,
+    ok: hubs === 0 && pulls === 0 && leases === 0 && redisStreamKeys === 0 && over <= 0,
+  };
+}
