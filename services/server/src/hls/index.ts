@@ -1,0 +1,3 @@
+export * from './routes.js';
+export * from './packager.js';
+export * from './playlist.js';

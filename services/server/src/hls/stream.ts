@@ -1,0 +1,205 @@
+/**
+ * One stream's HLS on this node: a hub viewer (format 'flv': the hub hands it each message as the FLV tag it
+ * builds once for FLV viewers) feeding one CMAF packager, plus what the routes need around it: playlist renderings
+ * shared by every viewer, waiters for blocking reloads and preloaded parts, estimated sessions and the last request
+ * time (the stream stops packaging when every viewer has lingered out).
+ */
+import { createHash, randomInt } from 'node:crypto';
+import type { HubViewer } from '@rtmp-relay/hub';
+import type { Membership } from '../streams/access.js';
+import { PACKAGED_FOURCCS, mediaEventOf, splitFlvTag } from './media.js';
+import { Packager, type PackagerOptions } from './packager.js';
+import { renderPlaylist } from './playlist.js';
+
+/** Renderings kept per playlist version (query × skip variants); a handful in practice. */
+const RENDER_CACHE_MAX = 64;
+/** Sessions tracked per stream (a flood of distinct addresses can't grow this without bound). */
+const SESSIONS_MAX = 100_000;
+/** Auth queries remembered per stream. */
+const AUTHORIZED_MAX = 1024;
+const GEN_RANDOM_RANGE = 36 * 36;
+const ETAG_CHARS = 22;
+
+export interface Rendered {
+  body: string;
+  etag: string;
+}
+
+interface Waiter {
+  ready: () => boolean;
+  resolve: (ok: boolean) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class HlsStream implements HubViewer {
+  readonly format = 'flv' as const;
+  readonly streamId = 0;
+  /** Names this run of the packager in every media URI. */
+  readonly gen = `${Date.now().toString(36)}${randomInt(GEN_RANDOM_RANGE).toString(36)}`;
+  readonly packager: Packager;
+  membership: Membership | undefined;
+  lastRequestAt = performance.now();
+  private burst: Buffer[] | undefined = [];
+  private readonly waiters = new Set<Waiter>();
+  private rendered = new Map<string, Rendered>();
+  private renderedVersion = -1;
+  private readonly sessions = new Map<string, number>();
+  private readonly authorized = new Map<string, number>();
+  private stopped = false;
+
+  constructor(
+    readonly id: string,
+    readonly key: string,
+    opts: PackagerOptions,
+  ) {
+    this.packager = new Packager(opts, () => this.wake());
+  }
+
+  // ---- HubViewer ----
+  acceptsFourCc(fourCc: string): boolean {
+    return PACKAGED_FOURCCS.has(fourCc);
+  }
+
+  write(tag: Buffer): void {
+    if (this.burst) this.burst.push(tag);
+    else this.take(tag, Date.now());
+  }
+
+  /** Packaging is synchronous: nothing waits in a socket. */
+  backlogBytes(): number {
+    return 0;
+  }
+
+  cork(): void {}
+
+  /** The join burst (headers and the cached GOP) arrived at once: anchor wall-clock time on its newest sample. */
+  uncork(): void {
+    const burst = this.burst;
+    if (!burst) return;
+    this.burst = undefined;
+    const wall = Date.now();
+    let newest: number | undefined;
+    for (const tag of burst) {
+      const ts = splitFlvTag(tag).timestamp;
+      if (newest === undefined || ((ts - newest) | 0) > 0) newest = ts;
+    }
+    if (newest !== undefined) this.packager.noteArrival(newest, wall);
+    for (const tag of burst) this.take(tag, wall);
+  }
+
+  disconnect(): void {
+    this.finish();
+  }
+
+  streamEnded(): void {
+    this.finish();
+  }
+
+  streamRestarted(): void {}
+
+  private take(tag: Buffer, wall: number): void {
+    const { type, timestamp, body } = splitFlvTag(tag);
+    const event = mediaEventOf(type, timestamp, body);
+    if (!event) return;
+    if (event.type === 'config') this.packager.config(event.config);
+    else this.packager.sample(event.sample, wall);
+  }
+
+  /** The stream ended (or this node drops it): the playlist gets EXT-X-ENDLIST, the hub membership ends. */
+  private finish(): void {
+    this.packager.end();
+    this.membership?.leave(false);
+    this.membership = undefined;
+  }
+
+  /** Stops for good (lingered out, shutdown): leaves the hub, answers every waiter. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.membership?.leave();
+    this.membership = undefined;
+    for (const w of [...this.waiters]) this.settle(w, false);
+  }
+
+  get isStopped(): boolean {
+    return this.stopped;
+  }
+
+  // ---- requests ----
+  touch(session: string, now = performance.now()): void {
+    this.lastRequestAt = now;
+    if (this.sessions.size >= SESSIONS_MAX && !this.sessions.has(session)) return;
+    this.sessions.set(session, now);
+  }
+
+  /** Active sessions, forgetting those not seen within `lingerMs`. */
+  sessionCount(lingerMs: number, now = performance.now()): number {
+    for (const [s, at] of this.sessions) if (now - at > lingerMs) this.sessions.delete(s);
+    return this.sessions.size;
+  }
+
+  /**
+   * An admission is reused while the same auth query keeps coming (sliding: like an FLV connection, a viewer who
+   * was let in is not cut off when its token's expiry passes; a new viewer with it is refused).
+   */
+  isAuthorized(authQuery: string, ttlMs: number, now = performance.now()): boolean {
+    const until = this.authorized.get(authQuery);
+    if (until === undefined || until <= now) return false;
+    this.authorized.set(authQuery, now + ttlMs);
+    return true;
+  }
+
+  authorize(authQuery: string, ttlMs: number, now = performance.now()): void {
+    if (this.authorized.size >= AUTHORIZED_MAX) this.authorized.clear();
+    this.authorized.set(authQuery, now + ttlMs);
+  }
+
+  /** Resolves true as soon as `ready()` holds (checked now and after every packager change), false at the timeout. */
+  waitUntil(ready: () => boolean, timeoutMs: number): Promise<boolean> {
+    if (ready()) return Promise.resolve(true);
+    if (this.stopped) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const w: Waiter = { ready, resolve, timer: setTimeout(() => this.settle(w, false), timeoutMs) };
+      w.timer.unref();
+      this.waiters.add(w);
+    });
+  }
+
+  private settle(w: Waiter, ok: boolean): void {
+    if (!this.waiters.delete(w)) return;
+    clearTimeout(w.timer);
+    w.resolve(ok);
+  }
+
+  private wake(): void {
+    for (const w of [...this.waiters]) if (w.ready() || this.packager.isEnded) this.settle(w, w.ready());
+  }
+
+  /** The playlist for this query and skip choice, rendered once per packager change and shared. */
+  playlist(query: string, skip: boolean): Rendered {
+    const p = this.packager;
+    if (this.renderedVersion !== p.version) {
+      this.rendered = new Map();
+      this.renderedVersion = p.version;
+    }
+    const cacheKey = `${skip ? 1 : 0}?${query}`;
+    let r = this.rendered.get(cacheKey);
+    if (!r) {
+      const body = renderPlaylist(
+        {
+          gen: this.gen,
+          targetDuration: p.targetDuration,
+          partTarget: p.partTarget,
+          discontinuitySequence: p.discontinuitySequence,
+          segments: p.segments,
+          nextPart: p.nextPart(),
+          ended: p.isEnded,
+        },
+        { skip, query },
+      );
+      r = { body, etag: `"${createHash('sha1').update(body).digest('base64url').slice(0, ETAG_CHARS)}"` };
+      if (this.rendered.size < RENDER_CACHE_MAX) this.rendered.set(cacheKey, r);
+    }
+    return r;
+  }
+}
