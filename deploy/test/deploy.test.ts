@@ -77,7 +77,9 @@ import {
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 const read = (rel: string): string => readFileSync(join(ROOT, rel), 'utf8');
 const CLI_REL = 'services/server/dist/cli.js';
-const SETTING_NAMES = new Set(SETTINGS.map((s) => s.env));
+/** The OpenTelemetry SDK's own variables the node reads besides SETTINGS (services/server/src/tracing.ts). */
+const OTEL_ENV = ['OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'OTEL_SERVICE_NAME'];
+const SETTING_NAMES = new Set([...SETTINGS.map((s) => s.env), ...OTEL_ENV]);
 const DEFAULTS: Record<string, string> = Object.fromEntries(SETTINGS.map((s) => [s.env, s.defaultText]));
 const ROLES = new Set(['standalone', 'origin', 'edge']);
 
@@ -663,12 +665,18 @@ describe('Helm chart (helm/rtmp-relay)', () => {
     };
     scenarios.push({ name: 'defaults', files: [] });
     for (const f of examples) {
-      const large = f.endsWith('values-large.yaml');
-      scenarios.push({
-        name: f.split('/').at(-1)!,
-        files: [f],
-        ...(large ? { external: ['Secret/relay-auth', 'Secret/relay-redis'] } : {}),
-      });
+      /** Objects an example expects the cluster to hold already (its comments say so). */
+      const external: Record<string, string[]> = {
+        'values-large.yaml': ['Secret/relay-auth', 'Secret/relay-redis'],
+        'values-hardened.yaml': [
+          'Secret/relay-redis-auth',
+          'Secret/relay-nats-auth',
+          'Secret/relay-hooks',
+          'ConfigMap/relay-edge-tuning',
+        ],
+      };
+      const name = f.split('/').at(-1)!;
+      scenarios.push({ name, files: [f], ...(external[name] ? { external: external[name] } : {}) });
     }
     scenarios.push({
       name: 'RTMPS, external Redis and NATS with credentials and TLS',
@@ -838,6 +846,25 @@ describe('Helm chart (helm/rtmp-relay)', () => {
       ],
       ['rtmps', 'rtmps:\n  enabled: true\n', /rtmps.enabled needs rtmps.tlsSecret/],
       [
+        'min-max',
+        'edge:\n  autoscaling:\n    minReplicas: 10\n    maxReplicas: 5\n',
+        /edge.autoscaling.minReplicas \(10\) must not exceed edge.autoscaling.maxReplicas \(5\)/,
+      ],
+      [
+        'stuck-rollout',
+        'origin:\n  strategy:\n    type: RollingUpdate\n    rollingUpdate:\n      maxSurge: 0\n      maxUnavailable: 0\n',
+        /origin.strategy.rollingUpdate: maxSurge and maxUnavailable cannot both be 0/,
+      ],
+      [
+        'recreate-with-rolling',
+        'edge:\n  strategy:\n    type: Recreate\n    rollingUpdate:\n      maxSurge: 1\n',
+        /rollingUpdate/,
+      ],
+      ['ingress-no-http', 'ingress:\n  enabled: true\nedge:\n  service:\n    httpPort: 0\n', /edge\/service\/httpPort/],
+      ['ingress-no-hosts', 'ingress:\n  enabled: true\n  hosts: []\n', /hosts/],
+      ['liveness-success', 'probes:\n  liveness:\n    successThreshold: 2\n', /successThreshold/],
+      ['env-from-nothing', 'edge:\n  extraEnv:\n    LOG_LEVEL: {}\n', /extraEnv/],
+      [
         'nats-user',
         'nats:\n  enabled: false\nexternalNats:\n  url: nats://n:4222\n  user: relay\n',
         /needs externalNats.passwordSecret/,
@@ -848,6 +875,58 @@ describe('Helm chart (helm/rtmp-relay)', () => {
       writeFileSync(join(dir, `${name}.yaml`), yaml);
       assert.throws(() => renderChartText({ valuesFiles: [join(dir, `${name}.yaml`)] }), message);
     }
+  });
+
+  it('hardened example: egress only to DNS, the relay, the backends and extraEgress; Ingress to the edge HTTP port; extras land', () => {
+    const objs = renderings.get('values-hardened.yaml')!;
+    const egress = objs.find((o) => o.kind === 'NetworkPolicy' && o.metadata.name.endsWith('-egress'))!;
+    assert.deepEqual(egress.spec.policyTypes, ['Egress']);
+    const rules = egress.spec.egress as any[];
+    assert.deepEqual(
+      rules[0].ports.map((p: any) => `${p.port}/${p.protocol}`),
+      ['53/UDP', '53/TCP'],
+      'DNS first',
+    );
+    assert.equal(rules[1].to[0].podSelector.matchLabels['app.kubernetes.io/name'], 'rtmp-relay', 'edges reach origins');
+    assert.deepEqual(
+      rules.slice(2).map((r) => r.ports.map((p: any) => p.port).join()),
+      ['6380', '4222', '4318'],
+      'external Redis, NATS, OTLP from extraEgress',
+    );
+    assert.ok(
+      !renderings.get('defaults')!.some((o) => o.metadata.name.endsWith('-egress')),
+      'egress is open by default (allowExternalEgress: true)',
+    );
+    const ingress = objs.find((o) => o.kind === 'Ingress')!;
+    const edgeSvc = objs.find((o) => o.kind === 'Service' && o.metadata.name === 'relay-rtmp-relay-edge')!;
+    const backend = ingress.spec.rules[0].http.paths[0].backend.service;
+    assert.equal(backend.name, edgeSvc.metadata.name);
+    assert.ok(edgeSvc.spec.ports.some((p: any) => p.name === backend.port.name && p.targetPort === 'http'));
+    assert.equal(ingress.spec.ingressClassName, 'nginx');
+    assert.equal(edgeSvc.spec.loadBalancerClass, 'service.k8s.aws/nlb');
+    for (const o of objs) assert.equal(o.metadata.labels?.team, 'video-platform', `${id(o)}: commonLabels`);
+    const edge = objs.find((o) => o.kind === 'Deployment' && o.metadata.name.endsWith('-edge'))!;
+    const pod = edge.spec.template.spec;
+    const relay = pod.containers.find((c: any) => c.name === 'rtmp-relay');
+    assert.deepEqual(
+      pod.containers.map((c: any) => c.name),
+      ['rtmp-relay', 'log-shipper'],
+      'the sidecar',
+    );
+    assert.ok(
+      pod.volumes.some((v: any) => v.name === 'shipper-config'),
+      'extraVolumes',
+    );
+    assert.deepEqual(relay.env.find((e: any) => e.name === 'HOOK_ON_PLAY').valueFrom, {
+      secretKeyRef: { name: 'relay-hooks', key: 'onPlayUrl' },
+    });
+    assert.ok(
+      relay.envFrom.some((e: any) => e.configMapRef?.name === 'relay-edge-tuning'),
+      'extraEnvFrom',
+    );
+    assert.equal(relay.startupProbe.failureThreshold, 60, 'probe timings from values');
+    assert.equal(relay.startupProbe.httpGet.path, '/healthz', "probe endpoints stay the node's");
+    assert.deepEqual(relay.lifecycle.preStop.exec.command, ['sleep', '2'], 'the preStop sleep stays');
   });
 
   /** The relay's origin and edge Deployments' containers of a rendering. */

@@ -28,6 +28,9 @@ helm.sh/chart: {{ include "rtmp-relay.chart" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: rtmp-relay
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/* Selector labels of the relay's pods (both roles); add app.kubernetes.io/component for one role. */}}
@@ -138,8 +141,19 @@ The value given in values wins; else the one already in the Secret (upgrades kee
 {{- if or (and .Values.redis.enabled (or $xr.passwordSecret $xr.username $xr.tls.caSecret $xr.tls.caConfigMap)) (and .Values.nats.enabled (or $xn.passwordSecret $xn.user $xn.tokenSecret $xn.credsSecret $xn.tls.caSecret $xn.tls.caConfigMap $xn.tls.clientSecret)) }}
 {{- fail "externalRedis/externalNats credentials and TLS apply to external servers: disable the bundled redis/nats (redis.enabled, nats.enabled: false)" }}
 {{- end }}
+{{- $as := .Values.edge.autoscaling }}
+{{- if and $as.enabled (gt (int $as.minReplicas) (int $as.maxReplicas)) }}
+{{- fail (printf "edge.autoscaling.minReplicas (%d) must not exceed edge.autoscaling.maxReplicas (%d)" (int $as.minReplicas) (int $as.maxReplicas)) }}
+{{- end }}
+{{- if and .Values.ingress.enabled (not .Values.edge.service.httpPort) }}
+{{- fail "ingress.enabled routes to the edge Service's HTTP port: set edge.service.httpPort" }}
+{{- end }}
 {{- range $role := list "origin" "edge" }}
 {{- $r := index $.Values $role }}
+{{- $ru := $r.strategy.rollingUpdate | default dict }}
+{{- if and (eq $r.strategy.type "RollingUpdate") (eq (toString ($ru.maxSurge | default 0)) "0") (eq (toString ($ru.maxUnavailable | default 0)) "0") }}
+{{- fail (printf "%s.strategy.rollingUpdate: maxSurge and maxUnavailable cannot both be 0 (the rollout could never progress)" $role) }}
+{{- end }}
 {{- $needed := add $.Values.preStopSleepSeconds (div (add $.Values.config.drainDelayMs $r.shutdownTimeoutMs 999) 1000) }}
 {{- if le (int $r.terminationGracePeriodSeconds) (int $needed) }}
 {{- fail (printf "%s.terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + (config.drainDelayMs + %s.shutdownTimeoutMs) / 1000 = %d" $role (int $r.terminationGracePeriodSeconds) $role (int $needed)) }}
@@ -240,6 +254,9 @@ spec:
       envFrom:
         - configMapRef:
             name: {{ include "rtmp-relay.fullname" $root }}
+        {{- with $r.extraEnvFrom }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
       env:
         - name: RTMP_PORT
           value: "1935"
@@ -268,33 +285,33 @@ spec:
               fieldPath: status.podIP
         {{- range $k, $v := $r.extraEnv }}
         - name: {{ $k }}
+          {{- if kindIs "map" $v }}
+          {{- /* {valueFrom: {secretKeyRef|configMapKeyRef|fieldRef|resourceFieldRef: ...}} */}}
+          {{- toYaml $v | nindent 10 }}
+          {{- else }}
           value: {{ include "rtmp-relay.envValue" $v }}
+          {{- end }}
         {{- end }}
+      {{- /* The endpoints are the node's; the timings are values (probes.*). */}}
       startupProbe:
         httpGet:
           path: /healthz
           port: http
-        periodSeconds: 2
-        failureThreshold: 30
+        {{- toYaml $root.Values.probes.startup | nindent 8 }}
       livenessProbe:
         httpGet:
           path: /healthz
           port: http
-        periodSeconds: 10
-        timeoutSeconds: 3
-        failureThreshold: 3
+        {{- toYaml $root.Values.probes.liveness | nindent 8 }}
       readinessProbe:
         httpGet:
           path: /readyz
           port: http
-        periodSeconds: 2
-        timeoutSeconds: 2
-        failureThreshold: 1
-        successThreshold: 1
+        {{- toYaml $root.Values.probes.readiness | nindent 8 }}
       lifecycle:
-        preStop:
-          exec:
-            command: ["sleep", {{ $root.Values.preStopSleepSeconds | int | quote }}]
+        {{- /* The preStop sleep lets endpoints and load balancers drop the pod before SIGTERM; lifecycle.preStop replaces it. */}}
+        {{- $hooks := dict "preStop" (dict "exec" (dict "command" (list "sleep" ($root.Values.preStopSleepSeconds | int | toString)))) }}
+        {{- toYaml (merge (deepCopy $root.Values.lifecycle) $hooks) | nindent 8 }}
       resources:
         {{- toYaml $r.resources | nindent 8 }}
       securityContext:
@@ -307,6 +324,16 @@ spec:
           mountPath: {{ $v.mountPath }}
           readOnly: true
         {{- end }}
+        {{- with $r.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    {{- with $r.sidecars }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with $r.initContainers }}
+  initContainers:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   volumes:
     - name: tmp
       emptyDir:
@@ -326,6 +353,9 @@ spec:
         items:
           {{- toYaml . | nindent 10 }}
         {{- end }}
+    {{- end }}
+    {{- with $r.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
     {{- end }}
 {{- end }}
 
