@@ -6,6 +6,7 @@ import { apiEndpoints, registerApi, type ApiOptions } from './api.js';
 import { registerConsole } from './console.js';
 import { registerFlvRoutes, type FlvRoutesOptions } from './flv/routes.js';
 import { registerHlsRoutes, type HlsSettings } from './hls/routes.js';
+import { registerHlsRoutes, type HlsSettings } from './hls/routes.js';
 
 export type { ClusterApi } from './api.js';
 
@@ -18,6 +19,8 @@ export interface HttpServerOptions extends ApiOptions {
   isReady: () => boolean;
   /** HTTP-FLV and WebSocket-FLV playback at /{app}/{stream}.flv (see flv/routes.ts). */
   flv?: FlvRoutesOptions;
+  /** LL-HLS at /{app}/{stream}/index.m3u8, served with the FLV routes (same access); see hls/routes.ts. */
+  hls?: Partial<HlsSettings>;
   /** LL-HLS at /{app}/{stream}/index.m3u8, served with the FLV routes (same access); see hls/routes.ts. */
   hls?: Partial<HlsSettings>;
   /**
@@ -170,6 +173,7 @@ function buildApp(
       ...(surface.admin ? ['/metrics', ...apiEndpoints(opts)] : []),
       ...(surface.media && opts.flv ? ['/:app/:name.flv (HTTP-FLV; WebSocket-FLV on upgrade)'] : []),
       ...(surface.media && opts.flv ? ['/:app/:name/index.m3u8 (LL-HLS)'] : []),
+      ...(surface.media && opts.flv ? ['/:app/:name/index.m3u8 (LL-HLS)'] : []),
       '/console/',
     ],
   }));
@@ -190,6 +194,8 @@ function buildApp(
   }
 
   if (surface.media && opts.flv) registerFlvRoutes(app, opts.flv);
+  if (surface.media && opts.flv)
+    registerHlsRoutes(app, { access: opts.flv.access, register: opts.register, settings: opts.hls });
   if (surface.media && opts.flv)
     registerHlsRoutes(app, { access: opts.flv.access, register: opts.register, settings: opts.hls });
 
