@@ -3,12 +3,14 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { apiEndpoints, registerApi, type ApiOptions } from './api.js';
+import { ClusterUnavailableError } from './cluster/api.js';
+import { isRedisUnavailableError } from './cluster/connections.js';
 import { registerConsole } from './console.js';
 import { registerFlvRoutes, type FlvRoutesOptions } from './flv/routes.js';
 import { registerHlsRoutes, type HlsSettings } from './hls/routes.js';
-import { registerHlsRoutes, type HlsSettings } from './hls/routes.js';
 
-export type { ClusterApi } from './api.js';
+// Kept while cluster/runtime.ts imports ClusterApi from here; it lives in cluster/api.ts.
+export type { ClusterApi } from './cluster/api.js';
 
 export interface HttpServerOptions extends ApiOptions {
   host: string;
@@ -19,8 +21,6 @@ export interface HttpServerOptions extends ApiOptions {
   isReady: () => boolean;
   /** HTTP-FLV and WebSocket-FLV playback at /{app}/{stream}.flv (see flv/routes.ts). */
   flv?: FlvRoutesOptions;
-  /** LL-HLS at /{app}/{stream}/index.m3u8, served with the FLV routes (same access); see hls/routes.ts. */
-  hls?: Partial<HlsSettings>;
   /** LL-HLS at /{app}/{stream}/index.m3u8, served with the FLV routes (same access); see hls/routes.ts. */
   hls?: Partial<HlsSettings>;
   /**
@@ -163,6 +163,12 @@ function buildApp(
     requestTimeout: timeouts.requestMs,
     keepAliveTimeout: timeouts.keepAliveMs,
     http: { headersTimeout: timeouts.headersMs, connectionsCheckingInterval: timeouts.checkIntervalMs },
+    // The listener closes last, just before the process exits; until then /healthz answers 200 (a liveness failure
+    // during a drain would restart the pod and cut its viewers), never Fastify's default 503-while-closing.
+    return503OnClosing: false,
+    // ...and once it closes, every connection goes with it: media viewers were ended by then, and a client
+    // mid-request (or a slow-headers one) must not keep a closed listener and a live process until its timeout.
+    forceCloseConnections: true,
   });
   limitConnections(app, opts.maxConnections ?? DEFAULT_MAX_HTTP_CONNECTIONS, surface.name, rejected, log);
 
@@ -172,7 +178,6 @@ function buildApp(
       '/readyz',
       ...(surface.admin ? ['/metrics', ...apiEndpoints(opts)] : []),
       ...(surface.media && opts.flv ? ['/:app/:name.flv (HTTP-FLV; WebSocket-FLV on upgrade)'] : []),
-      ...(surface.media && opts.flv ? ['/:app/:name/index.m3u8 (LL-HLS)'] : []),
       ...(surface.media && opts.flv ? ['/:app/:name/index.m3u8 (LL-HLS)'] : []),
       '/console/',
     ],
@@ -196,8 +201,6 @@ function buildApp(
   if (surface.media && opts.flv) registerFlvRoutes(app, opts.flv);
   if (surface.media && opts.flv)
     registerHlsRoutes(app, { access: opts.flv.access, register: opts.register, settings: opts.hls });
-  if (surface.media && opts.flv)
-    registerHlsRoutes(app, { access: opts.flv.access, register: opts.register, settings: opts.hls });
 
   // Its files carry no data; on the admin listener too, where its /api calls are answered (same origin).
   registerConsole(app);
@@ -205,9 +208,7 @@ function buildApp(
   // A dependency outage (Redis down: the cluster API can't answer) is 503, not a server bug (500).
   app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
     if (err.statusCode && err.statusCode < 500) return reply.code(err.statusCode).send({ error: err.message });
-    const unavailable = /isn't writeable|ECONNREFUSED|Connection is closed|Command timed out|not connected/i.test(
-      err.message,
-    );
+    const unavailable = err instanceof ClusterUnavailableError || isRedisUnavailableError(err);
     if (!unavailable) opts.logger.error({ err }, 'http handler error');
     return reply
       .code(unavailable ? 503 : 500)

@@ -180,18 +180,6 @@ export async function startNode(config: Config, opts: { role: Role }): Promise<R
         streams: registry.size,
       }),
       flv: { access },
-      hls: {
-        segmentMs: config.hlsSegmentMs,
-        partMs: config.hlsPartMs,
-        windowSegments: config.hlsWindowSegments,
-        lingerMs: config.hlsLingerMs,
-      },
-      hls: {
-        segmentMs: config.hlsSegmentMs,
-        partMs: config.hlsPartMs,
-        windowSegments: config.hlsWindowSegments,
-        lingerMs: config.hlsLingerMs,
-      },
     });
     // 3. Cluster registration, now that the addresses are known.
     await cluster?.start({ rtmpPort, httpPort: http.port });
@@ -216,6 +204,10 @@ export async function startNode(config: Config, opts: { role: Role }): Promise<R
       draining = true;
       log.info({ reason }, 'shutting down: not ready, draining');
       if (config.drainDelayMs > 0) await delay(config.drainDelayMs);
+      // Origins move their streams to other origins before the listeners close (no-op on edges).
+      await cluster
+        ?.drain(Math.min(config.shutdownTimeoutMs, DRAIN_RECONNECT_WAIT_MS))
+        .catch((err: Error) => log.warn({ err: err.message }, 'drain failed'));
       rtmp.stopAccepting();
       rtmps?.stopAccepting();
       const deadline = Date.now() + config.shutdownTimeoutMs;
@@ -306,6 +298,9 @@ function collectTopStreams(registry: HubRegistry, metrics: Metrics, topN: number
     if (s.video?.fps !== undefined) metrics.streamFps.set({ stream }, s.video.fps);
   }
 }
+
+/** How long a draining origin waits for E-RTMP publishers to reconnect elsewhere before handing streams off. */
+const DRAIN_RECONNECT_WAIT_MS = 5000;
 
 function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
