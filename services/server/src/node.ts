@@ -180,6 +180,12 @@ export async function startNode(config: Config, opts: { role: Role }): Promise<R
         streams: registry.size,
       }),
       flv: { access },
+      hls: {
+        segmentMs: config.hlsSegmentMs,
+        partMs: config.hlsPartMs,
+        windowSegments: config.hlsWindowSegments,
+        lingerMs: config.hlsLingerMs,
+      },
     });
     // 3. Cluster registration, now that the addresses are known.
     await cluster?.start({ rtmpPort, httpPort: http.port });
