@@ -17,16 +17,25 @@
  *
  * Only 127.0.0.1 / ::1 are targeted unless --allow-remote is given.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseRtmpUrl, type RtmpUrl } from '@rtmp-relay/rtmp';
 import { Command, Option } from 'commander';
 import { isMainModule } from './main-module.js';
 import { processTree, sampleCore, sampleTree, type CoreTimes, type TreeSample } from './procstat.js';
 import { generateFlv, loadFlv, PacedPublisher, type GenerateOptions, type PublisherStats } from './source.js';
-import { jsonSafe, ReasonCounter, round, roundSummary, SampleBuffer, summarize, type Summary } from './stats.js';
-import { ClientViewer, LightViewer, type TimestampWindow, type Viewer, type ViewerSink } from './viewer.js';
-import { HttpFlvViewer, WsFlvViewer, type ViewerProtocol } from './flv-viewer.js';
+import { jsonSafe, round, roundSummary, summarize, type Summary } from './stats.js';
+import type { ViewerProtocol } from './flv-viewer.js';
+import { LocalPool, WorkerPool, type PoolHandle } from './pools.js';
+import {
+  createSentRing,
+  recordSent,
+  SharedTimestampWindow,
+  type PoolConfig,
+  type PoolResult,
+  type PoolStatus,
+} from './viewer-pool.js';
 
 export interface LoadOptions {
   url: string;
@@ -57,6 +66,10 @@ export interface LoadOptions {
   /** CPU this process is pinned to: other processes' use of it is reported as noise. */
   loadgenCore?: number;
   viewerImpl?: 'light' | 'client';
+  /** Spread the viewers over this many worker threads (0 = all in this thread, the default). */
+  workers?: number;
+  /** Cores this process may use (default: its CPU affinity): the CPU percent is also reported against them. */
+  loadgenCores?: number;
   /**
    * How viewers play (default rtmp). http-flv / ws-flv play `<httpUrl>/<app>/<stream>.flv` (the publisher stays
    * RTMP); they always use the header-only FLV walker (flv-viewer.ts).
@@ -164,9 +177,18 @@ export interface Report {
   latencyAllMs: Summary;
   latencyUnmatched: number;
   loadgen: {
+    workers: number;
+    cores: number;
     cpuMs: number;
     /** Percent of one core in the window: near 100 means the load generator, not the server, may be the limit. */
     cpuPercent: number;
+    /** Percent of all the cores it may use. */
+    cpuPercentOfCores: number;
+    /** Worst p99 event loop delay of the worker threads (0 without workers). */
+    workerEventLoopDelayP99Ms: number;
+    /** The generator itself was the limit (CPU or loop delay past the bounds): its latency and delivery are its own. */
+    saturated: boolean;
+    warnings: string[];
     cpuPercentRun: number;
     eventLoopDelayP99Ms: number;
     eventLoopDelayMaxMs: number;
@@ -183,6 +205,52 @@ export interface Report {
 }
 
 const ELD_RESOLUTION_MS = 10;
+/** Past these the load generator, not the server, is the limit: the result is marked saturated and invalid. */
+export const SATURATED_CPU_PERCENT = 85;
+export const SATURATED_LOOP_DELAY_MS = 50;
+
+/** CPUs this process may run on (its affinity, e.g. taskset), from /proc/self/status; else the machine's count. */
+function cpuCount(): number {
+  try {
+    const m = /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m) {
+      let n = 0;
+      for (const part of m[1]!.split(',')) {
+        const [a, b] = part.split('-').map(Number);
+        n += b === undefined ? 1 : b - a! + 1;
+      }
+      if (n > 0) return n;
+    }
+  } catch {
+    // not Linux
+  }
+  return availableParallelism();
+}
+
+/** Adds the saturation verdict: CPU of its cores or any of its loops' delay past the bounds. */
+function saturation(
+  l: Omit<Report['loadgen'], 'saturated' | 'warnings'>,
+): Report['loadgen'] {
+  const warnings: string[] = [];
+  if (l.cpuPercentOfCores >= SATURATED_CPU_PERCENT)
+    warnings.push(`load generator CPU ${l.cpuPercentOfCores}% of its ${l.cores} core(s) >= ${SATURATED_CPU_PERCENT}%`);
+  const delay = Math.max(l.eventLoopDelayP99Ms, l.workerEventLoopDelayP99Ms);
+  if (delay >= SATURATED_LOOP_DELAY_MS)
+    warnings.push(`load generator event loop delay p99 ${delay} ms >= ${SATURATED_LOOP_DELAY_MS} ms`);
+  return { ...l, saturated: warnings.length > 0, warnings };
+}
+
+function mergeFailures(list: readonly PoolStatus[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const s of list) for (const [k, v] of Object.entries(s.failures)) out[k] = (out[k] ?? 0) + v;
+  return Object.fromEntries(Object.entries(out).sort((a, b) => b[1] - a[1]));
+}
+
+function formatFailures(f: Record<string, number>): string {
+  return Object.entries(f)
+    .map(([k, v]) => `${k}:${v}`)
+    .join(' ');
+}
 
 function safeCore(cpu: number): CoreTimes | undefined {
   try {
@@ -267,7 +335,8 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
   };
   stopSignal.addEventListener('abort', onAbort, { once: true });
 
-  // --- source and publisher
+  // --- source and publisher (its send times go to shared memory, for viewers in any thread)
+  const sentRing = createSentRing();
   let source: ReturnType<typeof loadFlv> | undefined;
   let publisher: PacedPublisher | undefined;
   if (publish) {
@@ -275,6 +344,7 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
     if (!path) path = await generateFlv(typeof options.generate === 'object' ? options.generate : {}, log);
     source = loadFlv(path);
     publisher = new PacedPublisher(options.url.replace('//localhost', '//127.0.0.1'), source, { connectTimeoutMs });
+    publisher.onVideoSent = (ts, at) => recordSent(sentRing, ts, at);
     try {
       await publisher.start();
     } catch (err) {
@@ -329,116 +399,68 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
       : NaN;
   let peakRss = baseline?.rssKiB ?? NaN;
 
-  // --- state
-  const viewers: Viewer[] = [];
-  const failures = new ReasonCounter();
-  let everUp = 0;
-  let upNow = 0;
-  let failedBeforeUp = 0;
-  let disconnected = 0;
-  let ended = 0;
-  let inWindow = false;
-  let stallsTotal = 0;
-  let stallsInWindow = 0;
-  const stalledViewers = new Set<number>();
-  const latencyAll = new SampleBuffer(1 << 16);
-  const latencyWin = new SampleBuffer(1 << 16);
-  let unmatched = 0;
-  const sent = publisher?.sentVideo;
-
-  const sink: ViewerSink = {
-    up: () => {
-      everUp++;
-      upNow++;
-    },
-    failed: (v, reason) => {
-      failures.add(reason);
-      if (Number.isNaN(v.upAt)) failedBeforeUp++;
-      else {
-        upNow--;
-        disconnected++;
-      }
-    },
-    videoFrame: (v, ts, now) => {
-      if (!sent) return;
-      const at = sent.get(ts);
-      if (at === undefined) {
-        unmatched++;
-        return;
-      }
-      if (at < v.playSentAt) {
-        // GOP cache: sent before this viewer asked. Remember when the catch-up burst ended.
-        v.lastCachedFrameAt = now;
-        return;
-      }
-      const lat = now - at;
-      latencyAll.push(lat);
-      if (inWindow) latencyWin.push(lat);
-    },
-    stall: (v) => {
-      stallsTotal++;
-      if (inWindow) {
-        stallsInWindow++;
-        stalledViewers.add(v.id);
-      }
-    },
-    ended: () => {
-      ended++;
-    },
+  // --- viewers: in this thread, or spread over worker threads (send times and window bounds in shared memory)
+  const tsWindow = new SharedTimestampWindow();
+  const poolConfig: PoolConfig = {
+    target,
+    flvUrl,
+    protocol,
+    impl,
+    connectTimeoutMs,
+    readTimeoutMs,
+    stallMs,
+    measureLatency: publisher !== undefined,
   };
-
-  const tsWindow: TimestampWindow = { t0: Infinity, t1: Infinity };
-  const makeViewer = (id: number): Viewer => {
-    const opts = { target, window: tsWindow, connectTimeoutMs, stallMs };
-    if (protocol === 'http-flv') return new HttpFlvViewer(id, { ...opts, flvUrl }, sink);
-    if (protocol === 'ws-flv') return new WsFlvViewer(id, { ...opts, flvUrl }, sink);
-    return impl === 'client' ? new ClientViewer(id, opts, sink) : new LightViewer(id, opts, sink);
-  };
+  const workers = Math.max(0, Math.floor(options.workers ?? 0));
+  const pools: PoolHandle[] =
+    workers > 0
+      ? Array.from({ length: workers }, () => new WorkerPool(poolConfig, tsWindow, sentRing))
+      : [new LocalPool(poolConfig, tsWindow, sentRing)];
+  let launched = 0;
+  const statuses = (): PoolStatus[] => pools.map((p) => p.last).filter((s): s is PoolStatus => s !== undefined);
+  const sum = (list: PoolStatus[], f: (s: PoolStatus) => number): number => list.reduce((a, s) => a + f(s), 0);
 
   // --- progress + timeouts, once a second
   let lastTick = performance.now();
   let lastCpu = process.cpuUsage();
   let lastBytes = 0;
-  let lastLatIndex = 0;
-  let lastTtffIndex = 0;
-  const ttffSoFar: number[] = [];
   let tickMaxMs = 0;
-  const tick = (): void => {
-    const now = performance.now();
+  let ticking = false;
+  const tick = async (): Promise<void> => {
+    if (ticking) return; // a worker still answering the last one
+    ticking = true;
+    const t0 = performance.now();
     try {
-      tickBody(now);
+      const list = await Promise.all(pools.map((p) => p.tick()));
+      tickBody(performance.now(), list);
+    } catch {
+      // a failed worker is reported by its pool's next request
     } finally {
-      tickMaxMs = Math.max(tickMaxMs, performance.now() - now);
+      ticking = false;
+      tickMaxMs = Math.max(tickMaxMs, performance.now() - t0);
     }
   };
-  const tickBody = (now: number): void => {
-    let bytes = 0;
-    for (const v of viewers) {
-      bytes += v.totalBytes;
-      if (v.isDone) continue;
-      if (!v.isUp) {
-        if (now - v.startedAt > connectTimeoutMs) v.fail('timeout');
-      } else if (readTimeoutMs > 0 && now - v.lastReadAt > readTimeoutMs) {
-        v.fail('read_timeout');
-      }
-    }
-    for (; lastTtffIndex < viewers.length; lastTtffIndex++) {
-      const v = viewers[lastTtffIndex]!;
-      if (Number.isNaN(v.firstKeyframeAt) && !v.isDone) break;
-      if (!Number.isNaN(v.firstKeyframeAt)) ttffSoFar.push(v.firstKeyframeAt - v.playSentAt);
-    }
+  const tickBody = (now: number, list: PoolStatus[]): void => {
+    const bytes = sum(list, (s) => s.totalBytes);
+    const failures = mergeFailures(list);
+    const failuresTotal = Object.values(failures).reduce((a, b) => a + b, 0);
     publisher?.prune();
     const s = serverSample();
     if (s && !(s.rssKiB <= peakRss)) peakRss = s.rssKiB;
     const dt = (now - lastTick) / 1000;
     const cpu = process.cpuUsage(lastCpu);
     const cpuPct = ((cpu.user + cpu.system) / 1000 / (now - lastTick)) * 100;
-    const lat = summarize(latencyAll.view(lastLatIndex));
-    const ttff = summarize(ttffSoFar);
+    // Over several pools: the worst pool's figures.
+    const worst = (f: (s: PoolStatus) => number): number => Math.max(...list.map(f).filter((v) => Number.isFinite(v)));
+    const latP50 = worst((x) => x.latP50);
+    const latP95 = worst((x) => x.latP95);
+    const ttffP50 = worst((x) => x.ttffP50);
+    const upNow = sum(list, (x) => x.upNow);
+    const pending = launched - sum(list, (x) => x.everUp + x.failedBeforeUp);
     log(
-      `[${((now - runStart) / 1000).toFixed(1).padStart(6)}s] up ${upNow}/${n} pending ${viewers.length - everUp - failedBeforeUp} ` +
-        `fail ${failures.total}${failures.total ? ` (${failures.format()})` : ''} in ${(((bytes - lastBytes) * 8) / 1e6 / dt).toFixed(1)} Mbit/s ` +
-        `lat p50 ${lat.p50.toFixed(1)} p95 ${lat.p95.toFixed(1)} ms ttff p50 ${ttff.p50.toFixed(0)} ms stalls ${stallsTotal} ` +
+      `[${((now - runStart) / 1000).toFixed(1).padStart(6)}s] up ${upNow}/${n} pending ${pending} ` +
+        `fail ${failuresTotal}${failuresTotal ? ` (${formatFailures(failures)})` : ''} in ${(((bytes - lastBytes) * 8) / 1e6 / dt).toFixed(1)} Mbit/s ` +
+        `lat p50 ${latP50.toFixed(1)} p95 ${latP95.toFixed(1)} ms ttff p50 ${ttffP50.toFixed(0)} ms stalls ${sum(list, (x) => x.stallsTotal)} ` +
         `cpu ${cpuPct.toFixed(0)}%${s ? ` server ${(((s.cpuMs - (lastServer?.cpuMs ?? s.cpuMs)) / (now - lastTick)) * 100).toFixed(0)}% ${(s.rssKiB / 1024).toFixed(0)} MiB` : ''}` +
         `${publisher?.closedReason ? ` PUBLISHER CLOSED (${publisher.closedReason})` : ''}`,
     );
@@ -446,40 +468,45 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
     lastTick = now;
     lastCpu = process.cpuUsage();
     lastBytes = bytes;
-    lastLatIndex = latencyAll.length;
   };
   let lastServer: TreeSample | undefined = baseline;
-  const ticker = setInterval(tick, 1000);
+  const ticker = setInterval(() => void tick(), 1000);
 
-  // --- ramp
+  // --- ramp: viewers go to the pools in turn
   const rampStart = performance.now();
   await new Promise<void>((resolve) => {
-    const launch = (): void => {
+    let next = 0;
+    const launch = async (): Promise<void> => {
       if (stopSignal.aborted) return resolve();
       const due = Math.min(n, Math.floor(((performance.now() - rampStart) / 1000) * rate) + 1);
-      while (viewers.length < due) {
-        const v = makeViewer(viewers.length);
-        viewers.push(v);
-        v.start();
+      if (launched < due) {
+        const byPool: number[][] = pools.map(() => []);
+        for (; launched < due; launched++) byPool[next++ % pools.length]!.push(launched);
+        byPool.forEach((ids, i) => ids.length && pools[i]!.launch(ids));
       }
-      const pending = viewers.length - everUp - failedBeforeUp;
-      if (viewers.length >= n && pending <= 0) return resolve();
-      setTimeout(launch, 5);
+      if (launched >= n) {
+        const list = await Promise.all(pools.map((p) => p.status())).catch(() => statuses());
+        if (launched - sum(list, (x) => x.everUp + x.failedBeforeUp) <= 0) return resolve();
+      }
+      setTimeout(() => void launch(), 5);
     };
-    launch();
+    void launch();
   });
   const rampDoneAt = performance.now();
-  log(`ramp done in ${((rampDoneAt - rampStart) / 1000).toFixed(1)} s: ${upNow} up, ${failures.total} failed`);
+  {
+    const list = statuses();
+    log(
+      `ramp done in ${((rampDoneAt - rampStart) / 1000).toFixed(1)} s: ${sum(list, (x) => x.upNow)} up, ${sum(list, (x) => x.failedBeforeUp + x.disconnected)} failed`,
+    );
+  }
 
   // --- steady window
   await delay(settle * 1000, stopSignal);
   const windowStart = performance.now();
-  inWindow = true;
-  const winViewers = viewers.filter((v) => v.isUp);
-  for (const v of winViewers) v.windowStartBytes = v.mediaBytes;
+  const starts = await Promise.all(pools.map((p) => p.windowStart()));
   const pubBytes0 = publisher?.stats.bytesSent ?? 0;
   if (publisher) tsWindow.t0 = publisher.stats.lastTimestamp;
-  const totalBytes0 = viewers.reduce((s, v) => s + v.totalBytes, 0);
+  const totalBytes0 = starts.reduce((a, s) => a + s.totalBytes, 0);
   const cpuWin0 = process.cpuUsage();
   const serverWin0 = serverSample();
   const coreWin0 = coreSample();
@@ -488,7 +515,6 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
   eld.enable();
   await delay(Math.max(0, rampDoneAt + duration * 1000 - performance.now()), stopSignal);
   const windowEnd = performance.now();
-  inWindow = false;
   eld.disable();
   const cpuWin = process.cpuUsage(cpuWin0);
   const serverWin1 = serverSample();
@@ -497,55 +523,45 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
   if (serverWin1 && !(serverWin1.rssKiB <= peakRss)) peakRss = serverWin1.rssKiB;
   const pubBytes1 = publisher?.stats.bytesSent ?? 0;
   if (publisher) tsWindow.t1 = publisher.stats.lastTimestamp;
-  const totalBytes1 = viewers.reduce((s, v) => s + v.totalBytes, 0);
-  const windowMs = windowEnd - windowStart;
   // Arrival-based counts are taken now; timestamp-based ones after a short grace for messages still in flight.
-  const arrival = new Map<Viewer, number>();
-  for (const v of winViewers) arrival.set(v, (v.isDone ? v.finalBytes : v.mediaBytes) - v.windowStartBytes);
+  const ends = await Promise.all(pools.map((p) => p.windowEnd()));
+  const totalBytes1 = ends.reduce((a, e) => a + e.totalBytes, 0);
+  const windowMs = windowEnd - windowStart;
   if (publisher && !stopSignal.aborted) await delay(DELIVERY_GRACE_MS, stopSignal);
   // Timestamps are comparable only when the server passed the publisher's through (latency lookups matched).
-  const byTimestamp = publisher !== undefined && latencyAll.length > 0 && unmatched <= latencyAll.length * 0.01;
+  const latencyAllCount = ends.reduce((a, e) => a + e.latencyAllCount, 0);
+  const unmatched = ends.reduce((a, e) => a + e.unmatched, 0);
+  const byTimestamp = publisher !== undefined && latencyAllCount > 0 && unmatched <= latencyAllCount * 0.01;
 
   // --- measure before tearing down
   const expected = publisher ? pubBytes1 - pubBytes0 : (bytesPerSecond * windowMs) / 1000;
-  let received = 0;
-  let receivedByArrival = 0;
-  let under90 = 0;
-  let minRatio = Infinity;
-  let viewerMs = 0;
-  for (const v of winViewers) {
-    const got = byTimestamp ? v.windowTsBytes : arrival.get(v)!;
-    received += got;
-    receivedByArrival += arrival.get(v)!;
-    const r = expected > 0 ? got / expected : NaN;
-    if (r < 0.9) under90++;
-    if (r < minRatio) minRatio = r;
-    viewerMs += (v.isDone ? Math.min(v.doneAt, windowEnd) : windowEnd) - windowStart;
-    // A viewer still up whose last frame is older than the stall threshold is stalled right now.
-    if (!v.isDone && !(windowEnd - v.lastVideoAt <= stallMs)) {
-      stallsInWindow++;
-      stallsTotal++;
-      stalledViewers.add(v.id);
+  const results = await Promise.all(pools.map((p) => p.measure({ expected, byTimestamp, windowStart, windowEnd })));
+  const winViewerCount = results.reduce((a, r) => a + r.winViewers, 0);
+  const received = results.reduce((a, r) => a + r.received, 0);
+  const receivedByArrival = results.reduce((a, r) => a + r.receivedByArrival, 0);
+  const under90 = results.reduce((a, r) => a + r.under90, 0);
+  const minRatio = Math.min(...results.map((r) => r.minRatio));
+  const viewerMs = results.reduce((a, r) => a + r.viewerMs, 0);
+  const concat = (f: (r: PoolResult) => Float64Array): Float64Array => {
+    const out = new Float64Array(results.reduce((a, r) => a + f(r).length, 0));
+    let at = 0;
+    for (const r of results) {
+      out.set(f(r), at);
+      at += f(r).length;
     }
-  }
-  const ttff: number[] = [];
-  const ttffAny: number[] = [];
-  const burst: number[] = [];
-  for (const v of viewers) if (!Number.isNaN(v.lastCachedFrameAt)) burst.push(v.lastCachedFrameAt - v.playSentAt);
-  let noKeyframe = 0;
-  for (const v of viewers) {
-    if (Number.isNaN(v.upAt)) continue;
-    if (Number.isNaN(v.firstKeyframeAt)) noKeyframe++;
-    else ttff.push(v.firstKeyframeAt - v.playSentAt);
-    if (!Number.isNaN(v.firstVideoAt)) ttffAny.push(v.firstVideoAt - v.playSentAt);
-  }
-  const upAtEnd = upNow;
+    return out;
+  };
+  const finalStatuses = results.map((r) => r.status);
+  const failures = mergeFailures(finalStatuses);
+  const failuresTotal = Object.values(failures).reduce((a, b) => a + b, 0);
+  const upAtEnd = results.reduce((a, r) => a + r.upAtEnd, 0);
+  const workerEld = ends.filter((e) => Number.isFinite(e.eldP99Ms));
 
   // --- tear down
   clearInterval(ticker);
   clearTimeout(hardTimer);
   stopSignal.removeEventListener('abort', onAbort);
-  for (const v of viewers) v.stop();
+  await Promise.all(pools.map((p) => p.stop()));
   publisher?.stop();
 
   let server: ServerReport | undefined;
@@ -593,6 +609,7 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
     };
   }
   const runCpu = process.cpuUsage(cpuRunStart);
+  const lgCores = options.loadgenCores ?? cpuCount();
   const runMs = performance.now() - runStart;
   const report: Report = {
     startedAt: startedAtIso,
@@ -619,48 +636,56 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
     },
     viewers: {
       requested: n,
-      attempted: viewers.length,
-      upAtWindowStart: winViewers.length,
+      attempted: launched,
+      upAtWindowStart: winViewerCount,
       upAtEnd,
-      everUp,
-      failures: failures.toJSON(),
-      failuresTotal: failures.total,
-      disconnected,
-      ended,
+      everUp: sum(finalStatuses, (x) => x.everUp),
+      failures,
+      failuresTotal,
+      disconnected: sum(finalStatuses, (x) => x.disconnected),
+      ended: sum(finalStatuses, (x) => x.ended),
       rampSeconds: round((rampDoneAt - rampStart) / 1000, 2),
     },
     window: { seconds: round(windowMs / 1000, 2), viewerSeconds: round(viewerMs / 1000, 1) },
     delivery: {
       receivedBytes: received,
-      expectedBytes: round(expected * winViewers.length, 0),
+      expectedBytes: round(expected * winViewerCount, 0),
       method: byTimestamp ? 'timestamp' : 'arrival',
-      ratio: round(expected > 0 && winViewers.length > 0 ? received / (expected * winViewers.length) : NaN, 4),
+      ratio: round(expected > 0 && winViewerCount > 0 ? received / (expected * winViewerCount) : NaN, 4),
       ratioByArrival: round(
-        expected > 0 && winViewers.length > 0 ? receivedByArrival / (expected * winViewers.length) : NaN,
+        expected > 0 && winViewerCount > 0 ? receivedByArrival / (expected * winViewerCount) : NaN,
         4,
       ),
-      minViewerRatio: round(winViewers.length ? minRatio : NaN, 4),
+      minViewerRatio: round(winViewerCount ? minRatio : NaN, 4),
       viewersUnder90: under90,
       mbpsIn: round(((totalBytes1 - totalBytes0) * 8) / 1e6 / (windowMs / 1000), 1),
     },
-    stalls: { total: stallsTotal, inWindow: stallsInWindow, viewersWithStalls: stalledViewers.size },
-    ttffMs: roundSummary(summarize(ttff)),
-    ttffAnyMs: roundSummary(summarize(ttffAny)),
-    viewersWithoutKeyframe: noKeyframe,
-    cacheBurstMs: roundSummary(summarize(burst)),
-    latencyMs: roundSummary(summarize(latencyWin.view())),
-    latencyAllMs: roundSummary(summarize(latencyAll.view())),
+    stalls: {
+      total: results.reduce((a, r) => a + r.stallsTotal, 0),
+      inWindow: results.reduce((a, r) => a + r.stallsInWindow, 0),
+      viewersWithStalls: results.reduce((a, r) => a + r.viewersWithStalls, 0),
+    },
+    ttffMs: roundSummary(summarize(concat((r) => r.ttff))),
+    ttffAnyMs: roundSummary(summarize(concat((r) => r.ttffAny))),
+    viewersWithoutKeyframe: results.reduce((a, r) => a + r.noKeyframe, 0),
+    cacheBurstMs: roundSummary(summarize(concat((r) => r.burst))),
+    latencyMs: roundSummary(summarize(concat((r) => r.latencyWin))),
+    latencyAllMs: roundSummary(summarize(concat((r) => r.latencyAll))),
     latencyUnmatched: unmatched,
-    loadgen: {
+    loadgen: saturation({
+      workers,
+      cores: lgCores,
       cpuMs: round((cpuWin.user + cpuWin.system) / 1000, 0),
       cpuPercent: round(((cpuWin.user + cpuWin.system) / 1000 / windowMs) * 100, 1),
+      cpuPercentOfCores: round(((cpuWin.user + cpuWin.system) / 1000 / windowMs / lgCores) * 100, 1),
       cpuPercentRun: round(((runCpu.user + runCpu.system) / 1000 / runMs) * 100, 1),
       // The histogram records timer intervals: subtract the sampling resolution to get the lag.
       eventLoopDelayP99Ms: round(Math.max(0, eld.percentile(99) / 1e6 - ELD_RESOLUTION_MS), 2),
       eventLoopDelayMaxMs: round(Math.max(0, eld.max / 1e6 - ELD_RESOLUTION_MS), 2),
+      workerEventLoopDelayP99Ms: round(Math.max(0, ...workerEld.map((e) => e.eldP99Ms)), 2),
       tickMaxMs: round(tickMaxMs, 1),
       rssMiB: round(process.memoryUsage.rss() / 1024 / 1024, 1),
-    },
+    }),
     server,
     noise,
   };
@@ -678,8 +703,14 @@ export function formatReport(r: Report): string {
       `viewers < 90%: ${r.delivery.viewersUnder90}, stalls ${r.stalls.inWindow} in window (${r.stalls.viewersWithStalls} viewers), in ${r.delivery.mbpsIn} Mbit/s`,
     `ttff p50/p95/p99 ${t.p50}/${t.p95}/${t.p99} ms; latency p50/p95/p99 ${l.p50}/${l.p95}/${l.p99} ms (${l.count} samples` +
       `${r.latencyUnmatched ? `, ${r.latencyUnmatched} unmatched timestamps` : ''})`,
-    `load generator cpu ${r.loadgen.cpuPercent}% of a core in the window, event loop delay p99 ${r.loadgen.eventLoopDelayP99Ms} ms`,
+    `load generator cpu ${r.loadgen.cpuPercent}% of a core (${r.loadgen.cpuPercentOfCores}% of its ${r.loadgen.cores}, ` +
+      `${r.loadgen.workers} workers) in the window, event loop delay p99 ${r.loadgen.eventLoopDelayP99Ms} ms` +
+      `${r.loadgen.workers ? ` (workers ${r.loadgen.workerEventLoopDelayP99Ms} ms)` : ''}`,
   ];
+  if (r.loadgen.saturated)
+    lines.unshift(
+      `!!! LOAD GENERATOR SATURATED: this result measures the generator, not the server (invalid): ${r.loadgen.warnings.join('; ')} !!!`,
+    );
   if (r.noise)
     lines.push(
       `noise: other processes used ${r.noise.serverCorePercent}% of the server's core, ${r.noise.loadgenCorePercent}% of ours`,
@@ -756,6 +787,7 @@ async function main(argv: string[]): Promise<number> {
       'the CPU this process is pinned to: report other processes using it',
       intArg('loadgen-core'),
     )
+    .option('--workers <n>', 'spread the viewers over this many worker threads (0 = this thread)', intArg('workers'), 0)
     .option('--hard-stop <s>', 'end everything after this many seconds whatever happens', intArg('hard-stop', 1))
     .option('--allow-remote', 'allow targets other than 127.0.0.1 / ::1')
     .option('--quiet', 'no progress lines')
@@ -781,6 +813,7 @@ async function main(argv: string[]): Promise<number> {
     serverPid?: number;
     serverCore?: number;
     loadgenCore?: number;
+    workers: number;
     hardStop?: number;
     allowRemote?: boolean;
     quiet?: boolean;
@@ -814,6 +847,7 @@ async function main(argv: string[]): Promise<number> {
     serverPid: o.serverPid,
     serverCore: o.serverCore,
     loadgenCore: o.loadgenCore,
+    workers: o.workers,
     hardStopSeconds: o.hardStop,
     allowRemote: o.allowRemote,
     progress: !o.quiet,

@@ -235,6 +235,8 @@ export interface PublisherStats {
  */
 export class PacedPublisher {
   readonly sentVideo = new Map<number, number>();
+  /** Told every video send (timestamp, performance.now()): the load runner shares them with its viewer threads. */
+  onVideoSent: ((ts: number, at: number) => void) | undefined;
   readonly stats: PublisherStats = {
     connectedAt: NaN,
     firstFrameAt: NaN,
@@ -304,6 +306,7 @@ export class PacedPublisher {
       const sentAt = performance.now();
       if (tag.type === MessageType.Video) {
         this.sentVideo.set(ts, sentAt);
+        this.onVideoSent?.(ts, sentAt);
         this.stats.videoFramesSent++;
         if (Number.isNaN(this.stats.firstFrameAt)) this.stats.firstFrameAt = sentAt;
       }

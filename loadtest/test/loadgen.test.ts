@@ -95,6 +95,31 @@ describe('load generator against our standalone server', { timeout: 60_000 }, ()
     assert.ok(JSON.parse(JSON.stringify(report)), 'the report is JSON');
   });
 
+  it('--workers 2: viewers spread over worker threads, measured the same (latency on the publisher clock)', async () => {
+    const report = await runLoad({
+      url: `rtmp://127.0.0.1:${node.rtmpPort}/live/loadtest-workers`,
+      viewers: 10,
+      rampPerSecond: 200,
+      durationSeconds: 3,
+      settleSeconds: 1,
+      warmupSeconds: 1.5,
+      input,
+      workers: 2,
+      hardStopSeconds: 40,
+    });
+    const summary = formatReport(report);
+    assert.equal(report.loadgen.workers, 2);
+    assert.equal(report.viewers.upAtWindowStart, 10, summary);
+    assert.equal(report.viewers.failuresTotal, 0, summary);
+    assert.equal(report.delivery.method, 'timestamp', summary);
+    assert.ok(report.delivery.ratio >= 0.9, summary);
+    assert.equal(report.ttffMs.count, 10, summary);
+    assert.equal(report.latencyUnmatched, 0, summary);
+    // Latency across threads: positive and small on loopback (a wrong clock shift would show seconds or negatives).
+    assert.ok(report.latencyMs.count > 0 && report.latencyMs.min >= 0 && report.latencyMs.p50 < 500, summary);
+    assert.equal(typeof report.loadgen.saturated, 'boolean');
+  });
+
   it('RtmpClient viewers see the same delivery as light viewers', async () => {
     const report = await runLoad({
       url: `rtmp://127.0.0.1:${node.rtmpPort}/live/loadtest-client`,
