@@ -11,7 +11,8 @@ import { fmt, jsonSafe, type Summary } from '../stats.js';
 import { DEFAULT_OPTIONS, type ClusterLoadOptions } from './options.js';
 import { runClusterLoad, type ClusterLoadReport, type PhaseOutcome } from './runner.js';
 
-const s = (x: Summary, d = 0): string => `p50 ${fmt(x.p50, d)} p99 ${fmt(x.p99, d)} max ${fmt(x.max, d)} (n=${x.count})`;
+const s = (x: Summary, d = 0): string =>
+  `p50 ${fmt(x.p50, d)} p99 ${fmt(x.p99, d)} max ${fmt(x.max, d)} (n=${x.count})`;
 
 function phase(name: string, p: PhaseOutcome | undefined): string[] {
   if (!p) return [];
@@ -36,10 +37,13 @@ export function formatClusterReport(r: ClusterLoadReport): string {
     ...r.pulls.mismatches.slice(0, 5).map((m) => `  mismatch: ${m}`),
     `Redis ${fmt(r.redisCommandsPerSecPerStream, 2)} commands/s and NATS ${fmt(r.natsMsgsPerSecPerStream, 2)} msgs/s per live stream`,
     ...r.nodes.map(
-      (n) => `  ${n.id.padEnd(14)} ${n.role.padEnd(6)} CPU ${fmt(n.cpuPercent, 0).padStart(4)} %  RSS ${fmt(n.rssStartMiB, 0)} → ${fmt(n.rssMiB, 0)} MiB (${fmt(n.rssChangePercent, 1)} %)`,
+      (n) =>
+        `  ${n.id.padEnd(14)} ${n.role.padEnd(6)} CPU ${fmt(n.cpuPercent, 0).padStart(4)} %  RSS ${fmt(n.rssStartMiB, 0)} → ${fmt(n.rssMiB, 0)} MiB (${fmt(n.rssChangePercent, 1)} %)`,
     ),
     ...(r.churn
-      ? [`churn: ${r.churn.publisherStops} publisher stops, ${r.churn.viewerLeaves} leaves, ${r.churn.viewerJoins} joins`]
+      ? [
+          `churn: ${r.churn.publisherStops} publisher stops, ${r.churn.viewerLeaves} leaves, ${r.churn.viewerJoins} joins`,
+        ]
       : []),
     ...phase('churn', r.churn),
     ...(r.rolling
@@ -76,7 +80,9 @@ async function main(): Promise<void> {
     return n;
   };
   const program = new Command('cluster-load')
-    .description('Cluster scenario runner: real Redis, NATS, origins and edges; many streams and viewers; churn, rolling updates, leak check')
+    .description(
+      'Cluster scenario runner: real Redis, NATS, origins and edges; many streams and viewers; churn, rolling updates, leak check',
+    )
     .option('--origins <n>', 'origins', num, d.origins)
     .option('--edges <n>', 'edges', num, d.edges)
     .option('--streams <n>', 'streams published', num, d.streams)
@@ -132,10 +138,13 @@ async function main(): Promise<void> {
     json: a.json,
     progress: !a.quiet,
   };
-  const hardStop = setTimeout(() => {
-    process.stderr.write(`cluster-load: time limit ${options.timeLimitS} s reached\n`);
-    process.exit(2);
-  }, (options.timeLimitS + 60) * 1000);
+  const hardStop = setTimeout(
+    () => {
+      process.stderr.write(`cluster-load: time limit ${options.timeLimitS} s reached\n`);
+      process.exit(2);
+    },
+    (options.timeLimitS + 60) * 1000,
+  );
   hardStop.unref();
   const report = await runClusterLoad(options);
   if (options.json) writeFileSync(options.json, JSON.stringify(report, jsonSafe, 2));

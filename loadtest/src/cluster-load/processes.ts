@@ -38,7 +38,11 @@ export async function freePort(): Promise<number> {
   }
 }
 
-export async function waitUntil<T>(what: string, check: () => T | Promise<T>, timeoutMs: number): Promise<NonNullable<T>> {
+export async function waitUntil<T>(
+  what: string,
+  check: () => T | Promise<T>,
+  timeoutMs: number,
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await check();
@@ -248,7 +252,14 @@ export class NatsServer {
   }
 
   private async launch(): Promise<void> {
-    this.proc = Proc.start('nats', 'nats-server', ['-a', '127.0.0.1', '-p', String(this.port), '-m', String(this.monitorPort)]);
+    this.proc = Proc.start('nats', 'nats-server', [
+      '-a',
+      '127.0.0.1',
+      '-p',
+      String(this.port),
+      '-m',
+      String(this.monitorPort),
+    ]);
     const proc = this.proc;
     await waitUntil(
       'nats-server monitoring to answer',

@@ -190,14 +190,19 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
     for (let i = 0; i < o.edges; i++) edges.push(await startNode('edge', i));
     nodes.push(...origins, ...edges);
     log(`cluster up: redis :${redis.port}, nats :${nats.port}, ${o.origins} origins, ${o.edges} edges`);
-    const natsBaseline = ((await nats.monitor<{ num_subscriptions: number }>('subsz')).num_subscriptions ?? 0) as number;
+    const natsBaseline = ((await nats.monitor<{ num_subscriptions: number }>('subsz')).num_subscriptions ??
+      0) as number;
 
     // Sources: one small low-bitrate FLV for the many, the issue's full 2.5 Mbit/s for the hot ones.
     const low = loadFlv(
-      await generateFlv({ width: 320, height: 180, fps: 15, videoKbps: o.lowKbps, audioKbps: 32, seconds: 6, gopSeconds: 2 }, log),
+      await generateFlv(
+        { width: 320, height: 180, fps: 15, videoKbps: o.lowKbps, audioKbps: 32, seconds: 6, gopSeconds: 2 },
+        log,
+      ),
     );
     const hot: FlvSource | undefined = o.hotStreams > 0 ? loadFlv(await generateFlv({}, log)) : undefined;
-    const originUrls = (): string[] => origins.filter((n) => n.proc.running).map((n) => `rtmp://127.0.0.1:${n.rtmpPort}`);
+    const originUrls = (): string[] =>
+      origins.filter((n) => n.proc.running).map((n) => `rtmp://127.0.0.1:${n.rtmpPort}`);
     const ertmpCount = Math.round(o.streams * o.ertmpFraction);
     for (let s = 0; s < o.streams; s++) {
       const source = s < o.hotStreams && hot ? hot : low;
@@ -436,7 +441,9 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
         viewerJoins: joins,
       };
       // Viewers that joined a stream while its publisher was away and gave up (play wait) are failures too.
-      log(`churn done: ${stops} publisher stops, ${leaves} leaves, ${joins} joins, ${churn.viewersDisconnected} disconnected`);
+      log(
+        `churn done: ${stops} publisher stops, ${leaves} leaves, ${joins} joins, ${churn.viewersDisconnected} disconnected`,
+      );
     }
 
     // Rolling update of the origins (and optionally the edges).
@@ -460,9 +467,11 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
         await old.proc.stop('SIGTERM', o.shutdownTimeoutMs + 10_000);
         log(`origin ${old.id} drained and exited; ${fresh.id} up`);
       }
-      await waitUntil('every stream live after the origin rollout', () => publishers.every((p) => p.live), LIVE_WAIT_MS).catch(
-        (e: Error) => log(e.message),
-      );
+      await waitUntil(
+        'every stream live after the origin rollout',
+        () => publishers.every((p) => p.live),
+        LIVE_WAIT_MS,
+      ).catch((e: Error) => log(e.message));
       await sleep(SETTLE_MS * 2);
       const switchMs = publishers.flatMap((p, i) => p.switchMs.slice(switchBefore[i]));
       rolling = {
@@ -477,7 +486,9 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
         [...gapByStream.entries()].filter(([i]) => publishers[i]!.ertmp === ertmp).map(([, g]) => g);
       rolling.gapErtmpMs = summarize(byKind(true));
       rolling.gapLegacyMs = summarize(byKind(false));
-      log(`origin rollout done: ${rolling.viewersDisconnected} viewers disconnected, gap p50 ${rolling.gapPerStreamMs.p50} max ${rolling.gapPerStreamMs.max} ms`);
+      log(
+        `origin rollout done: ${rolling.viewersDisconnected} viewers disconnected, gap p50 ${rolling.gapPerStreamMs.p50} max ${rolling.gapPerStreamMs.max} ms`,
+      );
       if (o.rollingEdges && Date.now() < deadline) {
         phase = 'rolling-edges';
         const eStarted = performance.now();
@@ -495,14 +506,23 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
           for (const st of orphaned) if (st.v.isDone) open(st.stream, (i + 1) % edges.length);
         }
         await sleep(SETTLE_MS * 2);
-        rollingEdges = phaseOutcome(viewers, eBefore, eStarted, o.stallMs, publishers, 'edges closed their viewers; players reconnected to another edge');
+        rollingEdges = phaseOutcome(
+          viewers,
+          eBefore,
+          eStarted,
+          o.stallMs,
+          publishers,
+          'edges closed their viewers; players reconnected to another edge',
+        );
       }
     }
 
     // Leak check: everything stops; after the linger nothing may remain.
     phase = 'leak-check';
     if (progressTimer) clearInterval(progressTimer);
-    const rssBeforeStop = nodes.filter((n) => n.proc.running).map((n) => ({ id: n.id, kib: readProc(n.proc.pid).rssKiB }));
+    const rssBeforeStop = nodes
+      .filter((n) => n.proc.running)
+      .map((n) => ({ id: n.id, kib: readProc(n.proc.pid).rssKiB }));
     for (const st of viewers) st.v.stop();
     for (const p of publishers) p.dispose();
     const live = nodes.filter((n) => n.proc.running);
@@ -598,7 +618,8 @@ function phaseOutcome(
   const gaps = [...gapByStream.values()];
   const now = performance.now();
   const lost = publishers.filter(
-    (p, i) => !p.live || viewers.some((s) => s.stream === i && s.v.isUp && s.ttffDone && now - s.lastFrameAt > LOST_AFTER_MS),
+    (p, i) =>
+      !p.live || viewers.some((s) => s.stream === i && s.v.isUp && s.ttffDone && now - s.lastFrameAt > LOST_AFTER_MS),
   ).length;
   return {
     viewersDisconnected: disconnected,
@@ -653,7 +674,8 @@ async function checkPulls(
   const edgeStreams = await Promise.all(edges.map((e) => apiStreams(e)));
   const originStreams = await Promise.all(origins.map((n) => apiStreams(n)));
   const pullsAtOrigins = new Map<string, number>();
-  for (const list of originStreams) for (const s of list) pullsAtOrigins.set(s.key, (pullsAtOrigins.get(s.key) ?? 0) + viewerCount(s));
+  for (const list of originStreams)
+    for (const s of list) pullsAtOrigins.set(s.key, (pullsAtOrigins.get(s.key) ?? 0) + viewerCount(s));
   let pairs = 0;
   let exact = 0;
   for (let si = 0; si < publishers.length; si++) {
@@ -691,7 +713,9 @@ async function leakCheck(
     pulls += metricValue(m, 'rtmp_pulls_active');
     leases += metricValue(m, 'rtmp_owned_streams');
   }
-  const keys = bulkStrings(await redisCommand(redis.port, ['SCAN', '0', 'MATCH', `${PREFIX}:stream:*`, 'COUNT', '100000']));
+  const keys = bulkStrings(
+    await redisCommand(redis.port, ['SCAN', '0', 'MATCH', `${PREFIX}:stream:*`, 'COUNT', '100000']),
+  );
   const redisStreamKeys = keys.slice(1).length;
   const subs = (await nats.monitor<{ num_subscriptions: number }>('subsz').catch(() => ({ num_subscriptions: NaN })))
     .num_subscriptions;
