@@ -7,6 +7,7 @@ import { ApiClient, HttpError } from './api.js';
 import {
   RateTracker,
   flvUrl,
+  hlsUrl,
   formatBitrate,
   formatCodecs,
   formatDuration,
@@ -20,7 +21,8 @@ import {
   type StreamRow,
   type Transport,
 } from './model.js';
-import { FlvPlayer, playerSupported, type PlayTimings } from './player.js';
+import { HlsPlayer, hlsSupported } from './hls-player.js';
+import { FlvPlayer, playerSupported, type PlayTimings, type PlayerEvents } from './player.js';
 
 const POLL_MS = 1500;
 const POLL_HIDDEN_MS = 10_000;
@@ -359,7 +361,9 @@ function showError(message: string | undefined): void {
   ui.playerError.textContent = message ?? '';
 }
 
-const player = new FlvPlayer(ui.video, {
+const TRANSPORT_NAMES: Record<Transport, string> = { 'http-flv': 'HTTP-FLV', 'ws-flv': 'WebSocket-FLV', hls: 'LL-HLS' };
+
+const playerEvents: PlayerEvents = {
   onMediaInfo: (info) => {
     if (!playingKey) return;
     media.set(playingKey, { ...media.get(playingKey), ...info });
@@ -367,14 +371,24 @@ const player = new FlvPlayer(ui.video, {
   },
   onError: (message) =>
     showError(
-      `${message} — is the stream live, and does this node serve ${ui.transport.value === 'ws-flv' ? 'WebSocket-FLV' : 'HTTP-FLV'}?`,
+      `${message} — is the stream live, and does this node serve ${TRANSPORT_NAMES[ui.transport.value as Transport] ?? ui.transport.value}?`,
     ),
   onTimings: showTimings,
-});
+};
+const flvPlayer = new FlvPlayer(ui.video, playerEvents);
+const hlsPlayer = new HlsPlayer(ui.video, playerEvents);
+/** The player of the current playback (FLV or HLS). */
+let player: FlvPlayer | HlsPlayer = flvPlayer;
 
 function refreshStats(): void {
   const s = player.stats();
   if (!s) return;
+  if (player instanceof HlsPlayer) {
+    const latency = player.latencyMs();
+    stat('latency', latency !== undefined ? `${(latency / 1000).toFixed(2)} s` : '—');
+    const dd = statEls.get('latency');
+    if (dd && latency !== undefined) dd.dataset.latencyMs = String(Math.round(latency));
+  }
   stat('resolution', s.width ? `${s.width}×${s.height}` : '—');
   stat('codec', formatCodecs(s.media));
   stat('fps', formatNumber(s.media.fps, s.media.fps && s.media.fps % 1 ? 2 : 0));
@@ -390,13 +404,17 @@ function startPlayback(pressedAt = performance.now()): void {
     showError('no stream selected');
     return;
   }
-  if (!playerSupported()) {
-    showError('this browser lacks Media Source Extensions live playback (mpegts.js)');
+  const transport = ui.transport.value as Transport;
+  if (transport === 'hls' ? !hlsSupported() : !playerSupported()) {
+    showError(
+      `this browser lacks Media Source Extensions live playback (${transport === 'hls' ? 'hls.js' : 'mpegts.js'})`,
+    );
     return;
   }
-  const transport = ui.transport.value as Transport;
   storage.set(TRANSPORT_KEY, transport);
-  const url = flvUrl(root, key, transport, ui.query.value);
+  const url = transport === 'hls' ? hlsUrl(root, key, ui.query.value) : flvUrl(root, key, transport, ui.query.value);
+  player.stop();
+  player = transport === 'hls' ? hlsPlayer : flvPlayer;
   showError(undefined);
   for (const dd of statEls.values()) {
     dd.textContent = '—';
@@ -421,7 +439,8 @@ function stopPlayback(): void {
 }
 
 const savedTransport = storage.get(TRANSPORT_KEY);
-if (savedTransport === 'http-flv' || savedTransport === 'ws-flv') ui.transport.value = savedTransport;
+if (savedTransport === 'http-flv' || savedTransport === 'ws-flv' || savedTransport === 'hls')
+  ui.transport.value = savedTransport;
 
 ui.playerForm.addEventListener('submit', (e) => {
   e.preventDefault();

@@ -253,7 +253,7 @@ export function streamRows(
   });
 }
 
-export type Transport = 'http-flv' | 'ws-flv';
+export type Transport = 'http-flv' | 'ws-flv' | 'hls';
 
 /**
  * The FLV URL of a stream on the node whose root is `root` (the console's own origin and base path, normally
@@ -275,6 +275,20 @@ export function flvUrl(
   const base = (root.pathname ?? '/').replace(/\/*$/, '/');
   const q = query.trim().replace(/^\?/, '');
   return `${scheme}//${root.host}${base}${path}.flv${q ? `?${q}` : ''}`;
+}
+
+/**
+ * The LL-HLS playlist URL of a stream: `/<app>/<name>/index.m3u8` (a name with slashes is one %2F-encoded path
+ * segment). `query` (a signed play token) is appended as given; the node carries it into segment URIs.
+ */
+export function hlsUrl(root: { protocol: string; host: string; pathname?: string }, key: string, query = ''): string {
+  const slash = key.indexOf('/');
+  const app = key.slice(0, slash);
+  const name = key.slice(slash + 1);
+  const scheme = root.protocol === 'https:' || root.protocol === 'wss:' ? 'https:' : 'http:';
+  const base = (root.pathname ?? '/').replace(/\/*$/, '/');
+  const q = query.trim().replace(/^\?/, '');
+  return `${scheme}//${root.host}${base}${encodeURIComponent(app)}/${encodeURIComponent(name)}/index.m3u8${q ? `?${q}` : ''}`;
 }
 
 export function formatBitrate(bps: number | undefined): string {
