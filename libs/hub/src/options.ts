@@ -55,7 +55,7 @@ export const DEFAULT_ADAPTIVE_BUSY_UTILIZATION = 0.5;
 /** A busy loop counts as idle again below this share of the busy threshold (hysteresis). */
 export const ADAPTIVE_IDLE_RATIO = 0.7;
 
-export const DEFAULT_HUB_OPTIONS: HubOptions = {
+export const DEFAULT_HUB_OPTIONS: Required<Omit<HubOptions, 'loadSignal'>> = {
   chunkSize: 4096,
   gopCacheMaxBytes: 32 * 1024 * 1024,
   gopCacheMaxMessages: 4096,

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
-import { DEFAULT_HEADER_CACHE_MAX_BYTES, DEFAULT_HEADER_CACHE_MAX_ENTRIES, type HubOptions } from '@rtmp-relay/hub';
+import { DEFAULT_HUB_OPTIONS, type HubOptions } from '@rtmp-relay/hub';
 import {
   DEFAULT_AMF_LIMITS,
   DEFAULT_CHUNK_READER_LIMITS,
@@ -18,95 +18,6 @@ import { z } from 'zod';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 export const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-
-export interface Config {
-  rtmpHost: string;
-  rtmpPort: number;
-  httpHost: string;
-  httpPort: number;
-  logLevel: LogLevel;
-  nodeId: string;
-  chunkSize: number;
-  writeBatchMs: number;
-  adaptiveBatchMs: number;
-  adaptiveBatchBusyPercent: number;
-  audioCoalesceMs: number;
-  gopCacheMaxBytes: number;
-  gopCacheMaxMessages: number;
-  headerCacheMaxEntries: number;
-  headerCacheMaxBytes: number;
-  audioOnlyCacheMs: number;
-  streamMetricsTopN: number;
-  allowTakeover: boolean;
-  unpublishGraceMs: number;
-  playWaitMs: number;
-  viewerSoftBacklogBytes: number;
-  viewerSoftBacklogMs: number;
-  viewerHardBacklogBytes: number;
-  viewerHardBacklogMs: number;
-  handshakeTimeoutMs: number;
-  connectTimeoutMs: number;
-  idleTimeoutMs: number;
-  pingIntervalMs: number;
-  maxConnections: number;
-  maxStreamsPerConnection: number;
-  minChunkSize: number;
-  maxChunkStreams: number;
-  maxVideoMessageBytes: number;
-  maxAudioMessageBytes: number;
-  maxDataMessageBytes: number;
-  maxPartialBytes: number;
-  amfMaxDepth: number;
-  amfMaxItems: number;
-  shutdownTimeoutMs: number;
-  drainDelayMs: number;
-  redisUrl: string;
-  natsUrl: string;
-  advertiseHost: string;
-  clusterPrefix: string;
-  leaseMs: number;
-  heartbeatMs: number;
-  publishWhileRedisDown: 'reject' | 'allow';
-  pullLingerMs: number;
-  pullFailoverWaitMs: number;
-  pullRetryMaxMs: number;
-  reconcileMs: number;
-  apiToken: string;
-  publishSecret: string;
-  playSecret: string;
-  requirePlayToken: boolean;
-  hookOnPublish: string;
-  hookOnPlay: string;
-  hookOnPublishDone: string;
-  hookOnPlayDone: string;
-  hookTimeoutMs: number;
-  hookFailOpen: boolean;
-  clusterSecret: string;
-  rtmpsHost: string;
-  rtmpsPort: number;
-  tlsCertFile: string;
-  tlsKeyFile: string;
-  adminHost: string;
-  adminPort: number | null;
-  maxConnectionsPerIp: number;
-  authFailLimit: number;
-  authFailWindowMs: number;
-  maxHttpConnections: number;
-  hlsSegmentMs: number;
-  hlsPartMs: number;
-  hlsWindowSegments: number;
-  hlsLingerMs: number;
-  redisUsername: string;
-  redisPassword: string;
-  redisTlsCaFile: string;
-  natsUser: string;
-  natsPassword: string;
-  natsToken: string;
-  natsCredsFile: string;
-  natsTlsCaFile: string;
-  natsTlsCertFile: string;
-  natsTlsKeyFile: string;
-}
 
 export interface Setting {
   /** Environment variable, SCREAMING_SNAKE: `RTMP_PORT`. */
@@ -265,65 +176,80 @@ function optionalPort() {
 // ---------------------------------------------------------------------------------------------------------------
 // The settings. Order here is the order of --help.
 
-interface Def {
-  schema: z.ZodType;
+interface Def<S extends z.ZodType = z.ZodType> {
+  schema: S;
   default: unknown;
   description: string;
 }
 
-function def<S extends z.ZodType>(schema: S, dflt: z.output<S> | (() => z.output<S>), description: string): Def {
+function def<S extends z.ZodType>(schema: S, dflt: z.output<S> | (() => z.output<S>), description: string): Def<S> {
   return { schema, default: dflt, description };
 }
 
-const DEFS: { readonly [K in keyof Config]: Def } = {
+/** The hub's own defaults: the settings default to them rather than repeating the numbers. */
+const HUB = DEFAULT_HUB_OPTIONS;
+
+const DEFS = {
   rtmpHost: def(host(), '::', 'RTMP listen address (:: is dual-stack on Linux)'),
   rtmpPort: def(port(), 1935, 'RTMP listen port'),
   httpHost: def(host(), '::', 'HTTP listen address (health, metrics, API)'),
   httpPort: def(port(), 8080, 'HTTP listen port'),
   logLevel: def(oneOf(LOG_LEVELS), 'info', `log level: ${LOG_LEVELS.join(', ')}`),
   nodeId: def(nodeId(), defaultNodeId, 'node id in logs, metrics and the cluster (default: <hostname>-<4 random hex>)'),
-  chunkSize: def(int(128, 65536), 4096, 'outgoing RTMP chunk size, 128-65536'),
+  chunkSize: def(int(128, 65536), HUB.chunkSize, 'outgoing RTMP chunk size, 128-65536'),
   writeBatchMs: def(
     ms(0, 1000),
-    0,
+    HUB.batchWindowMs,
     'merge this many ms of messages into one write per viewer, always (0 = adaptive, see ADAPTIVE_BATCH_MS)',
   ),
   adaptiveBatchMs: def(
     ms(0, 1000),
-    20,
+    HUB.adaptiveBatchMs,
     'with WRITE_BATCH_MS 0: write at once while the event loop is idle, merge this many ms per viewer while busy (0 = never)',
   ),
   adaptiveBatchBusyPercent: def(
     int(1, 100),
-    50,
+    Math.round(HUB.adaptiveBusyUtilization * 100),
     'event loop utilization (percent) from which adaptive batching merges writes',
   ),
   audioCoalesceMs: def(
     ms(0, 1000),
-    40,
+    HUB.audioCoalesceMs,
     'audio waits up to this long for the next video frame and goes out in the same write (0 = at once)',
   ),
-  gopCacheMaxBytes: def(bytes(), 32 * 1024 * 1024, 'GOP cache bound in bytes per stream (0 disables the cache)'),
-  gopCacheMaxMessages: def(int(0, 1_000_000), 4096, 'GOP cache bound in messages per stream'),
+  gopCacheMaxBytes: def(bytes(), HUB.gopCacheMaxBytes, 'GOP cache bound in bytes per stream (0 disables the cache)'),
+  gopCacheMaxMessages: def(int(0, 1_000_000), HUB.gopCacheMaxMessages, 'GOP cache bound in messages per stream'),
   headerCacheMaxEntries: def(
     int(1, 1024),
-    DEFAULT_HEADER_CACHE_MAX_ENTRIES,
+    HUB.headerCacheMaxEntries,
     'sequence headers (codecs, tracks) cached per stream for joiners',
   ),
-  headerCacheMaxBytes: def(bytes(1), DEFAULT_HEADER_CACHE_MAX_BYTES, 'bytes of sequence headers cached per stream'),
-  audioOnlyCacheMs: def(ms(), 1000, 'audio kept for late joiners of audio-only streams'),
+  headerCacheMaxBytes: def(bytes(1), HUB.headerCacheMaxBytes, 'bytes of sequence headers cached per stream'),
+  audioOnlyCacheMs: def(ms(), HUB.audioOnlyCacheMs, 'audio kept for late joiners of audio-only streams'),
   streamMetricsTopN: def(
     int(0, 10_000),
     20,
     'per-stream Prometheus series for this many streams with the most viewers (0 = none): a cardinality guard',
   ),
-  allowTakeover: def(bool(), true, 'a new publisher of a live key replaces the current one'),
-  unpublishGraceMs: def(ms(), 1000, 'viewers wait this long for the publisher to come back before the stream ends'),
+  allowTakeover: def(bool(), HUB.allowTakeover, 'a new publisher of a live key replaces the current one'),
+  unpublishGraceMs: def(
+    ms(),
+    HUB.unpublishGraceMs,
+    'viewers wait this long for the publisher to come back before the stream ends',
+  ),
   playWaitMs: def(ms(), 3000, 'a play waits this long for a stream that is not live yet before StreamNotFound'),
-  viewerSoftBacklogBytes: def(bytes(1), 2 * 1024 * 1024, 'past this viewer backlog, non-key video is dropped'),
-  viewerSoftBacklogMs: def(ms(1), 1500, 'past this viewer backlog age, non-key video is dropped'),
-  viewerHardBacklogBytes: def(bytes(1), 8 * 1024 * 1024, 'past this viewer backlog, the viewer is disconnected'),
-  viewerHardBacklogMs: def(ms(1), 8000, 'past this viewer backlog age, the viewer is disconnected'),
+  viewerSoftBacklogBytes: def(
+    bytes(1),
+    HUB.viewerSoftBacklogBytes,
+    'past this viewer backlog, non-key video is dropped',
+  ),
+  viewerSoftBacklogMs: def(ms(1), HUB.viewerSoftBacklogMs, 'past this viewer backlog age, non-key video is dropped'),
+  viewerHardBacklogBytes: def(
+    bytes(1),
+    HUB.viewerHardBacklogBytes,
+    'past this viewer backlog, the viewer is disconnected',
+  ),
+  viewerHardBacklogMs: def(ms(1), HUB.viewerHardBacklogMs, 'past this viewer backlog age, the viewer is disconnected'),
   handshakeTimeoutMs: def(ms(1), 10_000, 'the RTMP handshake must complete within this'),
   connectTimeoutMs: def(ms(1), 10_000, 'the first command after the handshake must be connect, within this'),
   idleTimeoutMs: def(ms(), 60_000, 'close connections that sent nothing for this long (0 disables)'),
@@ -454,7 +380,10 @@ const DEFS: { readonly [K in keyof Config]: Def } = {
   natsTlsCaFile: def(text(), '', 'PEM CA bundle to verify NATS over TLS'),
   natsTlsCertFile: def(text(), '', 'PEM client certificate for NATS mutual TLS'),
   natsTlsKeyFile: def(text(), '', 'PEM client key for NATS mutual TLS'),
-};
+} satisfies Record<string, Def>;
+
+/** The validated configuration of every role: one field per setting, typed by the setting's parser. */
+export type Config = { -readonly [K in keyof typeof DEFS]: z.output<(typeof DEFS)[K]['schema']> };
 
 function envName(key: string): string {
   return key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
@@ -520,12 +449,15 @@ function crossFieldIssues(c: Config): string[] {
   return out;
 }
 
+/** Each setting's parser with its default: the object shape of the whole config, typed from DEFS. */
+const CONFIG_SHAPE = Object.fromEntries(SETTINGS.map((s) => [s.key, s.schema])) as {
+  [K in keyof Config]: z.ZodType<Config[K], Raw | undefined>;
+};
+
 /** The whole-config schema (every role): per-field parsing, then the cross-field checks. */
-export const configSchema: z.ZodType<Config, Record<string, Raw | undefined>> = z
-  .object(Object.fromEntries(SETTINGS.map((s) => [s.key, s.schema])))
-  .superRefine((c, ctx) => {
-    for (const message of crossFieldIssues(c as unknown as Config)) ctx.addIssue({ code: 'custom', message, path: [] });
-  }) as unknown as z.ZodType<Config, Record<string, Raw | undefined>>;
+export const configSchema = z.object(CONFIG_SHAPE).superRefine((c, ctx) => {
+  for (const message of crossFieldIssues(c)) ctx.addIssue({ code: 'custom', message, path: [] });
+});
 
 // ---------------------------------------------------------------------------------------------------------------
 
