@@ -22,6 +22,7 @@ import { availableParallelism } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseRtmpUrl, type RtmpUrl } from '@rtmp-relay/rtmp';
 import { Command, Option } from 'commander';
+import { FfmpegPlayer, type FfmpegPlayerResult } from './ffmpeg-player.js';
 import { isMainModule } from './main-module.js';
 import { processTree, sampleCore, sampleTree, type CoreTimes, type TreeSample } from './procstat.js';
 import { generateFlv, loadFlv, PacedPublisher, type GenerateOptions, type PublisherStats } from './source.js';
@@ -30,6 +31,7 @@ import type { ViewerProtocol } from './flv-viewer.js';
 import { LocalPool, WorkerPool, type PoolHandle } from './pools.js';
 import {
   createSentRing,
+  lookupSent,
   recordSent,
   SharedTimestampWindow,
   type PoolConfig,
@@ -66,6 +68,11 @@ export interface LoadOptions {
   /** CPU this process is pinned to: other processes' use of it is reported as noise. */
   loadgenCore?: number;
   viewerImpl?: 'light' | 'client';
+  /**
+   * Independent cross-check: this many FFmpeg players (real decoders) read the stream during the run; their decoded
+   * frames and sampled latency are reported beside the light viewers' (default 0).
+   */
+  ffmpegPlayers?: number;
   /** Spread the viewers over this many worker threads (0 = all in this thread, the default). */
   workers?: number;
   /** Cores this process may use (default: its CPU affinity): the CPU percent is also reported against them. */
@@ -197,6 +204,16 @@ export interface Report {
     rssMiB: number;
   };
   server: ServerReport | undefined;
+  /** FFmpeg players read through the same load (a second, independent client). */
+  crossCheck:
+    | {
+        players: number;
+        videoFramesSent: number;
+        results: FfmpegPlayerResult[];
+        /** Their own CPU in the window (percent of one core, all players), left out of the noise figure. */
+        cpuPercent: number;
+      }
+    | undefined;
   /**
    * CPU used on the pinned cores by anything but the server / this process (other workloads on the machine), in
    * percent of that core over the window: high values mean the run was disturbed.
@@ -228,9 +245,7 @@ function cpuCount(): number {
 }
 
 /** Adds the saturation verdict: CPU of its cores or any of its loops' delay past the bounds. */
-function saturation(
-  l: Omit<Report['loadgen'], 'saturated' | 'warnings'>,
-): Report['loadgen'] {
+function saturation(l: Omit<Report['loadgen'], 'saturated' | 'warnings'>): Report['loadgen'] {
   const warnings: string[] = [];
   if (l.cpuPercentOfCores >= SATURATED_CPU_PERCENT)
     warnings.push(`load generator CPU ${l.cpuPercentOfCores}% of its ${l.cores} core(s) >= ${SATURATED_CPU_PERCENT}%`);
@@ -472,6 +487,26 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
   let lastServer: TreeSample | undefined = baseline;
   const ticker = setInterval(() => void tick(), 1000);
 
+  // --- cross-check players (FFmpeg) join first, like any viewer
+  const players: FfmpegPlayer[] = [];
+  if (publisher)
+    for (let i = 0; i < (options.ffmpegPlayers ?? 0); i++) {
+      const p = new FfmpegPlayer(options.url.replace('//localhost', '//127.0.0.1'), (ts) => lookupSent(sentRing, ts));
+      p.start();
+      players.push(p);
+    }
+  const playersCpu = (): number => {
+    let ms = 0;
+    for (const p of players) {
+      try {
+        if (p.pid) ms += sampleTree(p.pid, [p.pid]).cpuMs;
+      } catch {
+        // exited
+      }
+    }
+    return ms;
+  };
+
   // --- ramp: viewers go to the pools in turn
   const rampStart = performance.now();
   await new Promise<void>((resolve) => {
@@ -504,6 +539,9 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
   await delay(settle * 1000, stopSignal);
   const windowStart = performance.now();
   const starts = await Promise.all(pools.map((p) => p.windowStart()));
+  for (const p of players) p.windowStart();
+  const playersCpu0 = playersCpu();
+  const videoFrames0 = publisher?.stats.videoFramesSent ?? 0;
   const pubBytes0 = publisher?.stats.bytesSent ?? 0;
   if (publisher) tsWindow.t0 = publisher.stats.lastTimestamp;
   const totalBytes0 = starts.reduce((a, s) => a + s.totalBytes, 0);
@@ -523,6 +561,9 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
   if (serverWin1 && !(serverWin1.rssKiB <= peakRss)) peakRss = serverWin1.rssKiB;
   const pubBytes1 = publisher?.stats.bytesSent ?? 0;
   if (publisher) tsWindow.t1 = publisher.stats.lastTimestamp;
+  for (const p of players) p.windowEnd();
+  const playersCpuMs = playersCpu() - playersCpu0;
+  const videoFramesInWindow = (publisher?.stats.videoFramesSent ?? 0) - videoFrames0;
   // Arrival-based counts are taken now; timestamp-based ones after a short grace for messages still in flight.
   const ends = await Promise.all(pools.map((p) => p.windowEnd()));
   const totalBytes1 = ends.reduce((a, e) => a + e.totalBytes, 0);
@@ -556,12 +597,14 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
   const failuresTotal = Object.values(failures).reduce((a, b) => a + b, 0);
   const upAtEnd = results.reduce((a, r) => a + r.upAtEnd, 0);
   const workerEld = ends.filter((e) => Number.isFinite(e.eldP99Ms));
+  // Frames still in flight at the window's end arrive within the grace: let the players' counters catch up.
+  const crossResults = players.map((p) => p.result(videoFramesInWindow, summarize));
 
   // --- tear down
   clearInterval(ticker);
   clearTimeout(hardTimer);
   stopSignal.removeEventListener('abort', onAbort);
-  await Promise.all(pools.map((p) => p.stop()));
+  await Promise.all([...pools.map((p) => p.stop()), ...players.map((p) => p.stop())]);
   publisher?.stop();
 
   let server: ServerReport | undefined;
@@ -602,7 +645,7 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
       lgCore0 && lgCore1
         ? ((lgCore1.busyMs - lgCore0.busyMs - (lgCore1.softirqMs - lgCore0.softirqMs)) / windowMs) * 100
         : NaN;
-    const lgOwn = ((cpuWin.user + cpuWin.system) / 1000 / windowMs) * 100;
+    const lgOwn = ((cpuWin.user + cpuWin.system + playersCpuMs * 1000) / 1000 / windowMs) * 100;
     noise = {
       serverCorePercent: round(Math.max(0, serverForeign), 1),
       loadgenCorePercent: round(Math.max(0, lgBusy - lgOwn), 1),
@@ -687,6 +730,23 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
       rssMiB: round(process.memoryUsage.rss() / 1024 / 1024, 1),
     }),
     server,
+    crossCheck: players.length
+      ? {
+          players: players.length,
+          videoFramesSent: videoFramesInWindow,
+          results: crossResults.map((c) => ({
+            ...c,
+            ratio: round(c.ratio, 4),
+            latencyMs: {
+              count: c.latencyMs.count,
+              p50: round(c.latencyMs.p50, 1),
+              p95: round(c.latencyMs.p95, 1),
+              p99: round(c.latencyMs.p99, 1),
+            },
+          })),
+          cpuPercent: round((playersCpuMs / windowMs) * 100, 1),
+        }
+      : undefined,
     noise,
   };
   return report;
@@ -711,6 +771,13 @@ export function formatReport(r: Report): string {
     lines.unshift(
       `!!! LOAD GENERATOR SATURATED: this result measures the generator, not the server (invalid): ${r.loadgen.warnings.join('; ')} !!!`,
     );
+  if (r.crossCheck) {
+    const c = r.crossCheck;
+    lines.push(
+      `cross-check: ${c.players} ffmpeg players decoded ${c.results.map((x) => `${(x.ratio * 100).toFixed(1)}%`).join(', ')} of ${c.videoFramesSent} video frames, ` +
+        `latency p50/p99 ${c.results.map((x) => `${x.latencyMs.p50}/${x.latencyMs.p99}`).join(', ')} ms${c.results.some((x) => x.error) ? ` ERRORS: ${c.results.map((x) => x.error ?? 'ok').join('; ')}` : ''} (their cpu ${c.cpuPercent}%)`,
+    );
+  }
   if (r.noise)
     lines.push(
       `noise: other processes used ${r.noise.serverCorePercent}% of the server's core, ${r.noise.loadgenCorePercent}% of ours`,
@@ -787,6 +854,12 @@ async function main(argv: string[]): Promise<number> {
       'the CPU this process is pinned to: report other processes using it',
       intArg('loadgen-core'),
     )
+    .option(
+      '--ffmpeg-players <n>',
+      'cross-check: FFmpeg players decoding the stream during the run',
+      intArg('ffmpeg-players'),
+      0,
+    )
     .option('--workers <n>', 'spread the viewers over this many worker threads (0 = this thread)', intArg('workers'), 0)
     .option('--hard-stop <s>', 'end everything after this many seconds whatever happens', intArg('hard-stop', 1))
     .option('--allow-remote', 'allow targets other than 127.0.0.1 / ::1')
@@ -814,6 +887,7 @@ async function main(argv: string[]): Promise<number> {
     serverCore?: number;
     loadgenCore?: number;
     workers: number;
+    ffmpegPlayers: number;
     hardStop?: number;
     allowRemote?: boolean;
     quiet?: boolean;
@@ -848,6 +922,7 @@ async function main(argv: string[]): Promise<number> {
     serverCore: o.serverCore,
     loadgenCore: o.loadgenCore,
     workers: o.workers,
+    ffmpegPlayers: o.ffmpegPlayers,
     hardStopSeconds: o.hardStop,
     allowRemote: o.allowRemote,
     progress: !o.quiet,

@@ -16,7 +16,11 @@ export interface WorkerInit {
 export type WorkerRequest =
   | { seq: number; op: 'launch'; ids: number[] }
   | { seq: number; op: 'tick' | 'status' | 'windowStart' | 'windowEnd' | 'stop' }
-  | { seq: number; op: 'measure'; args: { expected: number; byTimestamp: boolean; windowStart: number; windowEnd: number } };
+  | {
+      seq: number;
+      op: 'measure';
+      args: { expected: number; byTimestamp: boolean; windowStart: number; windowEnd: number };
+    };
 
 const ELD_RESOLUTION_MS = 10;
 

@@ -68,7 +68,9 @@ export class LoadGauge implements LoadSignal {
     const delta = this.last ? performance.eventLoopUtilization(now, this.last) : now;
     this.last = now;
     this.utilization = delta.utilization;
-    this.isBusy = this.isBusy ? delta.utilization >= this.options.idleBelow : delta.utilization >= this.options.busyAbove;
+    this.isBusy = this.isBusy
+      ? delta.utilization >= this.options.idleBelow
+      : delta.utilization >= this.options.busyAbove;
   }
 }
 
