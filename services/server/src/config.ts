@@ -15,6 +15,7 @@ import {
   type ConnectionLimits,
 } from '@rtmp-relay/rtmp';
 import { z } from 'zod';
+import { EDGE_TIERS, EDGE_UPSTREAMS } from './cluster/tiers.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 export const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -320,6 +321,21 @@ const DEFS = {
     'edge: keep viewers attached this long after an upstream broke, while the stream moves',
   ),
   pullRetryMaxMs: def(ms(50), 2000, 'edge: longest backoff between upstream pull attempts'),
+  edgeTier: def(
+    oneOf(EDGE_TIERS),
+    'leaf',
+    'edge: tier in a two-tier layout; a parent pulls from the origin and serves leaves (and its own viewers)',
+  ),
+  edgeUpstream: def(
+    oneOf(EDGE_UPSTREAMS),
+    'origin',
+    'edge (leaf): pull from the origin, or from the parent chosen by rendezvous hashing of the stream key (origin when none is live)',
+  ),
+  routeMaxViewers: def(
+    int(1, 10_000_000),
+    2000,
+    'viewer routing (/api/cluster/route, /play/): fill an edge carrying the stream up to this many viewers, then spill',
+  ),
   reconcileMs: def(ms(1000), 30_000, 'slow periodic re-read of Redis that repairs lost NATS events'),
   apiToken: def(text(), '', 'bearer token required by the cluster HTTP API (/api/*) when set'),
   publishSecret: def(
