@@ -1,0 +1,391 @@
+import assert from 'node:assert/strict';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { CLI, clusterEnv, spawnNode, type ClusterNode, type ProcessNode } from './support/cluster-harness.js';
+import { run, start, stopAll, waitFor, type Running } from './support/processes.js';
+import { startNats, startRedis, stopAllServices, type ServiceHandle } from './support/services.js';
+import { MovablePublisher, TagViewer } from './support/tagged-stream.js';
+
+/**
+ * Faults with real redis-server, nats-server and rtmp-relay processes:
+ * 1. a short Redis outage (Redis then comes back EMPTY): nodes that carry streams stay ready throughout (a blip must
+ *    not take every pod out of every load balancer), an idle edge leaves readiness only after one lease, viewers
+ *    keep playing, leases are re-created, and new plays work after it;
+ * 2. NATS restarted: playback continues, nodes stay ready, and a stream published afterwards reaches edges;
+ * 3. an origin SIGSTOPped past its lease while its encoder moves to another origin, then resumed: it fences itself,
+ *    and no viewer ever gets frames of the frozen origin after the new one's;
+ * 4. (network namespaces, root only) a link slower than the stream between one edge and the origin (`tc tbf` on the
+ *    veth into the edge's namespace): viewers of another edge are unaffected. (`tc netem` would model delay and loss,
+ *    but this machine's kernel has no netem qdisc: "Specified qdisc kind is unknown"; tbf and htb exist.)
+ */
+
+const LEASE_MS = 2000;
+/** The tagged stream is ~50 kbit/s (200-byte frames at 30 fps). */
+const SLOW_LINK = '16kbit';
+
+/** Samples `/readyz` of `node` every 50 ms until stopped; returns the statuses seen. */
+function sampleReady(node: ClusterNode): { stop: () => Promise<number[]> } {
+  const seen: number[] = [];
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const res = await node.http('/readyz').catch(() => undefined);
+      await res?.body?.cancel();
+      seen.push(res?.status ?? 0);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      return seen;
+    },
+  };
+}
+
+describe('faults: Redis blip and restart, NATS restart, a frozen origin, a slow edge link', () => {
+  let redis: ServiceHandle;
+  let nats: ServiceHandle;
+  const nodes: ProcessNode[] = [];
+  const pubs: MovablePublisher[] = [];
+  const viewers: TagViewer[] = [];
+  const cleanups: Array<() => Promise<void>> = [];
+
+  const env = (extra: Record<string, string> = {}) =>
+    clusterEnv(redis.url, nats.url, { LEASE_MS: String(LEASE_MS), HEARTBEAT_MS: '300', ...extra });
+  const node = async (role: 'origin' | 'edge', id: string, extra?: Record<string, string>) => {
+    const n = await spawnNode(role, id, env(extra));
+    nodes.push(n);
+    return n;
+  };
+  const stopCase = async () => {
+    for (const v of viewers.splice(0)) v.close();
+    for (const p of pubs.splice(0)) p.stop();
+    await Promise.all(nodes.splice(0).map((n) => n.stop()));
+  };
+
+  before(async () => {
+    redis = await startRedis();
+    nats = await startNats();
+  });
+
+  after(async () => {
+    await stopCase();
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    await stopAll();
+    await stopAllServices();
+  });
+
+  it(
+    '1. a short Redis outage (back empty): carrying nodes stay ready, viewers keep playing, leases come back',
+    { timeout: 60_000 },
+    async () => {
+      const A = await node('origin', 'f1-origin');
+      const E1 = await node('edge', 'f1-edge-busy');
+      const E2 = await node('edge', 'f1-edge-idle');
+      const p = new MovablePublisher({ ertmp: false });
+      pubs.push(p);
+      await p.moveTo(A.rtmpUrl('live/blip'), 1);
+      const v = await TagViewer.open(E1.rtmpUrl('live/blip'));
+      viewers.push(v);
+      await waitFor('frames through the edge', () => v.count() >= 10, 10_000);
+
+      const samplers = [A, E1, E2].map(sampleReady);
+      const downAt = performance.now();
+      await redis.kill();
+      await waitFor('nodes to see Redis down', async () => (await A.metric('rtmp_redis_up')) === 0, 10_000);
+      // The idle edge carries nothing: after one lease it leaves readiness.
+      await waitFor(
+        'the idle edge to turn not-ready',
+        async () => (await E2.http('/readyz')).status === 503,
+        LEASE_MS * 3,
+      );
+      const idleOutAfter = performance.now() - downAt;
+      // An outage of more than one lease, then Redis comes back empty.
+      await waitFor('an outage longer than a lease', () => performance.now() - downAt > LEASE_MS * 1.5, LEASE_MS * 3);
+      await redis.restart();
+      await waitFor(
+        'the lease re-created in the empty Redis',
+        async () => (await A.metric('rtmp_lease_restores_total')) >= 1,
+        10_000,
+      );
+      await waitFor('the idle edge ready again', async () => (await E2.http('/readyz')).status === 200, 10_000);
+      const [onA, onE1, onE2] = await Promise.all(samplers.map((s) => s.stop()));
+      const framesBefore = v.count();
+      await waitFor('frames keep coming', () => v.count() > framesBefore + 10, 5000);
+      // A new viewer on the idle edge resolves the stream in the restored registry.
+      const late = await TagViewer.open(E2.rtmpUrl('live/blip'));
+      viewers.push(late);
+      await waitFor('the late viewer gets frames', () => late.count() >= 5, 10_000);
+
+      console.log(
+        `[faults] 1. Redis down ${LEASE_MS * 1.5}+ ms: max viewer gap ${v.maxGapAfter(downAt).toFixed(0)} ms, idle edge out after ${idleOutAfter.toFixed(0)} ms`,
+      );
+      assert.ok(!onA!.includes(503) && !onA!.includes(0), `origin readiness during the outage: ${onA}`);
+      assert.ok(!onE1!.includes(503) && !onE1!.includes(0), `busy edge readiness during the outage: ${onE1}`);
+      assert.ok(onE2!.includes(503), 'the idle edge never left readiness');
+      assert.ok(
+        idleOutAfter >= LEASE_MS * 0.9,
+        `the idle edge left readiness after ${idleOutAfter} ms, before a lease`,
+      );
+      assert.equal(v.closedAt, undefined, 'the viewer was disconnected');
+      assert.deepEqual(v.ends, []);
+      assert.ok(v.maxGapAfter(downAt) < 1000, `viewer gap ${v.maxGapAfter(downAt)} ms`);
+      await stopCase();
+    },
+  );
+
+  it(
+    '2. NATS restarted: playback continues, nodes stay ready, a later stream reaches the edge',
+    { timeout: 60_000 },
+    async () => {
+      const A = await node('origin', 'f2-origin');
+      const E = await node('edge', 'f2-edge');
+      const p = new MovablePublisher({ ertmp: false });
+      pubs.push(p);
+      await p.moveTo(A.rtmpUrl('live/nats-a'), 1);
+      const v = await TagViewer.open(E.rtmpUrl('live/nats-a'));
+      viewers.push(v);
+      await waitFor('frames', () => v.count() >= 10, 10_000);
+      const samplers = [A, E].map(sampleReady);
+      const downAt = performance.now();
+      await nats.kill();
+      await waitFor('NATS down seen', async () => (await E.metric('rtmp_nats_up')) === 0, 10_000);
+      await nats.restart();
+      await waitFor(
+        'NATS back on both nodes',
+        async () => (await A.metric('rtmp_nats_up')) === 1 && (await E.metric('rtmp_nats_up')) === 1,
+        15_000,
+      );
+      const ready = await Promise.all(samplers.map((s) => s.stop()));
+      // A stream published after the restart plays through the edge (events flow again, or Redis answers).
+      const p2 = new MovablePublisher({ ertmp: false });
+      pubs.push(p2);
+      await p2.moveTo(A.rtmpUrl('live/nats-b'), 1);
+      const v2 = await TagViewer.open(E.rtmpUrl('live/nats-b'));
+      viewers.push(v2);
+      await waitFor('frames of the later stream', () => v2.count() >= 5, 10_000);
+      console.log(`[faults] 2. NATS restart: max viewer gap ${v.maxGapAfter(downAt).toFixed(0)} ms`);
+      for (const r of ready) assert.ok(!r.includes(503), `readiness during the NATS restart: ${r}`);
+      assert.equal(v.closedAt, undefined);
+      assert.ok(v.maxGapAfter(downAt) < 1000);
+      await stopCase();
+    },
+  );
+
+  it(
+    '3. an origin SIGSTOPped past its lease, then resumed, fences itself; no viewer sees two owners',
+    { timeout: 60_000 },
+    async () => {
+      const A = await node('origin', 'f3-origin-a');
+      const B = await node('origin', 'f3-origin-b');
+      const E = await node('edge', 'f3-edge');
+      const p = new MovablePublisher({ ertmp: false });
+      pubs.push(p);
+      await p.moveTo(A.rtmpUrl('live/frozen'), 1);
+      const v = await TagViewer.open(E.rtmpUrl('live/frozen'));
+      viewers.push(v);
+      await waitFor('frames from A', () => v.count(1) >= 10, 10_000);
+
+      A.proc.child.kill('SIGSTOP');
+      cleanups.push(async () => void A.proc.child.kill('SIGCONT'));
+      const frozenAt = performance.now();
+      // The encoder gives up on the frozen origin and publishes to B (a takeover once the lease has expired).
+      await waitFor(
+        'A lease to expire',
+        async () => {
+          const s = await B.json<{ nodeId?: string }>('/api/cluster/streams/live/frozen').catch(
+            () => ({}) as { nodeId?: string },
+          );
+          return s.nodeId !== 'f3-origin-a';
+        },
+        LEASE_MS * 4,
+      );
+      await p.moveTo(B.rtmpUrl('live/frozen'), 2);
+      await waitFor('frames from B at the edge', () => v.count(2) >= 10, 15_000);
+      const movedAfter = v.frames.find((f) => f.tag === 2)!.at - frozenAt;
+      A.proc.child.kill('SIGCONT');
+      // Resumed: its lease is gone (and the stream has a newer owner), so it must stop serving it, not compete with B.
+      await waitFor('A to give the stream up', async () => (await A.metric('rtmp_owned_streams')) === 0, 15_000);
+      const fencedBy = {
+        expired: await A.metric('rtmp_lease_expirations_total'),
+        lost: await A.metric('rtmp_lease_refresh_failures_total', { reason: 'lost' }),
+      };
+      const framesAfterResume = v.count(2);
+      await waitFor('frames from B keep coming', () => v.count(2) > framesAfterResume + 15, 10_000);
+      console.log(
+        `[faults] 3. frozen origin: viewer back on B ${movedAfter.toFixed(0)} ms after the freeze; A fenced by ${JSON.stringify(fencedBy)}`,
+      );
+      assert.ok(fencedBy.expired + fencedBy.lost >= 1, 'A did not fence itself');
+      assert.equal(v.interleavedAfter(2), 0, 'frames of the frozen origin after the new owner');
+      assert.equal(v.regressions(), 0, 'timestamps went back');
+      assert.equal(v.closedAt, undefined, 'the edge viewer was disconnected');
+      const owner = await B.json<{ nodeId: string }>('/api/cluster/streams/live/frozen');
+      assert.equal(owner.nodeId, 'f3-origin-b');
+      await stopCase();
+    },
+  );
+
+  it(
+    '4. a link slower than the stream between one edge and the origin (netns, tc tbf): the other edge is unaffected',
+    { timeout: 60_000 },
+    async (t) => {
+      const ns = await NetNs.create(cleanups).catch((err: Error) => err);
+      if (ns instanceof Error) return t.skip(`network namespaces unavailable here (${ns.message.split('\n')[0]})`);
+      // The origin listens on the host end of the veth, reachable from both the host and the namespace.
+      const A = await node('origin', 'f4-origin', { RTMP_HOST: ns.hostIp, ADVERTISE_HOST: ns.hostIp });
+      const fast = await node('edge', 'f4-edge-fast');
+      // Redis and NATS listen on loopback: relays on the veth address carry the namespace's connections to them.
+      const redisRelay = await Relay.open(ns.hostIp, redis.port);
+      const natsRelay = await Relay.open(ns.hostIp, nats.port);
+      cleanups.push(
+        () => redisRelay.close(),
+        () => natsRelay.close(),
+      );
+      const slow = await ns.spawnEdge('f4-edge-slow', {
+        ...env(),
+        REDIS_URL: `redis://${ns.hostIp}:${redisRelay.port}`,
+        NATS_URL: `nats://${ns.hostIp}:${natsRelay.port}`,
+        RTMP_HOST: ns.nsIp,
+        HTTP_HOST: ns.nsIp,
+        ADVERTISE_HOST: ns.nsIp,
+      });
+      cleanups.push(() => slow.stop().then(() => undefined));
+      const p = new MovablePublisher({ ertmp: false });
+      pubs.push(p);
+      await p.moveTo(`rtmp://${ns.hostIp}:${A.rtmpPort}/live/slow-link`, 1);
+      const vFast = await TagViewer.open(fast.rtmpUrl('live/slow-link'));
+      const vSlow = await TagViewer.open(`rtmp://${ns.nsIp}:${slow.rtmpPort}/live/slow-link`);
+      viewers.push(vFast, vSlow);
+      await waitFor('frames on both edges', () => vFast.count() >= 10 && vSlow.count() >= 10, 15_000);
+
+      // Everything from the host into the namespace (the edge's pull above all) at a third of the stream's bitrate.
+      await ns.limit(SLOW_LINK);
+      const slowAt = performance.now();
+      await waitFor('5 s on the slow link', () => performance.now() - slowAt > 5000, 7000);
+      const slowFramesUnder = vSlow.frames.filter((f) => f.at > slowAt).length;
+      console.log(
+        `[faults] 4. slow link ${SLOW_LINK}: fast edge max gap ${vFast.maxGapAfter(slowAt).toFixed(0)} ms, ` +
+          `slow edge max gap ${vSlow.maxGapAfter(slowAt).toFixed(0)} ms, ${slowFramesUnder} frames`,
+      );
+      assert.ok(vFast.maxGapAfter(slowAt) < 300, `fast edge gap ${vFast.maxGapAfter(slowAt)} ms`);
+      assert.equal(vFast.closedAt, undefined);
+      assert.ok(slowFramesUnder > 0, 'the slowed edge got nothing');
+      await stopCase();
+    },
+  );
+});
+
+/** A TCP relay listening on `host` (any port) that forwards to 127.0.0.1:`targetPort`. */
+class Relay {
+  private readonly sockets = new Set<Socket>();
+  private constructor(private readonly server: Server) {}
+
+  static async open(host: string, targetPort: number): Promise<Relay> {
+    const server = createServer();
+    const relay = new Relay(server);
+    server.on('connection', (c) => {
+      const u = connect(targetPort, '127.0.0.1');
+      relay.sockets.add(c).add(u);
+      c.pipe(u).pipe(c);
+      const end = () => {
+        c.destroy();
+        u.destroy();
+      };
+      c.on('error', end).on('close', end);
+      u.on('error', end).on('close', end);
+    });
+    await new Promise<void>((resolve) => server.listen(0, host, resolve));
+    return relay;
+  }
+
+  get port(): number {
+    const a = this.server.address();
+    return typeof a === 'object' && a ? a.port : 0;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/**
+ * A network namespace joined to the host by a veth pair with two addresses of 10.213.<n>.0/30, made and removed by
+ * the test (nothing else on the machine is touched).
+ */
+class NetNs {
+  private constructor(
+    readonly name: string,
+    readonly hostDev: string,
+    readonly hostIp: string,
+    readonly nsIp: string,
+  ) {}
+
+  static async create(cleanups: Array<() => Promise<void>>): Promise<NetNs> {
+    const n = process.pid % 250;
+    const ns = new NetNs(`rr9-${process.pid}`, `rr9h${process.pid % 100000}`, `10.213.${n}.1`, `10.213.${n}.2`);
+    const nsDev = `rr9n${process.pid % 100000}`;
+    const sh = async (...args: string[]) => {
+      const r = await run('ip', args, { timeoutMs: 10_000 });
+      if (r.code !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim()}`);
+    };
+    await sh('netns', 'add', ns.name);
+    cleanups.push(async () => {
+      await run('ip', ['netns', 'del', ns.name], { timeoutMs: 10_000 });
+      await run('ip', ['link', 'del', ns.hostDev], { timeoutMs: 10_000 });
+    });
+    await sh('link', 'add', ns.hostDev, 'type', 'veth', 'peer', 'name', nsDev);
+    await sh('link', 'set', nsDev, 'netns', ns.name);
+    await sh('addr', 'add', `${ns.hostIp}/30`, 'dev', ns.hostDev);
+    await sh('link', 'set', ns.hostDev, 'up');
+    await sh('-n', ns.name, 'addr', 'add', `${ns.nsIp}/30`, 'dev', nsDev);
+    await sh('-n', ns.name, 'link', 'set', nsDev, 'up');
+    await sh('-n', ns.name, 'link', 'set', 'lo', 'up');
+    return ns;
+  }
+
+  /** An edge process inside the namespace (ports parsed from its start line, as spawnNode does). */
+  async spawnEdge(
+    id: string,
+    env: Record<string, string>,
+  ): Promise<{ rtmpPort: number; stop: () => Promise<unknown> }> {
+    const proc: Running = start('ip', ['netns', 'exec', this.name, process.execPath, CLI, 'edge'], {
+      timeoutMs: 5 * 60_000,
+      env: { ...process.env, ...env, NODE_ID: id },
+    });
+    let out = '';
+    proc.child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    proc.child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    const port = await waitFor(
+      `${id} start line`,
+      () => /rtmp-relay \w+: rtmp:\/\/[^:]+:(\d+)\//.exec(out)?.[1],
+      15_000,
+    );
+    const http = await waitFor(`${id} http port`, () => /http:\/\/[^:]+:(\d+)\//.exec(out)?.[1], 15_000);
+    // Ready: its registry and bus are up (checked from inside the namespace's address).
+    await waitFor(
+      `${id} ready`,
+      async () => {
+        const res = await fetch(`http://${env.HTTP_HOST}:${http}/readyz`).catch(() => undefined);
+        await res?.body?.cancel();
+        return res?.status === 200;
+      },
+      15_000,
+    );
+    return { rtmpPort: Number(port), stop: () => proc.stop('SIGTERM') };
+  }
+
+  /** A token-bucket rate limit on the host end: every packet into the namespace. */
+  async limit(rate: string): Promise<void> {
+    const r = await run(
+      'tc',
+      ['qdisc', 'add', 'dev', this.hostDev, 'root', 'tbf', 'rate', rate, 'burst', '4kb', 'latency', '2s'],
+      {
+        timeoutMs: 10_000,
+      },
+    );
+    if (r.code !== 0) throw new Error(`tc tbf: ${r.stderr.trim()}`);
+  }
+}
