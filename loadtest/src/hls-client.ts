@@ -1,0 +1,173 @@
+/**
+ * A light LL-HLS viewer for benchmarks: follows `/<app>/<stream>/index.m3u8` with blocking reloads
+ * (`_HLS_msn`/`_HLS_part`: the part after the newest listed) and fetches every new part over a kept-alive
+ * connection, like hls.js in low-latency mode but without decoding. For each part it records when it was complete
+ * here and the decode time of its first video sample (tfdt), so a caller that knows when the publisher wrote that
+ * frame gets publish-to-view latency; and the part's program date time, to compare with the publisher's clock.
+ */
+
+export interface HlsPartSeen {
+  /** performance.now() when the part's body was fully received. */
+  receivedAt: number;
+  /** First video sample's decode time in ms (tfdt / 90), or undefined (audio only). */
+  videoMs: number | undefined;
+  /** Program date time of the part's start (epoch ms), when the playlist gives one. */
+  programDateTime: number | undefined;
+  bytes: number;
+}
+
+export interface HlsClientStats {
+  requests: number;
+  playlistRequests: number;
+  bytes: number;
+  errors: number;
+  parts: HlsPartSeen[];
+}
+
+interface ListedPart {
+  uri: string;
+  msn: number;
+  index: number;
+  independent: boolean;
+  pdt: number | undefined;
+}
+
+/** The parts of a playlist with their segment numbers and start times; the next blocking request. */
+export function listParts(text: string): { parts: ListedPart[]; next: { msn: number; part: number } | undefined } {
+  const parts: ListedPart[] = [];
+  let msn = 0;
+  let index = 0;
+  let pdt: number | undefined;
+  let ended = false;
+  let lastComplete = -1;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#EXT-X-MEDIA-SEQUENCE:')) msn = Number(line.slice(22));
+    else if (line.startsWith('#EXT-X-SKIP:')) msn += Number(/SKIPPED-SEGMENTS=(\d+)/.exec(line)?.[1] ?? 0);
+    else if (line.startsWith('#EXT-X-PROGRAM-DATE-TIME:')) pdt = Date.parse(line.slice(25));
+    else if (line.startsWith('#EXT-X-PART:')) {
+      const uri = /URI="([^"]+)"/.exec(line)?.[1];
+      const duration = Number(/DURATION=([\d.]+)/.exec(line)?.[1] ?? 0);
+      if (uri) parts.push({ uri, msn, index, independent: line.includes('INDEPENDENT=YES'), pdt });
+      index++;
+      if (pdt !== undefined) pdt += duration * 1000;
+    } else if (line.length > 0 && !line.startsWith('#')) {
+      lastComplete = msn;
+      msn++;
+      index = 0;
+      pdt = undefined;
+    } else if (line === '#EXT-X-ENDLIST') ended = true;
+  }
+  if (ended) return { parts, next: undefined };
+  const last = parts.at(-1);
+  const next =
+    last && last.msn > lastComplete ? { msn: last.msn, part: last.index + 1 } : { msn: lastComplete + 1, part: 0 };
+  return { parts, next };
+}
+
+const VIDEO_TRACK_ID = 1;
+const VIDEO_TIMESCALE_PER_MS = 90;
+
+/** The tfdt of track 1's first traf in a CMAF fragment, in ms. */
+export function firstVideoDecodeMs(fragment: Buffer): number | undefined {
+  const walk = (from: number, to: number, want: string): Array<[number, number]> => {
+    const out: Array<[number, number]> = [];
+    for (let pos = from; pos + 8 <= to;) {
+      const size = fragment.readUInt32BE(pos);
+      if (size < 8 || pos + size > to) break;
+      if (fragment.toString('latin1', pos + 4, pos + 8) === want) out.push([pos + 8, pos + size]);
+      pos += size;
+    }
+    return out;
+  };
+  for (const [ms, me] of walk(0, fragment.length, 'moof')) {
+    for (const [ts, te] of walk(ms, me, 'traf')) {
+      const tfhd = walk(ts, te, 'tfhd')[0];
+      const tfdt = walk(ts, te, 'tfdt')[0];
+      if (!tfhd || !tfdt || fragment.readUInt32BE(tfhd[0] + 4) !== VIDEO_TRACK_ID) continue;
+      const v1 = fragment[tfdt[0]] === 1;
+      const ticks = v1 ? Number(fragment.readBigUInt64BE(tfdt[0] + 4)) : fragment.readUInt32BE(tfdt[0] + 4);
+      return ticks / VIDEO_TIMESCALE_PER_MS;
+    }
+  }
+  return undefined;
+}
+
+/** Follows one LL-HLS stream until `stop()`. */
+export class LightHlsViewer {
+  readonly stats: HlsClientStats = { requests: 0, playlistRequests: 0, bytes: 0, errors: 0, parts: [] };
+  private stopped = false;
+  private readonly abort = new AbortController();
+
+  constructor(private readonly playlistUrl: string) {}
+
+  stop(): void {
+    this.stopped = true;
+    this.abort.abort();
+  }
+
+  private url(uri: string): string {
+    return new URL(uri, this.playlistUrl).href;
+  }
+
+  private async get(url: string): Promise<Buffer | undefined> {
+    this.stats.requests++;
+    try {
+      const res = await fetch(url, { signal: this.abort.signal });
+      const body = Buffer.from(await res.arrayBuffer());
+      this.stats.bytes += body.length;
+      if (res.status !== 200) {
+        this.stats.errors++;
+        return undefined;
+      }
+      return body;
+    } catch {
+      if (!this.stopped) this.stats.errors++;
+      return undefined;
+    }
+  }
+
+  async run(): Promise<void> {
+    const seen = new Set<string>();
+    let url = this.playlistUrl;
+    let initDone = false;
+    while (!this.stopped) {
+      this.stats.playlistRequests++;
+      const body = await this.get(url);
+      if (!body) {
+        if (this.stopped) return;
+        await new Promise((r) => setTimeout(r, 500));
+        url = this.playlistUrl;
+        continue;
+      }
+      const text = body.toString('utf8');
+      if (!initDone) {
+        const map = /#EXT-X-MAP:URI="([^"]+)"/.exec(text)?.[1];
+        if (map && (await this.get(this.url(map)))) initDone = true;
+      }
+      const { parts, next } = listParts(text);
+      if (seen.size === 0) {
+        // Join at the newest independent part, like a low-latency player.
+        let start = parts.length - 1;
+        while (start > 0 && !parts[start]!.independent) start--;
+        for (let i = 0; i < start; i++) seen.add(parts[i]!.uri);
+      }
+      for (const p of parts) {
+        if (seen.has(p.uri) || this.stopped) continue;
+        seen.add(p.uri);
+        const bytes = await this.get(this.url(p.uri));
+        if (!bytes) continue;
+        this.stats.parts.push({
+          receivedAt: performance.now(),
+          videoMs: firstVideoDecodeMs(bytes),
+          programDateTime: p.pdt,
+          bytes: bytes.length,
+        });
+      }
+      if (!next) return;
+      const u = new URL(this.playlistUrl);
+      u.searchParams.set('_HLS_msn', String(next.msn));
+      u.searchParams.set('_HLS_part', String(next.part));
+      url = u.href;
+    }
+  }
+}
