@@ -8,6 +8,7 @@ import { isRedisUnavailableError } from './cluster/connections.js';
 import { registerConsole } from './console.js';
 import { registerFlvRoutes, type FlvRoutesOptions } from './flv/routes.js';
 import { registerHlsRoutes, type HlsSettings } from './hls/routes.js';
+import { registerRouteHttp } from './route-http.js';
 
 // Kept while cluster/runtime.ts imports ClusterApi from here; it lives in cluster/api.ts.
 export type { ClusterApi } from './cluster/api.js';
@@ -199,6 +200,7 @@ function buildApp(
   }
 
   if (surface.media && opts.flv) registerFlvRoutes(app, opts.flv);
+  if (surface.media && opts.cluster) registerRouteHttp(app, opts.cluster); // public: viewers call it
   if (surface.media && opts.flv)
     registerHlsRoutes(app, { access: opts.flv.access, register: opts.register, settings: opts.hls });
 

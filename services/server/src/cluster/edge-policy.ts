@@ -11,6 +11,15 @@ import type { StreamOwnership } from './redis-registry.js';
 export interface EdgePolicyOptions {
   playWaitMs: number;
   pull: PullOptions;
+  /** Tiered edges (cluster/tiers.ts): where to pull a stream from, given its owner; absent: the owner itself. */
+  upstream?: UpstreamChooser;
+}
+
+/** Maps a stream's owner (an origin) to the address to pull from: a parent edge, or the owner itself. */
+export interface UpstreamChooser {
+  choose(key: string, owner: UpstreamOwner): Promise<UpstreamOwner>;
+  /** A pull from `nodeId` broke or was refused: prefer another upstream for a while. */
+  failed(nodeId: string): void;
 }
 
 export interface EdgeObserver {
@@ -31,6 +40,8 @@ export class EdgePolicy implements StreamPolicy {
   private readonly ownerWaiters = new Map<string, Set<() => void>>();
   private readonly unsubscribes: Array<() => void> = [];
   private readonly deps: PullDeps;
+  /** The upstream node each stream's latest pull attempt went to (what a failure blames). */
+  private readonly lastUpstream = new Map<string, string>();
 
   constructor(
     private readonly ownership: StreamOwnership,
@@ -49,13 +60,23 @@ export class EdgePolicy implements StreamPolicy {
       ...(playQuery ? { playQuery } : {}),
       observer: {
         pullStarted: (key, attempt) => observer.pullStarted?.(key, attempt),
-        pullFailed: (key, reason) => observer.pullFailed?.(key, reason),
-        pullStopped: (key) => observer.pullStopped?.(key),
+        pullFailed: (key, reason) => {
+          const blamed = this.lastUpstream.get(key);
+          if (blamed) this.options.upstream?.failed(blamed);
+          observer.pullFailed?.(key, reason);
+        },
+        pullStopped: (key) => {
+          this.lastUpstream.delete(key);
+          observer.pullStopped?.(key);
+        },
         upstreamChanged: (key) => observer.failover?.(key),
       },
     };
     const onOwner = (e: { key: string; nodeId: string; addr: string; epoch: number }): void => {
-      this.pulls.get(e.key)?.ownerChanged({ nodeId: e.nodeId, addr: e.addr, epoch: e.epoch });
+      const owner = { nodeId: e.nodeId, addr: e.addr, epoch: e.epoch };
+      const pull = this.pulls.get(e.key);
+      // A leaf keeps pulling through its parent when the stream moves between origins: the new epoch re-pulls there.
+      if (pull) void this.upstreamOf(e.key, owner).then((up) => pull.ownerChanged(up), () => undefined);
       this.wakeOwnerWaiters(e.key);
     };
     this.unsubscribes.push(bus.on('stream.published', onOwner), bus.on('stream.moved', onOwner));
@@ -68,8 +89,17 @@ export class EdgePolicy implements StreamPolicy {
       this.observer.resolveLatency?.((performance.now() - started) / 1000, owner !== undefined);
       span.setAttribute('rtmp.found', owner !== undefined);
       if (owner) span.setAttributes({ 'rtmp.owner': owner.nodeId, 'rtmp.epoch': owner.epoch });
-      return owner ? { nodeId: owner.nodeId, addr: owner.addr, epoch: owner.epoch } : undefined;
+      if (!owner) return undefined;
+      // The stream must be live (an owner in Redis); the pull then goes to the owner or to the stream's parent.
+      const upstream = await this.upstreamOf(key, { nodeId: owner.nodeId, addr: owner.addr, epoch: owner.epoch });
+      this.lastUpstream.set(key, upstream.nodeId);
+      if (upstream.nodeId !== owner.nodeId) span.setAttribute('rtmp.parent', upstream.nodeId);
+      return upstream;
     });
+  }
+
+  private upstreamOf(key: string, owner: UpstreamOwner): Promise<UpstreamOwner> {
+    return this.options.upstream ? this.options.upstream.choose(key, owner) : Promise.resolve(owner);
   }
 
   private waitForOwnerEvent(key: string, ms: number, signal: AbortSignal): Promise<void> {

@@ -13,6 +13,8 @@ import { isRedisAuthError, natsConnectOptions, redisConnectOptions } from './con
 import { createClusterMetrics } from './metrics.js';
 import { OriginPolicy } from './origin-policy.js';
 import { NodeRegistry, StreamOwnership, createRedis, waitForRedis, type NodeRecord } from './redis-registry.js';
+import type { RoutingFields } from './route.js';
+import { ParentSelector, type EdgeTier } from './tiers.js';
 
 export interface ClusterRuntime {
   /** The role's policy: exists before any listener opens, so no publish or play ever sees another one. */
@@ -173,6 +175,18 @@ export async function prepareCluster(
             expiresAt: Math.floor(Date.now() / 1000) + PULL_TOKEN_LIFETIME_S,
           })
       : undefined;
+    // Tiered edges: a leaf may pull through a parent; a parent always pulls from the origin (no loops).
+    if (config.edgeUpstream === 'parents' && config.edgeTier === 'parent')
+      log.warn('EDGE_UPSTREAM=parents ignored on a parent-tier edge: parents pull from the origin');
+    const parents =
+      config.edgeUpstream === 'parents' && config.edgeTier !== 'parent'
+        ? new ParentSelector(() => nodes.list(), {
+            selfId: config.nodeId,
+            cacheMs: config.heartbeatMs,
+            suspectMs: config.heartbeatMs * 3, // a dead parent's record lives up to one node TTL
+          })
+        : undefined;
+    if (parents) unsubscribePeers.push(bus.on('node.down', (e) => parents.suspect(e.nodeId)));
     policy = new EdgePolicy(
       ownership,
       bus,
@@ -190,6 +204,18 @@ export async function prepareCluster(
           retryMaxMs: config.pullRetryMaxMs,
           limits: configToConnectionLimits(config),
         },
+        ...(parents
+          ? {
+              upstream: {
+                // No live parent: the origin itself (a parent-tier outage costs origin egress, not viewers).
+                choose: async (key, owner) => {
+                  const parent = await parents.choose(key);
+                  return parent ? { nodeId: parent.id, addr: parent.rtmpAddr, epoch: owner.epoch } : owner;
+                },
+                failed: (nodeId) => parents.suspect(nodeId),
+              },
+            }
+          : {}),
       },
       log,
       undefined, // authorization happens before any role policy (StreamAccess)
@@ -214,7 +240,9 @@ export async function prepareCluster(
   const startedAt = Date.now();
   let lastBytesOut = ctx.hot.bytesOut;
   let lastBeatAt = performance.now();
-  const record = (): NodeRecord & { streams: Record<string, number> } => {
+  let draining = false;
+  const tier: EdgeTier | undefined = role === 'edge' ? config.edgeTier : undefined;
+  const record = (): NodeRecord & RoutingFields => {
     const hubs = ctx.registry.list();
     const now = performance.now();
     const egressBps = ((ctx.hot.bytesOut - lastBytesOut) * 8) / Math.max(0.001, (now - lastBeatAt) / 1000);
@@ -236,6 +264,10 @@ export async function prepareCluster(
         egressBps: Math.round(egressBps),
       },
       streams,
+      ...(tier ? { tier } : {}),
+      draining,
+      ready: isReady(),
+      maxViewers: config.routeMaxViewers,
     };
   };
   const nodeFields = (rec: NodeRecord) => ({
@@ -246,6 +278,7 @@ export async function prepareCluster(
     httpAddr: rec.httpAddr,
     version: rec.version,
     load: rec.load,
+    ...(tier ? { tier } : {}),
   });
   const beat = async (): Promise<void> => {
     const rec = record();
@@ -315,11 +348,29 @@ export async function prepareCluster(
   const carriesStreams = (): boolean =>
     policy instanceof OriginPolicy ? policy.ownedStreams().length > 0 : policy.activePulls().length > 0;
 
+  // NATS gates readiness only until its first connection: later outages must not take every pod out of the load
+  // balancers, since edges fall back to Redis. Redis gates readiness until its first connection too; after that
+  // an outage takes a node out only when it can serve nothing: a Redis blip would otherwise take every pod out of
+  // every load balancer at once (no endpoints: every new session refused) while they could still serve what
+  // they carry. So a node stays ready while Redis is down if it carries live streams (an origin its leases, which
+  // self-fencing drops when they could belong to another origin; an edge its pulls), or for one lease (a blip).
+  const isReady = (): boolean => {
+    if (bus.connected) natsSeen = true;
+    if (redis.status === 'ready') redisSeen = true;
+    if (!started || (config.natsUrl && !natsSeen) || !redisSeen) return false;
+    if (redis.status === 'ready') return true;
+    const downFor = performance.now() - (redisDownSince ?? performance.now());
+    return downFor < config.leaseMs || carriesStreams();
+  };
+
   return {
     policy,
     api,
     start,
     drain: async (reconnectWaitMs) => {
+      // Viewer routing (cluster/route.ts) stops sending viewers here at once.
+      draining = true;
+      await beat().catch(() => undefined);
       if (!(policy instanceof OriginPolicy)) return;
       peerOrigins = await nodes
         .list()
@@ -327,20 +378,7 @@ export async function prepareCluster(
         .catch(() => []);
       await policy.drain({ peerTcUrl, reconnectWaitMs });
     },
-    // NATS gates readiness only until its first connection: later outages must not take every pod out of the load
-    // balancers, since edges fall back to Redis. Redis gates readiness until its first connection too; after that
-    // an outage takes a node out only when it can serve nothing: a Redis blip would otherwise take every pod out of
-    // every load balancer at once (no endpoints: every new session refused) while they could still serve what
-    // they carry. So a node stays ready while Redis is down if it carries live streams (an origin its leases, which
-    // self-fencing drops when they could belong to another origin; an edge its pulls), or for one lease (a blip).
-    isReady: () => {
-      if (bus.connected) natsSeen = true;
-      if (redis.status === 'ready') redisSeen = true;
-      if (!started || (config.natsUrl && !natsSeen) || !redisSeen) return false;
-      if (redis.status === 'ready') return true;
-      const downFor = performance.now() - (redisDownSince ?? performance.now());
-      return downFor < config.leaseMs || carriesStreams();
-    },
+    isReady,
     close: async () => {
       clearInterval(heartbeat);
       clearInterval(reconcile);

@@ -11,6 +11,7 @@
 import { z } from 'zod';
 
 import { NODE_ROLES, type Role } from '../../roles.js';
+import { EDGE_TIERS } from '../tiers.js';
 
 /** The role of a node as carried in node events. */
 export type NodeRole = Role;
@@ -79,6 +80,8 @@ const nodeFields = {
   load: NodeLoadSchema.optional(),
   /** Whether the sender reaches Redis now: origins tell a global Redis outage from their own partition by it. */
   redisUp: z.boolean().optional(),
+  /** Edges: tier in a two-tier layout (cluster/tiers.ts); absent: leaf. */
+  tier: z.enum(EDGE_TIERS).optional(),
 };
 export const NodeUpSchema = z.object({ ...nodeFields, type: z.literal('node.up') });
 export const NodeDownSchema = z.object({ ...nodeFields, type: z.literal('node.down') });
