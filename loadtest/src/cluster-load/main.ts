@@ -42,7 +42,8 @@ export function formatClusterReport(r: ClusterLoadReport): string {
     ),
     ...(r.churn
       ? [
-          `churn: ${r.churn.publisherStops} publisher stops, ${r.churn.viewerLeaves} leaves, ${r.churn.viewerJoins} joins`,
+          `churn: ${r.churn.publisherStops} publisher stops, ${r.churn.viewerLeaves} leaves, ${r.churn.viewerJoins} joins, ` +
+            `join failures ${JSON.stringify(r.churn.joinFailures)}`,
         ]
       : []),
     ...phase('churn', r.churn),

@@ -73,7 +73,15 @@ export interface ClusterLoadReport {
   redisCommandsPerSecPerStream: number;
   natsMsgsPerSecPerStream: number;
   nodes: NodeUsage[];
-  churn: (PhaseOutcome & { publisherStops: number; viewerLeaves: number; viewerJoins: number }) | undefined;
+  churn:
+    | (PhaseOutcome & {
+        publisherStops: number;
+        viewerLeaves: number;
+        viewerJoins: number;
+        /** Viewers that joined during churn and failed (e.g. StreamNotFound for a stream coming back), by reason. */
+        joinFailures: Record<string, number>;
+      })
+    | undefined;
   rolling:
     | (PhaseOutcome & {
         reconnectRequests: number;
@@ -400,6 +408,7 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
       let nextView = performance.now();
       const restarts: Promise<void>[] = [];
       const churnedStreams = new Set<number>();
+      const joined: ViewerState[] = [];
       for (const st of viewers) st.maxGapMs = 0;
       while (Date.now() < end) {
         const now = performance.now();
@@ -424,7 +433,7 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
             leaves++;
           }
           const [s] = assignStreams(o.streams, o.streams + 1, o.zipf, rand).slice(o.streams);
-          open(s!, Math.floor(rand() * o.edges));
+          joined.push(open(s!, Math.floor(rand() * o.edges)));
           joins++;
         }
         await sleep(20);
@@ -439,6 +448,9 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
         publisherStops: stops,
         viewerLeaves: leaves,
         viewerJoins: joins,
+        joinFailures: mergeCounts(
+          joined.filter((j) => j.v.phase === 'failed').map((j) => ({ [j.v.failReason ?? 'unknown']: 1 })),
+        ),
       };
       // Viewers that joined a stream while its publisher was away and gave up (play wait) are failures too.
       log(

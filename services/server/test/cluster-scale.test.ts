@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { DEFAULT_OPTIONS } from '../../../loadtest/src/cluster-load/options.js';
 import { runClusterLoad, type ClusterLoadReport } from '../../../loadtest/src/cluster-load/runner.js';
+import { clusterEnv, spawnNode, type ProcessNode } from './support/cluster-harness.js';
+import { stopAll, waitFor } from './support/processes.js';
+import { startNats, startRedis, stopAllServices, type ServiceHandle } from './support/services.js';
+import { MovablePublisher, TagViewer } from './support/tagged-stream.js';
 
 /**
  * The cluster scenario runner at CI size (real redis-server, nats-server, 2 origins and 2 edges as processes of the
@@ -48,6 +52,7 @@ describe('cluster at scale (small): streams, churn, rolling origins, leaks', () 
     assert.ok(r.churn && r.churn.publisherStops > 0, context);
     assert.equal(r.churn!.viewersDisconnected, 0, context);
     assert.equal(r.churn!.streamsLost, 0, context);
+    assert.deepEqual(r.churn!.joinFailures, {}, context);
     // Rolling origins: nobody disconnected; E-RTMP publishers moved without a gap over 1 s, the others within
     // their reconnect back-off + 1 s.
     assert.ok(r.rolling, context);
@@ -60,4 +65,68 @@ describe('cluster at scale (small): streams, churn, rolling origins, leaks', () 
     assert.equal(r.timestampRegressions, 0, context);
     assert.ok(r.leaks.ok, `${JSON.stringify(r.leaks)}\n${context}`);
   });
+});
+
+describe('issue 9 at 20 streams: every stream ends and is published again a second later', () => {
+  let redis: ServiceHandle;
+  let nats: ServiceHandle;
+  const nodes: ProcessNode[] = [];
+  const pubs: MovablePublisher[] = [];
+  const viewers: TagViewer[] = [];
+
+  before(async () => {
+    redis = await startRedis();
+    nats = await startNats();
+  });
+
+  after(async () => {
+    for (const v of viewers) v.close();
+    for (const p of pubs) p.stop();
+    await Promise.all(nodes.map((n) => n.stop()));
+    await stopAll();
+    await stopAllServices();
+  });
+
+  it(
+    '200 new viewers on the edges that carried the streams all play (no StreamNotFound)',
+    { timeout: 90_000 },
+    async () => {
+      const STREAMS = 20;
+      const NEW_VIEWERS_PER_STREAM = 10;
+      const env = clusterEnv(redis.url, nats.url); // the default PULL_LINGER_MS
+      const origin = await spawnNode('origin', 'i9-origin', env);
+      const edges = [await spawnNode('edge', 'i9-edge-1', env), await spawnNode('edge', 'i9-edge-2', env)];
+      nodes.push(origin, ...edges);
+      const keys = Array.from({ length: STREAMS }, (_, i) => `live/i9-${i}`);
+      const first = keys.map(() => new MovablePublisher({ ertmp: false }));
+      pubs.push(...first);
+      await Promise.all(first.map((p, i) => p.moveTo(origin.rtmpUrl(keys[i]!), 1)));
+      // One viewer per stream per edge watches until the end of the stream, then leaves (as FFmpeg does).
+      const watchers = await Promise.all(keys.flatMap((k) => edges.map((e) => TagViewer.open(e.rtmpUrl(k)))));
+      viewers.push(...watchers);
+      await waitFor('every watcher gets frames', () => watchers.every((v) => v.count() >= 5), 20_000);
+      for (const p of first) p.stop();
+      await waitFor('every watcher told the stream ended', () => watchers.every((v) => v.ends.length > 0), 20_000);
+      for (const v of watchers) v.close();
+      // The encoders are back about a second after they stopped (OBS), while the edges' pulls linger.
+      await new Promise((r) => setTimeout(r, 1000)); // the encoders' reconnect delay being modelled, not a state wait
+      const second = keys.map(() => new MovablePublisher({ ertmp: false }));
+      pubs.push(...second);
+      await Promise.all(second.map((p, i) => p.moveTo(origin.rtmpUrl(keys[i]!), 2)));
+      const results = await Promise.allSettled(
+        keys.flatMap((k) =>
+          Array.from({ length: NEW_VIEWERS_PER_STREAM }, (_, j) => TagViewer.open(edges[j % edges.length]!.rtmpUrl(k))),
+        ),
+      );
+      const opened = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      viewers.push(...opened);
+      const failures = results.flatMap((r) => (r.status === 'rejected' ? [String((r.reason as Error).message)] : []));
+      assert.deepEqual(failures.slice(0, 5), [], `${failures.length} of ${results.length} new viewers failed`);
+      await waitFor(
+        'every new viewer gets frames of the new publish',
+        () => opened.every((v) => v.count(2) >= 3),
+        20_000,
+      );
+    },
+  );
 });
