@@ -150,11 +150,12 @@ export class Packager {
     return this.inits.get(version);
   }
 
-  /** The newest part (msn, index), if any. */
+  /** The newest part (msn, index), if any. Called by every waiting request on every change: no allocation. */
   lastPart(): Part | undefined {
-    const segs = this.segments;
-    for (let i = segs.length - 1; i >= 0; i--) {
-      const p = segs[i]!.parts;
+    const open = this.current?.parts;
+    if (open && open.length > 0) return open[open.length - 1];
+    for (let i = this.window.length - 1; i >= 0; i--) {
+      const p = this.window[i]!.parts;
       if (p.length > 0) return p[p.length - 1];
     }
     return undefined;
@@ -167,7 +168,10 @@ export class Packager {
   }
 
   segment(msn: number): Segment | undefined {
-    return this.segments.find((s) => s.msn === msn);
+    if (this.current?.msn === msn) return this.current;
+    // Window segments have consecutive numbers.
+    const first = this.window[0];
+    return first ? this.window[msn - first.msn] : undefined;
   }
 
   /** Bytes held: init segments and every part in the window. */
