@@ -4,11 +4,15 @@
  * generator (one real-time publisher + N viewers) pinned to another, and record the server's CPU per
  * viewer-second and RSS per viewer over a steady window, delivery, TTFF, latency and failures.
  *
- *   npm run bench -- --viewers 100,500,1000,2000 --seconds 20 [--servers ours-off,ours-batch,nms,nginx] [--quick]
+ *   npm run bench -- --viewers 1000,2000,3000 --seconds 15 --repeat 3 [--servers ours,ours-batch,nginx] [--quick]
  *
- * Servers: our standalone server with write batching off (WRITE_BATCH_MS=0) and on (--batch-ms, default 20),
- * Node-Media-Server (the npm package in this workspace) and nginx with the RTMP module (Debian's nginx +
- * libnginx-mod-rtmp). Every process started here is killed at the end of its run, and on SIGINT/SIGTERM.
+ * Servers: our standalone server in its default configuration (adaptive batching), with batching off
+ * (WRITE_BATCH_MS=0 ADAPTIVE_BATCH_MS=0) and with a fixed window (--batch-ms, default 20), Node-Media-Server (the npm
+ * package in this workspace) and nginx with the RTMP module (Debian's nginx + libnginx-mod-rtmp). Every process
+ * started here is killed at the end of its run, and on SIGINT/SIGTERM.
+ *
+ * Each table row is the median of the valid runs of one (N, server), with the min-max beside it: a run is invalid
+ * when other processes disturbed a pinned core (--max-noise) or when the load generator says it was saturated.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -29,12 +33,13 @@ const repoRoot = resolve(here, '..', '..');
 const NGINX = '/usr/sbin/nginx';
 const NGINX_RTMP_MODULE = '/usr/lib/nginx/modules/ngx_rtmp_module.so';
 
-export type ServerKind = 'ours-off' | 'ours-batch' | 'nms' | 'nginx' | 'ours-httpflv' | 'ours-wsflv';
-/** The default set: RTMP viewers on every server. */
-export const ALL_SERVERS: ServerKind[] = ['ours-off', 'ours-batch', 'nms', 'nginx'];
+export type ServerKind = 'ours' | 'ours-off' | 'ours-batch' | 'nms' | 'nginx' | 'ours-httpflv' | 'ours-wsflv';
+/** The default set: ours by default and with batching on, against nginx-rtmp (NMS and batching off on request). */
+export const ALL_SERVERS: ServerKind[] = ['ours', 'ours-batch', 'nginx'];
+const RTMP_SERVERS: ServerKind[] = ['ours', 'ours-off', 'ours-batch', 'nms', 'nginx'];
 /** Ours with batching off, viewers over HTTP-FLV / WebSocket-FLV (the publisher stays RTMP); on request only. */
 export const FLV_SERVERS: ServerKind[] = ['ours-httpflv', 'ours-wsflv'];
-const KNOWN_SERVERS: ServerKind[] = [...ALL_SERVERS, ...FLV_SERVERS];
+const KNOWN_SERVERS: ServerKind[] = [...RTMP_SERVERS, ...FLV_SERVERS];
 
 /** The viewers' protocol of a server kind. */
 export function viewerProtocol(kind: ServerKind): 'rtmp' | 'http-flv' | 'ws-flv' {
@@ -59,6 +64,8 @@ interface BenchOptions {
   retries: number;
   maxNoise: number;
   quietPercent: number;
+  workers: number;
+  ffmpegPlayers: number;
 }
 
 interface RunningServer {
@@ -82,6 +89,8 @@ export interface RunResult {
   attempt?: number;
   /** The report's noise exceeded --max-noise: another workload shared the pinned cores. */
   noisy?: boolean;
+  /** `uptime`'s 1-minute load average just before the run (other engineers' work shows here). */
+  loadAverage?: number;
   /** Machine-wide busy percent (of one core) just before the run, with nothing of ours running. */
   idleBeforePercent?: number;
   /**
@@ -207,26 +216,38 @@ async function startServer(kind: ServerKind, o: BenchOptions): Promise<RunningSe
   const rtmpPort = await freePort();
   const dir = mkdtempSync(join(tmpdir(), `bench-${kind}-`));
   tempDirs.add(dir);
-  if (kind === 'ours-off' || kind === 'ours-batch' || FLV_SERVERS.includes(kind)) {
+  if (kind === 'ours' || kind === 'ours-off' || kind === 'ours-batch' || FLV_SERVERS.includes(kind)) {
     const cli = join(repoRoot, 'services', 'server', 'dist', 'cli.js');
     if (!existsSync(cli)) throw new Error(`${cli} not found: run npm run build first`);
     const httpPort = await freePort();
     const batch = kind === 'ours-batch' ? o.batchMs : 0;
-    const env = {
+    const env: NodeJS.ProcessEnv = {
       ...process.env,
       RTMP_HOST: '127.0.0.1',
       RTMP_PORT: String(rtmpPort),
       HTTP_HOST: '127.0.0.1',
       HTTP_PORT: String(httpPort),
       LOG_LEVEL: o.logLevel,
-      WRITE_BATCH_MS: String(batch),
+      // Every viewer comes from 127.0.0.1: the per-IP connection cap (a defence, 256) would refuse the audience.
+      MAX_CONNECTIONS_PER_IP: '0',
     };
+    // 'ours' runs the defaults (adaptive batching); the others set batching explicitly.
+    delete env['WRITE_BATCH_MS'];
+    delete env['ADAPTIVE_BATCH_MS'];
+    if (kind === 'ours-batch') env['WRITE_BATCH_MS'] = String(batch);
+    else if (kind !== 'ours') {
+      env['WRITE_BATCH_MS'] = '0';
+      env['ADAPTIVE_BATCH_MS'] = '0';
+    }
     const [cmd, args] = pinned(o.serverCpu, process.execPath, [cli, 'standalone']);
     const { child, output } = startChild(cmd, args, env, repoRoot);
     await waitForPort(rtmpPort, child);
     return {
       kind,
-      label: `ours batch=${batch}ms${kind === 'ours-httpflv' ? ' http-flv' : kind === 'ours-wsflv' ? ' ws-flv' : ''}`,
+      label:
+        kind === 'ours'
+          ? 'ours default (adaptive)'
+          : `ours batch=${batch}ms${kind === 'ours-httpflv' ? ' http-flv' : kind === 'ours-wsflv' ? ' ws-flv' : ''}`,
       version: 'standalone',
       pid: child.pid!,
       rtmpPort,
@@ -330,6 +351,10 @@ async function runLoadgen(
     String(server.pid),
     ...(o.serverCpu && /^\d+$/.test(o.serverCpu) ? ['--server-core', o.serverCpu] : []),
     ...(o.loadgenCpu && /^\d+$/.test(o.loadgenCpu) ? ['--loadgen-core', o.loadgenCpu] : []),
+    ...(o.workers > 0 ? ['--workers', String(o.workers)] : []),
+    ...(o.ffmpegPlayers > 0 && viewerProtocol(server.kind) === 'rtmp'
+      ? ['--ffmpeg-players', String(o.ffmpegPlayers)]
+      : []),
     ...(viewerProtocol(server.kind) !== 'rtmp'
       ? ['--protocol', viewerProtocol(server.kind), '--http-url', `http://127.0.0.1:${server.httpPort}`]
       : []),
@@ -368,85 +393,149 @@ export function calibrate(cpu: string): number {
   return Math.round(Number(r.stdout.trim()) || NaN); // iterations per ms
 }
 
-/** Of several runs of one (N, server), the one with the least server CPU per viewer-second (least host noise). */
-export function representative(runs: RunResult[]): RunResult | undefined {
-  const measured = runs.filter((r) => r.report?.server);
-  const quiet = measured.filter((r) => !r.noisy);
-  const ok = quiet.length ? quiet : measured;
-  if (ok.length === 0) return runs[0];
-  return ok.reduce((a, b) => (b.report!.server!.cpuMsPerViewerSecond < a.report!.server!.cpuMsPerViewerSecond ? b : a));
+/** A run counts when it measured the server, nothing else disturbed it, and the load generator kept up. */
+export function isValid(r: RunResult): boolean {
+  const rep = r.report;
+  return !!rep?.server && !r.noisy && !rep.loadgen.saturated && !rep.aborted;
 }
 
-/** One table per N: every server with its numbers and ratios against nginx-rtmp. */
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  n: number;
+}
+
+/** Median (mean of the two middle values for an even count), min and max of the finite values. */
+export function spread(values: number[]): Spread {
+  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  const n = v.length;
+  if (n === 0) return { median: NaN, min: NaN, max: NaN, n: 0 };
+  const mid = n >> 1;
+  return { median: n % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2, min: v[0]!, max: v[n - 1]!, n };
+}
+
+/**
+ * The run that stands for a (N, server) row beside the medians: the valid run with the median server CPU (the lower
+ * of the two middle ones for an even count). Without a valid run, the first run (the row then says so).
+ */
+export function medianRun(runs: RunResult[]): RunResult | undefined {
+  const ok = runs
+    .filter(isValid)
+    .sort((a, b) => a.report!.server!.cpuMsPerViewerSecond - b.report!.server!.cpuMsPerViewerSecond);
+  return ok.length ? ok[(ok.length - 1) >> 1] : runs[0];
+}
+
+const fmtSpread = (s: Spread, digits: number): string =>
+  s.n === 0
+    ? '-'
+    : s.n === 1
+      ? fmt(s.median, digits)
+      : `${fmt(s.median, digits)} (${fmt(s.min, digits)}–${fmt(s.max, digits)})`;
+
+/** One markdown table per N: per server, medians of the valid runs with their min–max, and ratios against nginx-rtmp. */
 export function formatTable(n: number, all: RunResult[]): string {
   const kinds = [...new Set(all.filter((r) => r.viewers === n).map((r) => r.server))];
-  const rows = kinds.map((k) => representative(all.filter((r) => r.viewers === n && r.server === k))!);
-  const nginx = rows.find((r) => r.server === 'nginx')?.report?.server;
+  const runsOf = (k: ServerKind): RunResult[] => all.filter((r) => r.viewers === n && r.server === k);
+  const validOf = (k: ServerKind): RunResult[] => runsOf(k).filter(isValid);
+  const cpuOf = (k: ServerKind): Spread => spread(validOf(k).map((r) => r.report!.server!.cpuMsPerViewerSecond));
+  const nginxCpu = kinds.includes('nginx') ? cpuOf('nginx').median : NaN;
   const head = [
     'server',
+    'valid runs',
     'up',
-    'fail',
-    'deliv%',
-    '<90%',
+    'failures',
+    'delivered %',
     'stalls',
-    'srv cpu%',
-    'ms/viewer-s',
+    'CPU ms/viewer-s, median (min–max)',
     'x nginx',
-    'core%',
+    'server CPU %',
     'core ms/viewer-s',
-    'x nginx',
-    'KiB/viewer',
-    'x nginx',
-    'ttff p50/p95/p99 ms',
-    'latency p50/p95/p99 ms',
-    'loadgen cpu%',
-    'noise% srv/lg',
-    'speed (k it/ms)',
-    'ms/viewer-s all runs',
+    'RSS KiB/viewer',
+    'TTFF p50/p99 ms',
+    'latency p99 ms, median (min–max)',
+    'latency p50/p95 ms',
+    'FFmpeg cross-check: decoded %, latency p50/p99 ms',
+    'generator CPU % / loop delay p99 ms',
+    'load avg',
   ];
-  const body = rows.map((r) => {
-    const rep = r.report;
-    if (!rep) return [r.label, `ERROR: ${r.error ?? '?'}`];
+  const body = kinds.map((k) => {
+    const runs = runsOf(k);
+    const valid = validOf(k);
+    const r = medianRun(runs);
+    const rep = r?.report;
+    const label = r?.label ?? k;
+    const invalid = runs.filter((x) => !isValid(x));
+    const validCell = `${valid.length}/${runs.length}${invalid.length ? ` (${invalid.map(whyInvalid).join(', ')})` : ''}`;
+    if (!rep) return [label, validCell, `ERROR: ${r?.error ?? '?'}`];
+    const cpu = cpuOf(k);
     const s = rep.server;
-    const t = rep.ttffMs;
-    const l = rep.latencyMs;
+    const vals = (f: (x: Report) => number): Spread => spread(valid.map((x) => f(x.report!)));
+    const deliv = vals((x) => x.delivery.ratio * 100);
+    const cc = rep.crossCheck;
     return [
-      `${r.label}${rep.aborted ? ` (ABORTED: ${rep.aborted})` : ''}`,
-      `${rep.viewers.upAtWindowStart}/${rep.viewers.requested}`,
-      String(rep.viewers.failuresTotal),
-      fmt(rep.delivery.ratio * 100, 2),
-      String(rep.delivery.viewersUnder90),
-      String(rep.stalls.inWindow),
-      fmt(s?.cpuPercent, 1),
-      fmt(s?.cpuMsPerViewerSecond, 3),
-      fmt(ratio(s?.cpuMsPerViewerSecond ?? NaN, nginx?.cpuMsPerViewerSecond ?? NaN), 2),
-      fmt(s?.core?.busyPercent, 1),
+      label,
+      validCell,
+      fmtSpread(
+        vals((x) => x.viewers.upAtWindowStart),
+        0,
+      ),
+      fmtSpread(
+        vals((x) => x.viewers.failuresTotal),
+        0,
+      ),
+      deliv.n ? `${fmt(deliv.median, 2)}${deliv.n > 1 ? ` (min ${fmt(deliv.min, 2)})` : ''}` : '-',
+      fmtSpread(
+        vals((x) => x.stalls.inWindow),
+        0,
+      ),
+      valid.length ? fmtSpread(cpu, 3) : `${fmt(s?.cpuMsPerViewerSecond, 3)} (invalid)`,
+      k === 'nginx' ? '1' : fmt(ratio(cpu.median, nginxCpu), 2),
+      fmt(s?.cpuPercent, 0),
       fmt(s?.core?.msPerViewerSecond, 3),
-      fmt(ratio(s?.core?.msPerViewerSecond ?? NaN, nginx?.core?.msPerViewerSecond ?? NaN), 2),
       fmt(s?.rssPerViewerKiB, 1),
-      fmt(ratio(s?.rssPerViewerKiB ?? NaN, nginx?.rssPerViewerKiB ?? NaN), 2),
-      `${fmt(t.p50, 0)}/${fmt(t.p95, 0)}/${fmt(t.p99, 0)}`,
-      `${fmt(l.p50, 1)}/${fmt(l.p95, 1)}/${fmt(l.p99, 1)}`,
-      fmt(rep.loadgen.cpuPercent, 0),
-      rep.noise
-        ? `${fmt(rep.noise.serverCorePercent, 0)}/${fmt(rep.noise.loadgenCorePercent, 0)}${r.noisy ? '!' : ''}`
+      `${fmt(rep.ttffMs.p50, 0)}/${fmt(rep.ttffMs.p99, 0)}`,
+      fmtSpread(
+        vals((x) => x.latencyMs.p99),
+        1,
+      ),
+      `${fmt(rep.latencyMs.p50, 1)}/${fmt(rep.latencyMs.p95, 1)}`,
+      cc
+        ? cc.results
+            .map(
+              (c) =>
+                `${fmt(c.ratio * 100, 1)}%, ${fmt(c.latencyMs.p50, 0)}/${fmt(c.latencyMs.p99, 0)}${c.error ? ' ERR' : ''}`,
+            )
+            .join('; ')
         : '-',
-      fmt((r.cpuSpeed ?? NaN) / 1000, 0),
-      all
-        .filter((x) => x.viewers === n && x.server === r.server)
-        .map((x) => `${fmt(x.report?.server?.cpuMsPerViewerSecond, 3)}${x.noisy ? '*' : ''}`)
-        .join(' '),
+      `${fmt(rep.loadgen.cpuPercent, 0)} / ${fmt(Math.max(rep.loadgen.eventLoopDelayP99Ms, rep.loadgen.workerEventLoopDelayP99Ms ?? 0), 0)}`,
+      fmt(r?.loadAverage, 2),
     ];
   });
-  const cells = [head, ...body];
-  const widths = head.map((_, i) => Math.max(...cells.map((row) => (row[i] ?? '').length)));
-  const line = (row: string[]): string => `| ${row.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
+  const line = (row: string[]): string => `| ${row.join(' | ')} |`;
   return [
     `N=${n} viewers`,
+    '',
     line(head),
-    `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,
+    `|${head.map(() => '---').join('|')}|`,
     ...body.map((row) => line([...row, ...Array<string>(Math.max(0, head.length - row.length)).fill('')])),
   ].join('\n');
+}
+
+function whyInvalid(r: RunResult): string {
+  if (r.error || !r.report) return 'error';
+  if (r.report.aborted) return 'aborted';
+  if (r.report.loadgen.saturated) return 'generator saturated';
+  if (r.noisy) return 'disturbed';
+  return 'no server sample';
+}
+
+function loadAverage(): number {
+  try {
+    return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
+  } catch {
+    return NaN;
+  }
 }
 
 async function runOne(
@@ -471,6 +560,7 @@ async function runOne(
   try {
     result.idleBeforePercent = await waitForQuiet(o.quietPercent, 120_000);
     result.cpuSpeed = calibrate(o.serverCpu);
+    result.loadAverage = loadAverage();
     server = await startServer(kind, o);
     result.label = server.label;
     result.version = server.version;
@@ -539,7 +629,9 @@ async function main(argv: string[]): Promise<number> {
     .option('--loadgen-cpu <cpu>', 'CPU the load generator is pinned to', '1')
     .option('--log-level <level>', 'log level of the servers (ours: LOG_LEVEL; NMS: its logger)', 'warn')
     .option('--quick', 'CI smoke: N=100 only, 5 s window')
-    .option('--repeat <n>', 'runs per (N, server), interleaved; tables show the run with the least server CPU', '1')
+    .option('--repeat <n>', 'runs per (N, server), interleaved; tables show medians of the valid runs', '3')
+    .option('--workers <n>', "load generator's worker threads for the viewers", '0')
+    .option('--ffmpeg-players <n>', 'FFmpeg players decoding through the load in every RTMP run (cross-check)', '2')
     .option('--retries <n>', 'run a (N, server) again when other processes disturbed it (see --max-noise)', '2')
     .option('--max-noise <percent>', 'other processes on a pinned core above this make a run disturbed', '10')
     .option('--quiet-percent <percent>', 'before each run, wait (up to 2 min) until the machine is below this', '15')
@@ -575,6 +667,8 @@ async function main(argv: string[]): Promise<number> {
     retries: Math.max(0, Math.floor(Number(raw['retries']))),
     maxNoise: Number(raw['maxNoise']),
     quietPercent: Number(raw['quietPercent']),
+    workers: Math.max(0, Math.floor(Number(raw['workers']))),
+    ffmpegPlayers: quick ? 0 : Math.max(0, Math.floor(Number(raw['ffmpegPlayers']))),
   };
   for (const s of o.servers)
     if (!KNOWN_SERVERS.includes(s)) throw new Error(`unknown server '${s}' (${KNOWN_SERVERS.join(', ')})`);
@@ -632,6 +726,10 @@ async function main(argv: string[]): Promise<number> {
           const noise = result.report?.noise;
           const noisy = noise !== undefined && Math.max(noise.serverCorePercent, noise.loadgenCorePercent) > o.maxNoise;
           result.noisy = noisy;
+          if (result.report?.loadgen.saturated)
+            process.stderr.write(
+              `${tag} !!! INVALID: the load generator was saturated (${result.report.loadgen.warnings.join('; ')}) !!!\n`,
+            );
           if (!noisy) break;
           process.stderr.write(
             `${tag} disturbed by other processes (${noise.serverCorePercent}% of the server's core, ${noise.loadgenCorePercent}% of the load generator's)` +
