@@ -25,6 +25,7 @@ import { parse as parseYaml } from 'yaml';
 import { ConfigError, loadConfig, SETTINGS } from '../../services/server/src/config.js';
 import { checkManifests, FIELD_REFS, relayContainers, type Expectations } from './support/manifest-checks.js';
 import {
+  CHART,
   chartTemplates,
   leafPaths,
   renderChart,
@@ -766,13 +767,47 @@ describe('Helm chart (helm/rtmp-relay)', () => {
     for (const s of scenarios) assert.deepEqual(helmLint(s.files), [], `helm lint --strict ${s.name}`);
   });
 
+  it('the README parameter tables are generated from values.yaml and up to date (npm run chart:readme)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rtmp-relay-readme-'));
+    const copy = join(dir, 'README.md');
+    writeFileSync(copy, read('helm/rtmp-relay/README.md'));
+    const r = spawnSync(
+      process.execPath,
+      [
+        join(ROOT, 'node_modules/@bitnami/readme-generator-for-helm/bin/index.js'),
+        '--values',
+        join(CHART, 'values.yaml'),
+        '--readme',
+        copy,
+      ],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    assert.equal(r.status, 0, `readme-generator: every value needs a ## @param (or @skip):\n${r.stdout}${r.stderr}`);
+    assert.equal(readFileSync(copy, 'utf8'), read('helm/rtmp-relay/README.md'), 'run `npm run chart:readme`');
+    const readme = read('helm/rtmp-relay/README.md');
+    for (const p of [
+      'edge.autoscaling.maxReplicas',
+      'ingress.enabled',
+      'networkPolicy.allowExternalEgress',
+      'probes.liveness.periodSeconds',
+    ])
+      assert.ok(readme.includes(`| \`${p}\``), `${p} in the parameter table`);
+  });
+
   it('helm package makes the chart archive with the Chart.yaml version', () => {
     const dir = mkdtempSync(join(tmpdir(), 'rtmp-relay-helm-package-'));
     const chart = parseYaml(read('helm/rtmp-relay/Chart.yaml')) as { version: string };
     const archive = helmPackage(dir);
     assert.equal(archive, join(dir, `rtmp-relay-${chart.version}.tgz`));
     const listing = spawnSync('tar', ['tzf', archive], { encoding: 'utf8' }).stdout.split('\n');
-    for (const f of ['Chart.yaml', 'values.yaml', 'values.schema.json', 'templates/_helpers.tpl'])
+    for (const f of [
+      'Chart.yaml',
+      'values.yaml',
+      'values.schema.json',
+      'README.md',
+      'icon.svg',
+      'templates/_helpers.tpl',
+    ])
       assert.ok(listing.includes(`rtmp-relay/${f}`), `${f} in the package`);
   });
 
