@@ -7,7 +7,7 @@
  * a stream that ends gets EXT-X-ENDLIST, unknown streams 404 and bad tokens 403.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -21,6 +21,7 @@ import { ffmpegCountFrames, ffmpegPublish } from './support/media-tools.js';
 import { startTestNode, waitLive, type NodeUnderTest } from './support/node-under-test.js';
 import { run, stopAll, waitFor, type Running } from './support/processes.js';
 import { startNats, startRedis, stopAllServices } from './support/services.js';
+import { connectPublisher, loadFlvFixture, packageHevcAsErtmp, replayTags } from './support/ertmp-tools.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'rtmp-relay-hls-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -533,5 +534,114 @@ describe('LL-HLS through an edge, with play tokens', () => {
     assert.equal((await getText(`http://127.0.0.1:${edge.httpPort}/live/e1/index.m3u8`)).status, 403);
     assert.equal((await getText(`http://127.0.0.1:${edge.httpPort}/live/e1/seg-abc-1.m4s?${bad}`)).status, 403);
     assert.equal((await getText(`http://127.0.0.1:${origin.httpPort}/live/e1/index.m3u8?${bad}`)).status, 403);
+  });
+});
+
+describe('LL-HLS from Enhanced RTMP: AV1 + Opus and HEVC', () => {
+  let node: NodeUnderTest;
+  const clients: Array<{ close(): void }> = [];
+
+  before(async () => {
+    node = await startTestNode({ UNPUBLISH_GRACE_MS: '300', PLAY_WAIT_MS: '3000' });
+  });
+  after(async () => {
+    for (const c of clients) c.close();
+    await stopAll();
+    await node.shutdown('test');
+  });
+
+  /**
+   * Publishes `tags` (E-RTMP) with an HLS request made early in the replay (the packager joins from the hub's
+   * cached GOP), waits for EXT-X-ENDLIST and returns the whole recording as one file: init + every segment.
+   */
+  async function packaged(
+    key: string,
+    fourCcs: string[],
+    tags: Array<{ type: number; timestamp: number; data: Buffer }>,
+  ): Promise<string> {
+    const base = `http://127.0.0.1:${node.httpPort}/${key}/`;
+    const publisher = await connectPublisher(node.rtmpUrl(key), fourCcs);
+    clients.push(publisher);
+    let first: Promise<unknown> | undefined;
+    await replayTags(publisher, tags, {
+      speed: 4,
+      beforeTag: (i) => {
+        if (i === 40) first = getText(`${base}index.m3u8`, 30_000);
+      },
+    });
+    publisher.close();
+    await first;
+    const ended = await waitFor(
+      `${key}: EXT-X-ENDLIST`,
+      async () => {
+        const t = (await getText(`${base}index.m3u8`)).text;
+        return t.includes('#EXT-X-ENDLIST') ? t : undefined;
+      },
+      15_000,
+      200,
+    );
+    const e = playlistEntries(ended);
+    assert.ok(e.segments.length >= 1, ended);
+    const file = join(tmp, `${key.replace('/', '-')}.mp4`);
+    writeFileSync(
+      file,
+      Buffer.concat([await getBytes(base + e.init), ...(await Promise.all(e.segments.map((s) => getBytes(base + s))))]),
+    );
+    return file;
+  }
+
+  it('AV1 + Opus (E-FLV fixture): av01/av1C and Opus/dOps in the init segment; ffprobe decodes the frames', async () => {
+    const tags = loadFlvFixture('testsrc.flv');
+    const file = await packaged('ertmp/av1', ['av01', 'Opus'], tags);
+    const streams = await ffprobeStreams(file);
+    const v = streams.find((s) => s.codec_name === 'av1');
+    const a = streams.find((s) => s.codec_name === 'opus');
+    assert.ok(v && a, JSON.stringify(streams));
+    assert.equal(v.codec_tag_string, 'av01');
+    assert.equal(a.codec_tag_string, 'Opus');
+    assert.equal(Number(a.sample_rate), 48000);
+    const frames = await ffprobeFrames(file);
+    const sent = tags.filter((t) => t.type === 9).length;
+    console.log(`# AV1 + Opus: ${frames} frames decoded from HLS of ${sent} video tags`);
+    assert.ok(frames >= sent * 0.9, `${frames} AV1 frames decoded`);
+  });
+
+  it('HEVC (x265 as E-RTMP hvc1): hvc1/hvcC in the init segment, segments at its keyframes; ffprobe decodes the frames', async () => {
+    const src = join(tmp, 't.hevc');
+    const enc = await run(
+      'ffmpeg',
+      [
+        '-hide_banner',
+        '-v',
+        'error',
+        '-f',
+        'lavfi',
+        '-i',
+        'testsrc2=size=320x240:rate=30',
+        '-t',
+        '8',
+        '-c:v',
+        'libx265',
+        '-x265-params',
+        'keyint=60:bframes=0:log-level=error',
+        '-f',
+        'hevc',
+        '-y',
+        src,
+      ],
+      { timeoutMs: 60_000 },
+    );
+    assert.equal(enc.code, 0, enc.stderr);
+    const pkg = packageHevcAsErtmp(readFileSync(src), 30);
+    const file = await packaged('ertmp/hevc', ['hvc1'], pkg.messages);
+    const streams = await ffprobeStreams(file);
+    const v = streams.find((s) => s.codec_name === 'hevc');
+    assert.ok(v, JSON.stringify(streams));
+    assert.equal(v.codec_tag_string, 'hvc1');
+    assert.equal(Number(v.width), 320);
+    assert.equal(Number(v.height), 240);
+    const frames = await ffprobeFrames(file);
+    console.log(`# HEVC: ${frames} frames decoded from HLS of ${pkg.frames}`);
+    assert.ok(frames >= pkg.frames - 60, `${frames} HEVC frames decoded of ${pkg.frames}`);
   });
 });
