@@ -294,16 +294,44 @@ export class StreamHub {
       const windowMs = this.batchWindowMs();
       if (windowMs > 0) this.openBatch(windowMs);
     }
+    const group = m ? [...audio, m] : audio;
+    // The group's bytes, concatenated once (when the first viewer takes them) and written to every viewer that takes
+    // every message of it: one write per viewer, no per-viewer cork/uncork or write list.
+    let shared: Buffer | undefined;
+    const sharable = !group.some((x) => x.fourCc !== undefined);
     let bytes = 0;
     for (let i = this.slots.length - 1; i >= 0; i--) {
       const slot = this.slots[i];
       if (!slot) continue;
-      slot.viewer.cork();
-      for (const a of audio) if (slot.index >= 0) bytes += this.deliver(slot, a, now);
-      if (m && slot.index >= 0) bytes += this.deliver(slot, m, now);
-      slot.viewer.uncork();
+      const v = slot.viewer;
+      if (sharable && this.takesEverything(slot)) {
+        if (!this.admit(slot, now)) continue; // disconnected by the slow-viewer policy
+        if (!slot.dropping) {
+          shared ??= Buffer.concat(group.map((x) => x.chunks));
+          v.write(shared);
+          bytes += shared.length;
+          continue;
+        }
+      }
+      v.cork();
+      for (const x of group) if (slot.index >= 0) bytes += this.deliver(slot, x, now);
+      v.uncork();
     }
     this.observer.bytesOut?.(bytes);
+  }
+
+  /** The common viewer: RTMP on the primary stream id, audio and video on, in step (not waiting, not dropping). */
+  private takesEverything(slot: ViewerSlotInternal): boolean {
+    const v = slot.viewer;
+    return (
+      v.format !== 'flv' &&
+      v.streamId === PRIMARY_STREAM_ID &&
+      slot.audio &&
+      slot.video &&
+      !slot.paused &&
+      !slot.awaitingKeyframe &&
+      !slot.dropping
+    );
   }
 
   private flushPendingAudio(): void {
@@ -370,6 +398,34 @@ export class StreamHub {
     slot.viewer.uncork();
   }
 
+  /**
+   * The slow-viewer policy's bounds for one viewer about to be written to: past the hard bound it is disconnected
+   * (returns false), past the soft bound it starts dropping non-key video.
+   */
+  private admit(slot: ViewerSlotInternal, now: number, backlog = slot.viewer.backlogBytes()): boolean {
+    const o = this.options;
+    if (backlog === 0) {
+      slot.lastDrainedAt = now;
+      slot.joinAllowance = 0;
+    } else if (backlog > slot.joinAllowance) {
+      const age = now - slot.lastDrainedAt;
+      const excess = backlog - slot.joinAllowance;
+      if (excess > o.viewerHardBacklogBytes || age > o.viewerHardBacklogMs) {
+        const v = slot.viewer;
+        this.removeSlot(slot);
+        this.observer.slowViewerDisconnected?.(
+          v.id,
+          excess > o.viewerHardBacklogBytes ? 'backlog_bytes' : 'backlog_age',
+        );
+        v.disconnect('slow_viewer');
+        this.checkIdle();
+        return false;
+      }
+      if (excess > o.viewerSoftBacklogBytes || age > o.viewerSoftBacklogMs) slot.dropping = true;
+    }
+    return true;
+  }
+
   /** Writes `m` to one viewer under the slow-viewer policy; returns the bytes written (0 if skipped). */
   private deliver(slot: ViewerSlotInternal, m: HubMessage, now: number, joining = false): number {
     const v = slot.viewer;
@@ -384,26 +440,8 @@ export class StreamHub {
     }
     const o = this.options;
     const backlog = v.backlogBytes();
-    if (joining) {
-      // The catch-up burst is expected backlog, not slowness: no bounds apply while it is written.
-    } else if (backlog === 0) {
-      slot.lastDrainedAt = now;
-      slot.joinAllowance = 0;
-    } else if (backlog > slot.joinAllowance) {
-      const age = now - slot.lastDrainedAt;
-      const excess = backlog - slot.joinAllowance;
-      if (excess > o.viewerHardBacklogBytes || age > o.viewerHardBacklogMs) {
-        this.removeSlot(slot);
-        this.observer.slowViewerDisconnected?.(
-          v.id,
-          excess > o.viewerHardBacklogBytes ? 'backlog_bytes' : 'backlog_age',
-        );
-        v.disconnect('slow_viewer');
-        this.checkIdle();
-        return 0;
-      }
-      if (excess > o.viewerSoftBacklogBytes || age > o.viewerSoftBacklogMs) slot.dropping = true;
-    }
+    // The catch-up burst is expected backlog, not slowness: no bounds apply while it is written.
+    if (!joining && !this.admit(slot, now, backlog)) return 0;
     if (slot.dropping && m.kind === 'video' && !m.isSequenceHeader) {
       if (!m.isKeyframe) {
         this.observer.dropped?.(m.kind, 'slow_viewer');
