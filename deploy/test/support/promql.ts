@@ -42,6 +42,8 @@ export interface Exposition {
   names: Set<string>;
   /** Label names seen on each sample name. */
   labels: Map<string, Set<string>>;
+  /** Every sample value seen for each sample name (all series, all scrapes). */
+  values?: Map<string, number[]>;
 }
 
 export function parseExposition(text: string, into: Exposition = { names: new Set(), labels: new Map() }): Exposition {
@@ -54,10 +56,12 @@ export function parseExposition(text: string, into: Exposition = { names: new Se
       if (kind === 'summary') for (const s of ['_sum', '_count']) into.names.add(name + s);
       continue;
     }
-    const sample = /^([a-zA-Z_:][\w:]*)(?:\{([^}]*)\})?\s/.exec(line);
+    const sample = /^([a-zA-Z_:][\w:]*)(?:\{([^}]*)\})?\s+(\S+)/.exec(line);
     if (!sample) continue;
     const name = sample[1]!;
     into.names.add(name);
+    into.values ??= new Map();
+    into.values.set(name, [...(into.values.get(name) ?? []), Number(sample[3])]);
     let set = into.labels.get(name);
     if (!set) into.labels.set(name, (set = new Set()));
     for (const m of (sample[2] ?? '').matchAll(/([a-zA-Z_]\w*)="/g)) set.add(m[1]!);
