@@ -76,7 +76,9 @@ export class EdgePolicy implements StreamPolicy {
       const owner = { nodeId: e.nodeId, addr: e.addr, epoch: e.epoch };
       const pull = this.pulls.get(e.key);
       // A leaf keeps pulling through its parent when the stream moves between origins: the new epoch re-pulls there.
-      if (pull) void this.upstreamOf(e.key, owner).then((up) => pull.ownerChanged(up), () => undefined);
+      if (pull && this.options.upstream)
+        void this.options.upstream.choose(e.key, owner).then((up) => pull.ownerChanged(up), () => undefined);
+      else pull?.ownerChanged(owner);
       this.wakeOwnerWaiters(e.key);
     };
     this.unsubscribes.push(bus.on('stream.published', onOwner), bus.on('stream.moved', onOwner));
