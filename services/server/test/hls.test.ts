@@ -542,7 +542,7 @@ describe('LL-HLS from Enhanced RTMP: AV1 + Opus and HEVC', () => {
   const clients: Array<{ close(): void }> = [];
 
   before(async () => {
-    node = await startTestNode({ UNPUBLISH_GRACE_MS: '300', PLAY_WAIT_MS: '3000' });
+    node = await startTestNode({ UNPUBLISH_GRACE_MS: '300', PLAY_WAIT_MS: '3000', HLS_LINGER_MS: '1500' });
   });
   after(async () => {
     for (const c of clients) c.close();
@@ -643,5 +643,11 @@ describe('LL-HLS from Enhanced RTMP: AV1 + Opus and HEVC', () => {
     const frames = await ffprobeFrames(file);
     console.log(`# HEVC: ${frames} frames decoded from HLS of ${pkg.frames}`);
     assert.ok(frames >= pkg.frames - 60, `${frames} HEVC frames decoded of ${pkg.frames}`);
+  });
+
+  it('packaging stops once the last request lingers out (hub viewer gone, no packager left)', async () => {
+    await waitFor('no HLS packager left', async () => (await node.metric('hls_packagers')) === 0, 10_000, 200);
+    assert.equal(await node.metric('rtmp_viewers', { protocol: 'hls' }), 0);
+    assert.equal(await node.metric('hls_window_bytes'), 0);
   });
 });

@@ -106,7 +106,7 @@ function hlsRoutes(app: FastifyInstance, opts: HlsRoutesOptions): void {
   const sweep = setInterval(() => {
     const now = performance.now();
     for (const [key, s] of streams) {
-      if (now - s.lastRequestAt > settings.lingerMs) {
+      if (now - s.lastRequestAt > settings.lingerMs && !s.hasWaiters) {
         streams.delete(key);
         s.stop();
       }
@@ -225,6 +225,7 @@ function hlsRoutes(app: FastifyInstance, opts: HlsRoutesOptions): void {
       metrics?.blockingReloads.inc({ outcome: ok ? 'ready' : 'timeout' });
       if (!ok) return fail(reply, 'playlist', 503, { error: 'playlist not updated in time' });
     }
+    s.lastRequestAt = performance.now(); // a request that waited was in use all along
     const rendered = s.playlist(t.authQuery, skipParam === 'YES' || skipParam === 'v2');
     const headers = {
       ...CORS,
@@ -282,6 +283,7 @@ function hlsRoutes(app: FastifyInstance, opts: HlsRoutesOptions): void {
       }
       bytes = find();
     }
+    s.lastRequestAt = performance.now();
     if (!bytes) return fail(reply, type, 404, { error: 'not found' });
     const etag = `"${name}"`;
     const headers = {

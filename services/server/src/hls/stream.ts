@@ -125,6 +125,11 @@ export class HlsStream implements HubViewer {
     return this.stopped;
   }
 
+  /** Requests are waiting here (blocking reloads, preloaded parts): the stream is in use. */
+  get hasWaiters(): boolean {
+    return this.waiters.size > 0;
+  }
+
   // ---- requests ----
   touch(session: string, now = performance.now()): void {
     this.lastRequestAt = now;
