@@ -6,10 +6,18 @@
 #   docker run ... rtmp-relay edge       (needs REDIS_URL, NATS_URL)
 # Every setting is an environment variable (see `docker run --rm rtmp-relay standalone --help`).
 #
-# Stages: build (all workspaces, dev dependencies, `npm run build`: tsc -b and the web console bundle) -> deps (production dependencies of the server
-# workspace only) -> runtime (node:20-slim, tini as PID 1, non-root, no npm cache, no sources, no dev dependencies).
+# Stages: build (all workspace manifests for npm ci, then only the server, the libraries it links and the web console
+# are compiled) -> deps (production dependencies of the server workspace only) -> runtime (Node.js LTS slim, tini as
+# PID 1, non-root, no npm cache, no sources, no dev dependencies, nothing of the load tester).
+#
+# Base image: the current Node.js LTS (24), pinned by the digest of its multi-arch index (linux/amd64, linux/arm64),
+# so a rebuild gets the same bytes until the digest is bumped on purpose. This one is node:24-slim = Node 24.19.0 on
+# Debian bookworm, published 2026-08-03 (docker-library/repo-info, repos/node/remote/24-slim.md). To refresh:
+#   docker buildx imagetools inspect node:24-slim --format '{{json .Manifest.Digest}}'
+# (or that file), then update the digest here; the deploy test checks its form and that the major is supported.
+# Build arguments for the OCI labels (the release workflow passes them): VERSION, REVISION (git commit), SOURCE, CREATED.
 
-ARG NODE_IMAGE=node:20-slim
+ARG NODE_IMAGE=node:24-slim@sha256:cd84903a12dbd26b46f1f3b8144a2568c41c5d37ddd0c7a80a34c7a19786b35f
 
 # ---------------------------------------------------------------------------------------------------------------
 FROM ${NODE_IMAGE} AS build
@@ -22,12 +30,12 @@ COPY services/server/package.json services/server/
 COPY loadtest/package.json loadtest/
 COPY services/console/package.json services/console/
 RUN npm ci --no-audit --no-fund
-# Sources of every workspace (.dockerignore keeps out node_modules, dist, tests and docs).
+# Sources of the server, its libraries and the console (.dockerignore keeps out node_modules, dist, tests and docs);
+# the load tester's manifest is there for npm ci only.
 COPY tsconfig.json tsconfig.base.json ./
 COPY libs libs
 COPY services services
-COPY loadtest loadtest
-RUN npm run build
+RUN npx tsc -b services/server && npm run -w @rtmp-relay/console build
 
 # ---------------------------------------------------------------------------------------------------------------
 FROM ${NODE_IMAGE} AS deps
@@ -44,10 +52,20 @@ RUN npm ci --omit=dev --workspace=@rtmp-relay/server --include-workspace-root=fa
 
 # ---------------------------------------------------------------------------------------------------------------
 FROM ${NODE_IMAGE} AS runtime
+ARG NODE_IMAGE
 ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=https://github.com/rtmp-relay/rtmp-relay
+ARG CREATED=""
 LABEL org.opencontainers.image.title="rtmp-relay" \
       org.opencontainers.image.description="RTMP edge/origin relay: origins take publishes, edges fan out to viewers" \
       org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.url="${SOURCE}" \
+      org.opencontainers.image.documentation="${SOURCE}/blob/main/docs/DEPLOY.md" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.base.name="${NODE_IMAGE}" \
       org.opencontainers.image.licenses="Apache-2.0"
 # tini is PID 1: it forwards SIGTERM to node (which drains, see DRAIN_DELAY_MS) and reaps zombies.
 RUN apt-get update \
@@ -57,7 +75,12 @@ ENV NODE_ENV=production \
     RTMP_PORT=1935 \
     HTTP_PORT=8080
 WORKDIR /app
-COPY --from=deps --chown=root:root /app ./
+# The server workspace only: its production node_modules and the manifests of the packages they link.
+COPY --from=deps --chown=root:root /app/package.json ./
+COPY --from=deps --chown=root:root /app/node_modules node_modules
+COPY --from=deps --chown=root:root /app/libs/rtmp/package.json libs/rtmp/
+COPY --from=deps --chown=root:root /app/libs/hub/package.json libs/hub/
+COPY --from=deps --chown=root:root /app/services/server/package.json services/server/
 COPY --from=build --chown=root:root /src/libs/rtmp/dist libs/rtmp/dist
 COPY --from=build --chown=root:root /src/libs/hub/dist libs/hub/dist
 COPY --from=build --chown=root:root /src/services/server/dist services/server/dist

@@ -336,12 +336,60 @@ describe('container image (Dockerfile)', () => {
       if (name[1] !== 'NODE_ENV') assert.ok(SETTING_NAMES.has(name[1]!), `ENV ${name[1]} is not a setting`);
     const health = runtime.find((s) => s.op === 'HEALTHCHECK')?.args ?? '';
     assert.match(health, /\/healthz/);
-    const from = steps.filter((s) => s.op === 'FROM').map((s) => s.args);
+  });
+
+  it('the base is a supported Node.js LTS pinned by digest; OCI labels carry source and revision', () => {
+    const from = steps.filter((s) => s.op === 'FROM').map((s) => s.args.split(/\s+/)[0]);
     assert.ok(
-      from.every((f) => /^\$\{NODE_IMAGE\}|^node:20/.test(f)),
-      `base images: ${from}`,
+      from.every((f) => f === '${NODE_IMAGE}'),
+      `every stage FROM \${NODE_IMAGE}: ${from}`,
     );
-    assert.match(read('Dockerfile'), /ARG NODE_IMAGE=node:20-slim/);
+    const image = /^ARG NODE_IMAGE=(\S+)$/m.exec(read('Dockerfile'))?.[1] ?? '';
+    const m = /^node:(\d+)-slim@sha256:[0-9a-f]{64}$/.exec(image);
+    assert.ok(m, `NODE_IMAGE ${image}: node:<major>-slim@sha256:<digest of the multi-arch index>`);
+    const engines = (JSON.parse(read('package.json')) as { engines: { node: string } }).engines.node;
+    const supported = [...engines.matchAll(/\^(\d+)\./g)].map((x) => Number(x[1]));
+    assert.deepEqual(supported, [20, 22, 24], `engines.node ${engines}`);
+    assert.equal(Number(m[1]), Math.max(...supported), 'the image runs the newest supported LTS');
+    const labels = runtime
+      .filter((s) => s.op === 'LABEL')
+      .map((s) => s.args)
+      .join(' ');
+    for (const [label, arg] of [
+      ['org.opencontainers.image.source', 'SOURCE'],
+      ['org.opencontainers.image.revision', 'REVISION'],
+      ['org.opencontainers.image.version', 'VERSION'],
+      ['org.opencontainers.image.created', 'CREATED'],
+    ]) {
+      assert.match(labels, new RegExp(`${label.replaceAll('.', '\\.')}="\\$\\{${arg}\\}"`), label);
+      assert.ok(
+        runtime.some((s) => s.op === 'ARG' && s.args.split('=')[0] === arg),
+        `ARG ${arg} in the runtime stage`,
+      );
+    }
+  });
+
+  it('only the server workspace is in the image: no load tester, no other workspace manifest or link', () => {
+    const fromDeps = runtime.filter((s) => s.op === 'COPY' && /--from=deps/.test(s.args));
+    const sources = fromDeps.map((s) => s.args.split(/\s+/).filter((p) => !p.startsWith('--'))[0]!);
+    const closure = serverWorkspaceClosure();
+    const allowed = new Set([
+      '/app/package.json',
+      '/app/node_modules',
+      ...closure.map((w) => `/app/${w}/package.json`),
+    ]);
+    for (const src of sources) assert.ok(allowed.has(src), `runtime COPY --from=deps ${src}`);
+    const built = steps
+      .filter((s) => s.stage === 'build' && s.op === 'RUN')
+      .map((s) => s.args)
+      .join('\n');
+    assert.doesNotMatch(built, /npm run build\b/, 'the build stage compiles the server, not every workspace');
+    assert.ok(
+      !steps.some((s) => s.op === 'COPY' && /^loadtest\s/.test(s.args)),
+      "the load tester's sources stay out of the build context",
+    );
+    const prod = steps.find((x) => x.op === 'RUN' && /\bnpm ci\b.*--omit=dev/.test(x.args))!;
+    assert.match(prod.args, /--workspace=@rtmp-relay\/server/);
   });
 });
 
@@ -350,8 +398,15 @@ describe('container image (Dockerfile)', () => {
 
 describe('kustomize (deploy/k8s)', () => {
   const builds = new Map<string, K8sObject[]>();
+  /** Every kustomization: the bases, components' users and every overlay there is (new ones are checked too). */
+  const dirs = [
+    'base',
+    'backends',
+    'monitoring',
+    ...readdirSync(join(ROOT, 'deploy/k8s/overlays')).map((d) => `overlays/${d}`),
+  ];
   before(() => {
-    for (const dir of ['base', 'backends', 'monitoring', 'overlays/dev', 'overlays/production']) {
+    for (const dir of dirs) {
       const objs = kustomizeBuild(join(ROOT, 'deploy/k8s', dir));
       builds.set(dir, objs);
       for (const obj of objs) allObjects.push({ where: `kustomize ${dir}`, obj });
