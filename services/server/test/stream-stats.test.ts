@@ -217,3 +217,40 @@ describe('live stream stats match ffprobe', { timeout: 180_000 }, () => {
     }
   });
 });
+
+describe('cluster-wide stream stats', { timeout: 120_000 }, () => {
+  it("any node's cluster API shows the owner's measured media and the viewers per node", async () => {
+    const { startRedis, startNats, stopAllServices } = await import('./support/services.js');
+    const { clusterEnv, startInProcessNode, clusterStream } = await import('./support/cluster-harness.js');
+    const [redis, nats] = await Promise.all([startRedis(), startNats()]);
+    const env = clusterEnv(redis.url, nats.url, { HEARTBEAT_MS: '500' });
+    const origin = await startInProcessNode('origin', 'origin-stats', env);
+    const edge = await startInProcessNode('edge', 'edge-stats', env);
+    const viewer = await RtmpClient.connect(edge.rtmpUrl('live/cs'));
+    try {
+      ffmpegPublish(origin.rtmpUrl('live/cs'), { seconds: 30, size: '426x240', rate: 30 });
+      await viewer.play('cs', 15_000);
+      const s = await waitFor(
+        'the owner to report media',
+        async () => {
+          const got = (await clusterStream(edge, 'live/cs')) as
+            (Awaited<ReturnType<typeof clusterStream>> & { media: Media | null }) | undefined;
+          return got?.media?.video?.width && got.viewers['edge-stats'] === 1 ? got : undefined;
+        },
+        15_000,
+        200,
+      );
+      assert.equal(s.nodeId, 'origin-stats');
+      assert.equal(s.media!.video!.codec, 'avc1');
+      assert.equal(s.media!.video!.width, 426);
+      assert.equal(s.media!.video!.height, 240);
+      assert.equal(s.media!.audio!.codec, 'mp4a');
+    } finally {
+      viewer.close();
+      await edge.stop();
+      await origin.stop();
+      await stopAll();
+      await stopAllServices();
+    }
+  });
+});

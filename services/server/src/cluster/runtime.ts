@@ -6,6 +6,7 @@ import { signedQuery } from '../auth/index.js';
 import { configToConnectionLimits, type Config } from '../config.js';
 import type { ClusterApi } from '../http.js';
 import type { HotCounters } from '../metrics.js';
+import { statsOf, type StreamStatsSnapshot } from '../streams/stats.js';
 import type { StreamPolicy } from '../streams/types.js';
 import { EdgePolicy } from './edge-policy.js';
 import { ControlBus, NoopBus, controlEvent, type EventBus, type NodeRole } from './events.js';
@@ -122,7 +123,8 @@ export async function prepareCluster(
     const fresh = now - config.heartbeatMs * PEER_REPORT_HEARTBEATS;
     let allDown = true;
     for (const [id, r] of peerRedis) {
-      if (r.at < fresh) peerRedis.delete(id); // gone quiet (dead or cut off): says nothing about Redis
+      if (r.at < fresh)
+        peerRedis.delete(id); // gone quiet (dead or cut off): says nothing about Redis
       else if (r.up) allDown = false;
     }
     if (allDown) lastAllDownAt = now;
@@ -250,6 +252,15 @@ export async function prepareCluster(
     lastBeatAt = now;
     const streams: Record<string, number> = {};
     for (const h of hubs) streams[h.key] = h.viewerCount;
+    // Origins publish what their live streams carry, so any node's cluster API can show it (edges show viewers).
+    const media: Record<string, Pick<StreamStatsSnapshot, 'video' | 'audio' | 'ingestKbps'>> = {};
+    if (role === 'origin') {
+      for (const h of hubs) {
+        if (!h.isLive) continue;
+        const { video, audio, ingestKbps } = statsOf(h).snapshot(h);
+        media[h.key] = { video, audio, ingestKbps };
+      }
+    }
     return {
       id: config.nodeId,
       role,
@@ -264,6 +275,7 @@ export async function prepareCluster(
         egressBps: Math.round(egressBps),
       },
       streams,
+      ...(role === 'origin' ? { media } : {}),
       ...(tier ? { tier } : {}),
       draining,
       ready: isReady(),
@@ -299,8 +311,11 @@ export async function prepareCluster(
     getStream: async (key) => {
       const owner = await ownership.resolve(key);
       if (!owner) return undefined;
-      const all = (await nodes.list()) as Array<NodeRecord & { streams?: Record<string, number> }>;
-      return { ...owner, viewers: viewersByNode(all, key) };
+      const all = (await nodes.list()) as Array<
+        NodeRecord & { streams?: Record<string, number>; media?: Record<string, unknown> }
+      >;
+      const media = all.find((n) => n.id === owner.nodeId)?.media?.[key] ?? null;
+      return { ...owner, viewers: viewersByNode(all, key), media };
     },
     kick: async ({ key, what, sessionId, reason }) => {
       const type =
