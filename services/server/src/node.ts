@@ -209,6 +209,7 @@ export async function startNode(config: Config, opts: { role: Role }): Promise<R
     (shuttingDown ??= (async () => {
       draining = true;
       log.info({ reason }, 'shutting down: not ready, draining');
+      cluster?.markDraining(); // the node record says so at once: viewer routing sends nobody here any more
       if (config.drainDelayMs > 0) await delay(config.drainDelayMs);
       // Origins move their streams to other origins before the listeners close (no-op on edges).
       await cluster

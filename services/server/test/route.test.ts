@@ -192,6 +192,40 @@ describe('route: 1 origin, 3 edges, 2 streams (real Redis, NATS, FFmpeg)', () =>
     }
   });
 
+  it('an edge that starts shutting down is never routed to during its drain delay', async () => {
+    const key = 'live/route-a';
+    const env = clusterEnv(redis.url, nats.url, {
+      HEARTBEAT_MS: String(HEARTBEAT_MS),
+      ROUTE_MAX_VIEWERS: String(MAX_VIEWERS),
+      DRAIN_DELAY_MS: '3000',
+    });
+    const E4 = await startInProcessNode('edge', 'E4', env);
+    edges.push(E4);
+    // One viewer on E4: the only warm edge of `key` below its cap (the others hold 2 each), so routing picks it.
+    viewers.push(await RecordingViewer.open('E4:direct', E4.rtmpUrl(key)));
+    await waitFor(
+      'routing to pick E4 (warm, below its cap)',
+      async () => (await route(key)).nodeId === 'E4',
+      5000,
+      25,
+    );
+    const stopping = E4.stop();
+    await waitFor(
+      'E4 record to say draining',
+      async () => (await records()).some((n) => n.id === 'E4' && (n as { draining?: boolean }).draining === true),
+      2000,
+      10,
+    );
+    let routedWhileRegistered = 0;
+    while ((await records()).some((n) => n.id === 'E4')) {
+      const r = await route(key);
+      assert.notEqual(r.nodeId, 'E4', 'routed to a draining edge');
+      routedWhileRegistered++;
+    }
+    await stopping;
+    assert.ok(routedWhileRegistered >= 10, `asked ${routedWhileRegistered} times while E4 drained`);
+  });
+
   it('GET /play/<app>/<name>.flv answers 302 to an edge, and FFmpeg plays through it', async () => {
     const key = 'live/route-a';
     const res = await O.http(`/play/${key}.flv?token=abc`, { redirect: 'manual' });

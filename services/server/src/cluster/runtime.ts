@@ -30,6 +30,8 @@ export interface ClusterRuntime {
    * (E-RTMP ReconnectRequest, else a hand-off edges treat as a failover); edges have nothing to do.
    */
   drain(reconnectWaitMs: number): Promise<void>;
+  /** Shutdown began (before DRAIN_DELAY_MS): the node record says `draining` from now on (viewer routing skips it). */
+  markDraining(): void;
   /** Announce node.down, release leases / stop pulls, close connections. */
   close(): Promise<void>;
 }
@@ -351,13 +353,19 @@ export async function prepareCluster(
     log.info({ role, rtmpAddr: addrs.rtmp, httpAddr: addrs.http, nats: bus.connected }, 'cluster node up');
   };
 
-  /** Another ready origin's RTMP address for a drained publisher, spread over peers by key. */
-  let peerOrigins: NodeRecord[] = [];
-  const peerTcUrl = (app: string, key: string): string | undefined => {
-    if (peerOrigins.length === 0) return undefined;
-    let h = 0;
-    for (let i = 0; i < key.length; i++) h = (h * 31 + key.charCodeAt(i)) >>> 0;
-    return `rtmp://${peerOrigins[h % peerOrigins.length]!.rtmpAddr}/${app}`;
+  /**
+   * Another origin's RTMP address for a drained publisher: the least loaded (publishers, counting those sent there by
+   * this drain), so a rolling update's fresh origin takes the streams rather than the next old one to drain.
+   */
+  let peerOrigins: Array<{ addr: string; load: number }> = [];
+  const peerTcUrl = (app: string): string | undefined => {
+    const best = peerOrigins.reduce<{ addr: string; load: number } | undefined>(
+      (a, b) => (a === undefined || b.load < a.load ? b : a),
+      undefined,
+    );
+    if (!best) return undefined;
+    best.load++;
+    return `rtmp://${best.addr}/${app}`;
   };
   // What a node carries and can keep serving without Redis: an origin its (unfenced) leases, an edge its pulls.
   const carriesStreams = (): boolean =>
@@ -382,14 +390,23 @@ export async function prepareCluster(
     policy,
     api,
     start,
-    drain: async (reconnectWaitMs) => {
-      // Viewer routing (cluster/route.ts) stops sending viewers here at once.
+    markDraining: () => {
+      if (draining) return;
       draining = true;
-      await beat().catch(() => undefined);
+      void beat().catch(() => undefined);
+    },
+    drain: async (reconnectWaitMs) => {
       if (!(policy instanceof OriginPolicy)) return;
+      // A draining origin is no target for anyone else's drain: leave the registry (and stop re-registering).
+      clearInterval(heartbeat);
+      await nodes.remove(config.nodeId).catch(() => undefined);
       peerOrigins = await nodes
         .list()
-        .then((all) => all.filter((n) => n.role === 'origin' && n.id !== config.nodeId))
+        .then((all) =>
+          all
+            .filter((n) => n.role === 'origin' && n.id !== config.nodeId)
+            .map((n) => ({ addr: n.rtmpAddr, load: n.load?.publishers ?? 0 })),
+        )
         .catch(() => []);
       await policy.drain({ peerTcUrl, reconnectWaitMs });
     },
