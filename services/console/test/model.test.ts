@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import {
   RateTracker,
   flvUrl,
+  hlsUrl,
   formatBitrate,
   formatCodecs,
   formatDuration,
@@ -177,6 +178,15 @@ describe('console model', () => {
     assert.equal(
       flvUrl({ ...http, pathname: '/relay' }, 'live/cam', 'http-flv', '  '),
       'http://edge:8080/relay/live/cam.flv',
+    );
+  });
+
+  it('hlsUrl: the LL-HLS playlist on the console’s host; a name with slashes is one %2F-encoded segment', () => {
+    const http = { protocol: 'http:', host: 'edge:8080', pathname: '/' };
+    assert.equal(hlsUrl(http, 'live/cam'), 'http://edge:8080/live/cam/index.m3u8');
+    assert.equal(
+      hlsUrl({ ...http, protocol: 'https:' }, 'live/a/b', '?expires=1&token=x'),
+      'https://edge:8080/live/a%2Fb/index.m3u8?expires=1&token=x',
     );
   });
 
