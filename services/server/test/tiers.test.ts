@@ -203,7 +203,7 @@ describe('tiers: 1 origin, 2 parents, 4 leaves (real Redis, NATS, FFmpeg)', () =
     await stopAllServices();
   });
 
-  it('origin serves one pull per parent; a parent SIGKILL moves its leaves to the other parent without dropping viewers', async () => {
+  it('origin serves one pull per parent; a parent SIGKILL moves its leaves to the other parent, the last one's to the origin, without dropping viewers', async () => {
     // One stream per parent: rendezvous over the two parents decides.
     const parentNodes = ['P1', 'P2'].map((id) => edge(id, 'parent'));
     const keyFor = new Map<string, string>();
@@ -254,5 +254,19 @@ describe('tiers: 1 origin, 2 parents, 4 leaves (real Redis, NATS, FFmpeg)', () =
     for (const key of keys) assert.equal(await viewersOn(O.httpPort, key), 1, `origin still one pull of ${key}`);
     for (const leaf of leaves)
       for (const key of keys) assert.equal((await localStream(leaf, key))?.viewers, 1, `${leaf.id} ${key} after`);
+
+    // SIGKILL the last parent: no parent is live, so every leaf falls back to the origin, viewers held.
+    const lastKillAt = performance.now();
+    await survivor.proc.stop('SIGKILL');
+    await waitFor(
+      `${FRAMES_AFTER_KILL} frames after the last parent's kill on every viewer`,
+      () => viewers.every((v) => v.framesSince(lastKillAt).length >= FRAMES_AFTER_KILL),
+      20_000,
+    );
+    for (const v of viewers) {
+      assert.equal(v.closed, false, `${v.name} still connected without parents`);
+      assert.deepEqual(timestampRegressions(v.video), [], `${v.name}: timestamps monotonic without parents`);
+    }
+    for (const key of keys) assert.equal(await viewersOn(O.httpPort, key), 4, `every leaf pulls ${key} from the origin`);
   });
 });
