@@ -14,7 +14,9 @@ import { ROOT, kustomizeBuild, validateSchemas, type K8sObject } from './support
 const COMPONENT = 'app.kubernetes.io/component';
 
 function deployment(objs: readonly K8sObject[], component: string): any {
-  const found = objs.filter((o) => o.kind === 'Deployment' && (o as any).spec.selector.matchLabels[COMPONENT] === component);
+  const found = objs.filter(
+    (o) => o.kind === 'Deployment' && (o as any).spec.selector.matchLabels[COMPONENT] === component,
+  );
   assert.equal(found.length, 1, `one ${component} Deployment: ${found.map((o) => o.metadata.name)}`);
   return found[0];
 }
@@ -55,8 +57,14 @@ describe('two-tier edge layouts', () => {
     assert.deepEqual(await validateSchemas(objs, 'kustomize overlays/tiered'), []);
     // Same config and auth as the other relay pods (the generated, hashed names are resolved in the parents too).
     const parent = deployment(objs, 'parent-edge');
-    const names = parent.spec.template.spec.containers[0].envFrom.map((e: any) => e.configMapRef?.name ?? e.secretRef?.name);
-    for (const n of names) assert.ok(objs.some((o) => o.metadata.name === n), `${n} exists`);
+    const names = parent.spec.template.spec.containers[0].envFrom.map(
+      (e: any) => e.configMapRef?.name ?? e.secretRef?.name,
+    );
+    for (const n of names)
+      assert.ok(
+        objs.some((o) => o.metadata.name === n),
+        `${n} exists`,
+      );
   });
 
   it('helm with values-tiered.yaml: parent-edge Deployment and PDB; disabled by default', async () => {

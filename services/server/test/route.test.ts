@@ -40,10 +40,7 @@ describe('route: choice over node records', () => {
     assert.equal(chooseEdge(warm, key, cap)?.node.id, order[2]);
     assert.equal(chooseEdge(warm, key, cap)?.reason, 'warm');
     const full = edges.map((e) => (e.id === order[2] ? node(e.id, 10, { [key]: 10 }) : e));
-    assert.deepEqual(
-      [chooseEdge(full, key, cap)?.node.id, chooseEdge(full, key, cap)?.reason],
-      [order[0], 'spill'],
-    );
+    assert.deepEqual([chooseEdge(full, key, cap)?.node.id, chooseEdge(full, key, cap)?.reason], [order[0], 'spill']);
     // A node's own declared cap wins over the default.
     const bigger = edges.map((e) => (e.id === order[2] ? node(e.id, 10, { [key]: 10 }, { maxViewers: 50 }) : e));
     assert.equal(chooseEdge(bigger, key, cap)?.node.id, order[2]);
@@ -203,12 +200,7 @@ describe('route: 1 origin, 3 edges, 2 streams (real Redis, NATS, FFmpeg)', () =>
     edges.push(E4);
     // One viewer on E4: the only warm edge of `key` below its cap (the others hold 2 each), so routing picks it.
     viewers.push(await RecordingViewer.open('E4:direct', E4.rtmpUrl(key)));
-    await waitFor(
-      'routing to pick E4 (warm, below its cap)',
-      async () => (await route(key)).nodeId === 'E4',
-      5000,
-      25,
-    );
+    await waitFor('routing to pick E4 (warm, below its cap)', async () => (await route(key)).nodeId === 'E4', 5000, 25);
     const stopping = E4.stop();
     await waitFor(
       'E4 record to say draining',

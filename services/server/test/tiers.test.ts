@@ -203,7 +203,7 @@ describe('tiers: 1 origin, 2 parents, 4 leaves (real Redis, NATS, FFmpeg)', () =
     await stopAllServices();
   });
 
-  it('origin serves one pull per parent; a parent SIGKILL moves its leaves to the other parent, the last one's to the origin, without dropping viewers', async () => {
+  it("origin serves one pull per parent; a parent SIGKILL moves its leaves to the other parent, the last parent's to the origin, without dropping viewers", async () => {
     // One stream per parent: rendezvous over the two parents decides.
     const parentNodes = ['P1', 'P2'].map((id) => edge(id, 'parent'));
     const keyFor = new Map<string, string>();
@@ -225,7 +225,11 @@ describe('tiers: 1 origin, 2 parents, 4 leaves (real Redis, NATS, FFmpeg)', () =
     for (const [parentId, key] of keyFor) {
       assert.equal(await viewersOn(O.httpPort, key), 1, `origin pulls of ${key}`);
       const other = parentId === 'P1' ? 'P2' : 'P1';
-      assert.equal(await viewersOn(parentProcs.get(parentId)!.httpPort, key), 4, `${parentId} serves ${key} to 4 leaves`);
+      assert.equal(
+        await viewersOn(parentProcs.get(parentId)!.httpPort, key),
+        4,
+        `${parentId} serves ${key} to 4 leaves`,
+      );
       assert.equal(await viewersOn(parentProcs.get(other)!.httpPort, key), 0, `${other} does not carry ${key}`);
     }
     for (const leaf of leaves)
@@ -242,10 +246,10 @@ describe('tiers: 1 origin, 2 parents, 4 leaves (real Redis, NATS, FFmpeg)', () =
       () => viewers.every((v) => v.framesSince(killAt).length >= FRAMES_AFTER_KILL),
       20_000,
     );
-    const resumed = viewers
-      .filter((v) => v.name.endsWith(movedKey))
-      .map((v) => v.framesSince(killAt)[0]!.at - killAt);
-    console.log(`[tiers] moved-stream viewers resumed ${Math.max(...resumed).toFixed(0)} ms (max) after the parent SIGKILL`);
+    const resumed = viewers.filter((v) => v.name.endsWith(movedKey)).map((v) => v.framesSince(killAt)[0]!.at - killAt);
+    console.log(
+      `[tiers] moved-stream viewers resumed ${Math.max(...resumed).toFixed(0)} ms (max) after the parent SIGKILL`,
+    );
     for (const v of viewers) {
       assert.equal(v.closed, false, `${v.name} still connected`);
       assert.deepEqual(timestampRegressions(v.video), [], `${v.name}: timestamps monotonic`);
@@ -267,6 +271,7 @@ describe('tiers: 1 origin, 2 parents, 4 leaves (real Redis, NATS, FFmpeg)', () =
       assert.equal(v.closed, false, `${v.name} still connected without parents`);
       assert.deepEqual(timestampRegressions(v.video), [], `${v.name}: timestamps monotonic without parents`);
     }
-    for (const key of keys) assert.equal(await viewersOn(O.httpPort, key), 4, `every leaf pulls ${key} from the origin`);
+    for (const key of keys)
+      assert.equal(await viewersOn(O.httpPort, key), 4, `every leaf pulls ${key} from the origin`);
   });
 });

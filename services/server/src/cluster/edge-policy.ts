@@ -77,7 +77,10 @@ export class EdgePolicy implements StreamPolicy {
       const pull = this.pulls.get(e.key);
       // A leaf keeps pulling through its parent when the stream moves between origins: the new epoch re-pulls there.
       if (pull && this.options.upstream)
-        void this.options.upstream.choose(e.key, owner).then((up) => pull.ownerChanged(up), () => undefined);
+        void this.options.upstream.choose(e.key, owner).then(
+          (up) => pull.ownerChanged(up),
+          () => undefined,
+        );
       else pull?.ownerChanged(owner);
       this.wakeOwnerWaiters(e.key);
     };
