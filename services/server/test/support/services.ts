@@ -11,8 +11,12 @@
  * - `restart()` brings the server back on the same port with empty data (Redis runs with no persistence, in a fresh
  *   temporary --dir), to simulate a crash-and-restart of an in-memory Redis or a NATS server.
  *
- * Docker/testcontainers is deliberately not used: the daemon is not available on the machines this suite runs on,
- * and the locally installed binaries are faster to start (tens of milliseconds).
+ * One helper, two backends (container-runtime.ts decides once per test process): where a container runtime answers
+ * (a laptop with Docker, the public CI) Redis and NATS run as containers through testcontainers
+ * (container-services.ts: @testcontainers/redis, a NATS container with JetStream); elsewhere (the project's own
+ * machines, which have no container engine) as the local processes below. Calls whose options name files on this
+ * machine (TLS certificates, a NATS config file) always use local processes. RTMP_RELAY_TEST_SERVICES=processes or
+ * =containers forces one backend.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -20,6 +24,8 @@ import { connect, createServer, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { basename, delimiter, join } from 'node:path';
+import { servicesMode } from './container-runtime.js';
+import { startNatsContainer, startRedisContainer, stopAllContainers } from './container-services.js';
 
 export interface ServiceHandle {
   /** redis://127.0.0.1:<port> (rediss:// with TLS) or nats://127.0.0.1:<port>; never with credentials */
@@ -361,18 +367,55 @@ const natsSpec = (opts: NatsServiceOptions = {}): ServerSpec => ({
   portInUse: (output) => /address already in use/i.test(output),
 });
 
-/** A private redis-server (no persistence) on a free loopback port; `opts` adds authentication or TLS. */
-export function startRedis(opts?: RedisServiceOptions): Promise<ServiceHandle> {
+/** What a container can do for these options: a Redis password, NATS flags; undefined when only a process can. */
+export type ContainerPlan = { kind: 'redis'; password?: string } | { kind: 'nats'; args: string[] };
+
+export function redisContainerPlan(opts: RedisServiceOptions = {}): ContainerPlan | undefined {
+  if (opts.tls || opts.auth?.username) return undefined;
+  const args = opts.args ?? [];
+  if (args.length === 0 && !opts.auth) return { kind: 'redis' };
+  if (args.length === 2 && args[0] === '--requirepass' && opts.auth?.password === args[1])
+    return { kind: 'redis', password: args[1] };
+  return undefined;
+}
+
+/** Flags that point at files of this machine (config, TLS) keep NATS a local process. */
+const NATS_FILE_FLAGS = new Set(['-c', '--config', '--tls', '--tlscert', '--tlskey', '--tlscacert', '--tlsverify']);
+
+export function natsContainerPlan(opts: NatsServiceOptions = {}): ContainerPlan | undefined {
+  const args = opts.args ?? [];
+  return args.some((a) => NATS_FILE_FLAGS.has(a)) ? undefined : { kind: 'nats', args };
+}
+
+async function containersWanted(plan: ContainerPlan | undefined): Promise<boolean> {
+  if (!plan) return false;
+  const decision = await servicesMode();
+  if (decision.mode !== 'containers') return false;
+  // testcontainers finds the runtime through DOCKER_HOST when it is not at the default socket.
+  process.env.DOCKER_HOST ??= decision.dockerHost;
+  return true;
+}
+
+/** A private Redis (no persistence): a container or a local redis-server; `opts` adds authentication or TLS. */
+export async function startRedis(opts?: RedisServiceOptions): Promise<ServiceHandle> {
+  const plan = redisContainerPlan(opts);
+  if (await containersWanted(plan))
+    return startRedisContainer(await freePort(), plan?.kind === 'redis' ? plan.password : undefined);
   return startService(redisSpec(opts));
 }
 
-/** A private nats-server (core NATS, no JetStream) on a free loopback port; `opts.args` adds auth or TLS. */
-export function startNats(opts?: NatsServiceOptions): Promise<ServiceHandle> {
+/**
+ * A private NATS: a container (JetStream enabled) or a local nats-server (core NATS); `opts.args` adds auth or TLS.
+ */
+export async function startNats(opts?: NatsServiceOptions): Promise<ServiceHandle> {
+  const plan = natsContainerPlan(opts);
+  if (await containersWanted(plan)) return startNatsContainer(await freePort(), plan?.kind === 'nats' ? plan.args : []);
   return startService(natsSpec(opts));
 }
 
-/** SIGKILLs every server started by this module and removes their temporary directories. */
+/** SIGKILLs every server started by this module, removes their temporary directories and every container. */
 export async function stopAllServices(): Promise<void> {
+  await stopAllContainers();
   await Promise.all(
     [...running].map(
       (child) =>
