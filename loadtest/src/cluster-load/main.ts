@@ -27,11 +27,14 @@ export function formatClusterReport(r: ClusterLoadReport): string {
   const o = r.options;
   const lines = [
     `cluster-load: ${o.origins} origins, ${o.edges} edges, ${o.streams} streams (${o.hotStreams} at 2.5 Mbit/s, rest ${o.lowKbps} kbit/s), ${o.viewers} viewers; load avg ${r.load.loadavg.map((l) => l.toFixed(2)).join(' ')} on ${r.load.cores} cores`,
-    `viewers: ${r.viewers.up}/${r.viewers.opened} up, ${r.viewers.failed} failed ${JSON.stringify(r.viewers.failedByReason)}`,
+    `viewers: ${r.viewers.up}/${r.viewers.opened} up (opened over the whole run), ${r.viewers.failed} failed ${JSON.stringify(r.viewers.failedByReason)}; ` +
+      `in the ramp and steady window: ${r.steadyFailures} ${JSON.stringify(r.viewers.steadyFailedByReason)}`,
+    `runner event-loop delay: p50 ${fmt(r.runnerLagMs.p50, 0)} p99 ${fmt(r.runnerLagMs.p99, 0)} max ${fmt(r.runnerLagMs.max, 0)} ms (high = the runner's own timings are inflated)`,
     `delivered (steady ${o.durationS} s): ${s(r.delivery.deliveredPercent, 1)} %; min ${fmt(r.delivery.deliveredPercent.min, 1)} %; ${r.delivery.under99} viewers under 99 % of ${r.delivery.viewersMeasured}`,
     `stalls (> ${o.stallMs} ms) in the window: ${r.stalls.total} (${r.stalls.viewersWithStalls} viewers)`,
     `TTFF cold (first viewer of a stream on an edge): ${s(r.ttffColdMs)} ms`,
     `TTFF warm (stream already pulled): ${s(r.ttffWarmMs)} ms`,
+    `  (both during the ramp: ${o.rampPerSecond} joins/s; single joins afterwards: cold ${s(r.ttffColdProbeMs)} ms, warm ${s(r.ttffWarmProbeMs)} ms)`,
     `publish-to-view latency: ${s(r.latencyMs)} ms`,
     `pulls: ${r.pulls.pairsWithExactlyOnePull}/${r.pulls.pairsWithViewers} (stream, edge) pairs with viewers have exactly one pull; ${r.pulls.mismatches.length} mismatches; ${r.pulls.afterLinger} pulls after linger`,
     ...r.pulls.mismatches.slice(0, 5).map((m) => `  mismatch: ${m}`),

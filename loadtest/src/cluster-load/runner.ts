@@ -3,6 +3,7 @@
  * this process; V viewers over the edges with a skewed popularity. Phases: ramp → steady window (delivery, TTFF,
  * latency, pulls per (stream, edge), Redis/NATS traffic, CPU/RSS) → churn → rolling updates → leak check.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseRtmpUrl } from '@rtmp-relay/rtmp';
 import { generateFlv, loadFlv, type FlvSource } from '../source.js';
 import { ReasonCounter, SampleBuffer, summarize, type Summary } from '../stats.js';
@@ -31,6 +32,10 @@ const PROGRESS_MS = 1000;
 const LATENCY_AFTER_FIRST_MS = 3000;
 /** A playing viewer without a frame for this long at the end of a phase has lost its stream. */
 const LOST_AFTER_MS = 3000;
+/** Single-join TTFF probes of each kind, one at a time. */
+const PROBES = 30;
+const PROBE_TIMEOUT_MS = 10_000;
+const PROBE_SPACING_MS = 100;
 
 export interface NodeUsage {
   id: string;
@@ -58,11 +63,24 @@ export interface PhaseOutcome {
 export interface ClusterLoadReport {
   options: Omit<ClusterLoadOptions, 'log'>;
   load: { loadavg: number[]; cores: number };
-  viewers: { opened: number; up: number; failed: number; failedByReason: Record<string, number> };
+  viewers: {
+    opened: number;
+    up: number;
+    failed: number;
+    failedByReason: Record<string, number>;
+    /** Failures during the ramp and steady window only. */
+    steadyFailedByReason: Record<string, number>;
+  };
+  /** The runner's own event-loop delay (ms): when high, its timings include its own lag, not only the cluster's. */
+  runnerLagMs: { p50: number; p99: number; max: number };
   delivery: { viewersMeasured: number; deliveredPercent: Summary; under99: number };
   stalls: { total: number; viewersWithStalls: number };
+  /** TTFF during the ramp (a join storm: rampPerSecond new viewers a second). */
   ttffColdMs: Summary;
   ttffWarmMs: Summary;
+  /** TTFF of single joins after the steady window (one at a time): cold = no viewer of the stream on that edge. */
+  ttffColdProbeMs: Summary;
+  ttffWarmProbeMs: Summary;
   latencyMs: Summary;
   pulls: {
     pairsWithViewers: number;
@@ -112,6 +130,8 @@ interface ViewerState {
   stream: number;
   edge: number;
   cold: boolean;
+  /** The phase the viewer joined in. */
+  openedIn: string;
   ttffDone: boolean;
   firstFrameAt: number;
   lastFrameAt: number;
@@ -170,6 +190,8 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
   const viewers: ViewerState[] = [];
   const publishers: StreamPublisher[] = [];
   const failed = new ReasonCounter();
+  const lag = monitorEventLoopDelay({ resolution: 10 });
+  lag.enable();
   let progressTimer: NodeJS.Timeout | undefined;
   let phase = 'start';
   try {
@@ -256,7 +278,7 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
         if (!st.ttffDone) {
           st.ttffDone = true;
           st.firstFrameAt = now;
-          (st.cold ? ttffCold : ttffWarm).push(now - v.startedAt);
+          if (st.openedIn === 'ramp') (st.cold ? ttffCold : ttffWarm).push(now - v.startedAt);
         } else {
           const gap = now - st.lastFrameAt;
           if (gap > st.maxGapMs) st.maxGapMs = gap;
@@ -306,6 +328,7 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
         stream,
         edge,
         cold,
+        openedIn: phase,
         ttffDone: false,
         firstFrameAt: NaN,
         lastFrameAt: NaN,
@@ -362,6 +385,7 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
     }
     windowOpen = true;
     const upAtOpen = viewers.filter((s) => s.v.isUp && s.ttffDone);
+    const stallsAtOpen = new Map(upAtOpen.map((st) => [st, st.v.stalls]));
     await sleep(o.durationS * 1000);
     for (const p of publishers) p.window.t1 = p.timestamp;
     const windowS = (performance.now() - windowStartedAt) / 1000;
@@ -371,6 +395,7 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
     await sleep(SETTLE_MS); // media up to t1 still in flight
     windowOpen = false;
     const steadyFailures = failed.total;
+    const steadyFailedByReason = failed.toJSON();
     const delivered = new SampleBuffer();
     let under99 = 0;
     for (const st of upAtOpen) {
@@ -381,6 +406,35 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
       if (pct < 99) under99++;
     }
     const pulls = await checkPulls(origins, edges, publishers, viewers);
+
+    // Probes: single joins on the loaded cluster, one at a time, cold (nobody on that edge watches the stream and no
+    // pull lingers) and warm (the stream is already pulled there). Each probe leaves once it has its first frame.
+    phase = 'probes';
+    const probeCold = new SampleBuffer();
+    const probeWarm = new SampleBuffer();
+    const watched = new Set(viewers.filter((st) => !st.v.isDone).map((st) => `${st.stream}|${st.edge}`));
+    const coldPairs: Array<[number, number]> = [];
+    const warmPairs: Array<[number, number]> = [];
+    for (let si = 0; si < publishers.length; si++)
+      for (let ei = 0; ei < edges.length; ei++) {
+        const k = `${si}|${ei}`;
+        if (!watched.has(k) && !pairLastLeft.has(k)) coldPairs.push([si, ei]);
+        else if (watched.has(k)) warmPairs.push([si, ei]);
+      }
+    for (const [pairs, into] of [
+      [coldPairs, probeCold],
+      [warmPairs, probeWarm],
+    ] as const) {
+      for (let i = 0; i < Math.min(PROBES, pairs.length); i++) {
+        const [si, ei] = pairs[Math.floor(rand() * pairs.length)]!;
+        const st = open(si, ei);
+        await waitUntil('probe first frame', () => st.ttffDone || st.v.isDone, PROBE_TIMEOUT_MS).catch(() => undefined);
+        if (st.ttffDone) into.push(st.firstFrameAt - st.v.startedAt);
+        st.v.stop();
+        leavePair(st);
+        await sleep(PROBE_SPACING_MS);
+      }
+    }
     const liveStreams = publishers.filter((p) => p.live).length || 1;
     const nodesUsage: NodeUsage[] = nodes.map((n, i) => ({
       id: n.id,
@@ -562,11 +616,22 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
         up: viewers.filter((s) => s.ttffDone).length,
         failed: failed.total,
         failedByReason: failed.toJSON(),
+        steadyFailedByReason,
+      },
+      runnerLagMs: {
+        p50: lag.percentile(50) / 1e6,
+        p99: lag.percentile(99) / 1e6,
+        max: lag.max / 1e6,
       },
       delivery: { viewersMeasured: delivered.length, deliveredPercent: summarize(delivered.view()), under99 },
-      stalls: { total: stallsInWindow, viewersWithStalls: upAtOpen.filter((s) => s.v.stalls > 0).length },
+      stalls: {
+        total: stallsInWindow,
+        viewersWithStalls: upAtOpen.filter((s) => s.v.stalls > stallsAtOpen.get(s)!).length,
+      },
       ttffColdMs: summarize(ttffCold.view()),
       ttffWarmMs: summarize(ttffWarm.view()),
+      ttffColdProbeMs: summarize(probeCold.view()),
+      ttffWarmProbeMs: summarize(probeWarm.view()),
       latencyMs: summarize(latency.view()),
       pulls: { ...pulls, afterLinger },
       redisCommandsPerSecPerStream: (redisAfter - redisBefore) / windowS / liveStreams,
@@ -587,6 +652,7 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
     return report;
   } finally {
     if (progressTimer) clearInterval(progressTimer);
+    lag.disable();
     for (const st of viewers) st.v.stop();
     for (const p of publishers) p.dispose();
     await Promise.all(nodes.map((n) => n.proc.stop('SIGKILL')));
