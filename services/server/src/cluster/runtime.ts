@@ -405,7 +405,7 @@ export async function prepareCluster(
         .then((all) =>
           all
             .filter((n) => n.role === 'origin' && n.id !== config.nodeId)
-            .map((n) => ({ addr: n.rtmpAddr, load: n.load?.publishers ?? 0 })),
+            .map((n) => ({ addr: n.rtmpAddr, load: n.load.publishers })),
         )
         .catch(() => []);
       await policy.drain({ peerTcUrl, reconnectWaitMs });
