@@ -44,6 +44,9 @@ export interface NodeUsage {
   rssMiB: number;
   rssStartMiB: number;
   rssChangePercent: number;
+  /** RSS at the end of the churn phase (same process as at the start of the steady window), and its change. */
+  rssAfterChurnMiB: number;
+  rssChurnChangePercent: number;
 }
 
 export interface PhaseOutcome {
@@ -443,6 +446,8 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
       rssMiB: procAfter[i]!.rssKiB / 1024,
       rssStartMiB: procBefore[i]!.rssKiB / 1024,
       rssChangePercent: NaN,
+      rssAfterChurnMiB: NaN,
+      rssChurnChangePercent: NaN,
     }));
     log(`steady window done: ${delivered.length} viewers measured, ${under99} under 99 %`);
 
@@ -497,6 +502,12 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
         (e: Error) => log(e.message),
       );
       await sleep(SETTLE_MS * 2);
+      for (const [i, n] of nodes.entries()) {
+        const u = nodesUsage[i];
+        if (!u || !n.proc.running) continue;
+        u.rssAfterChurnMiB = readProc(n.proc.pid).rssKiB / 1024;
+        u.rssChurnChangePercent = (100 * (u.rssAfterChurnMiB - u.rssStartMiB)) / u.rssStartMiB;
+      }
       churn = {
         ...phaseOutcome(viewers, before, startedAt, o.stallMs, publishers, undefined),
         publisherStops: stops,
