@@ -89,7 +89,7 @@ async function metric(httpPort: number, name: string): Promise<number> {
   return m ? Number(m[1]) : NaN;
 }
 
-export async function runHlsBench(o: Options, log: (line: string) => void = console.log): Promise<object> {
+export async function runHlsBench(o: Options, log: (line: string) => void = console.error): Promise<object> {
   const [rtmpPort, httpPort] = [await freePort(), await freePort()];
   const server = spawn(
     process.execPath,
