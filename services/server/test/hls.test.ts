@@ -234,6 +234,61 @@ describe('HLS packager (synthetic media)', () => {
     assert.equal(parseMediaName('../etc/passwd'), undefined);
   });
 
+  it('a new decoder configuration starts a segment with a new init segment after EXT-X-DISCONTINUITY', () => {
+    const p = new Packager({ segmentMs: 1000, partMs: 500, windowSegments: 10, now: () => 0 });
+    p.config({ kind: 'video', codec: 'avc1', config: AVCC });
+    const end = synthetic({ seconds: 2.5, packager: p });
+    const changed = Buffer.from([1, 0x4d, 0x00, 0x1e, 0xff, 0xe0, 0x00]); // Main 3.0 now
+    p.config({ kind: 'video', codec: 'avc1', config: changed });
+    p.config({ kind: 'video', codec: 'avc1', config: changed }); // the same again: no new init
+    synthetic({ seconds: 2, packager: p, startMs: end });
+    p.end();
+    const versions = [...new Set(p.segments.map((s) => s.initVersion))];
+    assert.deepEqual(versions, [0, 1]);
+    const first1 = p.segments.find((s) => s.initVersion === 1)!;
+    assert.equal(first1.discontinuity, true);
+    const text = renderPlaylist(
+      {
+        gen: 'g',
+        targetDuration: p.targetDuration,
+        partTarget: p.partTarget,
+        discontinuitySequence: 0,
+        segments: p.segments,
+        nextPart: undefined,
+        ended: true,
+      },
+      { skip: false, query: '' },
+    );
+    assert.match(text, /#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI="init-g-1\.mp4"\n/);
+    const avcC = (init: Buffer): string =>
+      init.subarray(init.indexOf('avcC') + 4, init.indexOf('avcC') + 8).toString('hex');
+    assert.equal(avcC(p.init(0)!), '0164001f');
+    assert.equal(avcC(p.init(1)!), '014d001e');
+  });
+
+  it('packages audio-only streams: audio decides the cuts; durations are exact AAC frames', () => {
+    const p = new Packager({ segmentMs: 2000, partMs: 500, windowSegments: 10, now: () => 0 });
+    p.config({ kind: 'audio', codec: 'mp4a', config: ASC });
+    for (let i = 0; i < 300; i++) {
+      const t = Math.round((i * 1024 * 1000) / 44100);
+      p.sample({ kind: 'audio', codec: 'mp4a', dts: t, cts: 0, keyframe: true, data: Buffer.alloc(30) }, t);
+    }
+    p.end();
+    assert.equal(p.trackInfo.length, 1);
+    assert.equal(p.trackInfo[0]!.timescale, 44100);
+    assert.ok(p.segments.length >= 3);
+    for (const s of p.segments.slice(0, -1)) assert.ok(Math.abs(s.duration - 2) < 0.03, `segment ${s.duration} s`);
+    assertContinuous(
+      p.segments.map((s) => s.bytes!),
+      'audio only',
+    );
+    const runs = p.segments.flatMap((s) => fragmentRuns(s.bytes!)).flat();
+    assert.equal(
+      runs.reduce((n, r) => n + r.duration, 0),
+      300 * 1024,
+    );
+  });
+
   it('reads codec strings and Opus packet durations', () => {
     assert.equal(videoCodecString('avc1', AVCC), 'avc1.64001f');
     // av1C: marker/version 0x81, profile 0 level 8 (4.0), 8-bit.
