@@ -704,5 +704,11 @@ describe('LL-HLS from Enhanced RTMP: AV1 + Opus and HEVC', () => {
     await waitFor('no HLS packager left', async () => (await node.metric('hls_packagers')) === 0, 10_000, 200);
     assert.equal(await node.metric('rtmp_viewers', { protocol: 'hls' }), 0);
     assert.equal(await node.metric('hls_window_bytes'), 0);
+    // The ended streams' hubs are gone too (the packager left them when they ended).
+    for (const key of ['ertmp/av1', 'ertmp/hevc']) {
+      const res = await node.http(`/api/streams/${key}`);
+      await res.arrayBuffer();
+      assert.equal(res.status, 404, `${key} hub left behind`);
+    }
   });
 });

@@ -87,12 +87,14 @@ export class HlsStream implements HubViewer {
     for (const tag of burst) this.take(tag, wall);
   }
 
+  /** The hub dropped this viewer (operator drop, shutdown): it is no longer in the hub. */
   disconnect(): void {
-    this.finish();
+    this.finish(false);
   }
 
+  /** The hub keeps an ended stream's viewers until they leave: leave it, so the idle hub can go. */
   streamEnded(): void {
-    this.finish();
+    this.finish(true);
   }
 
   streamRestarted(): void {}
@@ -106,9 +108,9 @@ export class HlsStream implements HubViewer {
   }
 
   /** The stream ended (or this node drops it): the playlist gets EXT-X-ENDLIST, the hub membership ends. */
-  private finish(): void {
+  private finish(removeFromHub: boolean): void {
     this.packager.end();
-    this.membership?.leave(false);
+    this.membership?.leave(removeFromHub);
     this.membership = undefined;
   }
 
