@@ -1,12 +1,12 @@
 #!/usr/bin/env node
-// Runs every *.test.ts under libs/, services/, loadtest/ and deploy/ with Node's test runner, TypeScript loaded by tsx,
+// Runs every *.test.ts under libs/, services/, loadtest/, deploy/ and scripts/ with Node's test runner, TypeScript loaded by tsx,
 // workspace packages resolved to their sources (the "source" export condition). Each test file is bounded in time.
 // Usage: npm test [-- <path filter substrings>]
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
-const roots = ['libs', 'services', 'loadtest', 'deploy'];
+const roots = ['libs', 'services', 'loadtest', 'deploy', 'scripts'];
 const filters = process.argv.slice(2);
 const files = [];
 function walk(dir) {
