@@ -518,6 +518,24 @@ describe('LL-HLS from a standalone node (FFmpeg publishing)', () => {
     assert.ok((await ffprobeFrames(file)) > 4 * 30);
   });
 
+  it('a stream published again after it ended gets a new packager (new URIs, no EXT-X-ENDLIST)', async () => {
+    const endedGen = /init-([a-z0-9]+)-/.exec((await getText(`${base}index.m3u8`)).text)?.[1];
+    assert.ok(endedGen);
+    publisher = ffmpegPublish(node.rtmpUrl(KEY), { seconds: 20, gop: 30 });
+    const live = await waitFor(
+      'a live playlist again',
+      async () => {
+        const r = await getText(`${base}index.m3u8`);
+        return r.status === 200 && !r.text.includes('#EXT-X-ENDLIST') ? r.text : undefined;
+      },
+      25_000,
+      250,
+    );
+    const gen = /init-([a-z0-9]+)-/.exec(live)?.[1];
+    assert.ok(gen && gen !== endedGen, `a new generation (${gen} after ${endedGen})`);
+    assert.match(live, /#EXT-X-PRELOAD-HINT/);
+  });
+
   it('unknown stream → 404; unknown media file → 404', async () => {
     const r = await getText(`http://127.0.0.1:${node.httpPort}/live/nobody/index.m3u8`);
     assert.equal(r.status, 404);

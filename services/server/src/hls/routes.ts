@@ -51,6 +51,8 @@ const BLOCK_TARGET_DURATIONS = 3;
 /** The first playlist waits this long past two segment targets for the first complete segment. */
 const FIRST_SEGMENT_SLACK_MS = 2000;
 const SWEEP_MS = 1000;
+/** An ended stream's playlist (with EXT-X-ENDLIST) is served to admitted viewers this many target durations. */
+const ENDED_SERVE_TARGET_DURATIONS = 3;
 const IMMUTABLE = 'public, max-age=31536000, immutable';
 const PLAYLIST_CACHE = 'public, max-age=1';
 const CONTROL_PARAMS = new Set(['_HLS_msn', '_HLS_part', '_HLS_skip', 'session']);
@@ -142,7 +144,13 @@ function hlsRoutes(app: FastifyInstance, opts: HlsRoutesOptions): void {
     t: Target,
   ): Promise<{ stream: HlsStream } | { status: 403 | 404; reason: string; description: string }> => {
     const existing = streams.get(t.key);
-    if (existing && !existing.isStopped && existing.isAuthorized(t.authQuery, AUTH_TTL_MS)) return { stream: existing };
+    // An ended stream's final playlist is served for a little while; after that a request is a new play (the
+    // stream may be live again: a new packager).
+    const current =
+      existing?.endedAt === undefined ||
+      performance.now() - existing.endedAt < ENDED_SERVE_TARGET_DURATIONS * existing.packager.targetDuration * 1000;
+    if (existing && current && !existing.isStopped && existing.isAuthorized(t.authQuery, AUTH_TTL_MS))
+      return { stream: existing };
     const req: StreamRequest = {
       app: t.app,
       name: t.name,

@@ -39,6 +39,8 @@ export class HlsStream implements HubViewer {
   readonly packager: Packager;
   membership: Membership | undefined;
   lastRequestAt = performance.now();
+  /** performance.now() when the stream ended here, if it did. */
+  endedAt: number | undefined;
   private burst: Buffer[] | undefined = [];
   private readonly waiters = new Set<Waiter>();
   private rendered = new Map<string, Rendered>();
@@ -109,6 +111,7 @@ export class HlsStream implements HubViewer {
 
   /** The stream ended (or this node drops it): the playlist gets EXT-X-ENDLIST, the hub membership ends. */
   private finish(removeFromHub: boolean): void {
+    this.endedAt ??= performance.now();
     this.packager.end();
     this.membership?.leave(removeFromHub);
     this.membership = undefined;
