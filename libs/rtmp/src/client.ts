@@ -14,7 +14,7 @@ import {
   UserControlEvent,
 } from './constants.js';
 import { setBufferLength } from './control.js';
-import { RtmpProtocolError } from './errors.js';
+import { RtmpClientError, RtmpProtocolError } from './errors.js';
 import type { HandshakeMode } from './handshake.js';
 import type { RtmpMessage } from './message.js';
 
@@ -123,7 +123,7 @@ export class RtmpClient extends EventEmitter<ClientEvents> {
     });
     connection.on('close', (reason, err) => {
       clearInterval(this.readTimer);
-      const error = err ?? new Error(`connection closed: ${reason}`);
+      const error = err ?? new RtmpClientError('closed', `connection closed: ${reason}`, { reason });
       for (const p of this.pending.values()) p.reject(error);
       this.pending.clear();
       this.emit('close', reason, err);
@@ -145,14 +145,18 @@ export class RtmpClient extends EventEmitter<ClientEvents> {
     const connection = new RtmpConnection(socket, 'client', limits, opts.handshake ?? 'simple');
     const client = new RtmpClient(connection, target);
     const timer = setTimeout(
-      () => connection.close('connect_timeout', new Error(`connect to ${url} timed out after ${timeoutMs} ms`)),
+      () =>
+        connection.close(
+          'connect_timeout',
+          new RtmpClientError('timeout', `connect to ${url} timed out after ${timeoutMs} ms`),
+        ),
       timeoutMs,
     );
     try {
       await new Promise<void>((resolve, reject) => {
         connection.once('ready', resolve);
         connection.once('close', (reason, err) =>
-          reject(err ?? new Error(`connection closed during handshake: ${reason}`)),
+          reject(classifyClose(reason, err, `connection closed during handshake: ${reason}`)),
         );
       });
       const commandObject: AmfObject = {
@@ -170,7 +174,8 @@ export class RtmpClient extends EventEmitter<ClientEvents> {
       const reply = await client.call(Command.Connect, commandObject);
       const info = reply[1];
       if (!info || typeof info !== 'object' || (info as AmfObject)['code'] !== Status.ConnectSuccess) {
-        throw new Error(`connect rejected: ${JSON.stringify(info)}`);
+        const status = info && typeof info === 'object' ? String((info as AmfObject)['code'] ?? '') : '';
+        throw new RtmpClientError('rejected', `connect rejected: ${JSON.stringify(info)}`, { status });
       }
       connection.announceWindow(DEFAULT_WINDOW_ACK_SIZE);
       if (opts.chunkSize) connection.setOutgoingChunkSize(opts.chunkSize);
@@ -185,7 +190,10 @@ export class RtmpClient extends EventEmitter<ClientEvents> {
       client.readTimer = setInterval(
         () => {
           if (performance.now() - connection.lastReceiveAt > readTimeoutMs) {
-            connection.close('read_timeout', new Error(`nothing received for ${readTimeoutMs} ms`));
+            connection.close(
+              'read_timeout',
+              new RtmpClientError('timeout', `nothing received for ${readTimeoutMs} ms`),
+            );
           }
         },
         Math.min(readTimeoutMs, 1000),
@@ -210,7 +218,11 @@ export class RtmpClient extends EventEmitter<ClientEvents> {
       if (!p) return;
       this.pending.delete(cmd.transactionId);
       if (cmd.name === Command.Result) p.resolve([cmd.commandObject, ...cmd.args]);
-      else p.reject(new Error(`${JSON.stringify(cmd.args[0] ?? cmd.commandObject)}`));
+      else {
+        const info = cmd.args[0] ?? cmd.commandObject;
+        const status = info && typeof info === 'object' ? String((info as AmfObject)['code'] ?? '') : '';
+        p.reject(new RtmpClientError('status', `${JSON.stringify(info)}`, { status }));
+      }
       return;
     }
     if (cmd.name === Command.OnStatus) {
@@ -232,10 +244,13 @@ export class RtmpClient extends EventEmitter<ClientEvents> {
 
   private waitStatus(streamId: number, timeoutMs: number, accept: (code: string) => boolean): Promise<AmfObject> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no onStatus within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new RtmpClientError('timeout', `no onStatus within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       const onClose = (reason: string): void => {
         clearTimeout(timer);
-        reject(new Error(`connection closed: ${reason}`));
+        reject(new RtmpClientError('closed', `connection closed: ${reason}`, { reason }));
       };
       this.connection.once('close', onClose);
       this.statusWaiters.push((info, sid) => {
@@ -244,7 +259,14 @@ export class RtmpClient extends EventEmitter<ClientEvents> {
         clearTimeout(timer);
         this.connection.off('close', onClose);
         if (accept(code)) resolve(info);
-        else reject(Object.assign(new Error(`${code}: ${String(info['description'] ?? '')}`), { code }));
+        else
+          reject(
+            new RtmpClientError(
+              code === Status.PlayStreamNotFound ? 'not_found' : 'status',
+              `${code}: ${String(info['description'] ?? '')}`,
+              { status: code },
+            ),
+          );
         return true;
       });
     });
@@ -331,4 +353,14 @@ function tlsConnectOptions(target: RtmpUrl, tls: RtmpTlsOptions = {}): Connectio
     ...(servername !== undefined ? { servername } : {}),
     ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
   };
+}
+
+/** A connection that closed before it was ready: refused, timed out, or closed (by the peer or a socket error). */
+function classifyClose(reason: string, err: Error | undefined, message: string): RtmpClientError {
+  if (err instanceof RtmpClientError) return err;
+  const errno = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (errno === 'ECONNREFUSED') return new RtmpClientError('refused', err!.message, { reason, cause: err });
+  if (reason.endsWith('timeout'))
+    return new RtmpClientError('timeout', err?.message ?? message, { reason, cause: err });
+  return new RtmpClientError('closed', err?.message ?? message, { reason, cause: err });
 }

@@ -34,6 +34,11 @@ export class RtmpClientError extends Error {
     this.name = 'RtmpClientError';
   }
 
+  /** The server's onStatus / _error code, when it answered one (e.g. `NetStream.Publish.Denied`). */
+  get status(): string | undefined {
+    return this.details.status;
+  }
+
   /** A short snake_case label for metrics and logs: the close reason for closed connections, else the code. */
   get label(): string {
     return this.code === 'closed' && this.details.reason ? this.details.reason : this.code;

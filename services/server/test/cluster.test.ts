@@ -240,8 +240,9 @@ describe('cluster: origins A and B, edges 1 and 2, real Redis and NATS', () => {
       const t0 = performance.now();
       await assert.rejects(
         RecordingViewer.open('d-unknown', E1.rtmpUrl('live/nope')),
-        (err: Error & { code?: string }) => {
-          assert.equal(err.code, 'NetStream.Play.StreamNotFound', err.message);
+        (err: Error & { code?: string; status?: string }) => {
+          assert.equal(err.code, 'not_found', err.message);
+          assert.equal(err.status, 'NetStream.Play.StreamNotFound', err.message);
           return true;
         },
       );

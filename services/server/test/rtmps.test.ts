@@ -132,9 +132,10 @@ describe('RTMPS: a node with TLS_CERT_FILE / TLS_KEY_FILE', () => {
   it('RtmpClient refuses the server when verification is on and the CA is unknown', async () => {
     await assert.rejects(
       RtmpClient.connect(rtmpsUrl(STREAM), { connectTimeoutMs: PROBE_TIMEOUT_MS }),
-      (err: NodeJS.ErrnoException) =>
+      // The client classifies it as a closed connection; the TLS verification error is its cause.
+      (err: Error & { cause?: NodeJS.ErrnoException }) =>
         /SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_GET_ISSUER_CERT_LOCALLY|UNABLE_TO_VERIFY_LEAF_SIGNATURE/.test(
-          err.code ?? err.message,
+          err.cause?.code ?? err.message,
         ),
     );
     // ... and connects when verification is explicitly off.

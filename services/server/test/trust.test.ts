@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { RtmpClient, type AmfValue } from '@rtmp-relay/rtmp';
+import { RtmpClient, type AmfValue, type RtmpClientError } from '@rtmp-relay/rtmp';
 import { signStreamName } from '../src/auth/index.js';
 import { loadConfig } from '../src/config.js';
 import { startNode, type RunningNode } from '../src/node.js';
@@ -80,7 +80,7 @@ async function tryPublish(url: string, name: string): Promise<{ outcome: string;
     return { outcome: 'published', client };
   } catch (err) {
     client.close();
-    return { outcome: (err as { code?: string }).code ?? (err as Error).message };
+    return { outcome: (err as RtmpClientError).status ?? (err as Error).message };
   }
 }
 
@@ -463,7 +463,7 @@ describe('plays of unknown names leave nothing behind on an edge', { timeout: 12
           await c.play(name, 5000);
           return 'played';
         } catch (err) {
-          return (err as { code?: string }).code ?? 'error';
+          return (err as RtmpClientError).status ?? 'error';
         } finally {
           c.close();
         }

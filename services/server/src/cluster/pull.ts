@@ -1,5 +1,12 @@
 import type { HubPublisher, StreamHub } from '@rtmp-relay/hub';
-import { MessageType, RtmpClient, type ConnectionLimits, type RtmpMessage } from '@rtmp-relay/rtmp';
+import {
+  MessageType,
+  RtmpClient,
+  RtmpClientError,
+  RtmpProtocolError,
+  type ConnectionLimits,
+  type RtmpMessage,
+} from '@rtmp-relay/rtmp';
 import pRetry, { AbortError } from 'p-retry';
 import type { Logger } from 'pino';
 import { ingest } from '../streams/ingest.js';
@@ -142,7 +149,10 @@ export class UpstreamPull implements HubPublisher {
   ownerChanged(owner: UpstreamOwner): void {
     if (this.stopped) return;
     if (!isNewerOwner(owner, this.current)) return;
-    this.log.info({ stream: streamLabel(this.key), addr: owner.addr, epoch: owner.epoch }, 'upstream owner changed: re-pulling');
+    this.log.info(
+      { stream: streamLabel(this.key), addr: owner.addr, epoch: owner.epoch },
+      'upstream owner changed: re-pulling',
+    );
     if (this.inAttempt) {
       // Never dropped: remembered, and acted on when the attempt settles (a failed attempt retries at once, a
       // successful one to an older owner is dropped for the newer). p-retry's signal is not aborted here, since that
@@ -250,7 +260,8 @@ export class UpstreamPull implements HubPublisher {
     this.attemptClient = client;
     try {
       if (this.stopped) throw new AbortError(new StoppedError('stopped'));
-      if (client.closed) throw new Error('connection closed: owner_changed');
+      if (client.closed)
+        throw new RtmpClientError('closed', 'connection closed: owner_changed', { reason: 'owner_changed' });
       this.client = client;
       // Play.Start, the metadata and the sequence headers arrive in one read: hold them until the hub has reset
       // its caches for this upstream (attachPublisher), or they would be wiped right after arriving.
@@ -275,7 +286,10 @@ export class UpstreamPull implements HubPublisher {
     if (previous && (previous.addr !== owner.addr || previous.nodeId !== owner.nodeId))
       this.deps.observer?.upstreamChanged?.(this.key, previous, owner);
     this.current = owner;
-    this.log.info({ stream: streamLabel(this.key), addr: owner.addr, epoch: owner.epoch, attempt }, 'pulling from origin');
+    this.log.info(
+      { stream: streamLabel(this.key), addr: owner.addr, epoch: owner.epoch, attempt },
+      'pulling from origin',
+    );
     clearTimeout(this.failoverTimer);
     this.failoverTimer = undefined;
     // (Re-)attaching resets the hub's caches for the new upstream; its timeline continues. The hub is the registry's
@@ -368,10 +382,9 @@ function isSampleAccess(msg: RtmpMessage): boolean {
   );
 }
 
+/** The metric label of a failed attempt: classified where it was raised (RtmpClientError, RtmpProtocolError). */
 function reasonOf(err: Error): string {
-  const m = /^(?:connection closed(?: during handshake)?: )?(\w+)/.exec(err.message);
-  if (/timed out/.test(err.message)) return 'timeout';
-  if (/ECONNREFUSED/.test(err.message)) return 'refused';
-  if (/StreamNotFound/.test(err.message)) return 'not_found';
-  return m?.[1]?.toLowerCase() ?? 'error';
+  if (err instanceof RtmpClientError) return err.label;
+  if (err instanceof RtmpProtocolError) return err.reason;
+  return (err as NodeJS.ErrnoException).code?.toLowerCase() ?? 'error';
 }
