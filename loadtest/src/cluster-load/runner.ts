@@ -397,6 +397,7 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
     const procAfter = nodes.map((n) => readProc(n.proc.pid));
     await sleep(SETTLE_MS); // media up to t1 still in flight
     windowOpen = false;
+    const viewersWithStalls = upAtOpen.filter((st) => st.v.stalls > stallsAtOpen.get(st)!).length;
     const steadyFailures = failed.total;
     const steadyFailedByReason = failed.toJSON();
     const delivered = new SampleBuffer();
@@ -637,7 +638,7 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
       delivery: { viewersMeasured: delivered.length, deliveredPercent: summarize(delivered.view()), under99 },
       stalls: {
         total: stallsInWindow,
-        viewersWithStalls: upAtOpen.filter((s) => s.v.stalls > stallsAtOpen.get(s)!).length,
+        viewersWithStalls,
       },
       ttffColdMs: summarize(ttffCold.view()),
       ttffWarmMs: summarize(ttffWarm.view()),
