@@ -1,6 +1,6 @@
 import { amfProperties, type AmfObject, type AmfValue } from './amf.js';
 
-/** NetConnection / NetStream command names and status codes (RTMP spec 7.2, interop brief 3.2). */
+/** NetConnection / NetStream command names and status codes (RTMP spec 7.2, docs/INTEROP.md §5). */
 export const Command = {
   Connect: 'connect',
   Call: 'call',
@@ -125,14 +125,4 @@ export function splitStreamName(raw: string): { name: string; query: URLSearchPa
   return q < 0
     ? { name: raw, query: new URLSearchParams() }
     : { name: raw.slice(0, q), query: new URLSearchParams(raw.slice(q + 1)) };
-}
-
-/** Stream names are path-like keys: bounded length, no control characters, no path traversal. */
-export function isValidStreamName(name: string, maxLength = 256): boolean {
-  return (
-    name.length > 0 &&
-    name.length <= maxLength &&
-    !/[\u0000-\u001f\u007f]/.test(name) &&
-    !name.split('/').includes('..')
-  );
 }

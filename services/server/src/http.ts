@@ -4,14 +4,10 @@ import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { apiEndpoints, registerApi, type ApiOptions } from './api.js';
 import { ClusterUnavailableError } from './cluster/api.js';
-import { isRedisUnavailableError } from './cluster/connections.js';
 import { registerConsole } from './console.js';
 import { registerFlvRoutes, type FlvRoutesOptions } from './flv/routes.js';
 import { registerHlsRoutes, type HlsSettings } from './hls/routes.js';
 import { registerRouteHttp } from './route-http.js';
-
-// Kept while cluster/runtime.ts imports ClusterApi from here; it lives in cluster/api.ts.
-export type { ClusterApi } from './cluster/api.js';
 
 export interface HttpServerOptions extends ApiOptions {
   host: string;
@@ -210,7 +206,7 @@ function buildApp(
   // A dependency outage (Redis down: the cluster API can't answer) is 503, not a server bug (500).
   app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
     if (err.statusCode && err.statusCode < 500) return reply.code(err.statusCode).send({ error: err.message });
-    const unavailable = err instanceof ClusterUnavailableError || isRedisUnavailableError(err);
+    const unavailable = err instanceof ClusterUnavailableError;
     if (!unavailable) opts.logger.error({ err }, 'http handler error');
     return reply
       .code(unavailable ? 503 : 500)

@@ -15,7 +15,9 @@ import { describeStream } from './streams.js';
 import type { StreamPolicy } from './streams/types.js';
 import { VERSION } from './version.js';
 
-export type Role = 'standalone' | 'origin' | 'edge';
+import type { Role } from './roles.js';
+
+export type { Role };
 
 export interface RunningNode {
   rtmpPort: number;

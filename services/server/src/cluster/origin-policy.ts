@@ -2,7 +2,7 @@ import type { HubRegistry } from '@rtmp-relay/hub';
 import type { Logger } from 'pino';
 import { streamLabel } from '../streams/redact.js';
 import { inSpan } from '../tracing.js';
-import type { PlayDecision, PublishDecision, StreamPolicy, StreamRequest } from '../rtmp/policy.js';
+import type { PlayDecision, PublishDecision, StreamPolicy, StreamRequest } from '../streams/types.js';
 import type { ReconnectablePublisher } from '../rtmp/session.js';
 import { controlEvent, type AdminEvent, type EventBus } from './events.js';
 import type { StreamOwnership } from './redis-registry.js';
@@ -105,7 +105,9 @@ export class OriginPolicy implements StreamPolicy {
     }
     if (this.authorizer) {
       const authorizer = this.authorizer;
-      const auth = await inSpan('auth.publish', { 'rtmp.stream': streamLabel(req.key) }, () => authorizer.authorizePublish(req));
+      const auth = await inSpan('auth.publish', { 'rtmp.stream': streamLabel(req.key) }, () =>
+        authorizer.authorizePublish(req),
+      );
       if (!auth.allow) return auth;
     }
     let claim;
@@ -115,7 +117,10 @@ export class OriginPolicy implements StreamPolicy {
         this.ownership.claim(req.key, this.me, { takeover: this.options.allowTakeover }),
       );
     } catch (err) {
-      this.log.warn({ stream: streamLabel(req.key), err: (err as Error).message }, 'ownership claim failed: Redis unreachable');
+      this.log.warn(
+        { stream: streamLabel(req.key), err: (err as Error).message },
+        'ownership claim failed: Redis unreachable',
+      );
       if (this.options.publishWhileRedisDown === 'allow') {
         this.pending.set(req, { req, epoch: undefined, previousNodeId: undefined, renewedAt: sentAt });
         return { allow: true };
@@ -203,7 +208,10 @@ export class OriginPolicy implements StreamPolicy {
           this.bus.publish(controlEvent('stream.unpublished', { key: req.key, nodeId: this.options.nodeId, epoch }));
       })
       .catch((err) =>
-        this.log.warn({ stream: streamLabel(req.key), err: (err as Error).message }, 'lease release failed (it will expire)'),
+        this.log.warn(
+          { stream: streamLabel(req.key), err: (err as Error).message },
+          'lease release failed (it will expire)',
+        ),
       );
   }
 
@@ -363,8 +371,7 @@ export class OriginPolicy implements StreamPolicy {
     for (const o of this.owned.values()) {
       const tcUrl = opts.peerTcUrl(o.req.app, o.req.key);
       const publisher = this.registry.get(o.req.key)?.currentPublisher as
-        | (Partial<ReconnectablePublisher> & { id: string })
-        | undefined;
+        (Partial<ReconnectablePublisher> & { id: string }) | undefined;
       if (tcUrl && publisher?.requestReconnect?.(tcUrl, 'This server is shutting down; reconnect to continue.'))
         asked.add(o.req.key);
     }

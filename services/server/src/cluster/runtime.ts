@@ -4,13 +4,14 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { signedQuery } from '../auth/index.js';
 import { configToConnectionLimits, type Config } from '../config.js';
-import type { ClusterApi } from '../http.js';
+import type { ClusterRole } from '../roles.js';
+import { withUnavailableErrors, type ClusterApi } from './api.js';
 import type { HotCounters } from '../metrics.js';
 import { statsOf, type StreamStatsSnapshot } from '../streams/stats.js';
 import type { StreamPolicy } from '../streams/types.js';
 import { EdgePolicy } from './edge-policy.js';
 import { ControlBus, NoopBus, controlEvent, type EventBus, type NodeRole } from './events.js';
-import { isRedisAuthError, natsConnectOptions, redisConnectOptions } from './connections.js';
+import { isRedisAuthError, isRedisUnavailableError, natsConnectOptions, redisConnectOptions } from './connections.js';
 import { createClusterMetrics } from './metrics.js';
 import { OriginPolicy } from './origin-policy.js';
 import { NodeRegistry, StreamOwnership, createRedis, waitForRedis, type NodeRecord } from './redis-registry.js';
@@ -66,11 +67,7 @@ const REDIS_STARTUP_WAIT_MS = 5000;
  * commands, the role's stream policy, heartbeats, and the cluster-wide API. Called before the node's listeners
  * open; `start()` once they are bound.
  */
-export async function prepareCluster(
-  config: Config,
-  role: 'origin' | 'edge',
-  ctx: ClusterContext,
-): Promise<ClusterRuntime> {
+export async function prepareCluster(config: Config, role: ClusterRole, ctx: ClusterContext): Promise<ClusterRuntime> {
   if (!config.redisUrl) throw new Error(`the ${role} role needs REDIS_URL (--redis-url)`);
   const log = ctx.log.child({ component: 'cluster' });
   const metrics = createClusterMetrics(ctx.register);
@@ -301,7 +298,7 @@ export async function prepareCluster(
       .register(rec)
       .catch((err) => log.debug({ err: (err as Error).message }, 'node registry refresh failed'));
   };
-  const api: ClusterApi = {
+  const rawApi: ClusterApi = {
     listNodes: () => nodes.list(),
     listStreams: async () => {
       const [owners, all] = await Promise.all([ownership.list(), nodes.list()]);
@@ -331,7 +328,8 @@ export async function prepareCluster(
         }),
       );
     },
-  };
+  }; // Redis outages surface as ClusterUnavailableError (HTTP 503), classified here rather than by message text.
+  const api = withUnavailableErrors(rawApi, isRedisUnavailableError);
 
   let heartbeat: NodeJS.Timeout | undefined;
   let reconcile: NodeJS.Timeout | undefined;
