@@ -16,7 +16,9 @@ import { MovablePublisher, TagViewer } from './support/tagged-stream.js';
  *    and no viewer ever gets frames of the frozen origin after the new one's;
  * 4. (network namespaces, root only) a link slower than the stream between one edge and the origin (`tc tbf` on the
  *    veth into the edge's namespace): viewers of another edge are unaffected. (`tc netem` would model delay and loss,
- *    but this machine's kernel has no netem qdisc: "Specified qdisc kind is unknown"; tbf and htb exist.)
+ *    but this machine's kernel has no netem qdisc: "Specified qdisc kind is unknown"; tbf and htb exist);
+ * 5. an edge partitioned from NATS (its NATS connection through a relay that stops forwarding) still follows a
+ *    takeover (Redis names the new owner when the old copy ends) and plays streams published meanwhile.
  */
 
 const LEASE_MS = 2000;
@@ -228,6 +230,43 @@ describe('faults: Redis blip and restart, NATS restart, a frozen origin, a slow 
   );
 
   it(
+    '5. an edge partitioned from NATS still follows a takeover and finds new streams through Redis',
+    { timeout: 60_000 },
+    async () => {
+      const relay = await Relay.open('127.0.0.1', nats.port);
+      cleanups.push(() => relay.close());
+      const A = await node('origin', 'f5-origin-a');
+      const B = await node('origin', 'f5-origin-b');
+      const E = await node('edge', 'f5-edge', { NATS_URL: `nats://127.0.0.1:${relay.port}` });
+      const p = new MovablePublisher({ ertmp: false });
+      pubs.push(p);
+      await p.moveTo(A.rtmpUrl('live/no-nats'), 1);
+      const v = await TagViewer.open(E.rtmpUrl('live/no-nats'));
+      viewers.push(v);
+      await waitFor('frames from A', () => v.count(1) >= 10, 10_000);
+      relay.isCut = true;
+      // A takeover at B: the edge gets no stream.moved; A's copy ends and Redis names B.
+      const movedAt = performance.now();
+      await p.moveTo(B.rtmpUrl('live/no-nats'), 2);
+      await waitFor('frames from B at the partitioned edge', () => v.count(2) >= 10, 15_000);
+      const delay = v.frames.find((f) => f.tag === 2)!.at - movedAt;
+      // A stream published while the edge is cut off plays there (its owner is resolved in Redis).
+      const p2 = new MovablePublisher({ ertmp: false });
+      pubs.push(p2);
+      await p2.moveTo(B.rtmpUrl('live/no-nats-new'), 1);
+      const v2 = await TagViewer.open(E.rtmpUrl('live/no-nats-new'));
+      viewers.push(v2);
+      await waitFor('frames of the new stream', () => v2.count() >= 5, 10_000);
+      console.log(`[faults] 5. edge cut from NATS: takeover reached its viewer after ${delay.toFixed(0)} ms`);
+      assert.equal(v.closedAt, undefined, 'the viewer was disconnected');
+      assert.equal(v.interleavedAfter(2), 0, 'frames from two owners');
+      assert.equal(v.regressions(), 0);
+      assert.ok(delay < 5000, `takeover took ${delay} ms to reach the partitioned edge`);
+      await stopCase();
+    },
+  );
+
+  it(
     '4. a link slower than the stream between one edge and the origin (netns, tc tbf): the other edge is unaffected',
     { timeout: 60_000 },
     async (t) => {
@@ -280,6 +319,7 @@ describe('faults: Redis blip and restart, NATS restart, a frozen origin, a slow 
 /** A TCP relay listening on `host` (any port) that forwards to 127.0.0.1:`targetPort`. */
 class Relay {
   private readonly sockets = new Set<Socket>();
+  isCut = false;
   private constructor(private readonly server: Server) {}
 
   static async open(host: string, targetPort: number): Promise<Relay> {
@@ -288,7 +328,9 @@ class Relay {
     server.on('connection', (c) => {
       const u = connect(targetPort, '127.0.0.1');
       relay.sockets.add(c).add(u);
-      c.pipe(u).pipe(c);
+      // A cut relay keeps its connections open and forwards nothing (a partition, not a reset).
+      c.on('data', (d: Buffer) => void (relay.isCut || u.write(d)));
+      u.on('data', (d: Buffer) => void (relay.isCut || c.write(d)));
       const end = () => {
         c.destroy();
         u.destroy();
