@@ -191,25 +191,25 @@ function defaultOnError(err: unknown, context: string): void {
 /** NATS-backed control bus. See the connection policy at the top of this file. */
 export class ControlBus implements EventBus {
   readonly prefix: string;
-  readonly #stats = newStats();
-  readonly #target: NatsConnectOptions;
-  readonly #opts: ControlBusOptions;
-  readonly #routes = new Map<string, Route>();
-  readonly #encoder = new TextEncoder();
-  #nc: NatsConnection | null = null;
-  #connected = false;
-  #closing = false;
-  #closePromise: Promise<void> | null = null;
-  #loop: Promise<void> = Promise.resolve();
-  #firstConnect: (() => void) | null = null;
-  #sleepTimer: NodeJS.Timeout | null = null;
-  #wake: (() => void) | null = null;
+  private readonly counters = newStats();
+  private readonly target: NatsConnectOptions;
+  private readonly opts: ControlBusOptions;
+  private readonly routes = new Map<string, Route>();
+  private readonly encoder = new TextEncoder();
+  private nc: NatsConnection | null = null;
+  private isUp = false;
+  private closing = false;
+  private closePromise: Promise<void> | null = null;
+  private loop: Promise<void> = Promise.resolve();
+  private firstConnect: (() => void) | null = null;
+  private sleepTimer: NodeJS.Timeout | null = null;
+  private wake: (() => void) | null = null;
 
   private constructor(target: NatsConnectOptions, opts: ControlBusOptions) {
     this.prefix = opts.prefix ?? DEFAULT_PREFIX;
     assertValidPrefix(this.prefix);
-    this.#target = target;
-    this.#opts = opts;
+    this.target = target;
+    this.opts = opts;
   }
 
   /**
@@ -229,8 +229,8 @@ export class ControlBus implements EventBus {
         : { ...target, servers: [...target.servers] };
     if (resolved.servers.length === 0) throw new TypeError('ControlBus.connect: no NATS server given');
     const bus = new ControlBus(resolved, opts);
-    const first = new Promise<void>((resolve) => (bus.#firstConnect = resolve));
-    bus.#loop = bus.#run().catch((err: unknown) => bus.#report(err, 'connect'));
+    const first = new Promise<void>((resolve) => (bus.firstConnect = resolve));
+    bus.loop = bus.run().catch((err: unknown) => bus.report(err, 'connect'));
     const waitMs = opts.initialWaitMs ?? 2000;
     if (waitMs > 0) {
       let timer: NodeJS.Timeout | undefined;
@@ -241,11 +241,11 @@ export class ControlBus implements EventBus {
   }
 
   get connected(): boolean {
-    return this.#connected;
+    return this.isUp;
   }
 
   get stats(): Readonly<ControlBusStats> {
-    return this.#stats;
+    return this.counters;
   }
 
   publish(event: ControlEvent): boolean {
@@ -256,31 +256,31 @@ export class ControlBus implements EventBus {
       if (!parsed.success)
         throw new InvalidEventError('schema', z.prettifyError(parsed.error), { cause: parsed.error });
       subject = subjectFor(parsed.data, this.prefix);
-      data = this.#encoder.encode(JSON.stringify(parsed.data));
+      data = this.encoder.encode(JSON.stringify(parsed.data));
     } catch (err) {
-      this.#stats.rejected++;
-      this.#report(err, 'publish');
+      this.counters.rejected++;
+      this.report(err, 'publish');
       return false;
     }
-    const nc = this.#nc;
-    if (!this.#connected || this.#closing || nc === null) {
-      this.#stats.dropped++;
+    const nc = this.nc;
+    if (!this.isUp || this.closing || nc === null) {
+      this.counters.dropped++;
       return false;
     }
     try {
       nc.publish(subject, data);
-      this.#stats.published++;
+      this.counters.published++;
       return true;
     } catch {
       // Closed or draining between our checks and the call.
-      this.#stats.dropped++;
+      this.counters.dropped++;
       return false;
     }
   }
 
   on<T extends ControlEventType>(type: T, handler: EventHandler<EventOf<T>>): () => void {
     if (!CONTROL_EVENT_TYPES.includes(type)) throw new TypeError(`unknown control event type ${JSON.stringify(type)}`);
-    return this.#listen(subscriptionSubjectFor(type, this.prefix), {
+    return this.listen(subscriptionSubjectFor(type, this.prefix), {
       accepts: (event) => event.type === type,
       handler: handler as EventHandler<ControlEvent>,
     });
@@ -289,8 +289,8 @@ export class ControlBus implements EventBus {
   onAdmin(nodeId: string, handler: EventHandler<AdminEvent>): () => void {
     const s = subjects(this.prefix);
     const listener: Listener = { accepts: isAdminEvent, handler: handler as EventHandler<ControlEvent> };
-    const offOwn = this.#listen(s.admin(nodeId), listener);
-    const offAll = this.#listen(s.adminAll, { ...listener });
+    const offOwn = this.listen(s.admin(nodeId), listener);
+    const offAll = this.listen(s.adminAll, { ...listener });
     return () => {
       offOwn();
       offAll();
@@ -298,24 +298,24 @@ export class ControlBus implements EventBus {
   }
 
   async flush(): Promise<void> {
-    const nc = this.#nc;
-    if (!this.#connected || nc === null) throw new Error('ControlBus is not connected');
+    const nc = this.nc;
+    if (!this.isUp || nc === null) throw new Error('ControlBus is not connected');
     await nc.flush();
   }
 
   close(): Promise<void> {
-    this.#closePromise ??= this.#close();
-    return this.#closePromise;
+    this.closePromise ??= this.shutdown();
+    return this.closePromise;
   }
 
-  async #close(): Promise<void> {
-    this.#closing = true;
-    this.#wake?.();
-    const nc = this.#nc;
+  private async shutdown(): Promise<void> {
+    this.closing = true;
+    this.wake?.();
+    const nc = this.nc;
     if (nc !== null && !nc.isClosed()) {
-      if (this.#connected && !nc.isDraining()) {
+      if (this.isUp && !nc.isDraining()) {
         let timer: NodeJS.Timeout | undefined;
-        const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#opts.closeTimeoutMs ?? 2000)));
+        const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.opts.closeTimeoutMs ?? 2000)));
         await Promise.race([nc.drain().catch(() => undefined), bound]);
         clearTimeout(timer);
       }
@@ -324,112 +324,112 @@ export class ControlBus implements EventBus {
     // The loop ends at once unless a connection attempt is in flight (bounded by connectTimeoutMs): it then closes
     // whatever that attempt returns. Don't hold close() for it.
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.#loop, new Promise<void>((resolve) => (timer = setTimeout(resolve, 100)))]);
+    await Promise.race([this.loop, new Promise<void>((resolve) => (timer = setTimeout(resolve, 100)))]);
     clearTimeout(timer);
-    this.#setConnected(false);
+    this.setConnected(false);
   }
 
   /** One connection at a time, for as long as the bus is open. */
-  async #run(): Promise<void> {
+  private async run(): Promise<void> {
     let failing = false;
-    while (!this.#closing) {
+    while (!this.closing) {
       let nc: NatsConnection;
       try {
         nc = await connect({
-          ...this.#target,
-          name: this.#opts.name,
+          ...this.target,
+          name: this.opts.name,
           maxReconnectAttempts: -1,
-          reconnectTimeWait: this.#opts.reconnectWaitMs ?? 1000,
+          reconnectTimeWait: this.opts.reconnectWaitMs ?? 1000,
           reconnectJitter: 100,
           waitOnFirstConnect: false,
-          timeout: this.#opts.connectTimeoutMs ?? 5000,
-          pingInterval: this.#opts.pingIntervalMs ?? 5000,
-          maxPingOut: this.#opts.maxPingOut ?? 3,
+          timeout: this.opts.connectTimeoutMs ?? 5000,
+          pingInterval: this.opts.pingIntervalMs ?? 5000,
+          maxPingOut: this.opts.maxPingOut ?? 3,
         });
       } catch (err) {
-        if (!failing) this.#report(err, 'connect');
+        if (!failing) this.report(err, 'connect');
         failing = true;
-        await this.#sleep(this.#opts.reconnectWaitMs ?? 1000);
+        await this.sleep(this.opts.reconnectWaitMs ?? 1000);
         continue;
       }
       failing = false;
-      if (this.#closing) {
+      if (this.closing) {
         await nc.close().catch(() => undefined);
         break;
       }
-      this.#nc = nc;
-      const status = this.#watchStatus(nc);
-      for (const [subject, route] of this.#routes) this.#subscribe(nc, subject, route);
-      this.#setConnected(true);
-      this.#firstConnect?.();
-      this.#firstConnect = null;
+      this.nc = nc;
+      const status = this.watchStatus(nc);
+      for (const [subject, route] of this.routes) this.subscribe(nc, subject, route);
+      this.setConnected(true);
+      this.firstConnect?.();
+      this.firstConnect = null;
       const err = await nc.closed();
       await status;
-      this.#nc = null;
-      for (const route of this.#routes.values()) route.sub = null;
-      this.#setConnected(false);
-      if (!this.#closing) {
-        if (err) this.#report(err, 'connect');
-        await this.#sleep(this.#opts.reconnectWaitMs ?? 1000);
+      this.nc = null;
+      for (const route of this.routes.values()) route.sub = null;
+      this.setConnected(false);
+      if (!this.closing) {
+        if (err) this.report(err, 'connect');
+        await this.sleep(this.opts.reconnectWaitMs ?? 1000);
       }
     }
   }
 
-  async #watchStatus(nc: NatsConnection): Promise<void> {
+  private async watchStatus(nc: NatsConnection): Promise<void> {
     try {
       for await (const s of nc.status()) {
-        if (s.type === Events.Disconnect) this.#setConnected(false);
-        else if (s.type === Events.Reconnect) this.#setConnected(!this.#closing);
+        if (s.type === Events.Disconnect) this.setConnected(false);
+        else if (s.type === Events.Reconnect) this.setConnected(!this.closing);
       }
     } catch {
       // The iterator only ends with the connection.
     }
   }
 
-  #sleep(ms: number): Promise<void> {
-    if (this.#closing) return Promise.resolve();
+  private sleep(ms: number): Promise<void> {
+    if (this.closing) return Promise.resolve();
     return new Promise((resolve) => {
-      this.#wake = () => {
-        if (this.#sleepTimer) clearTimeout(this.#sleepTimer);
-        this.#sleepTimer = null;
-        this.#wake = null;
+      this.wake = () => {
+        if (this.sleepTimer) clearTimeout(this.sleepTimer);
+        this.sleepTimer = null;
+        this.wake = null;
         resolve();
       };
-      this.#sleepTimer = setTimeout(this.#wake, ms);
+      this.sleepTimer = setTimeout(this.wake, ms);
     });
   }
 
-  #setConnected(connected: boolean): void {
-    if (this.#connected === connected) return;
-    this.#connected = connected;
+  private setConnected(connected: boolean): void {
+    if (this.isUp === connected) return;
+    this.isUp = connected;
     try {
-      this.#opts.onStatus?.(connected);
+      this.opts.onStatus?.(connected);
     } catch (err) {
-      this.#report(err, 'handler');
+      this.report(err, 'handler');
     }
   }
 
-  #report(err: unknown, context: 'handler' | 'publish' | 'subscribe' | 'connect'): void {
+  private report(err: unknown, context: 'handler' | 'publish' | 'subscribe' | 'connect'): void {
     try {
-      (this.#opts.onError ?? defaultOnError)(err, context);
+      (this.opts.onError ?? defaultOnError)(err, context);
     } catch {
       // A failing error reporter must not break the bus.
     }
   }
 
-  #listen(subject: string, listener: Listener): () => void {
-    let route = this.#routes.get(subject);
+  private listen(subject: string, listener: Listener): () => void {
+    let route = this.routes.get(subject);
     if (!route) {
       route = { listeners: new Set(), sub: null };
-      this.#routes.set(subject, route);
-      const nc = this.#nc;
-      if (nc !== null && !this.#closing) this.#subscribe(nc, subject, route);
+      this.routes.set(subject, route);
+      const nc = this.nc;
+      if (nc !== null && !this.closing) this.subscribe(nc, subject, route);
     }
     route.listeners.add(listener);
     const r = route;
     return () => {
       if (!r.listeners.delete(listener) || r.listeners.size > 0) return;
-      if (this.#routes.get(subject) === r) this.#routes.delete(subject);
+      if (this.routes.get(subject) === r) this.routes.delete(subject);
       try {
         r.sub?.unsubscribe();
       } catch {
@@ -439,45 +439,45 @@ export class ControlBus implements EventBus {
     };
   }
 
-  #subscribe(nc: NatsConnection, subject: string, route: Route): void {
+  private subscribe(nc: NatsConnection, subject: string, route: Route): void {
     if (nc.isClosed() || nc.isDraining()) return;
     try {
       route.sub = nc.subscribe(subject, {
         callback: (err, msg) => {
-          if (err) this.#report(err, 'subscribe');
-          else this.#deliver(msg, route);
+          if (err) this.report(err, 'subscribe');
+          else this.deliver(msg, route);
         },
       });
     } catch (err) {
-      this.#report(err, 'subscribe');
+      this.report(err, 'subscribe');
     }
   }
 
-  #deliver(msg: Msg, route: Route): void {
+  private deliver(msg: Msg, route: Route): void {
     const result = decodeControlEvent(msg.subject, msg.data, this.prefix);
     if (!result.ok) {
-      this.#stats.invalid++;
+      this.counters.invalid++;
       try {
-        this.#opts.onInvalid?.(msg.subject, result.error);
+        this.opts.onInvalid?.(msg.subject, result.error);
       } catch (err) {
-        this.#report(err, 'handler');
+        this.report(err, 'handler');
       }
       return;
     }
-    this.#stats.received++;
+    this.counters.received++;
     for (const listener of [...route.listeners]) {
       if (!listener.accepts(result.event)) continue;
       try {
         const r: unknown = listener.handler(result.event, msg.subject);
         if (r instanceof Promise) {
           r.then(undefined, (err: unknown) => {
-            this.#stats.handlerErrors++;
-            this.#report(err, 'handler');
+            this.counters.handlerErrors++;
+            this.report(err, 'handler');
           });
         }
       } catch (err) {
-        this.#stats.handlerErrors++;
-        this.#report(err, 'handler');
+        this.counters.handlerErrors++;
+        this.report(err, 'handler');
       }
     }
   }
@@ -485,15 +485,15 @@ export class ControlBus implements EventBus {
 
 /** The bus of the standalone role: publishes nowhere (counted as dropped), never delivers, never connects. */
 export class NoopBus implements EventBus {
-  readonly #stats = newStats();
+  private readonly counters = newStats();
   readonly connected = false;
 
   get stats(): Readonly<ControlBusStats> {
-    return this.#stats;
+    return this.counters;
   }
 
   publish(_event: ControlEvent): boolean {
-    this.#stats.dropped++;
+    this.counters.dropped++;
     return false;
   }
 
