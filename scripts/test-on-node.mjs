@@ -11,12 +11,10 @@ export const UNIT_FILTERS = ['libs/', 'services/server/test/config.test', 'servi
 
 /**
  * Test files that fail on a major, each with why. scripts/node-versions.test.ts checks that they still fail (so an
- * entry goes when its cause is fixed). Node 24 (24.19: Buffer.poolSize 65536, 8192 before) serves Buffer.concat()
- * results up to 32 KiB from the shared pool, so a 20 KiB message's payload.buffer is a 64 KiB ArrayBuffer shared with
- * others: the chunk reader's memory accounting (exact-size copies, as on Node 20 and 22) under-counts what messages
- * pin. libs/rtmp's chunk reader and its test need pool-independent copies (e.g. Buffer.allocUnsafeSlow + copy).
+ * entry goes when its cause is fixed). None now: Node 24's 64 KiB Buffer pool broke the chunk reader's memory
+ * accounting until it switched to pool-independent copies.
  */
-export const KNOWN_FAILURES = { 24: ['libs/rtmp/test/chunk-memory.test.ts'] };
+export const KNOWN_FAILURES = {};
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 if (process.argv[1] !== fileURLToPath(import.meta.url)) throw new Error('run test-on-node.mjs, do not import it');

@@ -212,7 +212,7 @@ export class ChunkReader {
       const next = this.parseHeader(buf, o);
       if (next < 0) {
         // Header incomplete: keep the few bytes we have (copied, so the large input buffer can be freed).
-        this.pending = Buffer.from(buf.subarray(o));
+        this.pending = ownedConcat([buf.subarray(o)], buf.length - o);
         break;
       }
       o = next;
@@ -402,11 +402,12 @@ export class ChunkReader {
   private complete(cs: ChunkStream): void {
     let payload: Buffer;
     if (cs.parts.length !== 1) {
-      payload = Buffer.concat(cs.parts, cs.length);
+      payload = ownedConcat(cs.parts, cs.length);
     } else {
       payload = cs.parts[0]!;
       // One chunk: a slice of the read buffer. Caches downstream count its length, so a small one is copied.
-      if (payload.length * KEEP_SLICE_SHARE_DIVISOR < payload.buffer.byteLength) payload = Buffer.from(payload);
+      if (payload.length * KEEP_SLICE_SHARE_DIVISOR < payload.buffer.byteLength)
+        payload = ownedConcat([payload], payload.length);
     }
     this.release(cs);
     const msg: RtmpMessage = { type: cs.type, streamId: cs.streamId, timestamp: cs.timestamp, payload };
@@ -449,4 +450,16 @@ export class ChunkReader {
     cs.tailIndex = -1;
     cs.tailUsed = 0;
   }
+}
+
+/**
+ * `parts` copied into a Buffer with its own backing store. Buffer.concat/Buffer.from serve small results from a
+ * shared pool slab (8 KiB on Node 20/22, 64 KiB on Node 24), which a cached message would then pin: the memory
+ * accounting above (and the hub's caches, which count payload lengths) must see what a payload really holds.
+ */
+function ownedConcat(parts: readonly Buffer[], length: number): Buffer {
+  const out = Buffer.allocUnsafeSlow(length);
+  let offset = 0;
+  for (const part of parts) offset += part.copy(out, offset);
+  return out;
 }
