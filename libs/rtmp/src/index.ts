@@ -103,17 +103,4 @@ export {
   type FlvReaderOptions,
   type FlvTag,
 } from './flv.js';
-export {
-  HevcNalType,
-  buildHevcDecoderConfig,
-  groupAccessUnits,
-  hevcNalType,
-  isKeyframeNal,
-  isParameterSetNal,
-  joinAnnexB,
-  lengthPrefixedToAnnexB,
-  parseHevcDecoderConfig,
-  splitAnnexB,
-  toLengthPrefixed,
-} from './annexb.js';
 export { audioCodecInfo, videoCodecInfo, type AudioCodecInfo, type VideoCodecInfo } from './codec-info.js';

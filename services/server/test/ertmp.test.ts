@@ -5,14 +5,13 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
   MessageType,
-  lengthPrefixedToAnnexB,
-  joinAnnexB,
   parseVideoTag,
   readFlvFile,
   type FlvTag,
   type RtmpClient,
   type RtmpMessage,
 } from '@rtmp-relay/rtmp';
+import { joinAnnexB, lengthPrefixedToAnnexB } from '@rtmp-relay/rtmp/testkit';
 import { ffprobeFileFrames } from './support/media-tools.js';
 import { startTestNode, type NodeUnderTest } from './support/node-under-test.js';
 import { run, start, stopAll, waitFor, type RunResult } from './support/processes.js';

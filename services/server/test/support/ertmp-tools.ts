@@ -4,21 +4,23 @@ import {
   MessageType,
   RtmpClient,
   SoundFormat,
+  parseAudioTag,
+  parseVideoTag,
+  readFlvFile,
+  type FlvTag,
+  type RtmpMessage,
+} from '@rtmp-relay/rtmp';
+import {
   buildHevcDecoderConfig,
   groupAccessUnits,
   hevcNalType,
   HevcNalType,
   isKeyframeNal,
   isParameterSetNal,
-  parseAudioTag,
   parseHevcDecoderConfig,
-  parseVideoTag,
-  readFlvFile,
   splitAnnexB,
   toLengthPrefixed,
-  type FlvTag,
-  type RtmpMessage,
-} from '@rtmp-relay/rtmp';
+} from '@rtmp-relay/rtmp/testkit';
 import { waitFor } from './processes.js';
 
 /**
