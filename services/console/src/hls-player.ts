@@ -5,7 +5,7 @@
  */
 import Hls from 'hls.js/light';
 import type { MediaInfo } from './model.js';
-import type { PlayTimings, PlayerEvents, PlayerStats } from './player.js';
+import { watchPlaybackStart, type PlayTimings, type PlayerEvents, type PlayerStats } from './player.js';
 
 export function hlsSupported(): boolean {
   return Hls.isSupported();
@@ -67,32 +67,16 @@ export class HlsPlayer {
       video.addEventListener(name, fn);
       this.listeners.push(() => video.removeEventListener(name, fn));
     };
-    let startTime: number | undefined;
-    on('playing', () => {
-      if (timings.playingMs === undefined) {
-        timings.playingMs = performance.now() - pressedAt;
-        report();
-      }
+    watchPlaybackStart(video, {
+      on,
+      current,
+      timings,
+      report,
+      onResize: (width, height) => {
+        this.media = { ...this.media, width, height };
+        this.events.onMediaInfo({ ...this.media });
+      },
     });
-    on('timeupdate', () => {
-      startTime ??= video.currentTime;
-      if (timings.advancingMs === undefined && video.currentTime > startTime) {
-        timings.advancingMs = performance.now() - pressedAt;
-        report();
-      }
-    });
-    on('resize', () => {
-      if (!current() || !video.videoWidth) return;
-      this.media = { ...this.media, width: video.videoWidth, height: video.videoHeight };
-      this.events.onMediaInfo({ ...this.media });
-    });
-    if ('requestVideoFrameCallback' in video) {
-      video.requestVideoFrameCallback(() => {
-        if (!current() || timings.firstFrameMs !== undefined) return;
-        timings.firstFrameMs = performance.now() - pressedAt;
-        report();
-      });
-    }
     hls.attachMedia(video);
     hls.loadSource(url);
     video.play().catch((err: unknown) => {

@@ -120,36 +120,20 @@ export class FlvPlayer {
     player.on(mpegts.Events.STATISTICS_INFO, (info: { speed?: number }) => {
       if (current() && typeof info.speed === 'number') this.speedKBps = info.speed;
     });
-    let startTime: number | undefined;
     const on = (name: keyof HTMLMediaElementEventMap, fn: () => void): void => {
       video.addEventListener(name, fn);
       this.listeners.push(() => video.removeEventListener(name, fn));
     };
-    on('playing', () => {
-      if (timings.playingMs === undefined) {
-        timings.playingMs = performance.now() - pressedAt;
-        report();
-      }
+    watchPlaybackStart(video, {
+      on,
+      current,
+      timings,
+      report,
+      onResize: (width, height) => {
+        this.media = { ...this.media, width, height };
+        this.events.onMediaInfo({ ...this.media });
+      },
     });
-    on('timeupdate', () => {
-      startTime ??= video.currentTime;
-      if (timings.advancingMs === undefined && video.currentTime > startTime) {
-        timings.advancingMs = performance.now() - pressedAt;
-        report();
-      }
-    });
-    on('resize', () => {
-      if (!current() || !video.videoWidth) return;
-      this.media = { ...this.media, width: video.videoWidth, height: video.videoHeight };
-      this.events.onMediaInfo({ ...this.media });
-    });
-    if ('requestVideoFrameCallback' in video) {
-      video.requestVideoFrameCallback(() => {
-        if (!current() || timings.firstFrameMs !== undefined) return;
-        timings.firstFrameMs = performance.now() - pressedAt;
-        report();
-      });
-    }
     player.attachMediaElement(video);
     player.load();
     const started = player.play();
@@ -193,5 +177,49 @@ export class FlvPlayer {
       media: { ...this.media },
       timings: this.timings ? { ...this.timings } : undefined,
     };
+  }
+}
+
+/**
+ * Start-up timings every player reports the same way: `playing`, the first time the picture advances, the first
+ * frame shown (where the browser can tell), and the picture size when it changes. `on` adds a listener the player
+ * removes when it stops; `current` is false once another play replaced this one.
+ */
+export function watchPlaybackStart(
+  video: HTMLVideoElement,
+  o: {
+    on: (name: keyof HTMLMediaElementEventMap, fn: () => void) => void;
+    current: () => boolean;
+    timings: PlayTimings;
+    report: () => void;
+    onResize: (width: number, height: number) => void;
+  },
+): void {
+  const { on, current, timings, report } = o;
+  const pressedAt = timings.pressedAt;
+  let startTime: number | undefined;
+  on('playing', () => {
+    if (timings.playingMs === undefined) {
+      timings.playingMs = performance.now() - pressedAt;
+      report();
+    }
+  });
+  on('timeupdate', () => {
+    startTime ??= video.currentTime;
+    if (timings.advancingMs === undefined && video.currentTime > startTime) {
+      timings.advancingMs = performance.now() - pressedAt;
+      report();
+    }
+  });
+  on('resize', () => {
+    if (!current() || !video.videoWidth) return;
+    o.onResize(video.videoWidth, video.videoHeight);
+  });
+  if ('requestVideoFrameCallback' in video) {
+    video.requestVideoFrameCallback(() => {
+      if (!current() || timings.firstFrameMs !== undefined) return;
+      timings.firstFrameMs = performance.now() - pressedAt;
+      report();
+    });
   }
 }
