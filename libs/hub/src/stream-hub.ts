@@ -32,6 +32,15 @@ export interface HubStats {
   /** Cached sequence headers and the bytes they retain (bounded by headerCacheMaxEntries / headerCacheMaxBytes). */
   headerEntries: number;
   headerBytes: number;
+  /**
+   * Bytes handed to viewers' write() since the hub was created: RTMP chunks, FLV tags (before HTTP chunk or WebSocket
+   * framing), join bursts included. An HLS packager is one viewer, so HLS counts once per node, not per HLS client.
+   */
+  bytesOut: number;
+  /** Video frames not written to a viewer by the slow-viewer policy (one per viewer and frame), since creation. */
+  framesDropped: number;
+  /** Viewers disconnected by the slow-viewer policy since creation. */
+  slowViewersDisconnected: number;
 }
 
 interface ViewerSlotInternal extends ViewerSlot {
@@ -80,6 +89,11 @@ export class StreamHub {
   private messagesIn = 0;
   private bytesIn = 0;
   private startedAt: number | undefined;
+  // Egress and slow-viewer counters: one integer add per write batch or drop, read by stats() (stream stats derive
+  // rates from their deltas).
+  private bytesOut = 0;
+  private framesDropped = 0;
+  private slowViewersDisconnected = 0;
 
   constructor(
     readonly key: string,
@@ -139,6 +153,9 @@ export class StreamHub {
       gopBytes: this.gopBytes,
       headerEntries: this.headers.size,
       headerBytes: this.headers.totalBytes,
+      bytesOut: this.bytesOut,
+      framesDropped: this.framesDropped,
+      slowViewersDisconnected: this.slowViewersDisconnected,
     };
   }
 
@@ -317,6 +334,7 @@ export class StreamHub {
       for (const x of group) if (slot.index >= 0) bytes += this.deliver(slot, x, now);
       v.uncork();
     }
+    this.bytesOut += bytes;
     this.observer.bytesOut?.(bytes);
   }
 
@@ -378,6 +396,7 @@ export class StreamHub {
       const slot = this.slots[i];
       if (slot) bytes += this.deliver(slot, m, now);
     }
+    this.bytesOut += bytes;
     this.observer.bytesOut?.(bytes); // once per message, not once per viewer
   }
 
@@ -413,6 +432,7 @@ export class StreamHub {
       if (excess > o.viewerHardBacklogBytes || age > o.viewerHardBacklogMs) {
         const v = slot.viewer;
         this.removeSlot(slot);
+        this.slowViewersDisconnected++;
         this.observer.slowViewerDisconnected?.(
           v.id,
           excess > o.viewerHardBacklogBytes ? 'backlog_bytes' : 'backlog_age',
@@ -444,6 +464,7 @@ export class StreamHub {
     if (!joining && !this.admit(slot, now, backlog)) return 0;
     if (slot.dropping && m.kind === 'video' && !m.isSequenceHeader) {
       if (!m.isKeyframe) {
+        this.framesDropped++;
         this.observer.dropped?.(m.kind, 'slow_viewer');
         return 0;
       }
@@ -493,6 +514,7 @@ export class StreamHub {
       for (const h of headers()) bytes += this.deliver(slot, h, now, true);
       for (const m of this.gop) bytes += this.deliver(slot, m, now, true);
     }
+    this.bytesOut += bytes;
     this.observer.bytesOut?.(bytes);
     // Allowed on top of the bounds until the socket drains once.
     slot.joinAllowance = viewer.backlogBytes();

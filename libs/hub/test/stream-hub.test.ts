@@ -777,6 +777,7 @@ describe('StreamHub slow-viewer policy', () => {
     assert.equal(fast.messages().length, 3 + 7, 'the fast viewer got everything');
     assert.equal(obs.drops.length, 3);
     assert.ok(obs.drops.every(([kind, reason]) => kind === 'video' && reason === 'slow_viewer'));
+    assert.equal(hub.stats().framesDropped, 3, 'the stream counts the frames its slow viewer lost');
 
     slow.backlog = 0; // it caught up
     hub.push(video(133, avcInter(6)));
@@ -817,6 +818,7 @@ describe('StreamHub slow-viewer policy', () => {
     assert.deepEqual(slow.disconnects, ['slow_viewer']);
     assert.deepEqual(obs.slow, [['slow', 'backlog_bytes']]);
     assert.equal(hub.viewerCount, 4);
+    assert.equal(hub.stats().slowViewersDisconnected, 1);
     const slowWrites = slow.writes.length;
     hub.push(video(66, avcInter(3)));
     hub.push(video(100, avcKey(4)));
@@ -858,10 +860,63 @@ describe('StreamHub slow-viewer policy', () => {
     for (let i = 0; i < 100; i++, ts += 33) hub.push(video(ts, i % 10 === 0 ? avcKey(i) : avcInter(i)));
     for (const v of stalled) assert.deepEqual(v.disconnects, ['slow_viewer'], `${v.id} disconnected`);
     assert.equal(hub.viewerCount, 5);
+    assert.equal(hub.stats().slowViewersDisconnected, 3);
+    assert.equal(hub.stats().framesDropped, obs.drops.length);
     for (const v of viewers.filter((x) => !stalled.includes(x))) {
       assert.equal(v.videoMessages().length, 101, `${v.id} got every message`);
     }
     assert.ok(obs.drops.length > 0, 'stalled viewers lost inter frames before being dropped');
+  });
+});
+
+/** An HTTP-FLV / WebSocket-FLV viewer as the hub sees it: FLV tags instead of RTMP chunks. */
+class FakeFlvViewer extends FakeViewer {
+  readonly format = 'flv' as const;
+}
+
+describe('StreamHub egress counter', () => {
+  const written = (viewers: readonly FakeViewer[]): number =>
+    viewers.reduce((n, v) => n + v.writes.reduce((m, w) => m + w.length, 0), 0);
+
+  it('bytesOut is every byte written to every viewer: join bursts, coalesced audio, FLV tags, other stream ids', () => {
+    const { hub } = liveHub({ audioCoalesceMs: 40 });
+    hub.push(data(0, publishedMetadata({ width: 640 })));
+    hub.push(video(0, avcHeader()));
+    hub.push(audio(0, aacHeader()));
+    hub.push(video(0, avcKey(1)));
+    const viewers = [new FakeViewer('rtmp'), new FakeFlvViewer('flv'), new FakeViewer('sid3', [], 3)];
+    for (const v of viewers) hub.addViewer(v); // join bursts (shared, per message, FLV)
+    let ts = 0;
+    for (let i = 1; i < 40; i++) {
+      ts += 33;
+      hub.push(audio(ts - 10, aacFrame(i))); // held for the next video frame: one shared write per viewer
+      hub.push(video(ts, i % 10 === 0 ? avcKey(i) : avcInter(i)));
+    }
+    const late = new FakeViewer('late');
+    hub.addViewer(late);
+    hub.push(video(ts + 33, avcInter(99)));
+    const all = [...viewers, late];
+    assert.ok(written(all) > 40 * 300 * 4, `${written(all)} bytes written`);
+    assert.equal(hub.stats().bytesOut, written(all));
+    hub.close('test');
+  });
+
+  it('a dropped frame is not counted as egress; a disconnected viewer stops counting', () => {
+    const { hub } = liveHub({ viewerSoftBacklogBytes: 1000, viewerHardBacklogBytes: 50_000 });
+    hub.push(video(0, avcHeader()));
+    hub.push(video(0, avcKey(1)));
+    const fast = new FakeViewer('fast');
+    const slow = new FakeViewer('slow');
+    hub.addViewer(fast);
+    hub.addViewer(slow);
+    slow.backlog = 5000;
+    for (let i = 1; i <= 5; i++) hub.push(video(i * 33, avcInter(i)));
+    assert.equal(hub.stats().framesDropped, 5);
+    assert.equal(hub.stats().bytesOut, written([fast, slow]));
+    slow.backlog = 60_000;
+    hub.push(video(200, avcInter(6)));
+    assert.deepEqual(slow.disconnects, ['slow_viewer']);
+    assert.deepEqual([hub.stats().slowViewersDisconnected, hub.stats().bytesOut], [1, written([fast, slow])]);
   });
 });
 
