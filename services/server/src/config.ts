@@ -238,7 +238,11 @@ const DEFS = {
     HUB.unpublishGraceMs,
     'viewers wait this long for the publisher to come back before the stream ends',
   ),
-  playWaitMs: def(ms(), 3000, 'a play waits this long for a stream that is not live yet before StreamNotFound'),
+  playWaitMs: def(
+    ms(),
+    3000,
+    "a play waits this long for a stream that is not live yet before StreamNotFound (an edge still connecting to a live stream's origin waits up to CONNECT_TIMEOUT_MS more)",
+  ),
   viewerSoftBacklogBytes: def(
     bytes(1),
     HUB.viewerSoftBacklogBytes,

@@ -151,7 +151,9 @@ export class EdgePolicy implements StreamPolicy {
     const pull = this.pullFor(req);
     pull.acquire();
     try {
-      const live = await this.waitForLive(req.key, this.options.playWaitMs);
+      let live = await this.waitForLive(req.key, this.options.playWaitMs);
+      // Live at its origin, still connecting here: wait out one more connect before answering StreamNotFound.
+      if (!live && pull.seekingKnownOwner) live = await this.waitForLive(req.key, this.options.pull.connectTimeoutMs);
       return live
         ? { allow: true }
         : { allow: false, status: 'StreamNotFound', reason: 'not_found', description: `${req.name} is not live.` };

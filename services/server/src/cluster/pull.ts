@@ -95,6 +95,8 @@ export class UpstreamPull implements HubPublisher {
   private attemptClient: RtmpClient | undefined;
   /** The newest owner announced while an attempt was in flight: acted on when the attempt settles, never dropped. */
   private missedOwner: UpstreamOwner | undefined;
+  /** The registry's last answer named an owner, and no upstream is attached yet (see seekingKnownOwner). */
+  private ownerFound = false;
 
   constructor(
     readonly key: string,
@@ -120,6 +122,15 @@ export class UpstreamPull implements HubPublisher {
 
   get isStopped(): boolean {
     return this.stopped;
+  }
+
+  /**
+   * The stream is live somewhere (the registry named its owner) and this pull is still connecting to it or retrying:
+   * a play waiting for it should wait out the connect rather than be told the stream does not exist. True in a
+   * cold-start storm, when hundreds of first pulls at once take longer than the play wait.
+   */
+  get seekingKnownOwner(): boolean {
+    return !this.stopped && !this.attached && this.ownerFound;
   }
 
   /** A viewer wants the stream: keep (or start) pulling. */
@@ -241,10 +252,12 @@ export class UpstreamPull implements HubPublisher {
     if (this.stopped) throw new AbortError(new StoppedError('stopped'));
     let owner = await this.deps.resolveOwner(this.key);
     while (!owner) {
+      this.ownerFound = false;
       await this.deps.waitForOwnerEvent(this.key, this.options.ownerRecheckMs, this.abort.signal);
       if (this.stopped) throw new AbortError(new StoppedError('stopped'));
       owner = await this.deps.resolveOwner(this.key);
     }
+    this.ownerFound = true;
     this.attemptOwner = owner;
     if (this.missedOwner && !isNewerOwner(this.missedOwner, owner)) this.missedOwner = undefined; // resolved it
     this.deps.observer?.pullStarted?.(this.key, attempt);
