@@ -18,12 +18,19 @@ import { MovablePublisher, TagViewer } from './support/tagged-stream.js';
  *    veth into the edge's namespace): viewers of another edge are unaffected. (`tc netem` would model delay and loss,
  *    but this machine's kernel has no netem qdisc: "Specified qdisc kind is unknown"; tbf and htb exist);
  * 5. an edge partitioned from NATS (its NATS connection through a relay that stops forwarding) still follows a
- *    takeover (Redis names the new owner when the old copy ends) and plays streams published meanwhile.
+ *    takeover (Redis names the new owner when the old copy ends) and plays streams published meanwhile;
+ * 6. (network namespaces + nftables, root only) 200 ms delay and 2 % packet loss between one edge and the origin:
+ *    without netem, the loss is an nftables rule in the edge's namespace dropping 2 % of the packets it receives
+ *    (real TCP retransmissions), and the delay a relay on the host that holds every byte 200 ms each way (the
+ *    namespace's connections to the origin are DNATed to it). The slowed edge keeps playing ~200 ms behind, in
+ *    order; the other edge is unaffected.
  */
 
 const LEASE_MS = 2000;
 /** The tagged stream is ~50 kbit/s (200-byte frames at 30 fps). */
 const SLOW_LINK = '16kbit';
+const LINK_DELAY_MS = 200;
+const LINK_LOSS_PERCENT = 2;
 
 /** Samples `/readyz` of `node` every 50 ms until stopped; returns the statuses seen. */
 function sampleReady(node: ClusterNode): { stop: () => Promise<number[]> } {
@@ -314,6 +321,69 @@ describe('faults: Redis blip and restart, NATS restart, a frozen origin, a slow 
       await stopCase();
     },
   );
+
+  it(
+    `6. ${LINK_DELAY_MS} ms delay and ${LINK_LOSS_PERCENT} % loss between one edge and the origin (netns, nftables): the other edge is unaffected`,
+    { timeout: 60_000 },
+    async (t) => {
+      const nft = await run('nft', ['--version'], { timeoutMs: 5000 }).catch(() => undefined);
+      if (nft?.code !== 0) return t.skip('nftables (nft) is not installed');
+      const ns = await NetNs.create(cleanups).catch((err: Error) => err);
+      if (ns instanceof Error) return t.skip(`network namespaces unavailable here (${ns.message.split('\n')[0]})`);
+      const A = await node('origin', 'f6-origin', { RTMP_HOST: ns.hostIp, ADVERTISE_HOST: ns.hostIp });
+      const fast = await node('edge', 'f6-edge-fast');
+      const redisRelay = await Relay.open(ns.hostIp, redis.port);
+      const natsRelay = await Relay.open(ns.hostIp, nats.port);
+      const delayRelay = await DelayRelay.open(ns.hostIp, ns.hostIp, A.rtmpPort, LINK_DELAY_MS);
+      cleanups.push(
+        () => redisRelay.close(),
+        () => natsRelay.close(),
+        () => delayRelay.close(),
+      );
+      await ns.impair({ to: `${ns.hostIp}:${A.rtmpPort}`, via: delayRelay.port, lossPercent: LINK_LOSS_PERCENT });
+      const far = await ns.spawnEdge('f6-edge-far', {
+        ...env(),
+        REDIS_URL: `redis://${ns.hostIp}:${redisRelay.port}`,
+        NATS_URL: `nats://${ns.hostIp}:${natsRelay.port}`,
+        RTMP_HOST: ns.nsIp,
+        HTTP_HOST: ns.nsIp,
+        ADVERTISE_HOST: ns.nsIp,
+      });
+      cleanups.push(() => far.stop().then(() => undefined));
+      const p = new MovablePublisher({ ertmp: false });
+      pubs.push(p);
+      await p.moveTo(`rtmp://${ns.hostIp}:${A.rtmpPort}/live/lossy-link`, 1);
+      const vFast = await TagViewer.open(fast.rtmpUrl('live/lossy-link'));
+      const vFar = await TagViewer.open(`rtmp://${ns.nsIp}:${far.rtmpPort}/live/lossy-link`);
+      viewers.push(vFast, vFar);
+      const since = performance.now();
+      await waitFor('8 s of frames on both edges', () => performance.now() - since > 8000, 10_000);
+
+      assert.ok(delayRelay.connections >= 1, 'the far edge did not pull through the delaying relay');
+      const dropped = await ns.droppedPackets();
+      assert.ok(dropped > 0, `the loss rule dropped ${dropped} packets`);
+      // The same frame (timestamp) on both edges: how much later the far edge's viewer got it.
+      const fastAt = new Map(vFast.frames.map((f) => [f.ts, f.at]));
+      const lag = vFar.frames.flatMap((f) => (fastAt.has(f.ts) ? [f.at - fastAt.get(f.ts)!] : []));
+      lag.sort((a, b) => a - b);
+      const lagP50 = lag[Math.floor(lag.length / 2)] ?? NaN;
+      const lagMax = lag[lag.length - 1] ?? NaN;
+      console.log(
+        `[faults] 6. ${LINK_DELAY_MS} ms + ${LINK_LOSS_PERCENT} % loss (${dropped} packets dropped): far edge ${vFar.count()} frames, lag behind the ` +
+          `other edge p50 ${lagP50.toFixed(0)} ms max ${lagMax.toFixed(0)} ms, max gap ${vFar.maxGapAfter(since).toFixed(0)} ms; ` +
+          `other edge max gap ${vFast.maxGapAfter(since).toFixed(0)} ms`,
+      );
+      assert.ok(lag.length >= 100, `only ${lag.length} frames reached both edges`);
+      assert.ok(lagP50 >= LINK_DELAY_MS * 0.9, `far edge only ${lagP50} ms behind: the delay is not in the path`);
+      assert.ok(lagP50 < LINK_DELAY_MS + 1000, `far edge ${lagP50} ms behind`);
+      assert.equal(vFar.regressions(), 0, 'the far edge delivered frames out of order');
+      assert.equal(vFast.regressions(), 0);
+      assert.ok(vFast.maxGapAfter(since) < 400, `other edge gap ${vFast.maxGapAfter(since)} ms`);
+      assert.equal(vFast.closedAt, undefined);
+      assert.equal(vFar.closedAt, undefined);
+      await stopCase();
+    },
+  );
 });
 
 /** A TCP relay listening on `host` (any port) that forwards to 127.0.0.1:`targetPort`. */
@@ -354,6 +424,59 @@ class Relay {
 }
 
 /**
+ * A TCP relay on `host` that forwards to `targetHost`:`targetPort`, holding every chunk `delayMs` in each direction
+ * (order kept): a link's one-way delay, where the kernel has no netem.
+ */
+class DelayRelay {
+  private readonly sockets = new Set<Socket>();
+  connections = 0;
+  private constructor(private readonly server: Server) {}
+
+  static async open(host: string, targetHost: string, targetPort: number, delayMs: number): Promise<DelayRelay> {
+    const server = createServer();
+    const relay = new DelayRelay(server);
+    server.on('connection', (c) => {
+      relay.connections++;
+      const u = connect(targetPort, targetHost);
+      relay.sockets.add(c).add(u);
+      delayed(c, u, delayMs);
+      delayed(u, c, delayMs);
+      const end = (): void => void (c.destroy(), u.destroy());
+      for (const s of [c, u]) s.on('error', end).on('close', end);
+    });
+    await new Promise<void>((resolve) => server.listen(0, host, resolve));
+    return relay;
+  }
+
+  get port(): number {
+    const a = this.server.address();
+    return typeof a === 'object' && a ? a.port : 0;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** Writes what `from` reads to `to`, each chunk `delayMs` after it arrived, in order. */
+function delayed(from: Socket, to: Socket, delayMs: number): void {
+  const queue: Array<{ due: number; data: Buffer }> = [];
+  let timer: NodeJS.Timeout | undefined;
+  const flush = (): void => {
+    timer = undefined;
+    const now = performance.now();
+    while (queue.length > 0 && queue[0]!.due <= now) to.write(queue.shift()!.data);
+    if (queue.length > 0) timer = setTimeout(flush, queue[0]!.due - now);
+  };
+  from.on('data', (data: Buffer) => {
+    queue.push({ due: performance.now() + delayMs, data });
+    timer ??= setTimeout(flush, delayMs);
+  });
+  from.on('close', () => clearTimeout(timer));
+}
+
+/**
  * A network namespace joined to the host by a veth pair with two addresses of 10.213.<n>.0/30, made and removed by
  * the test (nothing else on the machine is touched).
  */
@@ -363,12 +486,13 @@ class NetNs {
     readonly hostDev: string,
     readonly hostIp: string,
     readonly nsIp: string,
+    readonly nsDev: string,
   ) {}
 
   static async create(cleanups: Array<() => Promise<void>>): Promise<NetNs> {
     const n = process.pid % 250;
-    const ns = new NetNs(`rr9-${process.pid}`, `rr9h${process.pid % 100000}`, `10.213.${n}.1`, `10.213.${n}.2`);
     const nsDev = `rr9n${process.pid % 100000}`;
+    const ns = new NetNs(`rr9-${process.pid}`, `rr9h${process.pid % 100000}`, `10.213.${n}.1`, `10.213.${n}.2`, nsDev);
     const sh = async (...args: string[]) => {
       const r = await run('ip', args, { timeoutMs: 10_000 });
       if (r.code !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim()}`);
@@ -417,6 +541,33 @@ class NetNs {
       15_000,
     );
     return { rtmpPort: Number(port), stop: () => proc.stop('SIGTERM') };
+  }
+
+  /**
+   * Inside the namespace: connections to `to` (host:port) go to port `via` of the same host instead (a relay), and
+   * `lossPercent` of the packets arriving on the veth are dropped at random.
+   */
+  async impair(o: { to: string; via: number; lossPercent: number }): Promise<void> {
+    const [host, port] = o.to.split(':');
+    const rules = [
+      'add table ip rr9',
+      'add chain ip rr9 out { type nat hook output priority -100; }',
+      `add rule ip rr9 out ip daddr ${host} tcp dport ${port} dnat to ${host}:${o.via}`,
+      'add chain ip rr9 in { type filter hook input priority 0; }',
+      `add rule ip rr9 in iifname "${this.nsDev}" numgen random mod 100 < ${o.lossPercent} counter drop`,
+    ];
+    for (const rule of rules) {
+      const r = await run('ip', ['netns', 'exec', this.name, 'nft', rule], { timeoutMs: 10_000 });
+      if (r.code !== 0) throw new Error(`nft ${rule}: ${r.stderr.trim()}`);
+    }
+  }
+
+  /** Packets the loss rule of `impair` dropped so far. */
+  async droppedPackets(): Promise<number> {
+    const r = await run('ip', ['netns', 'exec', this.name, 'nft', 'list', 'chain', 'ip', 'rr9', 'in'], {
+      timeoutMs: 10_000,
+    });
+    return Number(/counter packets (\d+)/.exec(r.stdout)?.[1] ?? NaN);
   }
 
   /** A token-bucket rate limit on the host end: every packet into the namespace. */
