@@ -105,6 +105,20 @@ function buildMetrics(register: Registry, hot: HotCounters) {
       labelNames: ['stream'] as const,
       registers,
     }),
+    streamEgressBytesPerSecond: gauge({
+      name: 'rtmp_stream_egress_bytes_per_second',
+      help: "Bytes per second written to this node's viewers of one of the top streams, over the last 10 s",
+      labelNames: ['stream'] as const,
+      registers,
+    }),
+    // Set to the stream's total on each scrape (it only grows while the stream's hub lives; a new hub starts at 0,
+    // which Prometheus reads as a counter reset).
+    streamDroppedFrames: new Counter({
+      name: 'rtmp_stream_dropped_frames_total',
+      help: 'Video frames not sent to slow viewers of one of the top streams (one per viewer and frame)',
+      labelNames: ['stream'] as const,
+      registers,
+    }),
     bytesIn: new Counter({
       name: 'rtmp_bytes_in_total',
       help: 'Bytes received on RTMP connections',

@@ -294,6 +294,8 @@ function collectTopStreams(registry: HubRegistry, metrics: Metrics, topN: number
   metrics.streamViewers.reset();
   metrics.streamIngestBps.reset();
   metrics.streamFps.reset();
+  metrics.streamEgressBytesPerSecond.reset();
+  metrics.streamDroppedFrames.reset();
   if (topN === 0) return;
   const top = registry
     .list()
@@ -305,6 +307,8 @@ function collectTopStreams(registry: HubRegistry, metrics: Metrics, topN: number
     for (const [protocol, n] of Object.entries(s.viewers)) metrics.streamViewers.set({ stream, protocol }, n);
     metrics.streamIngestBps.set({ stream }, s.ingestKbps.last10s * 1000);
     if (s.video?.fps !== undefined) metrics.streamFps.set({ stream }, s.video.fps);
+    metrics.streamEgressBytesPerSecond.set({ stream }, s.egressBytesPerSecond.last10s);
+    metrics.streamDroppedFrames.inc({ stream }, s.droppedFrames);
   }
 }
 

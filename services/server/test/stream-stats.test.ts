@@ -9,7 +9,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { MessageType, RtmpClient, parseVideoTag } from '@rtmp-relay/rtmp';
+import { StreamHub, type HubViewer } from '@rtmp-relay/hub';
+import { MessageType, RtmpClient, parseVideoTag, type RtmpMessage } from '@rtmp-relay/rtmp';
+import { StreamStats, type StreamStatsSnapshot } from '../src/streams/stats.js';
 import { parseMetric } from './support/cluster-harness.js';
 import { connectPublisher, loadFlvFixture, packageHevcAsErtmp, replayTags } from './support/ertmp-tools.js';
 import { ffmpegPublish } from './support/media-tools.js';
@@ -51,9 +53,120 @@ interface Media {
   } | null;
   audio: { codec: string; profile?: string; sampleRate?: number; channels?: number } | null;
   ingestKbps: { last1s: number; last10s: number };
+  egressBytesPerSecond: { last1s: number; last10s: number };
+  droppedFrames: number;
+  slowViewersDisconnected: number;
   viewers: Record<string, number>;
   uptimeSeconds: number | null;
 }
+
+interface ClusterMedia extends Media {
+  byNode: Record<string, Pick<Media, 'viewers' | 'egressBytesPerSecond' | 'droppedFrames'> & { upstream: boolean }>;
+}
+
+/** A hub viewer that counts what it is given, with a settable socket backlog. */
+class CountingViewer implements HubViewer {
+  readonly streamId = 1;
+  bytes = 0;
+  backlog = 0;
+  disconnects: string[] = [];
+  constructor(
+    readonly id: string,
+    readonly format: 'rtmp' | 'flv' = 'rtmp',
+  ) {}
+  acceptsFourCc(): boolean {
+    return false;
+  }
+  write(b: Buffer): void {
+    this.bytes += b.length;
+  }
+  backlogBytes(): number {
+    return this.backlog;
+  }
+  cork(): void {}
+  uncork(): void {}
+  disconnect(reason: string): void {
+    this.disconnects.push(reason);
+  }
+  streamEnded(): void {}
+  streamRestarted(): void {}
+}
+
+describe('egress and slow-viewer stats from the hub counters (simulated clock)', () => {
+  const FPS = 25;
+  const FRAME_BYTES = 2000;
+  const frame = (ts: number, key: boolean): RtmpMessage => ({
+    type: MessageType.Video,
+    streamId: 1,
+    timestamp: ts,
+    payload: Buffer.concat([Buffer.from([key ? 0x17 : 0x27, 0x01, 0, 0, 0]), Buffer.alloc(FRAME_BYTES - 5, 7)]),
+  });
+
+  it('egress bytes/s over the last 1 s and 10 s are what the viewers were given in those seconds', () => {
+    let now = 5_000_250; // ms, a quarter into a second
+    const hub = new StreamHub('live/egress', {
+      audioCoalesceMs: 0,
+      adaptiveBatchMs: 0,
+      unpublishGraceMs: 0,
+      viewerSoftBacklogBytes: 10_000,
+      viewerHardBacklogBytes: 1_000_000,
+    });
+    const stats = new StreamStats(
+      () => hub.stats(),
+      () => now,
+    );
+    hub.attachPublisher({ id: 'pub', kick: () => {} });
+    const viewers = [new CountingViewer('rtmp'), new CountingViewer('flv', 'flv')];
+    for (const v of viewers) hub.addViewer(v);
+    const given = (): number => viewers.reduce((n, v) => n + v.bytes, 0);
+    /** Bytes given to viewers per simulated second. */
+    const perSecond = new Map<number, number>();
+    let ts = 0;
+    const runSeconds = (seconds: number, during?: (second: number) => void): void => {
+      for (let s = 0; s < seconds; s++) {
+        const second = Math.floor(now / 1000);
+        const before = given();
+        during?.(second);
+        for (let f = 0; f < FPS; f++) {
+          const msg = frame(ts, ts % 2000 === 0);
+          stats.record(msg); // ingest() records, then pushes
+          hub.push(msg);
+          ts += 1000 / FPS;
+          now += 1000 / FPS;
+        }
+        perSecond.set(second, given() - before);
+      }
+    };
+    runSeconds(12);
+    const snap: StreamStatsSnapshot = stats.snapshot(hub);
+    const last = Math.floor(now / 1000) - 1;
+    assert.equal(snap.egressBytesPerSecond.last1s, perSecond.get(last));
+    let sum = 0;
+    for (let s = last - 9; s <= last; s++) sum += perSecond.get(s)!;
+    assert.equal(snap.egressBytesPerSecond.last10s, Math.round(sum / 10));
+    // Two viewers of a 50 KB/s stream: a bit over 100 KB/s (RTMP chunk headers, FLV tag headers).
+    assert.ok(snap.egressBytesPerSecond.last1s > 2 * FPS * FRAME_BYTES, JSON.stringify(snap.egressBytesPerSecond));
+    assert.ok(snap.egressBytesPerSecond.last1s < 2.1 * FPS * FRAME_BYTES, JSON.stringify(snap.egressBytesPerSecond));
+    assert.deepEqual([snap.droppedFrames, snap.slowViewersDisconnected], [0, 0]);
+
+    // One viewer falls behind (backlog past the soft bound): its inter frames are dropped and egress halves.
+    viewers[1]!.backlog = 20_000;
+    runSeconds(3);
+    const slow = stats.snapshot(hub);
+    const keyframes = 1; // one every 2 s: the dropping viewer still gets them
+    assert.ok(slow.droppedFrames >= 2 * FPS - 2 * keyframes, `dropped ${slow.droppedFrames}`);
+    assert.equal(slow.droppedFrames, hub.stats().framesDropped);
+    const lastSecond = perSecond.get(Math.floor(now / 1000) - 1)!;
+    assert.equal(slow.egressBytesPerSecond.last1s, lastSecond);
+    assert.ok(lastSecond < 1.2 * FPS * FRAME_BYTES, `${lastSecond} bytes/s with one viewer dropping`);
+    // Past the hard bound it is disconnected.
+    viewers[1]!.backlog = 2_000_000;
+    runSeconds(1);
+    assert.deepEqual(viewers[1]!.disconnects, ['slow_viewer']);
+    assert.equal(stats.snapshot(hub).slowViewersDisconnected, 1);
+    hub.close('test');
+  });
+});
 
 describe('live stream stats match ffprobe', { timeout: 180_000 }, () => {
   let node: NodeUnderTest;
@@ -108,10 +221,28 @@ describe('live stream stats match ffprobe', { timeout: 180_000 }, () => {
       assert.equal(m.audio!.channels, a.channels);
       assert.ok(m.ingestKbps.last10s > 50 && m.ingestKbps.last1s > 0, JSON.stringify(m.ingestKbps));
       assert.deepEqual(m.viewers, { rtmp: 1, 'http-flv': 1, 'ws-flv': 0, hls: 0 });
+      // Egress: both viewers are given every message, so twice the ingest bytes plus RTMP chunk / FLV tag headers
+      // (compared over one whole second, once both viewers' join bursts are in the past).
+      let seen = '';
+      const steady = await waitFor(
+        'egress of a whole second with both viewers',
+        async () => {
+          const got = await media('live/h264');
+          const ratio = got.egressBytesPerSecond.last1s / ((got.ingestKbps.last1s * 1000) / 8);
+          seen = `${JSON.stringify(got.egressBytesPerSecond)} vs ingest ${JSON.stringify(got.ingestKbps)} kbit/s`;
+          return ratio >= 1.8 && ratio <= 2.5 ? got : undefined;
+        },
+        10_000,
+        250,
+      ).catch((err: Error) => assert.fail(`${err.message}; last seen ${seen}`));
+      assert.ok(steady.egressBytesPerSecond.last10s > 0);
+      assert.deepEqual([steady.droppedFrames, steady.slowViewersDisconnected], [0, 0]);
       // Per-stream Prometheus series under the top-N guard, labelled without the stream name.
       const text = await (await fetch(`http://127.0.0.1:${node.httpPort}/metrics`)).text();
       assert.equal(parseMetric(text, 'rtmp_stream_viewers', { protocol: 'rtmp' }), 1);
       assert.ok(parseMetric(text, 'rtmp_stream_ingest_bits_per_second') > 50_000);
+      assert.ok(parseMetric(text, 'rtmp_stream_egress_bytes_per_second') > 0);
+      assert.match(text, /^rtmp_stream_dropped_frames_total\{stream="[^"]+"\} 0$/m);
       assert.ok(!text.includes('live/h264'), 'stream names are not metric labels');
     } finally {
       rtmpViewer.close();
@@ -234,8 +365,9 @@ describe('cluster-wide stream stats', { timeout: 120_000 }, () => {
         'the owner to report media',
         async () => {
           const got = (await clusterStream(edge, 'live/cs')) as
-            (Awaited<ReturnType<typeof clusterStream>> & { media: Media | null }) | undefined;
-          return got?.media?.video?.width && got.viewers['edge-stats'] === 1 ? got : undefined;
+            (Awaited<ReturnType<typeof clusterStream>> & { media: ClusterMedia | null }) | undefined;
+          const egress = got?.media?.byNode?.['edge-stats']?.egressBytesPerSecond.last1s ?? 0;
+          return got?.media?.video?.width && got.viewers['edge-stats'] === 1 && egress > 0 ? got : undefined;
         },
         15_000,
         200,
@@ -245,6 +377,18 @@ describe('cluster-wide stream stats', { timeout: 120_000 }, () => {
       assert.equal(s.media!.video!.width, 426);
       assert.equal(s.media!.video!.height, 240);
       assert.equal(s.media!.audio!.codec, 'mp4a');
+      // Viewers and egress summed over the nodes: the edge's pull is an RTMP viewer of the origin, not of the public.
+      const { byNode } = s.media!;
+      assert.deepEqual(byNode['origin-stats']!.viewers, { rtmp: 1, 'http-flv': 0, 'ws-flv': 0, hls: 0 });
+      assert.deepEqual(byNode['edge-stats']!.viewers, { rtmp: 1, 'http-flv': 0, 'ws-flv': 0, hls: 0 });
+      assert.deepEqual([byNode['origin-stats']!.upstream, byNode['edge-stats']!.upstream], [false, true]);
+      assert.deepEqual(s.media!.viewers, { rtmp: 1, 'http-flv': 0, 'ws-flv': 0, hls: 0 });
+      assert.ok(byNode['origin-stats']!.egressBytesPerSecond.last1s > 0, 'the origin sends to the edge');
+      assert.equal(
+        s.media!.egressBytesPerSecond.last10s,
+        byNode['origin-stats']!.egressBytesPerSecond.last10s + byNode['edge-stats']!.egressBytesPerSecond.last10s,
+      );
+      assert.equal(s.media!.droppedFrames, 0);
     } finally {
       viewer.close();
       await edge.stop();
