@@ -7,7 +7,6 @@ import { configToConnectionLimits, type Config } from '../config.js';
 import type { ClusterRole } from '../roles.js';
 import { withUnavailableErrors, type ClusterApi } from './api.js';
 import type { HotCounters } from '../metrics.js';
-import { statsOf, type StreamStatsSnapshot } from '../streams/stats.js';
 import type { StreamPolicy } from '../streams/types.js';
 import { EdgePolicy } from './edge-policy.js';
 import { ControlBus, NoopBus, controlEvent, type EventBus, type NodeRole } from './events.js';
@@ -16,6 +15,7 @@ import { createClusterMetrics } from './metrics.js';
 import { OriginPolicy } from './origin-policy.js';
 import { NodeRegistry, StreamOwnership, createRedis, waitForRedis, type NodeRecord } from './redis-registry.js';
 import type { RoutingFields } from './route.js';
+import { clusterStreamMedia, nodeStreamStats, type StreamStatsFields } from './stream-media.js';
 import { ParentSelector, type EdgeTier } from './tiers.js';
 
 export interface ClusterRuntime {
@@ -243,7 +243,7 @@ export async function prepareCluster(config: Config, role: ClusterRole, ctx: Clu
   let lastBeatAt = performance.now();
   let draining = false;
   const tier: EdgeTier | undefined = role === 'edge' ? config.edgeTier : undefined;
-  const record = (): NodeRecord & RoutingFields => {
+  const record = (): NodeRecord & RoutingFields & StreamStatsFields => {
     const hubs = ctx.registry.list();
     const now = performance.now();
     const egressBps = ((ctx.hot.bytesOut - lastBytesOut) * 8) / Math.max(0.001, (now - lastBeatAt) / 1000);
@@ -251,15 +251,6 @@ export async function prepareCluster(config: Config, role: ClusterRole, ctx: Clu
     lastBeatAt = now;
     const streams: Record<string, number> = {};
     for (const h of hubs) streams[h.key] = h.viewerCount;
-    // Origins publish what their live streams carry, so any node's cluster API can show it (edges show viewers).
-    const media: Record<string, Pick<StreamStatsSnapshot, 'video' | 'audio' | 'ingestKbps'>> = {};
-    if (role === 'origin') {
-      for (const h of hubs) {
-        if (!h.isLive) continue;
-        const { video, audio, ingestKbps } = statsOf(h).snapshot(h);
-        media[h.key] = { video, audio, ingestKbps };
-      }
-    }
     return {
       id: config.nodeId,
       role,
@@ -274,7 +265,8 @@ export async function prepareCluster(config: Config, role: ClusterRole, ctx: Clu
         egressBps: Math.round(egressBps),
       },
       streams,
-      ...(role === 'origin' ? { media } : {}),
+      // Origins: what their live streams carry; every node: its viewers and egress per stream (stream-media.ts).
+      ...nodeStreamStats(hubs, role),
       ...(tier ? { tier } : {}),
       draining,
       ready: isReady(),
@@ -310,11 +302,8 @@ export async function prepareCluster(config: Config, role: ClusterRole, ctx: Clu
     getStream: async (key) => {
       const owner = await ownership.resolve(key);
       if (!owner) return undefined;
-      const all = (await nodes.list()) as Array<
-        NodeRecord & { streams?: Record<string, number>; media?: Record<string, unknown> }
-      >;
-      const media = all.find((n) => n.id === owner.nodeId)?.media?.[key] ?? null;
-      return { ...owner, viewers: viewersByNode(all, key), media };
+      const all = (await nodes.list()) as Array<NodeRecord & StreamStatsFields & { streams?: Record<string, number> }>;
+      return { ...owner, viewers: viewersByNode(all, key), media: clusterStreamMedia(all, key, owner.nodeId) };
     },
     kick: async ({ key, what, sessionId, reason }) => {
       const type =
