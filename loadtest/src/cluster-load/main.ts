@@ -2,14 +2,24 @@
 /**
  * `npm run cluster-load -- [options]`: the cluster scenario runner (see runner.ts). Prints progress every second on
  * stderr, a readable summary on stdout, and the JSON report to --json. Exit code 1 when an invariant fails (viewer
- * failures in the steady phase, a (stream, edge) without exactly one pull, or a leak).
+ * failures in the steady phase, a (stream, edge) without exactly one pull, or a leak). `--compare-lb` runs the same
+ * audience under several load balancers and prints them side by side; `--origins-at`/`--edges-at` target an
+ * existing cluster instead of starting one.
  */
 import { writeFileSync } from 'node:fs';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { isMainModule } from '../main-module.js';
 import { fmt, jsonSafe, type Summary } from '../stats.js';
-import { DEFAULT_OPTIONS, type ClusterLoadOptions } from './options.js';
+import { compareLoadBalancers, formatLbComparison } from './compare.js';
+import {
+  DEFAULT_OPTIONS,
+  LB_MODES,
+  type ClusterLoadOptions,
+  type ExistingClusterTarget,
+  type LbMode,
+} from './options.js';
 import { runClusterLoad, type ClusterLoadReport, type PhaseOutcome } from './runner.js';
+import { parseHostPortList } from './targets.js';
 
 const s = (x: Summary, d = 0): string =>
   `p50 ${fmt(x.p50, d)} p99 ${fmt(x.p99, d)} max ${fmt(x.max, d)} (n=${x.count})`;
@@ -25,8 +35,10 @@ function phase(name: string, p: PhaseOutcome | undefined): string[] {
 
 export function formatClusterReport(r: ClusterLoadReport): string {
   const o = r.options;
+  const b = r.balance;
   const lines = [
-    `cluster-load: ${o.origins} origins, ${o.edges} edges, ${o.streams} streams (${o.hotStreams} at 2.5 Mbit/s, rest ${o.lowKbps} kbit/s), ${o.viewers} viewers; load avg ${r.load.loadavg.map((l) => l.toFixed(2)).join(' ')} on ${r.load.cores} cores`,
+    `cluster-load: ${o.origins} origins, ${o.edges} edges, ${o.streams} streams (${o.hotStreams} at 2.5 Mbit/s, rest ${o.lowKbps} kbit/s), ${o.viewers} viewers, load balancer ${o.lb} (seed ${o.seed}); load avg ${r.load.loadavg.map((l) => l.toFixed(2)).join(' ')} on ${r.load.cores} cores`,
+    `cluster: ${r.cluster}`,
     `viewers: ${r.viewers.up}/${r.viewers.opened} up (opened over the whole run), ${r.viewers.failed} failed ${JSON.stringify(r.viewers.failedByReason)}; ` +
       `in the ramp and steady window: ${r.steadyFailures} ${JSON.stringify(r.viewers.steadyFailedByReason)}`,
     `runner event-loop delay: p50 ${fmt(r.runnerLagMs.p50, 0)} p99 ${fmt(r.runnerLagMs.p99, 0)} max ${fmt(r.runnerLagMs.max, 0)} ms (high = the runner's own timings are inflated)`,
@@ -38,10 +50,17 @@ export function formatClusterReport(r: ClusterLoadReport): string {
     `publish-to-view latency: ${s(r.latencyMs)} ms`,
     `pulls: ${r.pulls.pairsWithExactlyOnePull}/${r.pulls.pairsWithViewers} (stream, edge) pairs with viewers have exactly one pull; ${r.pulls.mismatches.length} mismatches; ${r.pulls.afterLinger} pulls after linger`,
     ...r.pulls.mismatches.slice(0, 5).map((m) => `  mismatch: ${m}`),
+    `upstream pulls per stream (${o.lb}): mean ${fmt(b.pullsPerStream.mean, 2)} max ${fmt(b.pullsPerStream.max, 0)} total ${b.pullsPerStream.total} over ${b.pullsPerStream.streams} streams; edges' pull starts ${fmt(b.pullStarts, 0)}`,
+    `cold starts: ${b.coldStarts}/${b.rampViewers} ramp viewers (${fmt(100 * b.coldShare, 1)} %) — ${b.coldStartMethod}`,
+    `viewers per edge: ${Object.entries(b.viewersPerEdge)
+      .map(([id, n]) => `${id} ${n}`)
+      .join(
+        ', ',
+      )}${o.lb === 'route' ? `; route reasons ${JSON.stringify(b.routeReasons)}, ${b.routeFailures} failed queries` : ''}`,
     `Redis ${fmt(r.redisCommandsPerSecPerStream, 2)} commands/s and NATS ${fmt(r.natsMsgsPerSecPerStream, 2)} msgs/s per live stream`,
     ...r.nodes.map(
       (n) =>
-        `  ${n.id.padEnd(14)} ${n.role.padEnd(6)} CPU ${fmt(n.cpuPercent, 0).padStart(4)} %  RSS ${fmt(n.rssStartMiB, 0)} → ${fmt(n.rssMiB, 0)} MiB (${fmt(n.rssChangePercent, 1)} %); after churn ${fmt(n.rssAfterChurnMiB, 0)} MiB (${fmt(n.rssChurnChangePercent, 1)} %)`,
+        `  ${n.id.padEnd(14)} ${n.role.padEnd(6)} [${n.source}] CPU ${fmt(n.cpuPercent, 0).padStart(4)} %  RSS ${fmt(n.rssStartMiB, 0)} → ${fmt(n.rssMiB, 0)} MiB (${fmt(n.rssChangePercent, 1)} %); after churn ${fmt(n.rssAfterChurnMiB, 0)} MiB (${fmt(n.rssChurnChangePercent, 1)} %)`,
     ),
     ...(r.churn
       ? [
@@ -109,6 +128,28 @@ async function main(): Promise<void> {
     .option('--lease-ms <ms>', 'LEASE_MS of the nodes', num, d.leaseMs)
     .option('--linger-ms <ms>', 'PULL_LINGER_MS of the edges', num, d.pullLingerMs)
     .option('--shutdown-timeout-ms <ms>', 'SHUTDOWN_TIMEOUT_MS of the nodes', num, d.shutdownTimeoutMs)
+    .addOption(
+      new Option('--lb <mode>', 'how viewers pick an edge: random, round-robin, or the route API (route)')
+        .choices(LB_MODES)
+        .default(d.lb),
+    )
+    .option(
+      '--compare-lb [modes]',
+      'run the same audience under each load balancer (comma-separated) on one cluster, side by side',
+    )
+    .option('--seed <n>', 'seed of the audience, churn and probes', num, d.seed)
+    .option('--probes <n>', 'single-join TTFF probes of each kind after the steady window', num, d.probes)
+    .option('--route-max-viewers <n>', 'ROUTE_MAX_VIEWERS of the nodes the runner starts', num)
+    .option('--heartbeat-ms <ms>', 'HEARTBEAT_MS of the nodes the runner starts', num)
+    .option('--origins-at <list>', 'existing cluster: origins RTMP host:port[,...] (publishers go there)')
+    .option('--edges-at <list>', 'existing cluster: edges RTMP host:port[,...] (viewers go there)')
+    .option('--api-at <list>', "existing cluster: every node's admin HTTP host:port (/api, /metrics), any order")
+    .option('--route-at <list>', 'existing cluster: public HTTP host:port[,...] for the route API (default --api-at)')
+    .option('--api-token <token>', 'existing cluster: API_TOKEN of the nodes (or env CLUSTER_LOAD_API_TOKEN)')
+    .option('--redis-url <url>', 'existing cluster: its Redis (redis://[user:pass@]host:port[/db]) for load and leaks')
+    .option('--nats-monitor-url <url>', "existing cluster: nats-server's monitoring endpoint (http://host:8222)")
+    .option('--cluster-prefix <p>', "existing cluster: the nodes' CLUSTER_PREFIX", 'rtmp')
+    .option('--allow-remote', 'allow non-loopback addresses for an existing cluster (prints a warning)')
     .option('--time-limit <s>', 'hard bound on the run', num, d.timeLimitS)
     .option('--json <path>', 'write the JSON report here')
     .option('--quiet', 'no progress lines');
@@ -138,10 +179,17 @@ async function main(): Promise<void> {
     leaseMs: a.leaseMs,
     pullLingerMs: a.lingerMs,
     shutdownTimeoutMs: a.shutdownTimeoutMs,
+    lb: a.lb as LbMode,
+    seed: a.seed,
+    probes: a.probes,
+    routeMaxViewers: a.routeMaxViewers,
+    heartbeatMs: a.heartbeatMs,
+    target: existingTarget(a),
     timeLimitS: a.timeLimit,
     json: a.json,
     progress: !a.quiet,
   };
+  const compare = compareModes(a.compareLb);
   const hardStop = setTimeout(
     () => {
       process.stderr.write(`cluster-load: time limit ${options.timeLimitS} s reached\n`);
@@ -150,12 +198,56 @@ async function main(): Promise<void> {
     (options.timeLimitS + 60) * 1000,
   );
   hardStop.unref();
+  if (compare) {
+    const c = await compareLoadBalancers(options, compare);
+    if (options.json) writeFileSync(options.json, JSON.stringify({ compareLb: c }, jsonSafe, 2));
+    const failures: string[] = [];
+    for (const mode of c.modes) {
+      const r = c.reports[mode]!;
+      process.stdout.write(`=== ${mode} ===\n${formatClusterReport(r)}\n`);
+      failures.push(...invariantFailures(r).map((f) => `${mode}: ${f}`));
+    }
+    process.stdout.write(`${formatLbComparison(c)}\n`);
+    if (failures.length) process.stdout.write(`INVARIANTS FAILED: ${failures.join('; ')}\n`);
+    process.exit(failures.length ? 1 : 0);
+  }
   const report = await runClusterLoad(options);
   if (options.json) writeFileSync(options.json, JSON.stringify(report, jsonSafe, 2));
   process.stdout.write(`${formatClusterReport(report)}\n`);
   const failures = invariantFailures(report);
   if (failures.length) process.stdout.write(`INVARIANTS FAILED: ${failures.join('; ')}\n`);
   process.exit(failures.length ? 1 : 0);
+}
+
+/** The load balancers of `--compare-lb [modes]` (bare flag: route and round-robin), or undefined without it. */
+export function compareModes(value: string | boolean | undefined): LbMode[] | undefined {
+  if (value === undefined || value === false) return undefined;
+  const modes = value === true ? ['route', 'round-robin'] : value.split(',').map((m) => m.trim());
+  const bad = modes.filter((m) => !(LB_MODES as readonly string[]).includes(m));
+  if (bad.length || modes.length < 2)
+    throw new Error(`--compare-lb ${String(value)}: expected two or more of ${LB_MODES.join(', ')}`);
+  return modes as LbMode[];
+}
+
+/** The `--*-at` flags as a target, or undefined when none is given (the runner starts its own cluster). */
+export function existingTarget(a: Record<string, unknown>): ExistingClusterTarget | undefined {
+  const list = (flag: string, key: string) => (typeof a[key] === 'string' ? parseHostPortList(a[key], flag) : []);
+  const target: ExistingClusterTarget = {
+    originsAt: list('--origins-at', 'originsAt'),
+    edgesAt: list('--edges-at', 'edgesAt'),
+    apiAt: list('--api-at', 'apiAt'),
+    routeAt: list('--route-at', 'routeAt'),
+    apiToken: (a.apiToken as string | undefined) ?? process.env.CLUSTER_LOAD_API_TOKEN,
+    redisUrl: a.redisUrl as string | undefined,
+    natsMonitorUrl: a.natsMonitorUrl as string | undefined,
+    clusterPrefix: (a.clusterPrefix as string | undefined) ?? 'rtmp',
+    allowRemote: Boolean(a.allowRemote),
+  };
+  const given = target.originsAt.length + target.edgesAt.length + target.apiAt.length + target.routeAt.length;
+  if (given === 0 && !target.redisUrl && !target.natsMonitorUrl) return undefined;
+  if (!target.originsAt.length || !target.edgesAt.length || !target.apiAt.length)
+    throw new Error('an existing cluster needs --origins-at, --edges-at and --api-at together');
+  return target;
 }
 
 if (isMainModule(import.meta.url)) {

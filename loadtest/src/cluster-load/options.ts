@@ -1,3 +1,33 @@
+import type { HostPort } from './targets.js';
+
+/**
+ * How viewers pick an edge, as the load balancer in front of the edges would: `random` (the runner's original
+ * behaviour and the default), `round-robin` (a plain L4 balancer), or `route` (ask a node's
+ * /api/cluster/route, spread over the nodes, and play on the edge it answers).
+ */
+export const LB_MODES = ['random', 'round-robin', 'route'] as const;
+export type LbMode = (typeof LB_MODES)[number];
+
+/** An existing cluster to run against instead of starting one (`--origins-at`, `--edges-at`, ...). */
+export interface ExistingClusterTarget {
+  /** RTMP listeners of the origins (publishers) and of the edges (viewers). */
+  originsAt: HostPort[];
+  edgesAt: HostPort[];
+  /** Admin HTTP listeners (/api/node, /api/streams, /metrics) of those nodes, in any order. */
+  apiAt: HostPort[];
+  /** Public HTTP listeners the route API is asked at; empty: the --api-at addresses. */
+  routeAt: HostPort[];
+  apiToken: string | undefined;
+  /** For Redis commands/s and the leak check's stream keys; undefined: not measured. */
+  redisUrl: string | undefined;
+  /** nats-server's monitoring endpoint (http://host:8222) for messages/s and subscriptions; undefined: not measured. */
+  natsMonitorUrl: string | undefined;
+  /** CLUSTER_PREFIX of the nodes. */
+  clusterPrefix: string;
+  /** Allow non-loopback addresses (a warning is printed). */
+  allowRemote: boolean;
+}
+
 /** Every size and rate of a cluster run, with the defaults sized for a 2-core machine. */
 export interface ClusterLoadOptions {
   origins: number;
@@ -35,6 +65,17 @@ export interface ClusterLoadOptions {
   leaseMs: number;
   pullLingerMs: number;
   shutdownTimeoutMs: number;
+  /** How viewers choose their edge. */
+  lb: LbMode;
+  /** Seed of the audience (stream popularity, join order), of churn and probes: equal seeds, equal audiences. */
+  seed: number;
+  /** Single-join TTFF probes of each kind (cold, warm) after the steady window. */
+  probes: number;
+  /** ROUTE_MAX_VIEWERS / HEARTBEAT_MS of the nodes the runner starts (undefined: the server's defaults). */
+  routeMaxViewers: number | undefined;
+  heartbeatMs: number | undefined;
+  /** Run against this cluster instead of starting one (rolling updates are then refused). */
+  target: ExistingClusterTarget | undefined;
   /** Hard bound on the whole run (the runner stops everything then). */
   timeLimitS: number;
   /** Write the JSON report here. */
@@ -67,8 +108,41 @@ export const DEFAULT_OPTIONS: ClusterLoadOptions = {
   leaseMs: 5000,
   pullLingerMs: 3000,
   shutdownTimeoutMs: 8000,
+  lb: 'random',
+  seed: 9,
+  probes: 30,
+  routeMaxViewers: undefined,
+  heartbeatMs: undefined,
+  target: undefined,
   timeLimitS: 900,
   json: undefined,
   progress: true,
   log: (line) => process.stderr.write(`${line}\n`),
 };
+
+/** Options a run cannot honour, as messages (empty: fine). */
+export function optionProblems(o: ClusterLoadOptions): string[] {
+  const out: string[] = [];
+  if (!LB_MODES.includes(o.lb)) out.push(`--lb ${o.lb}: expected one of ${LB_MODES.join(', ')}`);
+  if (o.target) {
+    const restarts = [o.rolling && '--rolling', o.rollingEdges && '--rolling-edges'].filter(Boolean);
+    if (restarts.length)
+      out.push(
+        `${restarts.join(' and ')} stop and start node processes: not possible against an existing cluster ` +
+          '(--origins-at/--edges-at); run them on a cluster the runner starts',
+      );
+    if (o.routeMaxViewers !== undefined || o.heartbeatMs !== undefined)
+      out.push(
+        '--route-max-viewers / --heartbeat-ms set the settings of nodes the runner starts, not of an existing cluster',
+      );
+  }
+  return out;
+}
+
+/** The options as the report shows them: no logger, no secrets. */
+export function reportedOptions(o: ClusterLoadOptions): Omit<ClusterLoadOptions, 'log'> {
+  const { log: _log, ...rest } = o;
+  if (!rest.target) return rest;
+  const redisUrl = rest.target.redisUrl?.replace(/\/\/[^@/]*@/, '//***@');
+  return { ...rest, target: { ...rest.target, apiToken: rest.target.apiToken && '***', redisUrl } };
+}

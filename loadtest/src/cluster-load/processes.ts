@@ -8,6 +8,10 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { NodeHandle, Role, UsageSource } from './cluster.js';
+import { readProc, type ProcSample } from './procinfo.js';
+
+export type { Role } from './cluster.js';
 
 /** The built `rtmp-relay` CLI (`npx tsc -b`). */
 export const CLI = fileURLToPath(new URL('../../../services/server/dist/cli.js', import.meta.url));
@@ -106,11 +110,45 @@ export class Proc {
   }
 }
 
-/** Sends one inline Redis command and returns the raw reply text (enough for PING, INFO, SCAN, DBSIZE). */
-export function redisCommand(port: number, args: string[], timeoutMs = 2000): Promise<string> {
+/** A Redis server to talk to: loopback by port, or any host with optional credentials and database. */
+export interface RedisEndpoint {
+  host: string;
+  port: number;
+  username?: string | undefined;
+  password?: string | undefined;
+  db?: number | undefined;
+}
+
+/** `redis://[user:password@]host:port[/db]` (plain TCP only: the measurements speak RESP themselves). */
+export function parseRedisUrl(url: string): RedisEndpoint {
+  const u = new URL(url);
+  if (u.protocol !== 'redis:')
+    throw new Error(`--redis-url ${url}: only redis:// (no TLS) is supported for measurements`);
+  const db = u.pathname.replace(/^\//, '');
+  return {
+    host: u.hostname.replace(/^\[|\]$/g, ''),
+    port: Number(u.port || 6379),
+    username: u.username ? decodeURIComponent(u.username) : undefined,
+    password: u.password ? decodeURIComponent(u.password) : undefined,
+    db: db ? Number(db) : undefined,
+  };
+}
+
+const encodeCommand = (args: string[]): string =>
+  `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
+
+/**
+ * Sends one Redis command (after AUTH / SELECT when the endpoint has them) and returns its raw reply text (enough
+ * for PING, INFO, SCAN, DBSIZE). A port alone means 127.0.0.1 without credentials.
+ */
+export function redisCommand(target: number | RedisEndpoint, args: string[], timeoutMs = 2000): Promise<string> {
+  const ep: RedisEndpoint = typeof target === 'number' ? { host: '127.0.0.1', port: target } : target;
+  const prelude: string[][] = [];
+  if (ep.password !== undefined) prelude.push(ep.username ? ['AUTH', ep.username, ep.password] : ['AUTH', ep.password]);
+  if (ep.db !== undefined) prelude.push(['SELECT', String(ep.db)]);
   return new Promise((resolve, reject) => {
-    const sock = connect(port, '127.0.0.1');
-    const payload = `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
+    const sock = connect(ep.port, ep.host);
+    const payload = [...prelude, args].map(encodeCommand).join('');
     let buf = '';
     const timer = setTimeout(() => {
       sock.destroy();
@@ -119,11 +157,13 @@ export function redisCommand(port: number, args: string[], timeoutMs = 2000): Pr
     sock.on('connect', () => sock.write(payload));
     sock.on('data', (d) => {
       buf += d.toString();
-      if (replyComplete(buf)) {
-        clearTimeout(timer);
-        sock.destroy();
-        resolve(buf);
-      }
+      const replies = splitReplies(buf);
+      if (replies.length < prelude.length + 1) return;
+      clearTimeout(timer);
+      sock.destroy();
+      const failed = replies.slice(0, prelude.length).find((r) => r.startsWith('-'));
+      if (failed) reject(new Error(`redis ${failed.trim()}`));
+      else resolve(replies[prelude.length]!);
     });
     sock.on('error', (e) => {
       clearTimeout(timer);
@@ -132,8 +172,20 @@ export function redisCommand(port: number, args: string[], timeoutMs = 2000): Pr
   });
 }
 
-/** True when `buf` holds one whole RESP reply (simple types, a bulk string, or an array of bulks / arrays). */
-function replyComplete(buf: string): boolean {
+/** The whole RESP replies at the start of `buf`, in order (an incomplete last one is left out). */
+function splitReplies(buf: string): string[] {
+  const out: string[] = [];
+  let at = 0;
+  for (;;) {
+    const end = replyEnd(buf, at);
+    if (end < 0) return out;
+    out.push(buf.slice(at, end));
+    at = end;
+  }
+}
+
+/** End offset of the RESP reply that starts at `start` (simple types, bulk strings, arrays), or -1 if incomplete. */
+function replyEnd(buf: string, start: number): number {
   const parse = (i: number): number => {
     const eol = buf.indexOf('\r\n', i);
     if (eol < 0) return -1;
@@ -143,7 +195,7 @@ function replyComplete(buf: string): boolean {
     if (t === '$') {
       if (n < 0) return eol + 2;
       const end = eol + 2 + n + 2;
-      return Buffer.byteLength(buf) >= end ? end : -1; // ASCII replies: byte = char offsets
+      return buf.length >= end ? end : -1; // ASCII replies: byte = char offsets
     }
     if (t === '*') {
       let j = eol + 2;
@@ -155,7 +207,27 @@ function replyComplete(buf: string): boolean {
     }
     return -1;
   };
-  return parse(0) === buf.length;
+  return parse(start);
+}
+
+/** `total_commands_processed` from INFO stats (NaN when Redis does not answer). */
+export async function redisTotalCommands(target: number | RedisEndpoint): Promise<number> {
+  const info = await redisCommand(target, ['INFO', 'stats']).catch(() => '');
+  return Number(/total_commands_processed:(\d+)/.exec(info)?.[1] ?? NaN);
+}
+
+/** Every key matching `match` (SCAN until the cursor comes back to 0). */
+export async function redisScan(target: number | RedisEndpoint, match: string): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor = '0';
+  do {
+    const [next = '0', ...batch] = bulkStrings(
+      await redisCommand(target, ['SCAN', cursor, 'MATCH', match, 'COUNT', '1000']),
+    );
+    keys.push(...batch);
+    cursor = next;
+  } while (cursor !== '0');
+  return keys;
 }
 
 /** Bulk strings of a RESP reply, in order (flattened). */
@@ -288,10 +360,10 @@ export class NatsServer {
   }
 }
 
-export type Role = 'origin' | 'edge';
-
 /** One rtmp-relay process; ports are read from its start line. */
-export class RelayNode {
+export class RelayNode implements NodeHandle {
+  readonly usageSource: UsageSource = 'proc';
+
   private constructor(
     readonly id: string,
     readonly role: Role,
@@ -316,8 +388,24 @@ export class RelayNode {
     return node;
   }
 
+  get rtmpAddr(): string {
+    return `127.0.0.1:${this.rtmpPort}`;
+  }
+
+  get publicHttp(): string {
+    return `http://127.0.0.1:${this.httpPort}`;
+  }
+
+  get alive(): boolean {
+    return this.proc.running;
+  }
+
   url(key: string): string {
-    return `rtmp://127.0.0.1:${this.rtmpPort}/${key}`;
+    return `rtmp://${this.rtmpAddr}/${key}`;
+  }
+
+  async usage(): Promise<ProcSample> {
+    return readProc(this.proc.pid);
   }
 
   async ready(): Promise<boolean> {

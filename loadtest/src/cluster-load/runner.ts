@@ -8,21 +8,16 @@ import { parseRtmpUrl } from '@rtmp-relay/rtmp';
 import { generateFlv, loadFlv, type FlvSource } from '../source.js';
 import { ReasonCounter, SampleBuffer, summarize, type Summary } from '../stats.js';
 import { LightViewer, type Viewer, type ViewerSink } from '../viewer.js';
-import type { ClusterLoadOptions } from './options.js';
-import {
-  NatsServer,
-  RedisServer,
-  RelayNode,
-  bulkStrings,
-  metricValue,
-  redisCommand,
-  waitUntil,
-  type Role,
-} from './processes.js';
+import { measureBalance, type BalanceOutcome } from './balance.js';
+import { createBalancer, RouteError, type EdgeChoice } from './balancer.js';
+import type { ClusterUnderTest, NatsProbe, NodeHandle, Role, UsageSource } from './cluster.js';
+import { connectExistingCluster } from './existing-cluster.js';
+import { startLocalCluster } from './local-cluster.js';
+import { optionProblems, reportedOptions, type ClusterLoadOptions } from './options.js';
+import { metricValue, waitUntil } from './processes.js';
 import { StreamPublisher } from './publisher.js';
-import { readProc, type ProcSample } from './procinfo.js';
+import type { ProcSample } from './procinfo.js';
 
-const PREFIX = 'rtmp';
 const SETTLE_MS = 1500;
 const LIVE_WAIT_MS = 30_000;
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -30,16 +25,19 @@ const LATENCY_SAMPLE_EVERY = 8;
 const PROGRESS_MS = 1000;
 /** Latency is sampled from this long after a viewer's first frame (past its GOP-cache burst). */
 const LATENCY_AFTER_FIRST_MS = 3000;
+/** Route mode: how long to wait for the registry to list every edge as ready before the first route query. */
+const ROUTE_READY_WAIT_MS = 15_000;
 /** A playing viewer without a frame for this long at the end of a phase has lost its stream. */
 const LOST_AFTER_MS = 3000;
-/** Single-join TTFF probes of each kind, one at a time. */
-const PROBES = 30;
+/** Single-join TTFF probes, one at a time. */
 const PROBE_TIMEOUT_MS = 10_000;
 const PROBE_SPACING_MS = 100;
 
 export interface NodeUsage {
   id: string;
   role: Role;
+  /** /proc of a process the runner started, or the node's /metrics (an existing cluster). */
+  source: UsageSource;
   cpuPercent: number;
   rssMiB: number;
   rssStartMiB: number;
@@ -65,6 +63,8 @@ export interface PhaseOutcome {
 
 export interface ClusterLoadReport {
   options: Omit<ClusterLoadOptions, 'log'>;
+  /** Which cluster ran: started by the runner, or an existing one (and what could be measured there). */
+  cluster: string;
   load: { loadavg: number[]; cores: number };
   viewers: {
     opened: number;
@@ -93,6 +93,8 @@ export interface ClusterLoadReport {
   };
   redisCommandsPerSecPerStream: number;
   natsMsgsPerSecPerStream: number;
+  /** How the load balancer spread the audience: edges per stream, cold starts, viewers per edge. */
+  balance: BalanceOutcome;
   nodes: NodeUsage[];
   churn:
     | (PhaseOutcome & {
@@ -182,14 +184,44 @@ export function prng(seed: number): () => number {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Starts the cluster (or connects to the existing one it is pointed at), runs one scenario, stops what it started. */
 export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoadReport> {
+  const cluster = await openCluster(o);
+  try {
+    return await runScenario(cluster, o);
+  } finally {
+    await cluster.close();
+  }
+}
+
+/** The cluster the options name: an existing one (`target`), else one the runner starts. Throws on bad options. */
+export async function openCluster(o: ClusterLoadOptions): Promise<ClusterUnderTest> {
+  const problems = optionProblems(o);
+  if (problems.length) throw new Error(problems.join('; '));
+  const cluster = o.target ? await connectExistingCluster(o.target, o.log) : await startLocalCluster(o);
+  o.log(`cluster: ${cluster.description}`);
+  return cluster;
+}
+
+/**
+ * One scenario on `cluster`: publishes, the audience joins through the load balancer `o.lb`, then the phases; ends
+ * with every viewer and publisher gone and the leak check (so the next scenario on the same cluster starts clean).
+ */
+export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptions): Promise<ClusterLoadReport> {
+  const problems = optionProblems(o);
+  if (problems.length) throw new Error(problems.join('; '));
   const t0 = performance.now();
   const deadline = Date.now() + o.timeLimitS * 1000;
-  const rand = prng(9);
+  // Separate streams of randomness, so the audience, churn and probes are the same whatever the load balancer does.
+  const audienceRand = prng(o.seed);
+  const churnRand = prng(o.seed + 1);
+  const probeRand = prng(o.seed + 2);
   const log = o.log;
-  const redis = await RedisServer.start();
-  const nats = await NatsServer.start();
-  const nodes: RelayNode[] = [];
+  const { origins, edges } = cluster;
+  o = { ...o, origins: origins.length, edges: edges.length }; // an existing cluster's sizes are what it has
+  /** Every node measured (replacements too). */
+  const nodes: NodeHandle[] = [...origins, ...edges];
+  const lifecycle = cluster.lifecycle;
   const viewers: ViewerState[] = [];
   const publishers: StreamPublisher[] = [];
   const failed = new ReasonCounter();
@@ -198,33 +230,7 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
   let progressTimer: NodeJS.Timeout | undefined;
   let phase = 'start';
   try {
-    const env = (extra: Record<string, string> = {}): Record<string, string> => ({
-      REDIS_URL: redis.url,
-      NATS_URL: nats.url,
-      ADVERTISE_HOST: '127.0.0.1',
-      RTMP_HOST: '127.0.0.1',
-      HTTP_HOST: '127.0.0.1',
-      RTMP_PORT: '0',
-      HTTP_PORT: '0',
-      LOG_LEVEL: process.env.CLUSTER_LOAD_LOG_LEVEL ?? 'warn',
-      MAX_CONNECTIONS_PER_IP: '0',
-      LEASE_MS: String(o.leaseMs),
-      PULL_LINGER_MS: String(o.pullLingerMs),
-      SHUTDOWN_TIMEOUT_MS: String(o.shutdownTimeoutMs),
-      CLUSTER_PREFIX: PREFIX,
-      ...extra,
-    });
-    const origins: RelayNode[] = [];
-    const edges: RelayNode[] = [];
-    let generation = 0;
-    const startNode = async (role: Role, i: number): Promise<RelayNode> =>
-      RelayNode.start(role, `${role}-${i}${generation ? `-g${generation}` : ''}`, env());
-    for (let i = 0; i < o.origins; i++) origins.push(await startNode('origin', i));
-    for (let i = 0; i < o.edges; i++) edges.push(await startNode('edge', i));
-    nodes.push(...origins, ...edges);
-    log(`cluster up: redis :${redis.port}, nats :${nats.port}, ${o.origins} origins, ${o.edges} edges`);
-    const natsBaseline = ((await nats.monitor<{ num_subscriptions: number }>('subsz')).num_subscriptions ??
-      0) as number;
+    const natsBaseline = cluster.nats ? await natsSubscriptions(cluster.nats) : NaN;
 
     // Sources: one small low-bitrate FLV for the many, the issue's full 2.5 Mbit/s for the hot ones.
     const low = loadFlv(
@@ -234,8 +240,7 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
       ),
     );
     const hot: FlvSource | undefined = o.hotStreams > 0 ? loadFlv(await generateFlv({}, log)) : undefined;
-    const originUrls = (): string[] =>
-      origins.filter((n) => n.proc.running).map((n) => `rtmp://127.0.0.1:${n.rtmpPort}`);
+    const originUrls = (): string[] => origins.filter((n) => n.alive).map((n) => `rtmp://${n.rtmpAddr}`);
     const ertmpCount = Math.round(o.streams * o.ertmpFraction);
     for (let s = 0; s < o.streams; s++) {
       const source = s < o.hotStreams && hot ? hot : low;
@@ -308,7 +313,30 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
       if (n <= 0) pairLastLeft.set(k, performance.now());
     }
     let nextId = 0;
-    const open = (stream: number, edge: number): ViewerState => {
+    const balancer = createBalancer(
+      o.lb,
+      () => edges,
+      () => cluster.routeBases(),
+      prng(o.seed + 3),
+    );
+    const routeReasons = new ReasonCounter();
+    const routeErrorsLogged = new Set<string>();
+    /** A viewer arriving at the load balancer: it plays where the balancer sends it (undefined: nowhere). */
+    const join = async (stream: number, phaseAtJoin = phase): Promise<ViewerState | undefined> => {
+      let choice: EdgeChoice;
+      try {
+        choice = await balancer.pick(publishers[stream]!.key);
+      } catch (err) {
+        if (!(err instanceof RouteError)) throw err;
+        failed.add(err.reason);
+        if (!routeErrorsLogged.has(err.reason)) log(`route failed: ${err.message}`);
+        routeErrorsLogged.add(err.reason);
+        return undefined;
+      }
+      if (choice.reason) routeReasons.add(choice.reason);
+      return open(stream, choice.edge, phaseAtJoin);
+    };
+    const open = (stream: number, edge: number, openedIn = phase): ViewerState => {
       const k = `${stream}|${edge}`;
       const active = pairActive.get(k) ?? 0;
       const left = pairLastLeft.get(k);
@@ -331,7 +359,7 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
         stream,
         edge,
         cold,
-        openedIn: phase,
+        openedIn,
         ttffDone: false,
         firstFrameAt: NaN,
         lastFrameAt: NaN,
@@ -357,18 +385,17 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
     };
     if (o.progress) progressTimer = setInterval(progress, PROGRESS_MS);
 
+    if (o.lb === 'route') await waitRouteReady(cluster, log);
+    const pullStartsBefore = await edgePullStarts(edges);
     phase = 'ramp';
-    const plan = assignStreams(o.streams, o.viewers, o.zipf, rand);
-    // Shuffle so the first viewer of each (stream, edge) arrives at a random point of the ramp.
-    for (let i = plan.length - 1; i > 0; i--) {
-      const j = Math.floor(rand() * (i + 1));
-      [plan[i], plan[j]] = [plan[j]!, plan[i]!];
-    }
+    const plan = audiencePlan(o, audienceRand);
     const perTick = Math.max(1, Math.round(o.rampPerSecond / 10));
+    const joining: Array<Promise<unknown>> = [];
     for (let i = 0; i < plan.length; i += perTick) {
-      for (const s of plan.slice(i, i + perTick)) open(s, Math.floor(rand() * o.edges));
+      for (const s of plan.slice(i, i + perTick)) joining.push(join(s));
       await sleep(100);
     }
+    await Promise.all(joining);
     await waitUntil(
       'every viewer to be up or failed',
       () => viewers.every((s) => s.v.isDone || s.ttffDone),
@@ -378,9 +405,9 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
 
     // Steady window.
     phase = 'steady';
-    const redisBefore = await redisCommands(redis.port);
-    const natsBefore = await natsMsgs(nats);
-    const procBefore = nodes.map((n) => readProc(n.proc.pid));
+    const redisBefore = await redisCommands(cluster);
+    const natsBefore = await natsMsgs(cluster);
+    const procBefore = await Promise.all(nodes.map((n) => n.usage()));
     const windowStartedAt = performance.now();
     for (const p of publishers) {
       p.window.t0 = p.timestamp;
@@ -392,9 +419,9 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
     await sleep(o.durationS * 1000);
     for (const p of publishers) p.window.t1 = p.timestamp;
     const windowS = (performance.now() - windowStartedAt) / 1000;
-    const redisAfter = await redisCommands(redis.port);
-    const natsAfter = await natsMsgs(nats);
-    const procAfter = nodes.map((n) => readProc(n.proc.pid));
+    const redisAfter = await redisCommands(cluster);
+    const natsAfter = await natsMsgs(cluster);
+    const procAfter = await Promise.all(nodes.map((n) => n.usage()));
     await sleep(SETTLE_MS); // media up to t1 still in flight
     windowOpen = false;
     const viewersWithStalls = upAtOpen.filter((st) => st.v.stalls > stallsAtOpen.get(st)!).length;
@@ -409,7 +436,25 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
       delivered.push(pct);
       if (pct < 99) under99++;
     }
-    const pulls = await checkPulls(origins, edges, publishers, viewers);
+    const { pullingEdges, ...pulls } = await checkPulls(origins, edges, publishers, viewers);
+    const pullStartsAfter = await edgePullStarts(edges);
+    const balance = measureBalance({
+      lb: o.lb,
+      seed: o.seed,
+      streams: publishers.length,
+      edgeIds: edges.map((e) => e.id),
+      viewers: viewers.map((st) => ({ ...st, playing: st.v.isUp && st.ttffDone })),
+      pullingEdges,
+      pullStarts: pullStartsAfter - pullStartsBefore,
+      routeReasons: routeReasons.toJSON(),
+      routeFailures: Object.entries(failed.toJSON())
+        .filter(([k]) => k.startsWith('route:'))
+        .reduce((n, [, v]) => n + v, 0),
+    });
+    log(
+      `balance (${o.lb}): ${balance.pullsPerStream.total} pulls for ${balance.pullsPerStream.streams} streams, ` +
+        `${balance.coldStarts}/${balance.rampViewers} cold starts, edges' pull starts ${balance.pullStarts}`,
+    );
 
     // Probes: single joins on the loaded cluster, one at a time, cold (nobody on that edge watches the stream and no
     // pull lingers) and warm (the stream is already pulled there). Each probe leaves once it has its first frame.
@@ -429,8 +474,8 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
       [coldPairs, probeCold],
       [warmPairs, probeWarm],
     ] as const) {
-      for (let i = 0; i < Math.min(PROBES, pairs.length); i++) {
-        const [si, ei] = pairs[Math.floor(rand() * pairs.length)]!;
+      for (let i = 0; i < Math.min(o.probes, pairs.length); i++) {
+        const [si, ei] = pairs[Math.floor(probeRand() * pairs.length)]!;
         const st = open(si, ei);
         await waitUntil('probe first frame', () => st.ttffDone || st.v.isDone, PROBE_TIMEOUT_MS).catch(() => undefined);
         if (st.ttffDone) into.push(st.firstFrameAt - st.v.startedAt);
@@ -443,6 +488,7 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
     const nodesUsage: NodeUsage[] = nodes.map((n, i) => ({
       id: n.id,
       role: n.role,
+      source: n.usageSource,
       cpuPercent: cpuPercent(procBefore[i]!, procAfter[i]!),
       rssMiB: procAfter[i]!.rssKiB / 1024,
       rssStartMiB: procBefore[i]!.rssKiB / 1024,
@@ -469,44 +515,46 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
       const restarts: Promise<void>[] = [];
       const churnedStreams = new Set<number>();
       const joined: ViewerState[] = [];
+      const joining: Array<Promise<void>> = [];
+      let notRouted = 0;
       for (const st of viewers) st.maxGapMs = 0;
       while (Date.now() < end) {
         const now = performance.now();
         if (now >= nextPub) {
           nextPub += pubEvery;
-          const idx = Math.floor(rand() * publishers.length);
+          const idx = Math.floor(churnRand() * publishers.length);
           const p = publishers[idx]!;
           if (p.live) {
             stops++;
             churnedStreams.add(idx);
-            p.stop(rand() >= o.dropFraction);
+            p.stop(churnRand() >= o.dropFraction);
             restarts.push(sleep(o.republishDelayMs).then(() => p.start()));
           }
         }
         if (now >= nextView) {
           nextView += viewEvery;
           const upList = viewers.filter((s) => s.v.isUp);
-          const leaving = upList[Math.floor(rand() * upList.length)];
+          const leaving = upList[Math.floor(churnRand() * upList.length)];
           if (leaving) {
             leaving.v.stop();
             leavePair(leaving);
             leaves++;
           }
-          const [s] = assignStreams(o.streams, o.streams + 1, o.zipf, rand).slice(o.streams);
-          joined.push(open(s!, Math.floor(rand() * o.edges)));
+          const [s] = assignStreams(o.streams, o.streams + 1, o.zipf, churnRand).slice(o.streams);
+          joining.push(join(s!).then((st) => void (st ? joined.push(st) : notRouted++)));
           joins++;
         }
         await sleep(20);
       }
-      await Promise.all(restarts);
+      await Promise.all([...restarts, ...joining]);
       await waitUntil('churned streams live again', () => publishers.every((p) => p.live), LIVE_WAIT_MS).catch(
         (e: Error) => log(e.message),
       );
       await sleep(SETTLE_MS * 2);
       for (const [i, n] of nodes.entries()) {
         const u = nodesUsage[i];
-        if (!u || !n.proc.running) continue;
-        u.rssAfterChurnMiB = readProc(n.proc.pid).rssKiB / 1024;
+        if (!u || !n.alive) continue;
+        u.rssAfterChurnMiB = (await n.usage()).rssKiB / 1024;
         u.rssChurnChangePercent = (100 * (u.rssAfterChurnMiB - u.rssStartMiB)) / u.rssStartMiB;
       }
       churn = {
@@ -514,9 +562,10 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
         publisherStops: stops,
         viewerLeaves: leaves,
         viewerJoins: joins,
-        joinFailures: mergeCounts(
-          joined.filter((j) => j.v.phase === 'failed').map((j) => ({ [j.v.failReason ?? 'unknown']: 1 })),
-        ),
+        joinFailures: mergeCounts([
+          ...joined.filter((j) => j.v.phase === 'failed').map((j) => ({ [j.v.failReason ?? 'unknown']: 1 })),
+          notRouted ? { route: notRouted } : {},
+        ]),
       };
       // Viewers that joined a stream while its publisher was away and gave up (play wait) are failures too.
       log(
@@ -527,22 +576,21 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
     // Rolling update of the origins (and optionally the edges).
     let rolling: ClusterLoadReport['rolling'];
     let rollingEdges: ClusterLoadReport['rollingEdges'];
-    if (o.rolling && Date.now() < deadline) {
+    if (o.rolling && lifecycle && Date.now() < deadline) {
       phase = 'rolling-origins';
       const startedAt = performance.now();
       const before = snapshotFailures(viewers);
       for (const st of viewers) st.maxGapMs = 0;
       const reqBefore = publishers.reduce((n, p) => n + p.reconnectRequests, 0);
       const switchBefore = publishers.map((p) => p.switchMs.length);
-      generation++;
       for (const [i, old] of [...origins].entries()) {
         // A replacement first (surge rollout, maxUnavailable 0), then the old one drains; the load balancer stops
         // sending it publishers as soon as it is not ready (the runner's origin list models that).
-        const fresh = await startNode('origin', i);
+        const fresh = await lifecycle.startNode('origin', i);
         origins.push(fresh);
         nodes.push(fresh);
         origins.splice(origins.indexOf(old), 1);
-        await old.proc.stop('SIGTERM', o.shutdownTimeoutMs + 10_000);
+        await lifecycle.stopNode(old, 'SIGTERM', o.shutdownTimeoutMs + 10_000);
         log(`origin ${old.id} drained and exited; ${fresh.id} up`);
       }
       await waitUntil(
@@ -574,14 +622,13 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
         for (const st of viewers) st.maxGapMs = 0;
         for (let i = 0; i < edges.length; i++) {
           const old = edges[i]!;
-          const fresh = await startNode('edge', i);
+          const fresh = await lifecycle.startNode('edge', i);
           edges[i] = fresh;
           nodes.push(fresh);
           const orphaned = viewers.filter((s) => s.edge === i && !s.v.isDone);
-          const stopping = old.proc.stop('SIGTERM', o.shutdownTimeoutMs + 10_000);
-          // Players reconnect (through the load balancer) to another edge once theirs closes.
-          await stopping;
-          for (const st of orphaned) if (st.v.isDone) open(st.stream, (i + 1) % edges.length);
+          await lifecycle.stopNode(old, 'SIGTERM', o.shutdownTimeoutMs + 10_000);
+          // Players reconnect through the load balancer once their edge closes (its replacement is in the list).
+          await Promise.all(orphaned.filter((st) => st.v.isDone).map((st) => join(st.stream)));
         }
         await sleep(SETTLE_MS * 2);
         rollingEdges = phaseOutcome(
@@ -590,7 +637,7 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
           eStarted,
           o.stallMs,
           publishers,
-          'edges closed their viewers; players reconnected to another edge',
+          `edges closed their viewers; players rejoined through the load balancer (${o.lb})`,
         );
       }
     }
@@ -598,18 +645,16 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
     // Leak check: everything stops; after the linger nothing may remain.
     phase = 'leak-check';
     if (progressTimer) clearInterval(progressTimer);
-    const rssBeforeStop = nodes
-      .filter((n) => n.proc.running)
-      .map((n) => ({ id: n.id, kib: readProc(n.proc.pid).rssKiB }));
+    const live = nodes.filter((n) => n.alive);
+    const rssBeforeStop = await Promise.all(live.map(async (n) => ({ id: n.id, kib: (await n.usage()).rssKiB })));
     for (const st of viewers) st.v.stop();
     for (const p of publishers) p.dispose();
-    const live = nodes.filter((n) => n.proc.running);
     const leakDeadline = o.pullLingerMs + o.leaseMs + 10_000;
-    let leaks = await leakCheck(live, redis, nats, natsBaseline);
+    let leaks = await leakCheck(live, cluster, natsBaseline);
     const stopAt = Date.now() + leakDeadline;
     while (!leaks.ok && Date.now() < stopAt) {
       await sleep(500);
-      leaks = await leakCheck(live, redis, nats, natsBaseline);
+      leaks = await leakCheck(live, cluster, natsBaseline);
     }
     for (const u of nodesUsage) {
       const end = rssBeforeStop.find((r) => r.id === u.id);
@@ -621,7 +666,8 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
     const afterLinger = leaks.pulls;
     const regressions = viewers.reduce((n, s) => n + s.regressions, 0);
     const report: ClusterLoadReport = {
-      options: { ...o, log: undefined } as unknown as Omit<ClusterLoadOptions, 'log'>,
+      options: reportedOptions(o),
+      cluster: cluster.description,
       load: { loadavg: (await import('node:os')).loadavg(), cores: (await import('node:os')).cpus().length },
       viewers: {
         opened: viewers.length,
@@ -648,6 +694,7 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
       pulls: { ...pulls, afterLinger },
       redisCommandsPerSecPerStream: (redisAfter - redisBefore) / windowS / liveStreams,
       natsMsgsPerSecPerStream: (natsAfter - natsBefore) / windowS / liveStreams,
+      balance,
       nodes: nodesUsage,
       publishers: {
         connects: publishers.reduce((n, p) => n + p.connects, 0),
@@ -667,9 +714,6 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
     lag.disable();
     for (const st of viewers) st.v.stop();
     for (const p of publishers) p.dispose();
-    await Promise.all(nodes.map((n) => n.proc.stop('SIGKILL')));
-    await redis.stop();
-    await nats.stop();
   }
 }
 
@@ -724,14 +768,57 @@ function phaseOutcome(
   };
 }
 
-async function redisCommands(port: number): Promise<number> {
-  const info = await redisCommand(port, ['INFO', 'stats']).catch(() => '');
-  return Number(/total_commands_processed:(\d+)/.exec(info)?.[1] ?? NaN);
+/** The audience: a stream index per viewer (Zipf popularity), shuffled so the first viewer of each (stream, edge)
+ * arrives at a random point of the ramp. Depends only on the sizes and the seed's generator. */
+export function audiencePlan(
+  o: Pick<ClusterLoadOptions, 'streams' | 'viewers' | 'zipf'>,
+  rand: () => number,
+): number[] {
+  const plan = assignStreams(o.streams, o.viewers, o.zipf, rand);
+  for (let i = plan.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [plan[i], plan[j]] = [plan[j]!, plan[i]!];
+  }
+  return plan;
 }
 
-async function natsMsgs(nats: NatsServer): Promise<number> {
-  const v = await nats.monitor<{ in_msgs: number }>('varz').catch(() => ({ in_msgs: NaN }));
+async function redisCommands(cluster: ClusterUnderTest): Promise<number> {
+  return cluster.redis ? cluster.redis.totalCommands() : NaN;
+}
+
+async function natsMsgs(cluster: ClusterUnderTest): Promise<number> {
+  if (!cluster.nats) return NaN;
+  const v = await cluster.nats.monitor<{ in_msgs: number }>('varz').catch(() => ({ in_msgs: NaN }));
   return v.in_msgs;
+}
+
+async function natsSubscriptions(nats: NatsProbe): Promise<number> {
+  const v = await nats.monitor<{ num_subscriptions: number }>('subsz').catch(() => ({ num_subscriptions: NaN }));
+  return v.num_subscriptions;
+}
+
+/** Pull connections the edges have started so far (rtmp_pull_starts_total summed; NaN if any edge does not answer). */
+async function edgePullStarts(edges: readonly NodeHandle[]): Promise<number> {
+  const counts = await Promise.all(
+    edges.map(async (e) => metricValue(await e.metrics(), 'rtmp_pull_starts_total')).map((p) => p.catch(() => NaN)),
+  );
+  return counts.reduce((a, b) => a + b, 0);
+}
+
+/** Route mode: wait (bounded) until the registry lists every edge as ready, so the router can choose among all. */
+async function waitRouteReady(cluster: ClusterUnderTest, log: (line: string) => void): Promise<void> {
+  const asker = cluster.origins[0] ?? cluster.edges[0];
+  if (!asker) return;
+  const ids = new Set(cluster.edges.map((e) => e.id));
+  type Rec = { id: string; role: string; ready?: boolean; draining?: boolean };
+  await waitUntil(
+    'the registry to list every edge as ready',
+    async () => {
+      const recs = await asker.json<{ nodes: Rec[] }>('/api/cluster/nodes').catch(() => ({ nodes: [] as Rec[] }));
+      return recs.nodes.filter((n) => ids.has(n.id) && n.ready !== false && n.draining !== true).length === ids.size;
+    },
+    ROUTE_READY_WAIT_MS,
+  ).catch((e: Error) => log(`${e.message}; routing among the edges it lists`));
 }
 
 function cpuPercent(a: ProcSample, b: ProcSample): number {
@@ -744,7 +831,7 @@ interface ApiStream {
   publisher: string | null;
 }
 
-const apiStreams = async (n: RelayNode): Promise<ApiStream[]> =>
+const apiStreams = async (n: NodeHandle): Promise<ApiStream[]> =>
   (await n.json<{ streams: ApiStream[] }>('/api/streams')).streams;
 
 const viewerCount = (s: ApiStream): number => (typeof s.viewers === 'number' ? s.viewers : (s.viewers?.total ?? 0));
@@ -752,14 +839,20 @@ const viewerCount = (s: ApiStream): number => (typeof s.viewers === 'number' ? s
 /**
  * Pulls per (stream, edge): every edge that has viewers of a stream must hold exactly one pull (its hub's publisher
  * is `pull:<key>`), and the owning origins together must serve exactly as many pull connections as there are such
- * edges (a second, leaked pull from the same edge shows up there).
+ * edges (a second, leaked pull from the same edge shows up there). Also counts, per stream with viewers, the edges
+ * holding a pull of it (with viewers or lingering): the stream's upstream pulls.
  */
 async function checkPulls(
-  origins: RelayNode[],
-  edges: RelayNode[],
+  origins: readonly NodeHandle[],
+  edges: readonly NodeHandle[],
   publishers: StreamPublisher[],
   viewers: ViewerState[],
-): Promise<{ pairsWithViewers: number; pairsWithExactlyOnePull: number; mismatches: string[] }> {
+): Promise<{
+  pairsWithViewers: number;
+  pairsWithExactlyOnePull: number;
+  mismatches: string[];
+  pullingEdges: Map<number, number>;
+}> {
   const mismatches: string[] = [];
   const edgeStreams = await Promise.all(edges.map((e) => apiStreams(e)));
   const originStreams = await Promise.all(origins.map((n) => apiStreams(n)));
@@ -768,9 +861,11 @@ async function checkPulls(
     for (const s of list) pullsAtOrigins.set(s.key, (pullsAtOrigins.get(s.key) ?? 0) + viewerCount(s));
   let pairs = 0;
   let exact = 0;
+  const pullingEdges = new Map<number, number>();
   for (let si = 0; si < publishers.length; si++) {
     const key = publishers[si]!.key;
     let edgesWith = 0;
+    const pulling = edgeStreams.filter((list) => list.some((s) => s.key === key && s.publisher === `pull:${key}`));
     for (let ei = 0; ei < edges.length; ei++) {
       const watching = viewers.some((v) => v.stream === si && v.edge === ei && v.v.isUp);
       if (!watching) continue;
@@ -778,19 +873,23 @@ async function checkPulls(
       edgesWith++;
       const hub = edgeStreams[ei]!.find((s) => s.key === key);
       if (hub?.publisher === `pull:${key}`) exact++;
-      else mismatches.push(`${key}@edge-${ei}: ${hub ? `publisher ${hub.publisher}` : 'no hub'}`);
+      else mismatches.push(`${key}@${edges[ei]!.id}: ${hub ? `publisher ${hub.publisher}` : 'no hub'}`);
     }
+    if (edgesWith > 0) pullingEdges.set(si, pulling.length);
     const atOrigins = pullsAtOrigins.get(key) ?? 0;
     if (atOrigins < edgesWith || atOrigins > edges.length)
       mismatches.push(`${key}: ${atOrigins} pull connections at origins for ${edgesWith} edges with viewers`);
   }
-  return { pairsWithViewers: pairs, pairsWithExactlyOnePull: exact, mismatches: mismatches.slice(0, 50) };
+  return { pairsWithViewers: pairs, pairsWithExactlyOnePull: exact, mismatches: mismatches.slice(0, 50), pullingEdges };
 }
 
+/**
+ * What is left once every viewer and publisher went: hubs, pulls and leases on the nodes, stream keys in Redis and
+ * NATS subscriptions over the baseline (NaN: not measured, e.g. an existing cluster without --redis-url).
+ */
 async function leakCheck(
-  nodes: RelayNode[],
-  redis: RedisServer,
-  nats: NatsServer,
+  nodes: readonly NodeHandle[],
+  cluster: ClusterUnderTest,
   natsBaseline: number,
 ): Promise<ClusterLoadReport['leaks']> {
   let hubs = 0;
@@ -803,19 +902,24 @@ async function leakCheck(
     pulls += metricValue(m, 'rtmp_pulls_active');
     leases += metricValue(m, 'rtmp_owned_streams');
   }
-  const keys = bulkStrings(
-    await redisCommand(redis.port, ['SCAN', '0', 'MATCH', `${PREFIX}:stream:*`, 'COUNT', '100000']),
-  );
-  const redisStreamKeys = keys.slice(1).length;
-  const subs = (await nats.monitor<{ num_subscriptions: number }>('subsz').catch(() => ({ num_subscriptions: NaN })))
-    .num_subscriptions;
-  const over = subs - natsBaseline;
+  const redisStreamKeys = cluster.redis
+    ? await cluster.redis
+        .keys(`${cluster.prefix}:stream:*`)
+        .then((k) => k.length)
+        .catch(() => NaN)
+    : NaN;
+  const over = cluster.nats ? (await natsSubscriptions(cluster.nats)) - natsBaseline : NaN;
   return {
     hubs,
     pulls,
     leases,
     redisStreamKeys,
     natsSubscriptionsOverBaseline: over,
-    ok: hubs === 0 && pulls === 0 && leases === 0 && redisStreamKeys === 0 && over <= 0,
+    ok:
+      hubs === 0 &&
+      pulls === 0 &&
+      leases === 0 &&
+      (!cluster.redis || redisStreamKeys === 0) &&
+      (!cluster.nats || over <= 0),
   };
 }
