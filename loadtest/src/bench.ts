@@ -7,7 +7,9 @@
  *   npm run bench -- --viewers 1000,2000,3000 --seconds 15 --repeat 3 [--servers ours,ours-batch,nginx] [--quick]
  *
  * Servers: our standalone server in its default configuration (adaptive batching), with batching off
- * (WRITE_BATCH_MS=0 ADAPTIVE_BATCH_MS=0) and with a fixed window (--batch-ms, default 20), Node-Media-Server (the npm
+ * (WRITE_BATCH_MS=0 ADAPTIVE_BATCH_MS=0) and with a fixed window (--batch-ms, default 20), our edge role in its
+ * default configuration (`ours-edge`: the publisher goes to an origin, viewers to the edge, which pulls the stream
+ * once; Redis, NATS and the origin share the generator's CPU), Node-Media-Server (the npm
  * package in this workspace) and nginx with the RTMP module (Debian's nginx + libnginx-mod-rtmp). Every process
  * started here is killed at the end of its run, and on SIGINT/SIGTERM.
  *
@@ -33,10 +35,11 @@ const repoRoot = resolve(here, '..', '..');
 const NGINX = '/usr/sbin/nginx';
 const NGINX_RTMP_MODULE = '/usr/lib/nginx/modules/ngx_rtmp_module.so';
 
-export type ServerKind = 'ours' | 'ours-off' | 'ours-batch' | 'nms' | 'nginx' | 'ours-httpflv' | 'ours-wsflv';
+export type ServerKind =
+  'ours' | 'ours-off' | 'ours-batch' | 'ours-edge' | 'nms' | 'nginx' | 'ours-httpflv' | 'ours-wsflv';
 /** The default set: ours by default and with batching on, against nginx-rtmp (NMS and batching off on request). */
 export const ALL_SERVERS: ServerKind[] = ['ours', 'ours-batch', 'nginx'];
-const RTMP_SERVERS: ServerKind[] = ['ours', 'ours-off', 'ours-batch', 'nms', 'nginx'];
+const RTMP_SERVERS: ServerKind[] = ['ours', 'ours-off', 'ours-batch', 'ours-edge', 'nms', 'nginx'];
 /** Ours with batching off, viewers over HTTP-FLV / WebSocket-FLV (the publisher stays RTMP); on request only. */
 export const FLV_SERVERS: ServerKind[] = ['ours-httpflv', 'ours-wsflv'];
 const KNOWN_SERVERS: ServerKind[] = [...RTMP_SERVERS, ...FLV_SERVERS];
@@ -78,6 +81,10 @@ interface RunningServer {
   child: ChildProcess;
   dir: string;
   output: () => string;
+  /** ours-edge: the origin's RTMP port (the publisher goes there, viewers to the edge). */
+  publishPort?: number;
+  /** Processes that support the server under test (ours-edge: redis-server, nats-server, the origin). */
+  helpers?: ChildProcess[];
 }
 
 export interface RunResult {
@@ -216,24 +223,14 @@ async function startServer(kind: ServerKind, o: BenchOptions): Promise<RunningSe
   const rtmpPort = await freePort();
   const dir = mkdtempSync(join(tmpdir(), `bench-${kind}-`));
   tempDirs.add(dir);
+  if (kind === 'ours-edge') return startEdgeCluster(rtmpPort, dir, o);
   if (kind === 'ours' || kind === 'ours-off' || kind === 'ours-batch' || FLV_SERVERS.includes(kind)) {
     const cli = join(repoRoot, 'services', 'server', 'dist', 'cli.js');
     if (!existsSync(cli)) throw new Error(`${cli} not found: run npm run build first`);
     const httpPort = await freePort();
     const batch = kind === 'ours-batch' ? o.batchMs : 0;
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      RTMP_HOST: '127.0.0.1',
-      RTMP_PORT: String(rtmpPort),
-      HTTP_HOST: '127.0.0.1',
-      HTTP_PORT: String(httpPort),
-      LOG_LEVEL: o.logLevel,
-      // Every viewer comes from 127.0.0.1: the per-IP connection cap (a defence, 256) would refuse the audience.
-      MAX_CONNECTIONS_PER_IP: '0',
-    };
     // 'ours' runs the defaults (adaptive batching); the others set batching explicitly.
-    delete env['WRITE_BATCH_MS'];
-    delete env['ADAPTIVE_BATCH_MS'];
+    const env = ourEnv(rtmpPort, httpPort, o);
     if (kind === 'ours-batch') env['WRITE_BATCH_MS'] = String(batch);
     else if (kind !== 'ours') {
       env['WRITE_BATCH_MS'] = '0';
@@ -309,13 +306,103 @@ async function startServer(kind: ServerKind, o: BenchOptions): Promise<RunningSe
   return { kind, label: 'nginx-rtmp', version, pid: child.pid!, rtmpPort, child, dir, output };
 }
 
+/** Env of our node under the bench: loopback, given ports, the bench's log level, no per-IP cap. */
+function ourEnv(rtmpPort: number, httpPort: number, o: BenchOptions): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    RTMP_HOST: '127.0.0.1',
+    RTMP_PORT: String(rtmpPort),
+    HTTP_HOST: '127.0.0.1',
+    HTTP_PORT: String(httpPort),
+    LOG_LEVEL: o.logLevel,
+    // Every viewer comes from 127.0.0.1: the per-IP connection cap (a defence, 256) would refuse the audience.
+    MAX_CONNECTIONS_PER_IP: '0',
+  };
+  delete env['WRITE_BATCH_MS'];
+  delete env['ADAPTIVE_BATCH_MS'];
+  return env;
+}
+
+/**
+ * The edge role in its default configuration: redis-server, nats-server and an origin (all pinned to the load
+ * generator's CPU: together they carry one stream in and one pull out) and the edge under test on the server CPU.
+ * The publisher publishes to the origin; viewers play from the edge, whose first viewer starts its one pull.
+ */
+async function startEdgeCluster(edgePort: number, dir: string, o: BenchOptions): Promise<RunningServer> {
+  const cli = join(repoRoot, 'services', 'server', 'dist', 'cli.js');
+  if (!existsSync(cli)) throw new Error(`${cli} not found: run npm run build first`);
+  const [redisPort, natsPort, originPort, originHttp, edgeHttp] = (await Promise.all(
+    Array.from({ length: 5 }, () => freePort()),
+  )) as [number, number, number, number, number];
+  const helpers: ChildProcess[] = [];
+  const redis = startChild(
+    ...pinned(o.loadgenCpu, 'redis-server', [
+      '--port',
+      String(redisPort),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+    ]),
+    process.env,
+    dir,
+  );
+  helpers.push(redis.child);
+  const nats = startChild(
+    ...pinned(o.loadgenCpu, 'nats-server', ['-a', '127.0.0.1', '-p', String(natsPort)]),
+    process.env,
+    dir,
+  );
+  helpers.push(nats.child);
+  await waitForPort(redisPort, redis.child);
+  await waitForPort(natsPort, nats.child);
+  const cluster = {
+    REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+    NATS_URL: `nats://127.0.0.1:${natsPort}`,
+    ADVERTISE_HOST: '127.0.0.1',
+  };
+  const origin = startChild(
+    ...pinned(o.loadgenCpu, process.execPath, [cli, 'origin']),
+    { ...ourEnv(originPort, originHttp, o), ...cluster, NODE_ID: 'bench-origin' },
+    repoRoot,
+  );
+  helpers.push(origin.child);
+  await waitForPort(originPort, origin.child);
+  const edge = startChild(
+    ...pinned(o.serverCpu, process.execPath, [cli, 'edge']),
+    { ...ourEnv(edgePort, edgeHttp, o), ...cluster, NODE_ID: 'bench-edge' },
+    repoRoot,
+  );
+  try {
+    await waitForPort(edgePort, edge.child);
+  } catch (err) {
+    for (const h of helpers) await killGroup(h);
+    throw err;
+  }
+  return {
+    kind: 'ours-edge',
+    label: 'ours edge (default, pulling from an origin)',
+    version: 'edge',
+    pid: edge.child.pid!,
+    rtmpPort: edgePort,
+    httpPort: edgeHttp,
+    publishPort: originPort,
+    helpers,
+    child: edge.child,
+    dir,
+    output: () => `${edge.output()}\n--- origin ---\n${origin.output()}`,
+  };
+}
+
 async function scrapeOurMetrics(httpPort: number): Promise<string[]> {
   try {
     const res = await fetch(`http://127.0.0.1:${httpPort}/metrics`, { signal: AbortSignal.timeout(3000) });
     const text = await res.text();
     return text
       .split('\n')
-      .filter((l) => !l.startsWith('#') && /drop|slow|rejected|error|bytes_out|viewers/i.test(l) && !/ 0$/.test(l));
+      .filter((l) => !l.startsWith('#') && /drop|slow|rejected|error|bytes_out|viewers|pull/i.test(l) && !/ 0$/.test(l));
   } catch (err) {
     return [`metrics unavailable: ${(err as Error).message}`];
   }
@@ -335,6 +422,7 @@ async function runLoadgen(
     loadgen,
     '--url',
     `rtmp://127.0.0.1:${server.rtmpPort}/live/bench`,
+    ...(server.publishPort ? ['--publish-url', `rtmp://127.0.0.1:${server.publishPort}/live/bench`] : []),
     '--viewers',
     String(n),
     '--ramp',
@@ -574,6 +662,7 @@ async function runOne(
   } finally {
     if (server) {
       await killGroup(server.child);
+      for (const h of server.helpers ?? []) await killGroup(h);
       result.serverLogTail = server.output().slice(-2000);
       if (!o.keepTemp) {
         rmSync(server.dir, { recursive: true, force: true });

@@ -41,6 +41,8 @@ import {
 
 export interface LoadOptions {
   url: string;
+  /** Where the publisher publishes (default `url`): an origin, while viewers play `url` on an edge. */
+  publishUrl?: string;
   viewers: number;
   /** Viewers opened per second. */
   rampPerSecond: number;
@@ -306,6 +308,8 @@ function delay(ms: number, signal?: AbortSignal): Promise<void> {
 /** Runs one load test and resolves with its report (also when stopped early: see `aborted`). */
 export async function runLoad(options: LoadOptions): Promise<Report> {
   const target = checkTarget(options.url, options.allowRemote);
+  const publishUrl = options.publishUrl ?? options.url;
+  if (options.publishUrl) checkTarget(options.publishUrl, options.allowRemote);
   const n = Math.max(0, Math.floor(options.viewers));
   const rate = Math.max(1, options.rampPerSecond);
   const duration = Math.max(0.5, options.durationSeconds);
@@ -358,7 +362,7 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
     let path = options.input;
     if (!path) path = await generateFlv(typeof options.generate === 'object' ? options.generate : {}, log);
     source = loadFlv(path);
-    publisher = new PacedPublisher(options.url.replace('//localhost', '//127.0.0.1'), source, { connectTimeoutMs });
+    publisher = new PacedPublisher(publishUrl.replace('//localhost', '//127.0.0.1'), source, { connectTimeoutMs });
     publisher.onVideoSent = (ts, at) => recordSent(sentRing, ts, at);
     try {
       await publisher.start();
@@ -809,6 +813,7 @@ async function main(argv: string[]): Promise<number> {
   const program = new Command('loadgen')
     .description('RTMP load generator: one real-time publisher and N ramped viewers, measured')
     .option('--url <url>', 'rtmp://host:port/app/stream to publish and play', 'rtmp://127.0.0.1:1935/live/bench')
+    .option('--publish-url <url>', 'publish here instead of --url (e.g. an origin, viewers on an edge)')
     .option('--viewers <n>', 'viewers to open', intArg('viewers'), 100)
     .option('--ramp <n>', 'viewers opened per second', intArg('ramp', 1), 200)
     .option('--duration <s>', 'seconds the full audience is held after the ramp', intArg('duration', 0.5), 30)
@@ -867,6 +872,7 @@ async function main(argv: string[]): Promise<number> {
     .parse(argv);
   const o = program.opts<{
     url: string;
+    publishUrl?: string;
     viewers: number;
     ramp: number;
     duration: number;
@@ -903,6 +909,7 @@ async function main(argv: string[]): Promise<number> {
   process.on('SIGTERM', onSignal);
   const report = await runLoad({
     url: o.url,
+    publishUrl: o.publishUrl,
     viewers: o.viewers,
     rampPerSecond: o.ramp,
     durationSeconds: o.duration,
