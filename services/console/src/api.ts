@@ -2,7 +2,15 @@
  * The node's HTTP API as the console reads it: GET only, with `Authorization: Bearer <token>` when a token is set
  * (nodes with API_TOKEN protect /api/*; /readyz stays open).
  */
-import type { ClusterNodeRecord, ClusterStream, LocalStream, NodeInfo, Snapshot } from './model.js';
+import type {
+  ClusterNodeRecord,
+  ClusterStream,
+  LocalStream,
+  NodeInfo,
+  Snapshot,
+  StatsScope,
+  StreamStats,
+} from './model.js';
 
 export class HttpError extends Error {
   constructor(
@@ -45,6 +53,23 @@ export class ApiClient {
       ...(clusterNodes ? { clusterNodes: clusterNodes.nodes } : {}),
       ...(clusterStreams ? { clusterStreams: clusterStreams.streams } : {}),
     };
+  }
+
+  /**
+   * A stream's live stats: cluster-wide from an origin or edge (the owner's measurements, viewers and egress summed
+   * over the nodes), else (standalone, or no owner known) this node's own; undefined when neither knows the stream.
+   */
+  async streamStats(key: string): Promise<{ scope: StatsScope; stats: StreamStats } | undefined> {
+    const path = key
+      .split('/')
+      .map((p) => encodeURIComponent(p))
+      .join('/');
+    if (this.role !== undefined && this.role !== 'standalone') {
+      const cluster = await this.get<{ media: StreamStats | null }>(`api/cluster/streams/${path}`, true);
+      if (cluster?.media) return { scope: 'cluster', stats: cluster.media };
+    }
+    const local = await this.get<LocalStream>(`api/streams/${path}`, true);
+    return local?.media ? { scope: 'node', stats: local.media } : undefined;
   }
 
   private async ready(): Promise<boolean | undefined> {

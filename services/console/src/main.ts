@@ -1,6 +1,7 @@
 /**
  * rtmp-relay web console: polls this node's API (and the cluster API when the node is an origin or edge) every
- * 1.5 s, renders the nodes and streams tables, and plays any stream over HTTP-FLV or WebSocket-FLV with mpegts.js.
+ * 1.5 s, renders the nodes and streams tables and the selected stream's live stats (every 2 s), and plays any stream
+ * over HTTP-FLV (direct or routed through /play/), WebSocket-FLV (mpegts.js) or LL-HLS (hls.js).
  * The API token (nodes with API_TOKEN) is typed into the header field and kept in sessionStorage.
  */
 import { ApiClient, HttpError } from './api.js';
@@ -14,11 +15,15 @@ import {
   formatNumber,
   formatResolution,
   nodeRows,
+  routedFlvUrl,
   streamRows,
+  streamStatLines,
   type MediaInfo,
   type NodeRow,
   type Snapshot,
+  type StatsScope,
   type StreamRow,
+  type StreamStats,
   type Transport,
 } from './model.js';
 import { HlsPlayer, hlsSupported } from './hls-player.js';
@@ -26,6 +31,8 @@ import { FlvPlayer, playerSupported, type PlayTimings, type PlayerEvents } from 
 
 const POLL_MS = 1500;
 const POLL_HIDDEN_MS = 10_000;
+/** The selected stream's live stats (GET /api/cluster/streams/<key> or /api/streams/<key>). */
+const STREAM_STATS_MS = 2000;
 const TOKEN_KEY = 'rtmp-relay.console.apiToken';
 const TRANSPORT_KEY = 'rtmp-relay.console.transport';
 
@@ -73,11 +80,15 @@ const ui = {
   playerForm: $<HTMLFormElement>('#player-form'),
   playerStream: $<HTMLSelectElement>('#player-stream'),
   transport: $<HTMLSelectElement>('#player-transport'),
+  routedOption: $<HTMLOptionElement>('#player-transport option[value="routed-flv"]'),
   query: $<HTMLInputElement>('#player-query'),
   stop: $<HTMLButtonElement>('#stop'),
   playerError: $<HTMLParagraphElement>('#player-error'),
   video: $<HTMLVideoElement>('#video'),
   stats: $<HTMLElement>('#player-stats'),
+  streamStats: $<HTMLElement>('#stream-stats'),
+  streamStatsKey: $<HTMLElement>('#stream-stats-key'),
+  streamStatsScope: $<HTMLElement>('#stream-stats-scope'),
 };
 
 // ---- status and token -------------------------------------------------------------------------------------------
@@ -274,12 +285,16 @@ function selectStream(key: string): void {
     ui.playerStream.appendChild(o);
   }
   ui.playerStream.value = key;
+  void refreshStreamStats();
 }
 
 function render(): void {
   if (!last) return;
   const s = last;
   ui.badge.textContent = `${s.node.id} · ${s.node.role}`;
+  // Routing through /play/ is a cluster feature: a standalone node has no such route.
+  ui.routedOption.disabled = s.node.role === 'standalone';
+  if (ui.routedOption.disabled && ui.transport.value === 'routed-flv') ui.transport.value = 'http-flv';
   renderNodes(nodeRows(s));
   const rows = streamRows(s, rates, media);
   renderStreams(rows);
@@ -331,6 +346,60 @@ document.addEventListener('visibilitychange', () => {
   if (!document.hidden) void pollNow();
 });
 
+// ---- stream stats -----------------------------------------------------------------------------------------------
+
+/** One <dt>/<dd> pair per stat line, made once; refreshes only change the text. */
+const streamStatEls = new Map(
+  streamStatLines(undefined).map((l) => {
+    const dt = document.createElement('dt');
+    dt.textContent = l.label;
+    const dd = document.createElement('dd');
+    dd.dataset.stat = l.name;
+    dd.textContent = l.value;
+    ui.streamStats.append(dt, dd);
+    return [l.name, dd] as const;
+  }),
+);
+
+function renderStreamStats(key: string, found: { scope: StatsScope; stats: StreamStats } | undefined): void {
+  ui.streamStatsKey.textContent = key || '—';
+  const nodes = Object.keys(found?.stats.byNode ?? {}).length;
+  ui.streamStatsScope.textContent = !found
+    ? key
+      ? 'no stats: the stream is not known here'
+      : ''
+    : found.scope === 'cluster'
+      ? `cluster-wide: the owner's measurements, viewers and egress of ${nodes} node${nodes === 1 ? '' : 's'}`
+      : 'this node';
+  ui.streamStats.dataset.scope = found?.scope ?? '';
+  for (const l of streamStatLines(found?.stats)) {
+    const dd = streamStatEls.get(l.name);
+    if (dd && dd.textContent !== l.value) dd.textContent = l.value;
+  }
+}
+
+let streamStatsTimer: ReturnType<typeof setTimeout> | undefined;
+
+/** Fetches and shows the selected stream's stats now, then every STREAM_STATS_MS while the page is visible. */
+async function refreshStreamStats(): Promise<void> {
+  clearTimeout(streamStatsTimer);
+  const key = ui.playerStream.value;
+  try {
+    const found = key ? await api.streamStats(key) : undefined;
+    if (ui.playerStream.value === key) renderStreamStats(key, found);
+  } catch (err) {
+    ui.streamStatsScope.textContent = `stats unavailable: ${err instanceof Error ? err.message : String(err)}`;
+  } finally {
+    clearTimeout(streamStatsTimer);
+    if (!document.hidden) streamStatsTimer = setTimeout(() => void refreshStreamStats(), STREAM_STATS_MS);
+  }
+}
+
+ui.playerStream.addEventListener('change', () => void refreshStreamStats());
+document.addEventListener('visibilitychange', () => {
+  if (!document.hidden) void refreshStreamStats();
+});
+
 // ---- player -----------------------------------------------------------------------------------------------------
 
 const statEls = new Map(
@@ -361,7 +430,12 @@ function showError(message: string | undefined): void {
   ui.playerError.textContent = message ?? '';
 }
 
-const TRANSPORT_NAMES: Record<Transport, string> = { 'http-flv': 'HTTP-FLV', 'ws-flv': 'WebSocket-FLV', hls: 'LL-HLS' };
+const TRANSPORT_NAMES: Record<Transport, string> = {
+  'http-flv': 'HTTP-FLV',
+  'ws-flv': 'WebSocket-FLV',
+  hls: 'LL-HLS',
+  'routed-flv': 'HTTP-FLV routed through /play/',
+};
 
 const playerEvents: PlayerEvents = {
   onMediaInfo: (info) => {
@@ -412,7 +486,12 @@ function startPlayback(pressedAt = performance.now()): void {
     return;
   }
   storage.set(TRANSPORT_KEY, transport);
-  const url = transport === 'hls' ? hlsUrl(root, key, ui.query.value) : flvUrl(root, key, transport, ui.query.value);
+  const url =
+    transport === 'hls'
+      ? hlsUrl(root, key, ui.query.value)
+      : transport === 'routed-flv'
+        ? routedFlvUrl(root, key, ui.query.value)
+        : flvUrl(root, key, transport, ui.query.value);
   player.stop();
   player = transport === 'hls' ? hlsPlayer : flvPlayer;
   showError(undefined);
@@ -439,8 +518,7 @@ function stopPlayback(): void {
 }
 
 const savedTransport = storage.get(TRANSPORT_KEY);
-if (savedTransport === 'http-flv' || savedTransport === 'ws-flv' || savedTransport === 'hls')
-  ui.transport.value = savedTransport;
+if (Object.keys(TRANSPORT_NAMES).includes(savedTransport)) ui.transport.value = savedTransport;
 
 ui.playerForm.addEventListener('submit', (e) => {
   e.preventDefault();
@@ -449,4 +527,4 @@ ui.playerForm.addEventListener('submit', (e) => {
 ui.stop.addEventListener('click', stopPlayback);
 window.addEventListener('pagehide', () => player.stop());
 
-void pollNow();
+void pollNow().then(() => refreshStreamStats());

@@ -25,7 +25,37 @@ export interface LocalStream {
   bytesIn?: number;
   startedAt?: string | null;
   gopCache?: { messages: number; bytes: number };
+  media?: StreamStats;
 }
+
+/**
+ * A stream's live stats as the node measures them: `media` of GET /api/streams/<key> (this node), or of
+ * GET /api/cluster/streams/<key> (the owner's measurements, viewers and egress summed over the nodes).
+ */
+export interface StreamStats {
+  video: {
+    codec: string;
+    profile?: string;
+    level?: string;
+    width?: number;
+    height?: number;
+    fps?: number;
+    keyframeIntervalMs?: number;
+  } | null;
+  audio: { codec: string; profile?: string; sampleRate?: number; channels?: number } | null;
+  /** kbit/s; null in the cluster view until the owner reports. */
+  ingestKbps: { last1s: number; last10s: number } | null;
+  egressBytesPerSecond?: { last1s: number; last10s: number };
+  viewers?: Record<string, number>;
+  uptimeSeconds: number | null;
+  droppedFrames?: number;
+  slowViewersDisconnected?: number;
+  /** Cluster view: each node's part. */
+  byNode?: Record<string, unknown>;
+}
+
+/** Where a stream's stats came from: the cluster-wide view, or this node's hub only. */
+export type StatsScope = 'cluster' | 'node';
 
 /** One entry of GET /api/cluster/nodes: a node's registry record, refreshed by its heartbeat. */
 export interface ClusterNodeRecord {
@@ -253,7 +283,74 @@ export function streamRows(
   });
 }
 
-export type Transport = 'http-flv' | 'ws-flv' | 'hls';
+/** One line of the stream stats panel: `name` keys the element (data-stat), `label` is shown next to `value`. */
+export interface StatLine {
+  name: string;
+  label: string;
+  value: string;
+}
+
+/** The stream stats panel's lines, in order; unknown values read "—". */
+export function streamStatLines(m: StreamStats | undefined): StatLine[] {
+  const v = m?.video ?? undefined;
+  const a = m?.audio ?? undefined;
+  const line = (name: string, label: string, value: string | undefined): StatLine => ({
+    name,
+    label,
+    value: value || '—',
+  });
+  const egress = m?.egressBytesPerSecond;
+  return [
+    line('video', 'Video', v && [v.codec, v.profile, v.level && `level ${v.level}`].filter(Boolean).join(' · ')),
+    line('resolution', 'Resolution', v?.width && v.height ? `${v.width}×${v.height}` : undefined),
+    line('fps', 'Frame rate', v?.fps !== undefined ? `${formatNumber(v.fps, v.fps % 1 ? 2 : 0)} fps` : undefined),
+    line('keyframe', 'Keyframe interval', formatSeconds(v?.keyframeIntervalMs)),
+    line('audio', 'Audio', a && formatAudio(a)),
+    line(
+      'ingest',
+      'Ingest',
+      m?.ingestKbps ? formatWindows(m.ingestKbps.last1s * 1000, m.ingestKbps.last10s * 1000) : undefined,
+    ),
+    line('egress', 'Egress', egress ? formatWindows(egress.last1s * 8, egress.last10s * 8) : undefined),
+    line('viewers', 'Viewers', m?.viewers ? formatViewers(m.viewers) : undefined),
+    line('uptime', 'Publisher uptime', m?.uptimeSeconds != null ? formatDuration(m.uptimeSeconds) : undefined),
+    line('dropped', 'Dropped frames', m?.droppedFrames !== undefined ? formatDropped(m) : undefined),
+  ];
+}
+
+/** "1.02 Mb/s · 10 s: 998 kb/s": a rate over the last second, then over the last 10. */
+function formatWindows(last1sBps: number, last10sBps: number): string {
+  return `${formatBitrate(last1sBps)} · 10 s: ${formatBitrate(last10sBps)}`;
+}
+
+/** "mp4a · LC · 44.1 kHz · 2 ch" */
+function formatAudio(a: NonNullable<StreamStats['audio']>): string {
+  const khz = a.sampleRate ? `${Number((a.sampleRate / 1000).toFixed(3))} kHz` : undefined;
+  const ch = a.channels ? `${a.channels} ch` : undefined;
+  return [a.codec, a.profile, khz, ch].filter(Boolean).join(' · ');
+}
+
+/** "3 (rtmp 1 · http-flv 2)", protocols with nobody left out. */
+function formatViewers(viewers: Record<string, number>): string {
+  const parts = Object.entries(viewers).filter(([, n]) => n > 0);
+  const total = parts.reduce((n, [, v]) => n + v, 0);
+  return total === 0 ? '0' : `${total} (${parts.map(([p, n]) => `${p} ${n}`).join(' · ')})`;
+}
+
+/** "0", or "120 · 1 slow viewer disconnected". */
+function formatDropped(m: StreamStats): string {
+  const cut = m.slowViewersDisconnected ?? 0;
+  const frames = String(m.droppedFrames ?? 0);
+  return cut > 0 ? `${frames} · ${cut} slow viewer${cut === 1 ? '' : 's'} disconnected` : frames;
+}
+
+/** "2 s", "1.50 s"; undefined stays undefined. */
+function formatSeconds(ms: number | undefined): string | undefined {
+  if (ms === undefined || !Number.isFinite(ms)) return undefined;
+  return `${(ms / 1000).toFixed(ms % 1000 ? 2 : 0)} s`;
+}
+
+export type Transport = 'http-flv' | 'ws-flv' | 'hls' | 'routed-flv';
 
 /**
  * The FLV URL of a stream on the node whose root is `root` (the console's own origin and base path, normally
@@ -263,7 +360,7 @@ export type Transport = 'http-flv' | 'ws-flv' | 'hls';
 export function flvUrl(
   root: { protocol: string; host: string; pathname?: string },
   key: string,
-  transport: Transport,
+  transport: 'http-flv' | 'ws-flv',
   query = '',
 ): string {
   const path = key
@@ -275,6 +372,20 @@ export function flvUrl(
   const base = (root.pathname ?? '/').replace(/\/*$/, '/');
   const q = query.trim().replace(/^\?/, '');
   return `${scheme}//${root.host}${base}${path}.flv${q ? `?${q}` : ''}`;
+}
+
+/**
+ * The routed HTTP-FLV URL of a stream: `/play/<app>/<name>.flv` on the console's node, which answers 302 to the edge
+ * the cluster picks for the stream (cluster nodes only). `query` goes along to the edge.
+ */
+export function routedFlvUrl(
+  root: { protocol: string; host: string; pathname?: string },
+  key: string,
+  query = '',
+): string {
+  const base = (root.pathname ?? '/').replace(/\/*$/, '/');
+  // Fields named, not spread: `root` is often a URL, whose fields are getters.
+  return flvUrl({ protocol: root.protocol, host: root.host, pathname: `${base}play/` }, key, 'http-flv', query);
 }
 
 /**

@@ -9,8 +9,11 @@ import {
   formatDuration,
   formatResolution,
   nodeRows,
+  routedFlvUrl,
   streamRows,
+  streamStatLines,
   type Snapshot,
+  type StreamStats,
 } from '../src/model.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
@@ -178,6 +181,88 @@ describe('console model', () => {
     assert.equal(
       flvUrl({ ...http, pathname: '/relay' }, 'live/cam', 'http-flv', '  '),
       'http://edge:8080/relay/live/cam.flv',
+    );
+  });
+
+  it('routedFlvUrl: /play/<app>/<name>.flv on the console’s node (from a URL too), query passed on', () => {
+    assert.equal(routedFlvUrl(new URL('http://origin:8080/'), 'live/cam'), 'http://origin:8080/play/live/cam.flv');
+    assert.equal(
+      routedFlvUrl(new URL('https://lb.example/relay/'), 'live/a b', 'token=x'),
+      'https://lb.example/relay/play/live/a%20b.flv?token=x',
+    );
+  });
+
+  it('streamStatLines: what the nodes measure, worded for the stats panel', () => {
+    const stats: StreamStats = {
+      video: {
+        codec: 'avc1',
+        profile: 'High',
+        level: '3.1',
+        width: 1280,
+        height: 720,
+        fps: 29.97,
+        keyframeIntervalMs: 2000,
+      },
+      audio: { codec: 'mp4a', profile: 'LC', sampleRate: 44100, channels: 2 },
+      ingestKbps: { last1s: 2512, last10s: 2480 },
+      egressBytesPerSecond: { last1s: 1_250_000, last10s: 1_200_000 },
+      viewers: { rtmp: 3, 'http-flv': 0, 'ws-flv': 2, hls: 1 },
+      uptimeSeconds: 125,
+      droppedFrames: 42,
+      slowViewersDisconnected: 1,
+    };
+    const text = Object.fromEntries(streamStatLines(stats).map((l) => [l.name, l.value]));
+    assert.deepEqual(text, {
+      video: 'avc1 · High · level 3.1',
+      resolution: '1280×720',
+      fps: '29.97 fps',
+      keyframe: '2 s',
+      audio: 'mp4a · LC · 44.1 kHz · 2 ch',
+      ingest: '2.51 Mb/s · 10 s: 2.48 Mb/s',
+      egress: '10.00 Mb/s · 10 s: 9.60 Mb/s',
+      viewers: '6 (rtmp 3 · ws-flv 2 · hls 1)',
+      uptime: '2m 05s',
+      dropped: '42 · 1 slow viewer disconnected',
+    });
+    assert.deepEqual(
+      streamStatLines(stats).map((l) => l.label),
+      [
+        'Video',
+        'Resolution',
+        'Frame rate',
+        'Keyframe interval',
+        'Audio',
+        'Ingest',
+        'Egress',
+        'Viewers',
+        'Publisher uptime',
+        'Dropped frames',
+      ],
+    );
+    // Nothing known yet (no stream, or the owner has not reported): every line reads "—"; nobody watching is 0.
+    assert.ok(streamStatLines(undefined).every((l) => l.value === '—'));
+    const early = Object.fromEntries(
+      streamStatLines({
+        video: { codec: 'hvc1', keyframeIntervalMs: 1500 },
+        audio: { codec: 'Opus' },
+        ingestKbps: null,
+        viewers: { rtmp: 0, hls: 0 },
+        uptimeSeconds: null,
+        droppedFrames: 0,
+      }).map((l) => [l.name, l.value]),
+    );
+    assert.deepEqual(
+      [
+        early.video,
+        early.resolution,
+        early.fps,
+        early.keyframe,
+        early.audio,
+        early.ingest,
+        early.viewers,
+        early.dropped,
+      ],
+      ['hvc1', '—', '—', '1.50 s', 'Opus', '—', '0', '0'],
     );
   });
 

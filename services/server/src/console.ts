@@ -8,8 +8,9 @@
  * - Files are read once, on the first request, and kept in memory with a strong ETag and a gzip copy (sent when the
  *   client accepts gzip). A node whose console was not built answers 503 with how to build it, and reads again on
  *   the next request, so building while the node runs is enough.
- * - index.html gets a Content-Security-Policy that allows only this origin (API polling, HTTP-FLV and WS-FLV on the
- *   same host) and blob: media (Media Source Extensions).
+ * - index.html gets a Content-Security-Policy that allows scripts and styles of this origin only, blob: media (Media
+ *   Source Extensions), and connections to this origin (API polling) and to other nodes over http(s)/ws(s): a play
+ *   through /play/ is redirected to an edge, which is another origin (it answers with CORS).
  * The console's data comes from /api/*, which the API token (when set) protects; these files carry no data.
  */
 import { createHash } from 'node:crypto';
@@ -49,7 +50,7 @@ const CSP = [
   "default-src 'none'",
   "script-src 'self'",
   "style-src 'self'",
-  "connect-src 'self'",
+  "connect-src 'self' http: https: ws: wss:",
   "media-src 'self' blob:",
   "img-src 'self' data:",
   "worker-src 'self' blob:",

@@ -2,8 +2,11 @@
  * The web console: its static routes (content types, caching, ETag/304, gzip, redirect, nothing outside the build),
  * and the console itself in Debian's Chromium driven by playwright-core, against a local cluster (origin + edge with
  * an API token) and a standalone node while FFmpeg publishes: the stream is listed with its owner, epoch and viewers
- * per node, and pressing play (HTTP-FLV and WebSocket-FLV, mpegts.js) plays it: currentTime advances and the video is
- * as wide as the published stream. Prints the time from the press of play to playback, and a screenshot's path.
+ * per node, its stats panel shows what the nodes measure (codec, size, viewers), and pressing play (HTTP-FLV and
+ * WebSocket-FLV, mpegts.js) plays it: currentTime advances and the video is as wide as the published stream. A third
+ * cluster (origin + 2 edges) plays through `/play/<app>/<name>.flv`: the 302 to the edge carrying the stream is
+ * followed cross-origin and the edge counts the browser as its HTTP-FLV viewer. Prints the time from the press of
+ * play to playback, and a screenshot's path.
  *
  * Chromium must be at /usr/bin/chromium (.ci/run installs Debian's package); without it these tests fail, not skip.
  */
@@ -27,7 +30,7 @@ import {
 } from './support/cluster-harness.js';
 import { ffmpegPublish } from './support/media-tools.js';
 import { startTestNode, waitLive, type NodeUnderTest } from './support/node-under-test.js';
-import { stopAll } from './support/processes.js';
+import { stopAll, waitFor } from './support/processes.js';
 import { startNats, startRedis, stopAllServices } from './support/services.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -271,6 +274,35 @@ async function waitViewersChip(
   );
 }
 
+const streamStat = (page: Page, name: string): Promise<string | null> =>
+  page.textContent(`#stream-stats dd[data-stat="${name}"]`);
+
+/**
+ * Selects `key` in the player and waits until the stream stats panel shows the published picture size, in `scope`
+ * (cluster-wide or this node's), with `viewers` as the panel words them.
+ */
+async function checkStreamStats(page: Page, key: string, scope: 'cluster' | 'node', viewers: string): Promise<void> {
+  await page.selectOption('#player-stream', key);
+  await waitInPage(
+    page,
+    `${key} stats (${scope}): ${WIDTH}×${HEIGHT}, viewers ${viewers}`,
+    // No helper functions inside: tsx names them with a helper (__name) that the page does not have.
+    ([w, h, sc, v]) =>
+      document.querySelector<HTMLElement>('#stream-stats')?.dataset.scope === sc &&
+      document.querySelector('#stream-stats dd[data-stat="resolution"]')?.textContent === `${w}×${h}` &&
+      document.querySelector('#stream-stats dd[data-stat="viewers"]')?.textContent === v,
+    [WIDTH, HEIGHT, scope, viewers] as const,
+  );
+  assert.equal(await page.textContent('#stream-stats-key'), key);
+  assert.match((await streamStat(page, 'video')) ?? '', /^avc1 · [\w ]+ · level \d/);
+  assert.match((await streamStat(page, 'fps')) ?? '', /^(29|30|31)(\.\d+)? fps$/);
+  assert.equal(await streamStat(page, 'keyframe'), '1 s', 'gop 30 at 30 fps');
+  assert.match((await streamStat(page, 'audio')) ?? '', /^mp4a · LC · 44\.1 kHz · [12] ch$/);
+  assert.match((await streamStat(page, 'ingest')) ?? '', /^[\d.]+ [kM]b\/s · 10 s: [\d.]+ [kM]b\/s$/);
+  assert.match((await streamStat(page, 'uptime')) ?? '', /^\d+s$/);
+  assert.equal(await streamStat(page, 'dropped'), '0');
+}
+
 interface PlayResult {
   transport: string;
   /** Press of play -> `playing` event, measured in the page. */
@@ -434,6 +466,18 @@ describe('console in Chromium: local cluster (origin + edge with API token)', ()
       KEY,
     );
 
+    // The stats panel: what the origin measures, and the edge's RTMP viewer (the edge's pull is not a viewer).
+    await checkStreamStats(page, KEY, 'cluster', '1 (rtmp 1)');
+    await waitInPage(
+      page,
+      'egress of the RTMP viewer and the pull',
+      () =>
+        /[kM]b\/s · 10 s: [\d.]+ [kM]b\/s$/.test(
+          document.querySelector('#stream-stats dd[data-stat="egress"]')?.textContent ?? '',
+        ),
+      null,
+    );
+
     const http = await playAndCheck(page, KEY, 'http-flv');
     // The browser is a viewer of the edge like the RTMP one.
     await waitViewersChip(page, KEY, 'edge-1', 2);
@@ -572,6 +616,12 @@ describe('console in Chromium: standalone node', () => {
     assert.equal(await cellText(page, 'nodes', nodeId, 'role'), 'standalone');
     assert.equal(await cellText(page, 'streams', KEY, 'owner'), nodeId);
     await waitViewersChip(page, KEY, nodeId, 0);
+    await checkStreamStats(page, KEY, 'node', '0');
+    assert.equal(
+      await page.evaluate(() => document.querySelector<HTMLOptionElement>('option[value="routed-flv"]')!.disabled),
+      true,
+      'a standalone node has no /play/ route',
+    );
 
     await page.selectOption('#player-transport', 'ws-flv');
     await page.click(`#streams tr[data-key="${KEY}"] button.play`);
@@ -588,7 +638,118 @@ describe('console in Chromium: standalone node', () => {
     assert.equal(await page.evaluate(() => (document.querySelector('video') as HTMLVideoElement).videoWidth), WIDTH);
     assert.equal(await page.inputValue('#player-stream'), KEY);
     await waitViewersChip(page, KEY, nodeId, 1);
+    await waitInPage(
+      page,
+      'the stats panel to count the browser',
+      () => document.querySelector('#stream-stats dd[data-stat="viewers"]')?.textContent === '1 (ws-flv 1)',
+      null,
+    );
     await screenshot(page, 'standalone-ws-flv');
+    assert.deepEqual(
+      browser.errors.filter((e) => e.startsWith('pageerror')),
+      [],
+    );
+  });
+});
+
+describe('console in Chromium: HTTP-FLV routed through /play/ (origin + 2 edges)', () => {
+  const KEY = 'live/routed';
+  let origin: ClusterNode | undefined;
+  const edges: ClusterNode[] = [];
+  let browser: Browser | undefined;
+  let warmViewer: RecordingViewer | undefined;
+
+  before(async () => {
+    buildConsole();
+    const [redis, nats] = await Promise.all([startRedis(), startNats()]);
+    const env = clusterEnv(redis.url, nats.url, { HEARTBEAT_MS: '300' });
+    origin = await startInProcessNode('origin', 'origin-r', env);
+    for (const id of ['edge-r1', 'edge-r2']) edges.push(await startInProcessNode('edge', id, env));
+  });
+
+  after(async () => {
+    if (browser?.errors.length) console.log(`console: browser messages:\n  ${browser.errors.join('\n  ')}`);
+    await browser?.close();
+    warmViewer?.close();
+    for (const e of edges) await e.stop();
+    await origin?.stop();
+    await stopAll();
+    await stopAllServices();
+  });
+
+  it("follows the origin's 302 to the edge carrying the stream, cross-origin, and plays", async () => {
+    ffmpegPublish(origin!.rtmpUrl(KEY), { seconds: 90, size: `${WIDTH}x${HEIGHT}`, rate: 30, gop: 30 });
+    await waitLocalLive(origin!, KEY);
+    // One edge carries the stream (an RTMP viewer made it pull): routing prefers it (warm) over the key's hash order.
+    const [other, carrier] = edges as [ClusterNode, ClusterNode];
+    warmViewer = await RecordingViewer.open('warm', carrier.rtmpUrl(KEY));
+    await waitFor(
+      `the route of ${KEY} to pick ${carrier.id}`,
+      async () =>
+        (await origin!.json<{ nodeId: string }>(`/api/cluster/route?stream=${KEY}&protocol=http-flv`)).nodeId ===
+        carrier.id,
+      10_000,
+      100,
+    );
+
+    browser = await openBrowser();
+    const { page } = browser;
+    // The console on the origin: /play/ there answers 302 to the edge, another origin (port) than the page's.
+    const consoleBase = `http://127.0.0.1:${origin!.httpPort}`;
+    const edgeBase = `http://127.0.0.1:${carrier.httpPort}`;
+    await page.goto(`${consoleBase}/console/`);
+    await waitInPage(
+      page,
+      `${KEY} listed`,
+      (k) => !!document.querySelector(`#player-stream option[value="${CSS.escape(String(k))}"]`),
+      KEY,
+    );
+    await page.selectOption('#player-stream', KEY);
+    await page.selectOption('#player-transport', 'routed-flv');
+    const edgeResponse = page.waitForResponse((r) => r.url().startsWith(`${edgeBase}/`), { timeout: 15_000 });
+    await page.click('#play');
+    const res = await edgeResponse;
+    assert.equal(res.url(), `${edgeBase}/live/routed.flv`);
+    assert.equal(res.status(), 200);
+    assert.equal(res.headers()['access-control-allow-origin'], '*', 'the edge allows the cross-origin player');
+    assert.equal(res.request().redirectedFrom()?.url(), `${consoleBase}/play/live/routed.flv`, 'reached by the 302');
+    assert.equal(await page.textContent('#player-stats dd[data-stat="url"]'), `${consoleBase}/play/live/routed.flv`);
+
+    await waitInPage(
+      page,
+      'routed playback to start',
+      () => (document.querySelector('video') as HTMLVideoElement).currentTime > 0,
+      null,
+      10_000,
+    );
+    const t0 = await page.evaluate(() => (document.querySelector('video') as HTMLVideoElement).currentTime);
+    await waitInPage(
+      page,
+      `currentTime to advance past ${t0 + 1}`,
+      (t) => (document.querySelector('video') as HTMLVideoElement).currentTime > (t as number) + 1,
+      t0,
+      10_000,
+    );
+    const size = await page.evaluate(() => {
+      const v = document.querySelector('video') as HTMLVideoElement;
+      return [v.videoWidth, v.videoHeight];
+    });
+    assert.deepEqual(size, [WIDTH, HEIGHT]);
+
+    // The browser is the carrier's HTTP-FLV viewer; neither the origin nor the other edge serves it.
+    const httpFlvViewers = async (node: ClusterNode): Promise<number> => {
+      const r = await node.http(`/api/streams/${KEY}`);
+      if (r.status === 404) {
+        await r.body?.cancel();
+        return 0; // no hub for the stream there
+      }
+      return ((await r.json()) as { media: { viewers: Record<string, number> } }).media.viewers['http-flv']!;
+    };
+    assert.deepEqual(
+      [await httpFlvViewers(carrier), await httpFlvViewers(origin!), await httpFlvViewers(other)],
+      [1, 0, 0],
+    );
+    await screenshot(page, 'cluster-routed-flv');
     assert.deepEqual(
       browser.errors.filter((e) => e.startsWith('pageerror')),
       [],
