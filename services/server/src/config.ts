@@ -306,6 +306,11 @@ const DEFS = {
     '',
     'host other nodes reach this one at (e.g. the pod IP; default: the first non-internal IPv4)',
   ),
+  ingestPublicUrl: def(
+    url(['rtmp:', 'rtmps:']),
+    '',
+    "origin drain: E-RTMP publishers are asked to reconnect to <this URL>/<app> (the public ingest address) instead of another origin's pod address",
+  ),
   clusterPrefix: def(
     text(64),
     'rtmp',

@@ -5,6 +5,7 @@ import { clusterEnv, spawnNode, type ProcessNode } from './support/cluster-harne
 import { stopAll, waitFor } from './support/processes.js';
 import { startNats, startRedis, stopAllServices, type ServiceHandle } from './support/services.js';
 import { MovablePublisher, TagViewer } from './support/tagged-stream.js';
+import { Relay } from './support/tcp-relay.js';
 
 /**
  * An origin drained with SIGTERM (real processes): publishers that advertised E-RTMP capsEx Reconnect get a
@@ -22,6 +23,7 @@ describe('origin drain: E-RTMP ReconnectRequest and hand-off', () => {
   const nodes: ProcessNode[] = [];
   const pubs: MovablePublisher[] = [];
   const viewers: TagViewer[] = [];
+  const relays: Relay[] = [];
 
   before(async () => {
     redis = await startRedis();
@@ -32,6 +34,7 @@ describe('origin drain: E-RTMP ReconnectRequest and hand-off', () => {
     for (const v of viewers) v.close();
     for (const p of pubs) p.stop();
     await Promise.all(nodes.map((n) => n.stop()));
+    await Promise.all(relays.map((r) => r.close()));
     await stopAll();
     await stopAllServices();
   });
@@ -100,6 +103,51 @@ describe('origin drain: E-RTMP ReconnectRequest and hand-off', () => {
       assert.deepEqual(vm.ends, [], 'the E-RTMP stream was ended for viewers');
       assert.ok(gapModern < 1000, `E-RTMP gap ${gapModern} ms`);
       assert.ok(gapLegacy < LEGACY_BACKOFF_MS + 1500, `legacy gap ${gapLegacy} ms`);
+    },
+  );
+  it(
+    'with INGEST_PUBLIC_URL, the ReconnectRequest names the public ingest address, and the move through it has no gap',
+    { timeout: 60_000 },
+    async () => {
+      const env = clusterEnv(redis.url, nats.url, { LEASE_MS: '3000', SHUTDOWN_TIMEOUT_MS: '3000' });
+      const B = await spawnNode('origin', 'ingest-b', env);
+      nodes.push(B);
+      // "The load balancer" in front of the origins: once A drains (not ready), it sends new publishes to B.
+      const lb = await Relay.open('127.0.0.1', B.rtmpPort);
+      relays.push(lb);
+      const ingest = `rtmp://127.0.0.1:${lb.port}`;
+      const A = await spawnNode('origin', 'ingest-a', { ...env, INGEST_PUBLIC_URL: `${ingest}/` });
+      const E = await spawnNode('edge', 'ingest-e', env);
+      nodes.push(A, E);
+      await waitFor(
+        'B in the node registry',
+        async () => {
+          const list = await A.json<{ nodes: Array<{ id: string }> }>('/api/cluster/nodes');
+          return list.nodes.some((n) => n.id === 'ingest-b');
+        },
+        10_000,
+      );
+      const modern = new MovablePublisher({ ertmp: true });
+      pubs.push(modern);
+      await modern.moveTo(A.rtmpUrl('live/public'), 1);
+      const v = await TagViewer.open(E.rtmpUrl('live/public'));
+      viewers.push(v);
+      await waitFor('edge viewer gets frames', () => v.count(1) >= 10, 10_000);
+
+      const drainAt = performance.now();
+      const exited = A.proc.stop('SIGTERM');
+      await waitFor('a ReconnectRequest', () => modern.reconnectRequests.length > 0, 5000);
+      assert.equal(modern.reconnectRequests[0], `${ingest}/live`);
+      await modern.moveTo(modern.client!.reconnectUrl(modern.reconnectRequests[0]), 2);
+      await waitFor('the edge viewer gets frames published through the ingest address', () => v.count(2) >= 20, 15_000);
+      assert.equal((await exited).code, 0, A.output().slice(-2000));
+      assert.ok(lb.connections >= 1, 'the publisher did not reconnect through the ingest address');
+      const gap = v.maxGapAfter(drainAt);
+      console.log(`[drain] through INGEST_PUBLIC_URL: viewer gap ${gap.toFixed(0)} ms`);
+      assert.equal(v.closedAt, undefined, 'the edge viewer was disconnected');
+      assert.equal(v.regressions(), 0, 'timestamps went back');
+      assert.equal(v.interleavedAfter(2), 0, 'frames of the old connection after the new one');
+      assert.ok(gap < 1000, `gap ${gap} ms`);
     },
   );
 });

@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { CLI, clusterEnv, spawnNode, type ClusterNode, type ProcessNode } from './support/cluster-harness.js';
 import { run, start, stopAll, waitFor, type Running } from './support/processes.js';
 import { startNats, startRedis, stopAllServices, type ServiceHandle } from './support/services.js';
+import { Relay } from './support/tcp-relay.js';
 import { MovablePublisher, TagViewer } from './support/tagged-stream.js';
 
 /**
@@ -385,43 +386,6 @@ describe('faults: Redis blip and restart, NATS restart, a frozen origin, a slow 
     },
   );
 });
-
-/** A TCP relay listening on `host` (any port) that forwards to 127.0.0.1:`targetPort`. */
-class Relay {
-  private readonly sockets = new Set<Socket>();
-  isCut = false;
-  private constructor(private readonly server: Server) {}
-
-  static async open(host: string, targetPort: number): Promise<Relay> {
-    const server = createServer();
-    const relay = new Relay(server);
-    server.on('connection', (c) => {
-      const u = connect(targetPort, '127.0.0.1');
-      relay.sockets.add(c).add(u);
-      // A cut relay keeps its connections open and forwards nothing (a partition, not a reset).
-      c.on('data', (d: Buffer) => void (relay.isCut || u.write(d)));
-      u.on('data', (d: Buffer) => void (relay.isCut || c.write(d)));
-      const end = () => {
-        c.destroy();
-        u.destroy();
-      };
-      c.on('error', end).on('close', end);
-      u.on('error', end).on('close', end);
-    });
-    await new Promise<void>((resolve) => server.listen(0, host, resolve));
-    return relay;
-  }
-
-  get port(): number {
-    const a = this.server.address();
-    return typeof a === 'object' && a ? a.port : 0;
-  }
-
-  async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
 
 /**
  * A TCP relay on `host` that forwards to `targetHost`:`targetPort`, holding every chunk `delayMs` in each direction

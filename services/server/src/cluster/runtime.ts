@@ -341,11 +341,15 @@ export async function prepareCluster(config: Config, role: ClusterRole, ctx: Clu
   };
 
   /**
-   * Another origin's RTMP address for a drained publisher: the least loaded (publishers, counting those sent there by
-   * this drain), so a rolling update's fresh origin takes the streams rather than the next old one to drain.
+   * Where a drained publisher should reconnect: INGEST_PUBLIC_URL when set (encoders outside the cluster network can't
+   * reach a pod address; the load balancer no longer sends to this not-ready node), else another origin's RTMP
+   * address, the least loaded (publishers, counting those sent there by this drain), so a rolling update's fresh
+   * origin takes the streams rather than the next old one to drain. Never when no other origin is up.
    */
   let peerOrigins: Array<{ addr: string; load: number }> = [];
+  const publicIngest = config.ingestPublicUrl.replace(/\/+$/, '');
   const peerTcUrl = (app: string): string | undefined => {
+    if (publicIngest && peerOrigins.length > 0) return `${publicIngest}/${app}`;
     const best = peerOrigins.reduce<{ addr: string; load: number } | undefined>(
       (a, b) => (a === undefined || b.load < a.load ? b : a),
       undefined,
