@@ -17,11 +17,14 @@
 // Env: TARGETS, STREAM(S), QUERY (play token, carried by the server into media URIs), SESSION, STALL_MS (500),
 // LL (1), K6_SCENARIO, VIEWERS, DURATION, RAMP, HOLD; thresholds PLAYLIST_P95_MS (part target + 1000 when
 // blocking, else 500), TTFB_P95_MS (500), EDGE_P95_MS (3000), MAX_STALLED (0.05).
+// ROUTE=1: each viewer asks its TARGETS node which edge to use (lib/route.js) and keeps to it for the whole
+// session (an LL-HLS playlist's numbering is the node's own: a viewer must not hop between edges).
 import { check, sleep } from 'k6';
 import exec from 'k6/execution';
 import http from 'k6/http';
 import { Counter, Rate, Trend } from 'k6/metrics';
 import { list, pickTarget } from './lib/flv-stats.js';
+import { routeApiUrl, routedEdge } from './lib/route.js';
 import {
   HlsViewerStats,
   blockingUrl,
@@ -34,6 +37,7 @@ import { envNumber, viewerScenarios } from './lib/scenarios.js';
 
 const TARGETS = list(__ENV.TARGETS, ['http://127.0.0.1:8090', 'http://127.0.0.1:8091']);
 const STREAMS = list(__ENV.STREAMS || __ENV.STREAM, ['live/demo']);
+const ROUTE = envNumber(__ENV, 'ROUTE', 0) > 0;
 const SESSION_S = envNumber(__ENV, 'SESSION', 20);
 const STALL_MS = envNumber(__ENV, 'STALL_MS', 500);
 const LOW_LATENCY = envNumber(__ENV, 'LL', 1) > 0;
@@ -82,8 +86,19 @@ export function viewer() {
   const vu = exec.vu.idInTest;
   const target = pickTarget(TARGETS, vu);
   const stream = STREAMS[(vu + exec.vu.iterationInScenario) % STREAMS.length];
-  const url = playlistUrl(target, stream, __ENV.QUERY);
   const tags = { target, stream };
+  let edge = target;
+  if (ROUTE) {
+    const routed = routedEdge(
+      http.get(routeApiUrl(target, stream, 'http-flv'), { tags: { ...tags, name: 'GET route' } }),
+    );
+    if ('error' in routed) {
+      errors.add(1, { ...tags, reason: routed.error });
+      return;
+    }
+    edge = routed.base;
+  }
+  const url = playlistUrl(edge, stream, __ENV.QUERY);
   const stats = new HlsViewerStats(STALL_MS);
   const seen = new Set();
   const endAt = Date.now() + SESSION_S * 1000;

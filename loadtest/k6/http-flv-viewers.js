@@ -15,12 +15,14 @@
 //   flv_errors              Counter       HTTP errors, bad FLV, a join not starting with a keyframe
 //
 // Env as ws-flv-viewers.js (TARGETS, STREAM(S), QUERY, CODECS, SESSION, STALL_MS, MIN_BITRATE, MAX_STALLED,
-// K6_SCENARIO, VIEWERS, DURATION, RAMP, HOLD), plus TTFB_P95_MS (default 1000).
+// K6_SCENARIO, VIEWERS, DURATION, RAMP, HOLD, ROUTE), plus TTFB_P95_MS (default 1000).
+// ROUTE=1: each viewer asks its TARGETS node which edge to use (lib/route.js) instead of playing from it.
 import { check } from 'k6';
 import exec from 'k6/execution';
 import http from 'k6/http';
 import { Counter, Rate, Trend } from 'k6/metrics';
 import { flvUrl, list, pickTarget, summarizeHttpBody } from './lib/flv-stats.js';
+import { routeApiUrl, routedEdge } from './lib/route.js';
 import { envNumber, viewerScenarios } from './lib/scenarios.js';
 
 const TARGETS = list(__ENV.TARGETS, ['http://127.0.0.1:8090', 'http://127.0.0.1:8091']);
@@ -32,6 +34,7 @@ const MIN_BITRATE = envNumber(__ENV, 'MIN_BITRATE', 50000);
 const MAX_STALLED = envNumber(__ENV, 'MAX_STALLED', 0.05);
 /** k6's error code for a request that hit its timeout. */
 const K6_REQUEST_TIMEOUT = 1050;
+const ROUTE = envNumber(__ENV, 'ROUTE', 0) > 0;
 
 const timeToFirstByte = new Trend('flv_time_to_first_byte', true);
 const receivedBitrate = new Trend('flv_received_bitrate');
@@ -58,8 +61,19 @@ export function viewer() {
   const vu = exec.vu.idInTest;
   const target = pickTarget(TARGETS, vu);
   const stream = STREAMS[(vu + exec.vu.iterationInScenario) % STREAMS.length];
-  const url = flvUrl(target, stream, { query: __ENV.QUERY, codecs: __ENV.CODECS });
   const tags = { target, stream };
+  let edge = target;
+  if (ROUTE) {
+    const routed = routedEdge(
+      http.get(routeApiUrl(target, stream, 'http-flv'), { tags: { ...tags, name: 'GET route' } }),
+    );
+    if ('error' in routed) {
+      errors.add(1, { ...tags, reason: routed.error });
+      return;
+    }
+    edge = routed.base;
+  }
+  const url = flvUrl(edge, stream, { query: __ENV.QUERY, codecs: __ENV.CODECS });
   const started = Date.now();
   const res = http.get(url, { responseType: 'binary', timeout: SESSION_S * 1000, tags: { ...tags, name: 'GET .flv' } });
   const wallMs = Date.now() - started;

@@ -18,16 +18,20 @@
 // viewer accepts, e.g. "hvc1,av01"; default legacy codecs only), SESSION, STALL_MS (default 1000),
 // TTFK_P95_MS (default 1500), MIN_BITRATE (bit/s, default 50000), MAX_STALLED (rate, default 0.05), and the
 // scenario settings of lib/scenarios.js (K6_SCENARIO=smoke|ramp|soak, VIEWERS, DURATION, RAMP, HOLD).
+// ROUTE=1: each viewer asks its TARGETS node which edge to use (lib/route.js) instead of playing from it.
 import { check } from 'k6';
 import exec from 'k6/execution';
 import { Counter, Rate, Trend } from 'k6/metrics';
 import { clearTimeout, setTimeout } from 'k6/timers';
+import http from 'k6/http';
 import { WebSocket } from 'k6/websockets';
 import { ViewerStats, flvUrl, list, pickTarget } from './lib/flv-stats.js';
+import { routeApiUrl, routedEdge } from './lib/route.js';
 import { envNumber, viewerScenarios } from './lib/scenarios.js';
 
 const TARGETS = list(__ENV.TARGETS, ['http://127.0.0.1:8090', 'http://127.0.0.1:8091']);
 const STREAMS = list(__ENV.STREAMS || __ENV.STREAM, ['live/demo']);
+const ROUTE = envNumber(__ENV, 'ROUTE', 0) > 0;
 const SESSION_MS = envNumber(__ENV, 'SESSION', 20) * 1000;
 const STALL_MS = envNumber(__ENV, 'STALL_MS', 1000);
 const TTFK_P95_MS = envNumber(__ENV, 'TTFK_P95_MS', 1500);
@@ -60,8 +64,19 @@ export function viewer() {
   const vu = exec.vu.idInTest;
   const target = pickTarget(TARGETS, vu);
   const stream = STREAMS[(vu + exec.vu.iterationInScenario) % STREAMS.length];
-  const url = flvUrl(target, stream, { websocket: true, query: __ENV.QUERY, codecs: __ENV.CODECS });
   const tags = { target, stream };
+  let edge = target;
+  if (ROUTE) {
+    const routed = routedEdge(
+      http.get(routeApiUrl(target, stream, 'ws-flv'), { tags: { ...tags, name: 'GET route' } }),
+    );
+    if ('error' in routed) {
+      errors.add(1, { ...tags, reason: routed.error });
+      return;
+    }
+    edge = routed.base;
+  }
+  const url = flvUrl(edge, stream, { websocket: true, query: __ENV.QUERY, codecs: __ENV.CODECS });
   const startedAt = Date.now();
   const stats = new ViewerStats({ startedAt, stallMs: STALL_MS });
   /** @type {string | undefined} */
