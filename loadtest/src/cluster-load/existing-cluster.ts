@@ -5,7 +5,7 @@
  * process_cpu_seconds_total and process_resident_memory_bytes), since its /proc is not ours to read.
  */
 import type { ClusterUnderTest, NodeHandle, Role } from './cluster.js';
-import type { ExistingClusterTarget } from './options.js';
+import { UsageError, type ExistingClusterTarget } from './options.js';
 import type { ProcSample } from './procinfo.js';
 import { metricValue, parseRedisUrl, redisScan, redisTotalCommands } from './processes.js';
 import { checkLoopback, formatHostPort, urlHost, type HostPort } from './targets.js';
@@ -75,7 +75,7 @@ async function adminGet(base: string, path: string, token: string | undefined): 
   });
   if (res.status === 401) {
     await res.body?.cancel();
-    throw new Error(`${base}${path}: 401 (${token ? 'wrong --api-token' : 'the API needs --api-token'})`);
+    throw new UsageError(`${base}${path}: 401 (${token ? 'wrong --api-token' : 'the API needs --api-token'})`);
   }
   if (!res.ok) {
     await res.body?.cancel();
@@ -123,7 +123,7 @@ async function identify(
     const samePort = infos.filter((x) => x.info.role === role && x.info.rtmpPort === rtmp.port);
     const match = samePort.length === 1 ? samePort[0] : samePort.find((x) => x.api.host === rtmp.host);
     if (!match)
-      throw new Error(
+      throw new UsageError(
         `no --api-at address is the ${role} at ${formatHostPort(rtmp)} (GET /api/node answered: ` +
           `${infos.map((x) => `${formatHostPort(x.api)} → ${x.info.role} ${x.info.id} rtmpPort ${x.info.rtmpPort}`).join('; ')})`,
       );
@@ -136,7 +136,7 @@ export async function connectExistingCluster(
   log: (line: string) => void,
 ): Promise<ClusterUnderTest> {
   if (t.originsAt.length === 0 || t.edgesAt.length === 0)
-    throw new Error('an existing cluster needs --origins-at and --edges-at (and --api-at for its stats)');
+    throw new UsageError('an existing cluster needs --origins-at and --edges-at (and --api-at for its stats)');
   checkTargetAddresses(t, log);
   const found = await identify(t);
   // The route API is on the public listener: --route-at, else the admin addresses (one listener without ADMIN_PORT).

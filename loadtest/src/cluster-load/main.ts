@@ -14,6 +14,7 @@ import { compareLoadBalancers, formatLbComparison } from './compare.js';
 import {
   DEFAULT_OPTIONS,
   LB_MODES,
+  UsageError,
   type ClusterLoadOptions,
   type ExistingClusterTarget,
   type LbMode,
@@ -115,6 +116,7 @@ async function main(): Promise<void> {
     .option('--zipf <s>', 'popularity exponent', num, d.zipf)
     .option('--ramp <n>', 'viewers opened per second', num, d.rampPerSecond)
     .option('--duration <s>', 'steady measurement window, seconds', num, d.durationS)
+    .option('--settle-ms <ms>', 'pause after the ramp and after the window (x2 after churn, rollouts)', num, d.settleMs)
     .option('--stall-ms <ms>', 'a longer gap between video frames is a stall', num, d.stallMs)
     .option('--churn <s>', 'churn phase, seconds (0 = none)', num, d.churnS)
     .option('--publisher-churn <n>', 'publisher stops per second during churn', num, d.publisherChurnPerS)
@@ -166,6 +168,7 @@ async function main(): Promise<void> {
     zipf: a.zipf,
     rampPerSecond: a.ramp,
     durationS: a.duration,
+    settleMs: a.settleMs,
     stallMs: a.stallMs,
     churnS: a.churn,
     publisherChurnPerS: a.publisherChurn,
@@ -225,7 +228,7 @@ export function compareModes(value: string | boolean | undefined): LbMode[] | un
   const modes = value === true ? ['route', 'round-robin'] : value.split(',').map((m) => m.trim());
   const bad = modes.filter((m) => !(LB_MODES as readonly string[]).includes(m));
   if (bad.length || modes.length < 2)
-    throw new Error(`--compare-lb ${String(value)}: expected two or more of ${LB_MODES.join(', ')}`);
+    throw new UsageError(`--compare-lb ${String(value)}: expected two or more of ${LB_MODES.join(', ')}`);
   return modes as LbMode[];
 }
 
@@ -246,13 +249,14 @@ export function existingTarget(a: Record<string, unknown>): ExistingClusterTarge
   const given = target.originsAt.length + target.edgesAt.length + target.apiAt.length + target.routeAt.length;
   if (given === 0 && !target.redisUrl && !target.natsMonitorUrl) return undefined;
   if (!target.originsAt.length || !target.edgesAt.length || !target.apiAt.length)
-    throw new Error('an existing cluster needs --origins-at, --edges-at and --api-at together');
+    throw new UsageError('an existing cluster needs --origins-at, --edges-at and --api-at together');
   return target;
 }
 
 if (isMainModule(import.meta.url)) {
   main().catch((err) => {
-    process.stderr.write(`cluster-load: ${(err as Error).stack ?? String(err)}\n`);
+    const usage = err instanceof UsageError;
+    process.stderr.write(`cluster-load: ${usage ? err.message : ((err as Error).stack ?? String(err))}\n`);
     process.exit(1);
   });
 }

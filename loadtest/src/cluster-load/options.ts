@@ -1,5 +1,8 @@
 import type { HostPort } from './targets.js';
 
+/** A flag the runner cannot honour: main prints its message alone, without a stack. */
+export class UsageError extends Error {}
+
 /**
  * How viewers pick an edge, as the load balancer in front of the edges would: `random` (the runner's original
  * behaviour and the default), `round-robin` (a plain L4 balancer), or `route` (ask a node's
@@ -43,6 +46,8 @@ export interface ClusterLoadOptions {
   rampPerSecond: number;
   /** Steady measurement window. */
   durationS: number;
+  /** Pause after the ramp and after the window (media in flight), twice that after churn and rollouts. */
+  settleMs: number;
   /** A gap between two video frames longer than this is a stall. */
   stallMs: number;
   /** Churn phase length (0 = none): publishers stop/restart, viewers leave/join. */
@@ -95,6 +100,7 @@ export const DEFAULT_OPTIONS: ClusterLoadOptions = {
   zipf: 1,
   rampPerSecond: 250,
   durationS: 30,
+  settleMs: 1500,
   stallMs: 1000,
   churnS: 0,
   publisherChurnPerS: 2,

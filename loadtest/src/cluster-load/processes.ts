@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NodeHandle, Role, UsageSource } from './cluster.js';
+import { UsageError } from './options.js';
 import { readProc, type ProcSample } from './procinfo.js';
 
 export type { Role } from './cluster.js';
@@ -123,7 +124,7 @@ export interface RedisEndpoint {
 export function parseRedisUrl(url: string): RedisEndpoint {
   const u = new URL(url);
   if (u.protocol !== 'redis:')
-    throw new Error(`--redis-url ${url}: only redis:// (no TLS) is supported for measurements`);
+    throw new UsageError(`--redis-url ${url}: only redis:// (no TLS) is supported for measurements`);
   const db = u.pathname.replace(/^\//, '');
   return {
     host: u.hostname.replace(/^\[|\]$/g, ''),

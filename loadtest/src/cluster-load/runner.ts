@@ -13,12 +13,11 @@ import { createBalancer, RouteError, type EdgeChoice } from './balancer.js';
 import type { ClusterUnderTest, NatsProbe, NodeHandle, Role, UsageSource } from './cluster.js';
 import { connectExistingCluster } from './existing-cluster.js';
 import { startLocalCluster } from './local-cluster.js';
-import { optionProblems, reportedOptions, type ClusterLoadOptions } from './options.js';
+import { optionProblems, reportedOptions, UsageError, type ClusterLoadOptions } from './options.js';
 import { metricValue, waitUntil } from './processes.js';
 import { StreamPublisher } from './publisher.js';
 import type { ProcSample } from './procinfo.js';
 
-const SETTLE_MS = 1500;
 const LIVE_WAIT_MS = 30_000;
 const CONNECT_TIMEOUT_MS = 10_000;
 const LATENCY_SAMPLE_EVERY = 8;
@@ -197,7 +196,7 @@ export async function runClusterLoad(o: ClusterLoadOptions): Promise<ClusterLoad
 /** The cluster the options name: an existing one (`target`), else one the runner starts. Throws on bad options. */
 export async function openCluster(o: ClusterLoadOptions): Promise<ClusterUnderTest> {
   const problems = optionProblems(o);
-  if (problems.length) throw new Error(problems.join('; '));
+  if (problems.length) throw new UsageError(problems.join('; '));
   const cluster = o.target ? await connectExistingCluster(o.target, o.log) : await startLocalCluster(o);
   o.log(`cluster: ${cluster.description}`);
   return cluster;
@@ -209,7 +208,7 @@ export async function openCluster(o: ClusterLoadOptions): Promise<ClusterUnderTe
  */
 export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptions): Promise<ClusterLoadReport> {
   const problems = optionProblems(o);
-  if (problems.length) throw new Error(problems.join('; '));
+  if (problems.length) throw new UsageError(problems.join('; '));
   const t0 = performance.now();
   const deadline = Date.now() + o.timeLimitS * 1000;
   // Separate streams of randomness, so the audience, churn and probes are the same whatever the load balancer does.
@@ -401,7 +400,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       () => viewers.every((s) => s.v.isDone || s.ttffDone),
       Math.max(30_000, (o.viewers / o.rampPerSecond) * 1000),
     ).catch((e: Error) => log(e.message));
-    await sleep(SETTLE_MS);
+    await sleep(o.settleMs);
 
     // Steady window.
     phase = 'steady';
@@ -422,7 +421,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
     const redisAfter = await redisCommands(cluster);
     const natsAfter = await natsMsgs(cluster);
     const procAfter = await Promise.all(nodes.map((n) => n.usage()));
-    await sleep(SETTLE_MS); // media up to t1 still in flight
+    await sleep(o.settleMs); // media up to t1 still in flight
     windowOpen = false;
     const viewersWithStalls = upAtOpen.filter((st) => st.v.stalls > stallsAtOpen.get(st)!).length;
     const steadyFailures = failed.total;
@@ -550,7 +549,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       await waitUntil('churned streams live again', () => publishers.every((p) => p.live), LIVE_WAIT_MS).catch(
         (e: Error) => log(e.message),
       );
-      await sleep(SETTLE_MS * 2);
+      await sleep(o.settleMs * 2);
       for (const [i, n] of nodes.entries()) {
         const u = nodesUsage[i];
         if (!u || !n.alive) continue;
@@ -598,7 +597,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
         () => publishers.every((p) => p.live),
         LIVE_WAIT_MS,
       ).catch((e: Error) => log(e.message));
-      await sleep(SETTLE_MS * 2);
+      await sleep(o.settleMs * 2);
       const switchMs = publishers.flatMap((p, i) => p.switchMs.slice(switchBefore[i]));
       rolling = {
         ...phaseOutcome(viewers, before, startedAt, o.stallMs, publishers, undefined),
@@ -630,7 +629,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
           // Players reconnect through the load balancer once their edge closes (its replacement is in the list).
           await Promise.all(orphaned.filter((st) => st.v.isDone).map((st) => join(st.stream)));
         }
-        await sleep(SETTLE_MS * 2);
+        await sleep(o.settleMs * 2);
         rollingEdges = phaseOutcome(
           viewers,
           eBefore,

@@ -2,6 +2,7 @@
  * Addresses of an existing cluster the runner is pointed at (`--origins-at`, `--edges-at`, `--api-at`, ...), and the
  * safety rule: load goes to loopback only unless `--allow-remote` is given.
  */
+import { UsageError } from './options.js';
 
 export interface HostPort {
   host: string;
@@ -18,7 +19,7 @@ export function parseHostPort(text: string, flag: string): HostPort {
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:[\]\s]+):(\d+)$/.exec(text);
   const port = Number(m?.[2]);
   if (!m || !Number.isInteger(port) || port < 1 || port > 65535)
-    throw new Error(`${flag} ${text}: expected host:port (IPv6 as [addr]:port)`);
+    throw new UsageError(`${flag} ${text}: expected host:port (IPv6 as [addr]:port)`);
   return { host: m[1]!, port };
 }
 
@@ -41,7 +42,7 @@ export function urlHost(url: string, flag: string): string {
   try {
     parsed = new URL(url);
   } catch {
-    throw new Error(`${flag} ${url}: not a URL`);
+    throw new UsageError(`${flag} ${url}: not a URL`);
   }
   return parsed.hostname.replace(/^\[|\]$/g, '');
 }
@@ -59,7 +60,7 @@ export function checkLoopback(
   if (remote.length === 0) return;
   const list = [...new Set(remote.map((h) => `${h.host} (${h.flag})`))].join(', ');
   if (!allowRemote)
-    throw new Error(
+    throw new UsageError(
       `refusing to load ${list}: cluster-load targets only 127.0.0.1, ::1 and localhost unless --allow-remote is given`,
     );
   warn(`WARNING: --allow-remote: loading non-loopback hosts ${list}; make sure you own them and may load them`);

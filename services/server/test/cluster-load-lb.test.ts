@@ -26,6 +26,7 @@ describe('cluster-load --compare-lb route,round-robin (small)', () => {
         hotStreams: 0,
         rampPerSecond: 40,
         durationS: 1,
+        settleMs: 500,
         probes: 0,
         heartbeatMs: 300, // the router sees every edge ready sooner
         leaseMs: 3000,
