@@ -12,14 +12,23 @@
  * Latency (HLS): a part complete at the viewer minus the publisher's write of its first video frame (the part's
  * oldest frame: an upper bound for the frames in it); and the part's EXT-X-PROGRAM-DATE-TIME minus that write
  * (how far the node's PDT is from the publisher's clock). Reports p50/p99, the machine's load average and cores.
+ *
+ * The viewers run in this process (the load generator): its CPU (% of one core) and event loop delay p99 are
+ * reported per phase, and a run where it was saturated is flagged (its numbers are then partly the generator's).
+ * The server's established HTTP connections at the end of each window show whether keep-alive is honoured.
+ * `--runs N` repeats the whole run and reports medians with min–max; `--server-cpu-prof <dir>` runs the server
+ * under `--cpu-prof` and reports its top self-time functions within each phase's measured window.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 import { cpus, loadavg } from 'node:os';
+import { join, resolve } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
+import { topSelfTime, type CpuProfile, type SelfTimeEntry } from './cpu-profile.js';
 import { LightHlsViewer } from './hls-client.js';
 import { isMainModule } from './main-module.js';
 import { parseStat } from './procstat.js';
@@ -29,6 +38,15 @@ import { percentile } from './stats.js';
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const SETTLE_MS = 3000;
 const STREAM = 'live/bench';
+/** The load generator counts as saturated at this share of its one core (its numbers are then partly its own). */
+const GENERATOR_SATURATED_CPU_PERCENT = 85;
+/** ... or at this event loop delay p99. */
+const GENERATOR_SATURATED_LOOP_P99_MS = 50;
+const LOOP_DELAY_RESOLUTION_MS = 10;
+const PROFILE_TOP = 25;
+/** How long the server may take to exit (and write its CPU profile) after SIGTERM. */
+const SERVER_EXIT_MS = 15_000;
+const TCP_ESTABLISHED = '01';
 
 interface Options {
   viewers: number;
@@ -38,6 +56,15 @@ interface Options {
   width: number;
   height: number;
   videoKbps: number;
+  /** Run the server under --cpu-prof, writing the profile here. */
+  serverCpuProf?: string;
+}
+
+export interface GeneratorLoad {
+  /** This process's CPU over the window, in % of one core. */
+  cpuPercent: number;
+  loopDelayP99Ms: number;
+  saturated: boolean;
 }
 
 export interface PhaseResult {
@@ -50,6 +77,13 @@ export interface PhaseResult {
   requestsPerViewerSecond: number;
   bytesPerViewerSecond: number;
   errors: number;
+  generator: GeneratorLoad;
+  /** The server's established HTTP connections at the end of the window. */
+  connections: number;
+  /** The server's CPU in the window by thread (`main`, others by name). */
+  cpuMsByThread: Record<string, number>;
+  /** The window on the monotonic clock, µs (to cut a CPU profile). */
+  windowUs: [number, number];
 }
 
 function freePort(): Promise<number> {
@@ -67,7 +101,55 @@ function cpuMsOf(pid: number): number {
   return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8')).cpuMs;
 }
 
+/**
+ * CPU ms of a process's main thread (`main`: JavaScript, and the kernel's work for its syscalls) and of its other
+ * threads by name (V8's GC helpers, libuv's pool). A thread that ended meanwhile is missing.
+ */
+function threadCpuMs(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const name = tid === String(pid) ? 'main' : readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      const ms = parseStat(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')).cpuMs;
+      out.set(name, (out.get(name) ?? 0) + ms);
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return out;
+}
+
+function threadCpuDelta(before: Map<string, number>, after: Map<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, ms] of after) {
+    const d = Math.round(ms - (before.get(name) ?? 0));
+    if (d > 0) out[name] = d;
+  }
+  return out;
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+const monotonicUs = (): number => Number(process.hrtime.bigint() / 1000n);
+
+/** Established TCP connections on 127.0.0.1:`port`, server side (keep-alive check: about one per viewer). */
+function establishedOn(port: number): number {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  let n = 0;
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1] === local && f[3] === TCP_ESTABLISHED) n++;
+  }
+  return n;
+}
+
+/** The main thread's profile of process `pid` in `dir` (`CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile`). */
+function mainThreadProfile(dir: string, pid: number): string | undefined {
+  const name = readdirSync(dir).find(
+    (f) => f.endsWith('.cpuprofile') && f.split('.')[3] === String(pid) && f.split('.')[4] === '0',
+  );
+  return name === undefined ? undefined : join(dir, name);
+}
 
 /** A minimal HTTP-FLV viewer: one GET, bytes counted, nothing parsed (the cheapest client, like the HLS one). */
 function flvViewer(url: string): { stop(): void; bytes: () => number; failed: () => boolean } {
@@ -89,11 +171,20 @@ async function metric(httpPort: number, name: string): Promise<number> {
   return m ? Number(m[1]) : NaN;
 }
 
-export async function runHlsBench(o: Options, log: (line: string) => void = console.error): Promise<object> {
+export async function runHlsBench(o: Options, log: (line: string) => void = console.error) {
   const [rtmpPort, httpPort] = [await freePort(), await freePort()];
+  const profileDir = o.serverCpuProf ? resolve(o.serverCpuProf) : undefined;
+  if (profileDir) mkdirSync(profileDir, { recursive: true });
   const server = spawn(
     process.execPath,
-    ['--conditions=source', '--import', 'tsx', 'services/server/src/cli.ts', 'standalone'],
+    [
+      ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
+      '--conditions=source',
+      '--import',
+      'tsx',
+      'services/server/src/cli.ts',
+      'standalone',
+    ],
     {
       cwd: repoRoot,
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -113,6 +204,7 @@ export async function runHlsBench(o: Options, log: (line: string) => void = cons
   let stderr = '';
   server.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const pid = server.pid!;
+  const exited = new Promise<void>((r) => server.once('exit', () => r()));
   const publisher = new PacedPublisher(
     `rtmp://127.0.0.1:${rtmpPort}/${STREAM}`,
     loadFlv(
@@ -146,16 +238,28 @@ export async function runHlsBench(o: Options, log: (line: string) => void = cons
     ): Promise<PhaseResult> => {
       const stops = start();
       await sleep(SETTLE_MS);
+      const loop = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
+      loop.enable();
+      const ownCpu0 = process.cpuUsage();
+      const u0 = monotonicUs();
       const c0 = cpuMsOf(pid);
+      const th0 = threadCpuMs(pid);
       const k0 = count();
       const t0 = performance.now();
       measuredFrom = t0;
       await sleep(o.seconds * 1000);
       const seconds = (performance.now() - t0) / 1000;
       const cpuMs = cpuMsOf(pid) - c0;
+      const cpuMsByThread = threadCpuDelta(th0, threadCpuMs(pid));
       const k1 = count();
+      const u1 = monotonicUs();
+      const ownCpu = process.cpuUsage(ownCpu0);
+      loop.disable();
+      const connections = establishedOn(httpPort);
       for (const s of stops) s();
       const vs = Math.max(1, n) * seconds;
+      const cpuPercent = (ownCpu.user + ownCpu.system) / 1000 / (seconds * 10);
+      const loopDelayP99Ms = loop.percentile(99) / 1e6;
       return {
         name,
         viewers: n,
@@ -165,6 +269,14 @@ export async function runHlsBench(o: Options, log: (line: string) => void = cons
         requestsPerViewerSecond: (k1.requests - k0.requests) / vs,
         bytesPerViewerSecond: (k1.bytes - k0.bytes) / vs,
         errors: k1.errors,
+        generator: {
+          cpuPercent: Math.round(cpuPercent),
+          loopDelayP99Ms: Number(loopDelayP99Ms.toFixed(1)),
+          saturated: cpuPercent >= GENERATOR_SATURATED_CPU_PERCENT || loopDelayP99Ms >= GENERATOR_SATURATED_LOOP_P99_MS,
+        },
+        connections,
+        cpuMsByThread,
+        windowUs: [u0, u1],
       };
     };
 
@@ -241,6 +353,9 @@ export async function runHlsBench(o: Options, log: (line: string) => void = cons
           q,
         ),
       );
+    for (const p of [flvPhase, hlsPhase])
+      if (p.generator.saturated)
+        log(`!!! LOAD GENERATOR SATURATED in ${p.name}: its numbers are partly the generator's`);
     const report = {
       options: o,
       machine: { cores: cpus().length, loadavg: loadavg().map((x) => Number(x.toFixed(2))) },
@@ -259,12 +374,77 @@ export async function runHlsBench(o: Options, log: (line: string) => void = cons
         pdtMinusPublisherClockMs: { p50: pct(pdtError, 50), p99: pct(pdtError, 99) },
       },
       hlsWindowBytes: windowBytes,
+      hlsClientConnectionsPerViewer: Number((hls.reduce((n, v) => n + v.stats.connections, 0) / o.viewers).toFixed(2)),
+      serverProfile: undefined as undefined | { file: string; flv: SelfTimeEntry[]; hls: SelfTimeEntry[] },
     };
+    if (profileDir) {
+      publisher.stop();
+      server.kill('SIGTERM');
+      await Promise.race([exited, sleep(SERVER_EXIT_MS)]);
+      const file = mainThreadProfile(profileDir, pid);
+      if (file) {
+        const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+        report.serverProfile = {
+          file,
+          flv: topSelfTime(profile, PROFILE_TOP, flvPhase.windowUs),
+          hls: topSelfTime(profile, PROFILE_TOP, hlsPhase.windowUs),
+        };
+      } else log(`no CPU profile was written to ${profileDir}`);
+    }
     return report;
   } finally {
     publisher.stop();
     server.kill('SIGTERM');
   }
+}
+
+type BenchReport = Awaited<ReturnType<typeof runHlsBench>>;
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+/** Median and min–max of one number over runs. */
+function spread(xs: number[], digits = 3): { median: number; min: number; max: number } {
+  const r = (v: number): number => Number(v.toFixed(digits));
+  return { median: r(median(xs)), min: r(Math.min(...xs)), max: r(Math.max(...xs)) };
+}
+
+/** Medians (min–max) over runs of what the issue's target compares. */
+export function summarizeRuns(reports: BenchReport[]): object {
+  const phase = (r: BenchReport, name: string) => r.phases.find((p) => p.name === name)!;
+  const of = (name: string, pick: (p: ReturnType<typeof phase>) => number, digits?: number) =>
+    spread(
+      reports.map((r) => pick(phase(r, name))),
+      digits,
+    );
+  return {
+    runs: reports.length,
+    generatorSaturatedRuns: reports.filter((r) => r.phases.some((p) => p.generator.saturated)).length,
+    flvCpuMsPerViewerSecond: of('HTTP-FLV', (p) => p.cpuMsPerViewerSecond),
+    hlsCpuMsPerViewerSecond: of('LL-HLS', (p) => p.cpuMsPerViewerSecond),
+    hlsVsFlvCpu: spread(
+      reports.map((r) => r.hlsVsFlvCpu),
+      2,
+    ),
+    hlsRequestsPerViewerSecond: of('LL-HLS', (p) => p.requestsPerViewerSecond, 2),
+    hlsConnectionsAtEnd: of('LL-HLS', (p) => p.connections, 0),
+    generatorCpuPercent: {
+      flv: of('HTTP-FLV', (p) => p.generator.cpuPercent, 0),
+      hls: of('LL-HLS', (p) => p.generator.cpuPercent, 0),
+    },
+    generatorLoopDelayP99Ms: {
+      flv: of('HTTP-FLV', (p) => p.generator.loopDelayP99Ms, 1),
+      hls: of('LL-HLS', (p) => p.generator.loopDelayP99Ms, 1),
+    },
+    publishToPartP50Ms: spread(
+      reports.map((r) => r.latency.publishToPartAvailableMs.p50),
+      0,
+    ),
+    loadavg1m: reports.map((r) => r.machine.loadavg[0]),
+  };
 }
 
 if (isMainModule(import.meta.url)) {
@@ -277,18 +457,33 @@ if (isMainModule(import.meta.url)) {
     .option('--segment-ms <ms>', 'HLS_SEGMENT_MS (and the source GOP)', '2000')
     .option('--size <WxH>', 'source picture size', '1280x720')
     .option('--video-kbps <k>', 'source video bit rate', '2500')
+    .option('--runs <n>', 'repeat the whole run; report medians with min-max', '1')
+    .option(
+      '--server-cpu-prof <dir>',
+      'run the server under --cpu-prof (profile written to <dir>), report top self time',
+    )
     .parse();
   const a = program.opts<Record<string, string>>();
   const [width, height] = a.size!.split('x').map(Number) as [number, number];
-  const report = await runHlsBench({
-    viewers: Number(a.viewers),
-    seconds: Number(a.seconds),
-    partMs: Number(a.partMs),
-    segmentMs: Number(a.segmentMs),
-    width,
-    height,
-    videoKbps: Number(a.videoKbps),
-  });
-  console.log(JSON.stringify(report, null, 2));
+  const reports: BenchReport[] = [];
+  for (let run = 0; run < Number(a.runs); run++) {
+    const report = await runHlsBench({
+      viewers: Number(a.viewers),
+      seconds: Number(a.seconds),
+      partMs: Number(a.partMs),
+      segmentMs: Number(a.segmentMs),
+      width,
+      height,
+      videoKbps: Number(a.videoKbps),
+      ...(a.serverCpuProf ? { serverCpuProf: a.serverCpuProf } : {}),
+    });
+    console.error(
+      `run ${run + 1}: HLS/FLV CPU ${report.hlsVsFlvCpu}, load average ${report.machine.loadavg.join(' ')}`,
+    );
+    reports.push(report);
+  }
+  console.log(
+    JSON.stringify(reports.length === 1 ? reports[0] : { summary: summarizeRuns(reports), reports }, null, 2),
+  );
   process.exit(0);
 }

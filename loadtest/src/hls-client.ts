@@ -1,10 +1,12 @@
 /**
  * A light LL-HLS viewer for benchmarks: follows `/<app>/<stream>/index.m3u8` with blocking reloads
- * (`_HLS_msn`/`_HLS_part`: the part after the newest listed) and fetches every new part over a kept-alive
- * connection, like hls.js in low-latency mode but without decoding. For each part it records when it was complete
+ * (`_HLS_msn`/`_HLS_part`: the part after the newest listed) and fetches every new part over one kept-alive
+ * connection (node:http with a keep-alive agent of one socket: cheaper for the load generator than fetch, and it
+ * counts the connections it opened), like hls.js in low-latency mode but without decoding. For each part it records when it was complete
  * here and the decode time of its first video sample (tfdt), so a caller that knows when the publisher wrote that
  * frame gets publish-to-view latency; and the part's program date time, to compare with the publisher's clock.
  */
+import { Agent, request as httpRequest } from 'node:http';
 
 export interface HlsPartSeen {
   /** performance.now() when the part's body was fully received. */
@@ -21,6 +23,8 @@ export interface HlsClientStats {
   playlistRequests: number;
   bytes: number;
   errors: number;
+  /** TCP connections opened (1 while keep-alive holds). */
+  connections: number;
   parts: HlsPartSeen[];
 }
 
@@ -94,36 +98,62 @@ export function firstVideoDecodeMs(fragment: Buffer): number | undefined {
 
 /** Follows one LL-HLS stream until `stop()`. */
 export class LightHlsViewer {
-  readonly stats: HlsClientStats = { requests: 0, playlistRequests: 0, bytes: 0, errors: 0, parts: [] };
+  readonly stats: HlsClientStats = {
+    requests: 0,
+    playlistRequests: 0,
+    bytes: 0,
+    errors: 0,
+    connections: 0,
+    parts: [],
+  };
   private stopped = false;
-  private readonly abort = new AbortController();
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  private readonly sockets = new WeakSet<object>();
+  private inFlight: ReturnType<typeof httpRequest> | undefined;
 
   constructor(private readonly playlistUrl: string) {}
 
   stop(): void {
     this.stopped = true;
-    this.abort.abort();
+    this.inFlight?.destroy();
+    this.agent.destroy();
   }
 
   private url(uri: string): string {
     return new URL(uri, this.playlistUrl).href;
   }
 
-  private async get(url: string): Promise<Buffer | undefined> {
+  private get(url: string): Promise<Buffer | undefined> {
     this.stats.requests++;
-    try {
-      const res = await fetch(url, { signal: this.abort.signal });
-      const body = Buffer.from(await res.arrayBuffer());
-      this.stats.bytes += body.length;
-      if (res.status !== 200) {
-        this.stats.errors++;
-        return undefined;
-      }
-      return body;
-    } catch {
-      if (!this.stopped) this.stats.errors++;
-      return undefined;
-    }
+    return new Promise((resolve) => {
+      let settled = false;
+      const done = (body: Buffer | undefined): void => {
+        if (settled) return;
+        settled = true;
+        if (!body && !this.stopped) this.stats.errors++;
+        resolve(body);
+      };
+      const fail = (): void => done(undefined);
+      const req = httpRequest(url, { agent: this.agent }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', fail);
+        res.on('end', () => {
+          const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+          this.stats.bytes += body.length;
+          done(res.statusCode === 200 ? body : undefined);
+        });
+        res.on('close', fail); // cut before its end (after it: already settled)
+      });
+      req.on('socket', (socket) => {
+        if (this.sockets.has(socket)) return;
+        this.sockets.add(socket);
+        this.stats.connections++;
+      });
+      req.on('error', fail);
+      this.inFlight = req;
+      req.end();
+    });
   }
 
   async run(): Promise<void> {
