@@ -14,6 +14,11 @@ import { ROUTE_PROTOCOLS, chooseEdge, edgeUrl, type RouteNode, type RouteProtoco
 /** Cap for node records that declare none (nodes older than ROUTE_MAX_VIEWERS): the setting's default. */
 const DEFAULT_MAX_VIEWERS = 2000;
 const FLV_SUFFIX = '.flv';
+/**
+ * Browser players on another origin (a platform's site) fetch /play/ and the route API cross-origin: a redirect
+ * without this header fails in the browser before it is followed. The answers are public (an edge's viewer URL).
+ */
+const CORS = { 'access-control-allow-origin': '*', 'access-control-expose-headers': 'location' } as const;
 /** `<app>/<name>`: one segment each, as the RTMP and FLV routes accept them. */
 const STREAM_RE = /^([^/?#\s]{1,256})\/([^/?#\s]{1,1024})$/;
 
@@ -32,7 +37,7 @@ export function registerRouteHttp(app: FastifyInstance, cluster: ClusterApi): vo
     if (!choice) return undefined;
     return { url: edgeUrl(choice.node, m[1]!, m[2]!, protocol, query), nodeId: choice.node.id, reason: choice.reason };
   };
-  const noEdge = (reply: FastifyReply) => reply.code(503).send({ error: 'no edge can take viewers now' });
+  const noEdge = (reply: FastifyReply) => reply.code(503).headers(CORS).send({ error: 'no edge can take viewers now' });
 
   app.get('/api/cluster/route', async (req, reply) => {
     const q = req.query as { stream?: string; protocol?: string };
@@ -40,7 +45,7 @@ export function registerRouteHttp(app: FastifyInstance, cluster: ClusterApi): vo
     if (!q.stream || !STREAM_RE.test(q.stream) || !ROUTE_PROTOCOLS.includes(protocol))
       return reply.code(400).send({ error: `expected ?stream=<app>/<name>&protocol=${ROUTE_PROTOCOLS.join('|')}` });
     const routed = await route(q.stream, protocol, '');
-    return routed ? reply.header('cache-control', 'no-store').send(routed) : noEdge(reply);
+    return routed ? reply.headers(CORS).header('cache-control', 'no-store').send(routed) : noEdge(reply);
   });
 
   app.get('/play/*', async (req, reply) => {
@@ -56,6 +61,11 @@ export function registerRouteHttp(app: FastifyInstance, cluster: ClusterApi): vo
     if (!STREAM_RE.test(stream)) return reply.code(404).send({ error: 'not found', path: req.url });
     const routed = await route(stream, flv ? 'http-flv' : 'rtmp', query);
     if (!routed) return noEdge(reply);
-    return reply.code(302).header('location', routed.url).header('cache-control', 'no-store').send(routed);
+    return reply
+      .code(302)
+      .headers(CORS)
+      .header('location', routed.url)
+      .header('cache-control', 'no-store')
+      .send(routed);
   });
 }

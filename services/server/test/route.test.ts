@@ -222,6 +222,8 @@ describe('route: 1 origin, 3 edges, 2 streams (real Redis, NATS, FFmpeg)', () =>
     const key = 'live/route-a';
     const res = await O.http(`/play/${key}.flv?token=abc`, { redirect: 'manual' });
     assert.equal(res.status, 302);
+    // A browser player on another origin can follow it only with CORS on the redirect itself.
+    assert.equal(res.headers.get('access-control-allow-origin'), '*');
     const location = res.headers.get('location') ?? '';
     await res.body?.cancel();
     assert.match(location, /^http:\/\/127\.0\.0\.1:\d+\/live\/route-a\.flv\?token=abc$/);
