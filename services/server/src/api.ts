@@ -12,6 +12,8 @@ export interface ApiOptions {
   apiToken?: string;
   /** Cluster-wide API (origin and edge roles). */
   cluster?: ClusterApi;
+  /** Viewer routing counts the viewers it sent to an edge this long, until the edge's heartbeat reports them. */
+  routePendingMs?: number;
 }
 
 /** The /api endpoints, as listed by GET / of the listener that serves them. */

@@ -196,7 +196,7 @@ function buildApp(
   }
 
   if (surface.media && opts.flv) registerFlvRoutes(app, opts.flv);
-  if (surface.media && opts.cluster) registerRouteHttp(app, opts.cluster); // public: viewers call it
+  if (surface.media && opts.cluster) registerRouteHttp(app, opts.cluster, opts.routePendingMs); // public: viewers call it
   if (surface.media && opts.flv)
     registerHlsRoutes(app, { access: opts.flv.access, register: opts.register, settings: opts.hls });
 

@@ -14,6 +14,7 @@ import { statsOf } from './streams/stats.js';
 import { describeStream } from './streams.js';
 import type { StreamPolicy } from './streams/types.js';
 import { VERSION } from './version.js';
+import { routePendingMs } from './cluster/route.js';
 
 import type { Role } from './roles.js';
 
@@ -167,7 +168,7 @@ export async function startNode(config: Config, opts: { role: Role }): Promise<R
       apiToken: config.apiToken,
       maxConnections: config.maxHttpConnections,
       ...(config.adminPort !== null ? { admin: { host: config.adminHost, port: config.adminPort } } : {}),
-      ...(cluster ? { cluster: cluster.api } : {}),
+      ...(cluster ? { cluster: cluster.api, routePendingMs: routePendingMs(config.heartbeatMs) } : {}),
       listStreams: () => registry.list().map(describeStream),
       getStream: (key) => {
         const hub = registry.get(key);

@@ -9,10 +9,20 @@
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { ClusterApi } from './cluster/api.js';
-import { ROUTE_PROTOCOLS, chooseEdge, edgeUrl, type RouteNode, type RouteProtocol } from './cluster/route.js';
+import {
+  PendingRoutes,
+  ROUTE_PROTOCOLS,
+  chooseEdge,
+  edgeUrl,
+  routePendingMs,
+  type RouteNode,
+  type RouteProtocol,
+} from './cluster/route.js';
 
 /** Cap for node records that declare none (nodes older than ROUTE_MAX_VIEWERS): the setting's default. */
 const DEFAULT_MAX_VIEWERS = 2000;
+/** HEARTBEAT_MS's default, for callers that don't say. */
+const DEFAULT_HEARTBEAT_MS = 2000;
 const FLV_SUFFIX = '.flv';
 /**
  * Browser players on another origin (a platform's site) fetch /play/ and the route API cross-origin: a redirect
@@ -28,13 +38,19 @@ interface Routed {
   reason: string;
 }
 
-export function registerRouteHttp(app: FastifyInstance, cluster: ClusterApi): void {
+export function registerRouteHttp(
+  app: FastifyInstance,
+  cluster: ClusterApi,
+  pendingMs = routePendingMs(DEFAULT_HEARTBEAT_MS),
+): void {
+  const pending = new PendingRoutes(pendingMs);
   const route = async (stream: string, protocol: RouteProtocol, query: string): Promise<Routed | undefined> => {
     const m = STREAM_RE.exec(stream);
     if (!m) return undefined;
-    const nodes = (await cluster.listNodes()) as RouteNode[];
-    const choice = chooseEdge(nodes, stream, { maxViewers: DEFAULT_MAX_VIEWERS });
+    const records = (await cluster.listNodes()) as RouteNode[];
+    const choice = chooseEdge(pending.apply(records), stream, { maxViewers: DEFAULT_MAX_VIEWERS });
     if (!choice) return undefined;
+    pending.add(records.find((n) => n.id === choice.node.id)!);
     return { url: edgeUrl(choice.node, m[1]!, m[2]!, protocol, query), nodeId: choice.node.id, reason: choice.reason };
   };
   const noEdge = (reply: FastifyReply) => reply.code(503).headers(CORS).send({ error: 'no edge can take viewers now' });

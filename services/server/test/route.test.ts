@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { chooseEdge, edgeUrl, type RouteNode } from '../src/cluster/route.js';
+import { PendingRoutes, chooseEdge, edgeUrl, routePendingMs, type RouteNode } from '../src/cluster/route.js';
 import { NodeRegistry, createRedis, waitForRedis, type NodeRecord } from '../src/cluster/redis-registry.js';
 import { rendezvousOrder } from '../src/cluster/tiers.js';
 import {
@@ -63,6 +63,31 @@ describe('route: choice over node records', () => {
   it('every edge full: the least loaded one', () => {
     const nodes = [node('a', 12), node('b', 10), node('c', 11)];
     assert.equal(chooseEdge(nodes, key, cap)?.node.id, 'b');
+  });
+
+  it('a burst through one router fills each edge to its cap although the records lag (pending routes)', () => {
+    let now = 0;
+    const pending = new PendingRoutes(1000, () => now);
+    const records = ['e1', 'e2', 'e3'].map((id) => node(id, 0));
+    const order = rendezvousOrder(key, records).map((n) => n.id);
+    const sent: string[] = [];
+    for (let i = 0; i < 25; i++) {
+      const choice = chooseEdge(pending.apply(records), key, cap)!;
+      pending.add(records.find((n) => n.id === choice.node.id)!);
+      sent.push(choice.node.id);
+    }
+    // The records never changed (no heartbeat yet): still 10, 10, then the least loaded.
+    assert.deepEqual(
+      order.map((id) => sent.filter((s) => s === id).length),
+      [10, 10, 5],
+    );
+    // The first edge's heartbeat now shows its 10 viewers: nothing of it is pending any more, no double count.
+    const beat = records.map((n) => (n.id === order[0] ? node(n.id, 10, { [key]: 10 }) : n));
+    assert.equal(pending.pending(beat.find((n) => n.id === order[0])!), 0);
+    assert.equal(pending.pending(beat.find((n) => n.id === order[1])!), 10);
+    // Routed viewers that never show up are forgotten after the TTL.
+    now = 1001;
+    assert.equal(pending.pending(records.find((n) => n.id === order[1])!), 0);
   });
 
   it('viewer URLs per protocol, query passed on', () => {
@@ -239,5 +264,46 @@ describe('route: 1 origin, 3 edges, 2 streams (real Redis, NATS, FFmpeg)', () =>
     const bad = await O.http('/api/cluster/route?stream=nope');
     assert.equal(bad.status, 400);
     await bad.body?.cancel();
+  });
+
+  it('a burst of route requests for a new stream fills edges to ROUTE_MAX_VIEWERS before the heartbeats show it', async () => {
+    const key = 'live/route-burst';
+    // Route answers of the earlier tests that never became viewers count as pending until they expire (a TTL).
+    await new Promise((r) => setTimeout(r, routePendingMs(HEARTBEAT_MS)));
+    // Two more empty edges (records only: nobody connects in this test), so there is room on several edges.
+    const registry = new NodeRegistry(registryRedis!, { prefix: 'rtmp:', ttlMs: 60_000 });
+    for (const id of ['burst-1', 'burst-2'])
+      await registry.register({
+        id,
+        role: 'edge',
+        rtmpAddr: '127.0.0.1:1',
+        httpAddr: '127.0.0.1:1',
+        version: 'test',
+        startedAt: Date.now(),
+        load: { viewers: 0, streams: 0, publishers: 0, egressBps: 0 },
+        ready: true,
+        draining: false,
+        maxViewers: MAX_VIEWERS,
+      } as NodeRecord);
+    const room = new Map(
+      (await records())
+        .filter((n) => n.role === 'edge' && n.ready !== false && n.draining !== true)
+        .map((n) => [n.id, Math.max(0, MAX_VIEWERS - (n.load?.viewers ?? 0))] as const),
+    );
+    const total = [...room.values()].reduce((a, b) => a + b, 0);
+    assert.ok(total >= 2 * MAX_VIEWERS, `the edges have room for ${total} viewers only`);
+    const sent = new Map<string, number>();
+    for (let i = 0; i < total; i++) {
+      const r = await route(key);
+      sent.set(r.nodeId, (sent.get(r.nodeId) ?? 0) + 1);
+    }
+    // The records did not change meanwhile (nobody connected); without counting what it routed, the router would
+    // have sent every one of them to the first edge in the key's order.
+    const seen = JSON.stringify({
+      room: [...room],
+      sent: [...sent],
+      after: (await records()).map((n) => [n.id, n.load?.viewers]),
+    });
+    for (const [id, free] of room) assert.equal(sent.get(id) ?? 0, free, seen);
   });
 });

@@ -9,7 +9,9 @@
  *    warm edge existed but was full, `cold` when no edge carried X.
  * 3. Every edge full: the least loaded one (`spill`).
  * Never a draining or unready node. Leaves first; parent-tier edges take viewers only when there is no leaf.
- * Loads are the heartbeat's (HEARTBEAT_MS old at most), so a burst of viewers may overshoot a cap by one beat's worth.
+ * Loads are the heartbeat's (HEARTBEAT_MS old at most); the viewers a node routed itself that the records do not
+ * show yet are added to them (PendingRoutes), so a burst through one router does not overshoot a cap. Routers do not
+ * see each other's answers: with R routers a burst may overshoot by what the others sent within a beat.
  */
 import { rendezvousOrder, type EdgeTier } from './tiers.js';
 
@@ -71,6 +73,59 @@ export function chooseEdge<T extends RouteNode>(
   if (free) return { node: free, reason: warm.length > 0 ? 'spill' : 'cold' };
   const least = ranked.reduce((a, b) => (viewersOf(b) < viewersOf(a) ? b : a));
   return { node: least, reason: 'spill' };
+}
+
+/** Routed viewers an edge's heartbeat may not report yet: two beats and a connect's worth. */
+export function routePendingMs(heartbeatMs: number): number {
+  return 2 * heartbeatMs + 1000;
+}
+
+/** Routed viewers remembered at most per node: a flood of route requests must not grow memory without bound. */
+const MAX_PENDING_PER_NODE = 10_000;
+
+/**
+ * The viewers this node routed to each edge that the edge's heartbeat does not show yet, added to its reported load:
+ * a viewer sent to an edge counts at once, not only after it connected and the next heartbeat reported it. A node's
+ * routed viewers are "shown" once its reported count has grown by as many since the oldest of them was routed; they
+ * are forgotten after `ttlMs` in any case (a viewer that never connected, or departures that hide the growth).
+ */
+export class PendingRoutes {
+  private readonly perNode = new Map<string, Array<{ expiresAt: number; reportedThen: number }>>();
+
+  constructor(
+    private readonly ttlMs: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** A viewer was sent to `node` (as its record was when routing chose it). */
+  add(node: RouteNode): void {
+    let list = this.perNode.get(node.id);
+    if (!list) this.perNode.set(node.id, (list = []));
+    if (list.length >= MAX_PENDING_PER_NODE) list.shift();
+    list.push({ expiresAt: this.now() + this.ttlMs, reportedThen: viewersOf(node) });
+  }
+
+  /** Routed viewers of `node` its record does not show yet. */
+  pending(node: RouteNode): number {
+    const list = this.perNode.get(node.id);
+    if (!list) return 0;
+    const now = this.now();
+    while (list.length > 0 && list[0]!.expiresAt <= now) list.shift();
+    if (list.length === 0) {
+      this.perNode.delete(node.id);
+      return 0;
+    }
+    const shown = Math.max(0, viewersOf(node) - list[0]!.reportedThen);
+    return Math.max(0, list.length - shown);
+  }
+
+  /** `nodes` (as their records say) with the viewers routed to each and not shown yet added to their load. */
+  apply<T extends RouteNode>(nodes: readonly T[]): T[] {
+    return nodes.map((n) => {
+      const extra = this.pending(n);
+      return extra > 0 ? { ...n, load: { ...n.load, viewers: viewersOf(n) + extra } } : n;
+    });
+  }
 }
 
 /** The viewer URL of `app/name` on `node` for `protocol` (`query` without `?`, passed through: play tokens). */
