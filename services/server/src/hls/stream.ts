@@ -1,8 +1,8 @@
 /**
  * One stream's HLS on this node: a hub viewer (format 'flv': the hub hands it each message as the FLV tag it
  * builds once for FLV viewers) feeding one CMAF packager, plus what the routes need around it: playlist renderings
- * shared by every viewer, waiters for blocking reloads and preloaded parts, estimated sessions and the last request
- * time (the stream stops packaging when every viewer has lingered out).
+ * and media response headers shared by every viewer, grouped waiters for blocking reloads and preloaded parts,
+ * estimated sessions and the last request time (the stream stops packaging when every viewer has lingered out).
  */
 import { createHash, randomInt } from 'node:crypto';
 import type { HubViewer } from '@rtmp-relay/hub';
@@ -10,6 +10,8 @@ import type { Membership } from '../streams/access.js';
 import { PACKAGED_FOURCCS, mediaEventOf, splitFlvTag } from './media.js';
 import { Packager, type PackagerOptions } from './packager.js';
 import { renderPlaylist } from './playlist.js';
+import { prepareHeaders, type PreparedHeaders } from './responses.js';
+import { WaitGroups } from './waiters.js';
 
 /** Renderings kept per playlist version (query × skip variants); a handful in practice. */
 const RENDER_CACHE_MAX = 64;
@@ -17,18 +19,20 @@ const RENDER_CACHE_MAX = 64;
 const SESSIONS_MAX = 100_000;
 /** Auth queries remembered per stream. */
 const AUTHORIZED_MAX = 1024;
+/** Media response headers kept per stream (a window's files are a few dozen; past this the cache starts over). */
+const MEDIA_HEADERS_MAX = 256;
 const GEN_RANDOM_RANGE = 36 * 36;
 const ETAG_CHARS = 22;
 
+/** One playlist rendering, shared by every request for it until the packager changes. */
 export interface Rendered {
-  body: string;
+  body: Buffer;
   etag: string;
-}
-
-interface Waiter {
-  ready: () => boolean;
-  resolve: (ok: boolean) => void;
-  timer: NodeJS.Timeout;
+  /** The target duration it was rendered with. */
+  targetDuration: number;
+  /** Response headers, built by the first request that needs them (plain and blocking reloads differ in caching). */
+  live?: PreparedHeaders;
+  blocking?: PreparedHeaders;
 }
 
 export class HlsStream implements HubViewer {
@@ -41,13 +45,16 @@ export class HlsStream implements HubViewer {
   lastRequestAt = performance.now();
   /** performance.now() when the stream ended here, if it did. */
   endedAt: number | undefined;
+  /** Requests held until the packager has what they ask for; checked on every packager change. */
+  readonly waiters = new WaitGroups();
   private burst: Buffer[] | undefined = [];
-  private readonly waiters = new Set<Waiter>();
   private rendered = new Map<string, Rendered>();
+  private readonly mediaHeaders = new Map<string, PreparedHeaders>();
   private renderedVersion = -1;
   private readonly sessions = new Map<string, number>();
   private readonly authorized = new Map<string, number>();
   private stopped = false;
+  private wakeQueued = false;
 
   constructor(
     readonly id: string,
@@ -123,7 +130,7 @@ export class HlsStream implements HubViewer {
     this.stopped = true;
     this.membership?.leave();
     this.membership = undefined;
-    for (const w of [...this.waiters]) this.settle(w, false);
+    this.waiters.stop();
   }
 
   get isStopped(): boolean {
@@ -132,7 +139,7 @@ export class HlsStream implements HubViewer {
 
   /** Requests are waiting here (blocking reloads, preloaded parts): the stream is in use. */
   get hasWaiters(): boolean {
-    return this.waiters.size > 0;
+    return !this.waiters.isEmpty;
   }
 
   // ---- requests ----
@@ -164,25 +171,31 @@ export class HlsStream implements HubViewer {
     this.authorized.set(authQuery, now + ttlMs);
   }
 
-  /** Resolves true as soon as `ready()` holds (checked now and after every packager change), false at the timeout. */
-  waitUntil(ready: () => boolean, timeoutMs: number): Promise<boolean> {
-    if (ready()) return Promise.resolve(true);
-    if (this.stopped) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      const w: Waiter = { ready, resolve, timer: setTimeout(() => this.settle(w, false), timeoutMs) };
-      w.timer.unref();
-      this.waiters.add(w);
+  /**
+   * After a packager change, once the packager is done with it (one change may be several bumps: a part closes,
+   * its segment closes, the next opens): waiters see a consistent window, and are checked once.
+   */
+  private wake(): void {
+    if (this.wakeQueued) return;
+    this.wakeQueued = true;
+    queueMicrotask(() => {
+      this.wakeQueued = false;
+      this.waiters.check(this.packager.isEnded);
     });
   }
 
-  private settle(w: Waiter, ok: boolean): void {
-    if (!this.waiters.delete(w)) return;
-    clearTimeout(w.timer);
-    w.resolve(ok);
-  }
-
-  private wake(): void {
-    for (const w of [...this.waiters]) if (w.ready() || this.packager.isEnded) this.settle(w, w.ready());
+  /**
+   * A media file's response headers, built once per file name and shared (a name never names two contents, so its
+   * ETag and length never change).
+   */
+  mediaHeadersFor(name: string, contentType: string, cacheControl: string, length: number): PreparedHeaders {
+    let h = this.mediaHeaders.get(name);
+    if (!h) {
+      if (this.mediaHeaders.size >= MEDIA_HEADERS_MAX) this.mediaHeaders.clear();
+      h = prepareHeaders(contentType, cacheControl, `"${name}"`, length);
+      this.mediaHeaders.set(name, h);
+    }
+    return h;
   }
 
   /** The playlist for this query and skip choice, rendered once per packager change and shared. */
@@ -207,7 +220,9 @@ export class HlsStream implements HubViewer {
         },
         { skip, query },
       );
-      r = { body, etag: `"${createHash('sha1').update(body).digest('base64url').slice(0, ETAG_CHARS)}"` };
+      const bytes = Buffer.from(body);
+      const etag = `"${createHash('sha1').update(bytes).digest('base64url').slice(0, ETAG_CHARS)}"`;
+      r = { body: bytes, etag, targetDuration: p.targetDuration };
       if (this.rendered.size < RENDER_CACHE_MAX) this.rendered.set(cacheKey, r);
     }
     return r;
