@@ -350,51 +350,62 @@ describe('live stream stats match ffprobe', { timeout: 180_000 }, () => {
 });
 
 describe('cluster-wide stream stats', { timeout: 120_000 }, () => {
-  it("any node's cluster API shows the owner's measured media and the viewers per node", async () => {
-    const { startRedis, startNats, stopAllServices } = await import('./support/services.js');
-    const { clusterEnv, startInProcessNode, clusterStream } = await import('./support/cluster-harness.js');
-    const [redis, nats] = await Promise.all([startRedis(), startNats()]);
-    const env = clusterEnv(redis.url, nats.url, { HEARTBEAT_MS: '500' });
-    const origin = await startInProcessNode('origin', 'origin-stats', env);
-    const edge = await startInProcessNode('edge', 'edge-stats', env);
-    const viewer = await RtmpClient.connect(edge.rtmpUrl('live/cs'));
-    try {
-      ffmpegPublish(origin.rtmpUrl('live/cs'), { seconds: 30, size: '426x240', rate: 30 });
-      await viewer.play('cs', 15_000);
-      const s = await waitFor(
-        'the owner to report media',
-        async () => {
-          const got = (await clusterStream(edge, 'live/cs')) as
-            (Awaited<ReturnType<typeof clusterStream>> & { media: ClusterMedia | null }) | undefined;
-          const egress = got?.media?.byNode?.['edge-stats']?.egressBytesPerSecond.last1s ?? 0;
-          return got?.media?.video?.width && got.viewers['edge-stats'] === 1 && egress > 0 ? got : undefined;
-        },
-        15_000,
-        200,
-      );
-      assert.equal(s.nodeId, 'origin-stats');
-      assert.equal(s.media!.video!.codec, 'avc1');
-      assert.equal(s.media!.video!.width, 426);
-      assert.equal(s.media!.video!.height, 240);
-      assert.equal(s.media!.audio!.codec, 'mp4a');
-      // Viewers and egress summed over the nodes: the edge's pull is an RTMP viewer of the origin, not of the public.
-      const { byNode } = s.media!;
-      assert.deepEqual(byNode['origin-stats']!.viewers, { rtmp: 1, 'http-flv': 0, 'ws-flv': 0, hls: 0 });
-      assert.deepEqual(byNode['edge-stats']!.viewers, { rtmp: 1, 'http-flv': 0, 'ws-flv': 0, hls: 0 });
-      assert.deepEqual([byNode['origin-stats']!.upstream, byNode['edge-stats']!.upstream], [false, true]);
-      assert.deepEqual(s.media!.viewers, { rtmp: 1, 'http-flv': 0, 'ws-flv': 0, hls: 0 });
-      assert.ok(byNode['origin-stats']!.egressBytesPerSecond.last1s > 0, 'the origin sends to the edge');
-      assert.equal(
-        s.media!.egressBytesPerSecond.last10s,
-        byNode['origin-stats']!.egressBytesPerSecond.last10s + byNode['edge-stats']!.egressBytesPerSecond.last10s,
-      );
-      assert.equal(s.media!.droppedFrames, 0);
-    } finally {
-      viewer.close();
-      await edge.stop();
-      await origin.stop();
-      await stopAll();
-      await stopAllServices();
-    }
-  });
+  for (const signedPulls of [false, true])
+    it(`any node's cluster API shows the owner's measured media and the viewers per node (${signedPulls ? 'with' : 'without'} CLUSTER_SECRET)`, async () => {
+      const { startRedis, startNats, stopAllServices } = await import('./support/services.js');
+      const { clusterEnv, startInProcessNode, clusterStream } = await import('./support/cluster-harness.js');
+      const [redis, nats] = await Promise.all([startRedis(), startNats()]);
+      const env = clusterEnv(redis.url, nats.url, {
+        HEARTBEAT_MS: '500',
+        ...(signedPulls ? { CLUSTER_SECRET: 'stats-test-cluster-secret-0123456789' } : {}),
+      });
+      const origin = await startInProcessNode('origin', 'origin-stats', env);
+      const edge = await startInProcessNode('edge', 'edge-stats', env);
+      const viewer = await RtmpClient.connect(edge.rtmpUrl('live/cs'));
+      try {
+        ffmpegPublish(origin.rtmpUrl('live/cs'), { seconds: 30, size: '426x240', rate: 30 });
+        await viewer.play('cs', 15_000);
+        const s = await waitFor(
+          'the owner to report media',
+          async () => {
+            const got = (await clusterStream(edge, 'live/cs')) as
+              (Awaited<ReturnType<typeof clusterStream>> & { media: ClusterMedia | null }) | undefined;
+            const egress = got?.media?.byNode?.['edge-stats']?.egressBytesPerSecond.last1s ?? 0;
+            return got?.media?.video?.width && got.viewers['edge-stats'] === 1 && egress > 0 ? got : undefined;
+          },
+          15_000,
+          200,
+        );
+        assert.equal(s.nodeId, 'origin-stats');
+        assert.equal(s.media!.video!.codec, 'avc1');
+        assert.equal(s.media!.video!.width, 426);
+        assert.equal(s.media!.video!.height, 240);
+        assert.equal(s.media!.audio!.codec, 'mp4a');
+        // Viewers and egress summed over the nodes: the edge's pull is not a viewer of the public. With signed pulls the
+        // origin knows it for a pull; without, it looks like an RTMP viewer there and the cluster view takes it out.
+        const { byNode } = s.media!;
+        assert.deepEqual(byNode['origin-stats']!.viewers, {
+          rtmp: signedPulls ? 0 : 1,
+          'http-flv': 0,
+          'ws-flv': 0,
+          hls: 0,
+        });
+        assert.equal((byNode['origin-stats'] as { edgePulls?: number }).edgePulls, signedPulls ? 1 : 0);
+        assert.deepEqual(byNode['edge-stats']!.viewers, { rtmp: 1, 'http-flv': 0, 'ws-flv': 0, hls: 0 });
+        assert.deepEqual([byNode['origin-stats']!.upstream, byNode['edge-stats']!.upstream], [false, true]);
+        assert.deepEqual(s.media!.viewers, { rtmp: 1, 'http-flv': 0, 'ws-flv': 0, hls: 0 });
+        assert.ok(byNode['origin-stats']!.egressBytesPerSecond.last1s > 0, 'the origin sends to the edge');
+        assert.equal(
+          s.media!.egressBytesPerSecond.last10s,
+          byNode['origin-stats']!.egressBytesPerSecond.last10s + byNode['edge-stats']!.egressBytesPerSecond.last10s,
+        );
+        assert.equal(s.media!.droppedFrames, 0);
+      } finally {
+        viewer.close();
+        await edge.stop();
+        await origin.stop();
+        await stopAll();
+        await stopAllServices();
+      }
+    });
 });

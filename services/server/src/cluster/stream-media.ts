@@ -7,8 +7,9 @@
  *   egress and slow viewers happen wherever viewers are, so the cluster view sums them over the nodes.
  *
  * An edge's upstream pull is an RTMP viewer of the node it pulls from (origin or parent edge), and every edge whose
- * hub is fed (`upstream`) has exactly one: the cluster-wide RTMP count leaves those relays out. Egress keeps them:
- * bytes sent to an edge are bytes the cluster sends.
+ * hub is fed (`upstream`) has exactly one. With CLUSTER_SECRET the upstream node knows them (signed pulls) and
+ * counts them as `edgePulls`, not viewers; without it they look like viewers, and the cluster-wide RTMP count takes
+ * out the relays not already counted as pulls. Egress keeps them: bytes sent to an edge are bytes the cluster sends.
  */
 import type { StreamHub } from '@rtmp-relay/hub';
 import type { NodeRecord } from './redis-registry.js';
@@ -20,7 +21,7 @@ export type OwnerMedia = Pick<StreamStatsSnapshot, 'video' | 'audio' | 'ingestKb
 /** What any node's record says of one stream it has a hub for. */
 export type NodeTraffic = Pick<
   StreamStatsSnapshot,
-  'viewers' | 'egressBytesPerSecond' | 'droppedFrames' | 'slowViewersDisconnected'
+  'viewers' | 'edgePulls' | 'egressBytesPerSecond' | 'droppedFrames' | 'slowViewersDisconnected'
 > & {
   /** An edge whose hub is fed by a pull (one RTMP viewer of its upstream node). */
   upstream: boolean;
@@ -53,6 +54,7 @@ export function nodeStreamStats(hubs: readonly StreamHub[], role: string): Strea
     }
     traffic[hub.key] = {
       viewers: s.viewers,
+      edgePulls: s.edgePulls,
       egressBytesPerSecond: s.egressBytesPerSecond,
       droppedFrames: s.droppedFrames,
       slowViewersDisconnected: s.slowViewersDisconnected,
@@ -75,6 +77,7 @@ export function clusterStreamMedia(
   let droppedFrames = 0;
   let slowViewersDisconnected = 0;
   let relays = 0;
+  let edgePulls = 0;
   for (const n of nodes) {
     const t = n.traffic?.[key];
     if (!t) continue;
@@ -85,15 +88,17 @@ export function clusterStreamMedia(
     droppedFrames += t.droppedFrames;
     slowViewersDisconnected += t.slowViewersDisconnected;
     if (t.upstream) relays++;
+    edgePulls += t.edgePulls ?? 0; // records of nodes older than the field: 0
   }
   if (!owner && Object.keys(byNode).length === 0) return null;
-  viewers.rtmp = Math.max(0, viewers.rtmp - relays);
+  viewers.rtmp = Math.max(0, viewers.rtmp - Math.max(0, relays - edgePulls));
   return {
     video: owner?.video ?? null,
     audio: owner?.audio ?? null,
     ingestKbps: owner?.ingestKbps ?? null,
     uptimeSeconds: owner?.uptimeSeconds ?? null,
     viewers,
+    edgePulls,
     egressBytesPerSecond: egress,
     droppedFrames,
     slowViewersDisconnected,

@@ -113,7 +113,9 @@ export class StreamAccess {
   join(req: StreamRequest, viewer: HubViewer, protocol: ViewerProtocol, clusterPeer = false): Membership {
     const hub = this.o.registry.getOrCreate(req.key);
     const stats = statsOf(hub);
-    stats.viewers[protocol]++;
+    // An edge's pull feeds that edge's viewers: it is not a viewer of this node's stream stats.
+    if (clusterPeer) stats.edgePulls++;
+    else stats.viewers[protocol]++;
     this.o.observer.viewerStarted(protocol, req.key);
     this.o.policy.viewerJoined(req, hub);
     this.o.log.info({ stream: streamLabel(req.key), session: req.sessionId, protocol, clusterPeer }, 'play start');
@@ -125,7 +127,8 @@ export class StreamAccess {
         if (!joined) return;
         joined = false;
         if (removeFromHub) hub.removeViewer(viewer);
-        stats.viewers[protocol]--;
+        if (clusterPeer) stats.edgePulls--;
+        else stats.viewers[protocol]--;
         this.o.observer.viewerStopped(protocol, req.key);
         this.o.policy.viewerLeft(req, hub);
         if (!clusterPeer) this.o.authorizer?.playDone(req);

@@ -41,6 +41,8 @@ export interface StreamStatsSnapshot {
   /** Viewers disconnected as too slow, since the stream's hub started. */
   slowViewersDisconnected: number;
   viewers: Record<StatsProtocol, number>;
+  /** Edges (cluster peers) pulling the stream from this node: counted apart from viewers. */
+  edgePulls: number;
   /** Since the current publisher (or upstream) attached. */
   uptimeSeconds: number | null;
 }
@@ -77,6 +79,7 @@ export class StreamStats {
   private lastKeyframeTs: number | undefined;
   private keyframeIntervalMs: number | undefined;
   readonly viewers: Record<StatsProtocol, number> = { rtmp: 0, 'http-flv': 0, 'ws-flv': 0, hls: 0 };
+  edgePulls = 0;
 
   constructor(
     private readonly counters: EgressCounters = NO_EGRESS,
@@ -134,6 +137,7 @@ export class StreamStats {
       droppedFrames: counters.framesDropped,
       slowViewersDisconnected: counters.slowViewersDisconnected,
       viewers: { ...this.viewers },
+      edgePulls: this.edgePulls,
       uptimeSeconds: hub.isLive && startedAt ? Math.round((Date.now() - startedAt) / 1000) : null,
     };
   }
