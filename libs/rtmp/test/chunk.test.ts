@@ -11,7 +11,7 @@ import fc from 'fast-check';
 
 import { ChunkReader, defaultMaxMessageSize, type ChunkReaderLimits } from '../src/chunk-reader.js';
 import { ChunkWriter, encodeMessageChunks, encodedMessageSize } from '../src/chunk-writer.js';
-import { MAX_CHUNK_SIZE, MessageType, PeerBandwidthLimit } from '../src/constants.js';
+import { CSID_MIN, MAX_CHUNK_SIZE, MessageType, PeerBandwidthLimit } from '../src/constants.js';
 import { abortMessage, setChunkSize, setPeerBandwidth, streamBegin, windowAckSize } from '../src/control.js';
 import { RtmpProtocolError } from '../src/errors.js';
 import { TimestampUnwrapper, addTimestamp, timestampDelta, type RtmpMessage } from '../src/message.js';
@@ -322,6 +322,13 @@ function encodeWithOurWriter(s: Scenario): { bytes: Buffer; expected: RtmpMessag
   return { bytes: Buffer.concat(out), expected };
 }
 
+/** The lowest chunk stream id that neither the scenario nor the control messages use. */
+function unusedCsid(used: readonly number[], controlCsid: number): number {
+  let csid = CSID_MIN;
+  while (csid === controlCsid || used.includes(csid)) csid++;
+  return csid;
+}
+
 /** Stream written by the reference writer with chunk-level interleaving and mid-message Set Chunk Size. */
 function encodeWithReference(
   s: Scenario,
@@ -333,14 +340,16 @@ function encodeWithReference(
   const bytes = [writeInterleaved(writer, materialize(s), s.chunkSizes, mulberry32(s.seed), controlCsid)];
   if (options.extendedInContinuation === 'omit') {
     // Peek-and-compare needs the 4 bytes after a continuation's basic header before it can decide that the field is
-    // absent; a trailing message provides them when the stream's last chunk is shorter than that.
-    bytes.push(writer.write(msg(MessageType.Acknowledgement, 0, 0, hex('0badf00d')), 3));
+    // absent; a trailing message provides them when the stream's last chunk is shorter than that. The trailer must not
+    // need that lookahead itself, so it goes on a chunk stream the scenario never used: fmt0 at timestamp 0, no
+    // extended field. (On csid 3 after a message at 0xFF000001 it was fmt1 with the extended delta 0xFFFFFF, and at
+    // chunk sizes below 4 its own last continuation was left undecidable: seed 2001481797, see the explicit case.)
+    bytes.push(writer.write(msg(MessageType.Acknowledgement, 0, 0, hex('0badf00d')), unusedCsid(s.csids, controlCsid)));
   }
   return { bytes: Buffer.concat(bytes), expected: writer.completed, writer };
 }
 
 const NUM_RUNS = 200;
-const FIXED_SEED_CHUNK_SIZE_ONE = 1;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Properties
@@ -415,10 +424,9 @@ describe('chunk stream round trip (properties)', () => {
           assertSameMessages(messages, expected);
         },
       ),
-      // Fixed seed: with random seeds about 1 run in 2000-3000 hits a known, not yet understood case (a zero-length
-      // message with an extended timestamp, chunk size 1, extended field omitted in continuations; seed 2001481797,
-      // and -487609014 with the reader before this session too). Tracked in the closing note; CI must not flake.
-      { numRuns: NUM_RUNS, seed: FIXED_SEED_CHUNK_SIZE_ONE },
+      // Random seeds again: the counterexamples once pinned away (seed 2001481797 and others) were the harness's, see
+      // 'zero-length extended message, then 1-byte chunks with the field omitted' and the wire-bytes ambiguity case.
+      { numRuns: NUM_RUNS },
     );
   });
 
@@ -719,6 +727,71 @@ describe('message header timestamps', () => {
         msg(9, 1, 0x1234567, q),
         msg(MessageType.Acknowledgement, 0, 0, hex('00001000')),
       ]);
+    });
+
+    it('a type-3 header after a zero-length message starts a new message: nothing is left to continue', () => {
+      // A zero-length message is complete on its header (FFmpeg and librtmp complete it there too), so the type-3
+      // headers that follow are new messages reusing the delta; after an extended fmt0 the 4-byte field is that delta.
+      const extended = hex('03 ffffff 000000 08 00000000 ff000001 | c3 ff000001 | c3 ff000001');
+      const inline = hex('03 000010 000000 08 00000000 | c3 | c3');
+      const empty = Buffer.alloc(0);
+      for (const [bytes, timestamps] of [
+        [extended, [0xff000001, 0xfe000002, 0xfd000003]],
+        [inline, [0x10, 0x20, 0x30]],
+      ] as const) {
+        const expected = timestamps.map((ts) => msg(MessageType.Audio, 0, ts, empty));
+        assertSameMessages(decode(bytes).messages, expected);
+        assertSameMessages(decodeBytewise(bytes).messages, expected);
+      }
+    });
+
+    it('zero-length extended message, then 1-byte chunks with the field omitted: held until the next header (seed 2001481797)', () => {
+      // The chunk-size-1 property's counterexample, shrunk. After the zero-length message at 0xFF000001, the next
+      // message on csid 3 at timestamp 0 is a forward delta of 0xFFFFFF: fmt1 with an extended delta, whose
+      // continuations omit the field. The zero length is incidental (any message at 0xFF000001 leads there).
+      const zeroLength = msg(MessageType.Audio, 0, 0xff000001, Buffer.alloc(0));
+      const ack = msg(MessageType.Acknowledgement, 0, 0, hex('0badf00d'));
+      const wire = [
+        hex('03 ffffff 000000 08 00000000 ff000001'),
+        hex('02 000000 000004 01 00000000 | 00000001'),
+        hex('43 ffffff 000004 03 00ffffff | 0b | c3 ad | c3 f0 | c3 0d'),
+      ];
+      const writer = new ReferenceChunkWriter({ extendedInContinuation: 'omit' });
+      const written = [writer.write(zeroLength, 3), writer.setChunkSize(1), writer.write(ack, 3)];
+      assert.equal(
+        Buffer.concat(written).toString('hex'),
+        Buffer.concat(wire).toString('hex'),
+        'the property wrote this',
+      );
+
+      // Valid RTMP, and decoded right: only the last two continuations stay undecided, because a peeking reader
+      // needs the 4 bytes after `c3` before it can compare (GStreamer and SRS read them first too). The property's
+      // old trailing message was this Ack, so the stream ended there and the count differed by one.
+      const next = msg(MessageType.CommandAmf0, 0, 0, Buffer.alloc(0));
+      const nextHeader = hex('04 000000 000000 14 00000000');
+      for (const d of [decode(wire, { minChunkSize: 1 }), decodeBytewise(Buffer.concat(wire), { minChunkSize: 1 })]) {
+        assertSameMessages(d.messages, [zeroLength, setChunkSize(1)]);
+        assert.equal(d.reader.bufferedBytes, 6, 'payload 0b ad and the unfinished `c3 f0 c3 0d`');
+        d.reader.push(nextHeader);
+        assertSameMessages(d.messages, [zeroLength, setChunkSize(1), ack, next]);
+        assert.equal(d.reader.bufferedBytes, 0);
+      }
+    });
+
+    it('omitted field: the reference writer judges ambiguity on the wire bytes, past a short chunk', () => {
+      // 3-byte chunks on csid 53 (type-3 basic header f5) at 0xFFFFFFF5: after the first continuation's header come
+      // its payload `ff ff ff` and the next header `f5`, i.e. exactly the extended value. No peek-and-compare reader
+      // can tell that from a repeated field, so the properties leave such streams out (fc.pre).
+      const stats = emptyStats();
+      const writer = new ReferenceChunkWriter({ extendedInContinuation: 'omit' }, stats);
+      const m = msg(MessageType.Audio, 1, 0xfffffff5, Buffer.alloc(7, 0xff));
+      const bytes = Buffer.concat([
+        writer.setChunkSize(3),
+        writer.write(m, 53),
+        writer.write(msg(MessageType.Acknowledgement, 0, 0, hex('0badf00d')), 4),
+      ]);
+      assert.equal(stats.ambiguousContinuations, 1);
+      assert.throws(() => assertSameMessages(decode(bytes, { minChunkSize: 1 }).messages, writer.completed));
     });
   });
 });

@@ -12,6 +12,7 @@
  * - Set Chunk Size between messages and in the middle of a message on another chunk stream (chunk-level cursors).
  *
  * It also records the order in which messages complete on the wire, which is the order a reader must yield them.
+ * Callers put the chunks on the wire in the order nextChunk() returns them (writeInterleaved, write() do).
  */
 import type { RtmpMessage } from '../../src/message.js';
 
@@ -29,6 +30,7 @@ export interface ReferenceWriterOptions {
 
 const EXT = 0xffffff;
 const UINT32 = 0x1_0000_0000;
+const EXT_FIELD_SIZE = 4;
 
 interface CsState {
   timestamp: number;
@@ -70,6 +72,13 @@ function u32le(v: number): Buffer {
   return b;
 }
 
+/** The bytes a peek-and-compare reader reads where an omitted extended field would be, collected as they are written. */
+interface OpenPeek {
+  ext: number;
+  value: number;
+  have: number;
+}
+
 export interface WriterStats {
   /** First-chunk header forms used, indexed by fmt. */
   fmt: [number, number, number, number];
@@ -81,8 +90,10 @@ export interface WriterStats {
   midMessageChunkSizeChanges: number;
   basicHeaderSizes: [number, number, number, number];
   /**
-   * 'omit' mode only: continuation chunks whose first 4 payload bytes equal the extended value, which no
-   * peek-and-compare reader can tell apart from a repeated field (inherent ambiguity, not a reader bug).
+   * 'omit' mode only: continuation chunks where the 4 bytes after the basic header equal the extended value, which no
+   * peek-and-compare reader can tell apart from a repeated field (inherent ambiguity, not a reader bug). Those bytes
+   * are the wire's, not the chunk's: a chunk with fewer than 4 payload bytes is followed by the next chunk's header
+   * and payload, which the reader's peek sees too (e.g. `ff ff ff | f5` = 0xFFFFFFF5 with 3-byte chunks on csid 53).
    */
   ambiguousContinuations: number;
 }
@@ -122,6 +133,7 @@ export class MessageCursor {
     const n = Math.min(w.chunkSize, this.msg.payload.length - this.sent);
     const data = this.msg.payload.subarray(this.sent, this.sent + n);
     let head: Buffer;
+    let omittedExt: number | undefined;
     if (this.first) {
       head = this.header;
       this.first = false;
@@ -134,15 +146,17 @@ export class MessageCursor {
           head = Buffer.concat([basic, u32be(this.ext)]);
         } else {
           head = basic;
-          if (data.length >= 4 && data.readUInt32BE(0) === this.ext) w.stats.ambiguousContinuations++;
+          omittedExt = this.ext;
         }
       } else {
         head = basic;
       }
     }
     this.sent += n;
+    const chunk = Buffer.concat([head, data]);
+    w.onWire(chunk, omittedExt === undefined ? undefined : { ext: omittedExt, at: head.length });
     if (this.done) w.finish(this);
-    return Buffer.concat([head, data]);
+    return chunk;
   }
 
   /** All remaining chunks back to back. */
@@ -163,6 +177,8 @@ export class ReferenceChunkWriter {
   readonly completed: RtmpMessage[] = [];
   private readonly streams = new Map<number, CsState>();
   private inFlight = 0;
+  /** Omitted extended fields whose 4 would-be bytes have not all been written yet (see ambiguousContinuations). */
+  private openPeeks: OpenPeek[] = [];
 
   constructor(options: ReferenceWriterOptions = {}, stats: WriterStats = emptyStats()) {
     this.extendedInContinuation = options.extendedInContinuation ?? 'repeat';
@@ -217,6 +233,29 @@ export class ReferenceChunkWriter {
     });
     this.inFlight++;
     return new MessageCursor(this, msg, csid, Buffer.concat(parts), extended ? field : undefined);
+  }
+
+  /**
+   * @internal called by the cursor with every chunk in wire order; `omitted` when the chunk is a continuation without
+   * its extended field (`at`: where the field would start, after the basic header). Settles the peeks that this
+   * chunk's bytes complete.
+   */
+  onWire(chunk: Buffer, omitted: { ext: number; at: number } | undefined): void {
+    for (const peek of this.openPeeks) this.feedPeek(peek, chunk);
+    if (omitted) {
+      const peek = { ext: omitted.ext, value: 0, have: 0 };
+      this.openPeeks.push(peek);
+      this.feedPeek(peek, chunk.subarray(omitted.at));
+    }
+    this.openPeeks = this.openPeeks.filter((peek) => peek.have < EXT_FIELD_SIZE);
+  }
+
+  private feedPeek(peek: OpenPeek, bytes: Buffer): void {
+    for (let i = 0; i < bytes.length && peek.have < EXT_FIELD_SIZE; i++) {
+      peek.value = peek.value * 256 + bytes[i]!;
+      peek.have++;
+      if (peek.have === EXT_FIELD_SIZE && peek.value === peek.ext) this.stats.ambiguousContinuations++;
+    }
   }
 
   /** @internal called by the cursor after its last chunk. */
