@@ -3,6 +3,7 @@
  * this process; V viewers over the edges with a skewed popularity. Phases: ramp → steady window (delivery, TTFF,
  * latency, pulls per (stream, edge), Redis/NATS traffic, CPU/RSS) → churn → rolling updates → leak check.
  */
+import { MemoryTrend, memoryDrift, type MemoryDrift, type MemoryPoint } from './memory-trend.js';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseRtmpUrl } from '@rtmp-relay/rtmp';
 import { generateFlv, loadFlv, type FlvSource } from '../source.js';
@@ -31,6 +32,8 @@ const LOST_AFTER_MS = 3000;
 /** Single-join TTFF probes, one at a time. */
 const PROBE_TIMEOUT_MS = 10_000;
 const PROBE_SPACING_MS = 100;
+/** Memory samples of every node during churn. */
+const MEMORY_SAMPLE_MS = 5000;
 
 export interface NodeUsage {
   id: string;
@@ -44,6 +47,8 @@ export interface NodeUsage {
   /** RSS at the end of the churn phase (same process as at the start of the steady window), and its change. */
   rssAfterChurnMiB: number;
   rssChurnChangePercent: number;
+  /** RSS and heap-floor drift from the churn phase's warm-up window to its last window (memory-trend.ts). */
+  churnMemory?: MemoryDrift;
 }
 
 export interface PhaseOutcome {
@@ -102,6 +107,10 @@ export interface ClusterLoadReport {
         viewerJoins: number;
         /** Viewers that joined during churn and failed (e.g. StreamNotFound for a stream coming back), by reason. */
         joinFailures: Record<string, number>;
+        /** Every node's RSS and heap in use, sampled through the phase, by node id. */
+        memoryTrend: Record<string, MemoryPoint[]>;
+        /** Where the windows memoryDrift compares are: after `warmupS`, each `windowS` long. */
+        memoryWindows: { warmupS: number; windowS: number };
       })
     | undefined;
   rolling:
@@ -517,6 +526,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       const joining: Array<Promise<void>> = [];
       let notRouted = 0;
       for (const st of viewers) st.maxGapMs = 0;
+      const memory = new MemoryTrend(() => nodes, MEMORY_SAMPLE_MS);
       while (Date.now() < end) {
         const now = performance.now();
         if (now >= nextPub) {
@@ -550,14 +560,21 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
         (e: Error) => log(e.message),
       );
       await sleep(o.settleMs * 2);
+      const memoryTrend = await memory.stop();
+      // Heaps size themselves to the churn in its first minute or so: compare what comes after that.
+      const memoryWindows = { warmupS: Math.min(60, o.churnS / 4), windowS: Math.min(60, o.churnS / 4) };
       for (const [i, n] of nodes.entries()) {
         const u = nodesUsage[i];
         if (!u || !n.alive) continue;
         u.rssAfterChurnMiB = (await n.usage()).rssKiB / 1024;
         u.rssChurnChangePercent = (100 * (u.rssAfterChurnMiB - u.rssStartMiB)) / u.rssStartMiB;
+        const points = memoryTrend.get(n.id);
+        if (points) u.churnMemory = memoryDrift(points, memoryWindows.warmupS, memoryWindows.windowS);
       }
       churn = {
         ...phaseOutcome(viewers, before, startedAt, o.stallMs, publishers, undefined),
+        memoryTrend: Object.fromEntries(memoryTrend),
+        memoryWindows,
         publisherStops: stops,
         viewerLeaves: leaves,
         viewerJoins: joins,

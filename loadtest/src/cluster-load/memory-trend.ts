@@ -1,0 +1,103 @@
+/**
+ * Memory of every node through the churn phase, sampled every few seconds: RSS, and the V8 heap in use
+ * (`nodejs_heap_size_used_bytes` of the node's /metrics). RSS of a Node process grows while V8 sizes its heap to the
+ * workload and never gives much back; a leak is what keeps growing after that. So the summary compares the window
+ * after a warm-up with the last window of the phase, and for the heap it takes each window's lowest sample (the
+ * live set just after a garbage collection; heap in use rises and falls with every GC cycle).
+ */
+import type { NodeHandle } from './cluster.js';
+import { metricValue } from './processes.js';
+
+export interface MemoryPoint {
+  /** Seconds since sampling started. */
+  atS: number;
+  rssMiB: number;
+  /** NaN when the node does not export it. */
+  heapUsedMiB: number;
+}
+
+export interface MemoryDrift {
+  samples: number;
+  /** Mean RSS over the window after the warm-up, and over the last window; the change between them. */
+  rssWarmMiB: number;
+  rssEndMiB: number;
+  rssDriftPercent: number;
+  /** Lowest heap in use over the same windows, and the change. */
+  heapFloorWarmMiB: number;
+  heapFloorEndMiB: number;
+  heapDriftPercent: number;
+}
+
+const MIB = 1024 * 1024;
+
+/** Samples every node's RSS and heap every `everyMs` until stopped (bounded by the caller's phase). */
+export class MemoryTrend {
+  private readonly points = new Map<string, MemoryPoint[]>();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly started = performance.now();
+  private inFlight: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly nodes: () => readonly NodeHandle[],
+    everyMs: number,
+  ) {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), everyMs);
+  }
+
+  private sample(): void {
+    const atS = (performance.now() - this.started) / 1000;
+    this.inFlight = this.inFlight.then(() =>
+      Promise.all(
+        this.nodes()
+          .filter((n) => n.alive)
+          .map(async (n) => {
+            const [usage, text] = await Promise.all([n.usage(), n.metrics().catch(() => '')]);
+            const heap = /^nodejs_heap_size_used_bytes /m.test(text)
+              ? metricValue(text, 'nodejs_heap_size_used_bytes') / MIB
+              : NaN;
+            let list = this.points.get(n.id);
+            if (!list) this.points.set(n.id, (list = []));
+            list.push({ atS, rssMiB: usage.rssKiB / 1024, heapUsedMiB: heap });
+          }),
+      ).then(
+        () => undefined,
+        () => undefined,
+      ),
+    );
+  }
+
+  /** Stops sampling; the points per node id. */
+  async stop(): Promise<Map<string, MemoryPoint[]>> {
+    clearInterval(this.timer);
+    this.sample();
+    await this.inFlight;
+    return this.points;
+  }
+}
+
+/** The drift from the window after `warmupS` to the last window of `windowS` seconds. */
+export function memoryDrift(points: readonly MemoryPoint[], warmupS: number, windowS: number): MemoryDrift {
+  const end = points.at(-1)?.atS ?? 0;
+  const warm = points.filter((p) => p.atS >= warmupS && p.atS < warmupS + windowS);
+  const last = points.filter((p) => p.atS > end - windowS);
+  const mean = (xs: number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
+  const floor = (xs: number[]): number => {
+    const known = xs.filter((x) => Number.isFinite(x));
+    return known.length ? Math.min(...known) : NaN;
+  };
+  const change = (from: number, to: number): number => (100 * (to - from)) / from;
+  const rssWarmMiB = mean(warm.map((p) => p.rssMiB));
+  const rssEndMiB = mean(last.map((p) => p.rssMiB));
+  const heapFloorWarmMiB = floor(warm.map((p) => p.heapUsedMiB));
+  const heapFloorEndMiB = floor(last.map((p) => p.heapUsedMiB));
+  return {
+    samples: points.length,
+    rssWarmMiB,
+    rssEndMiB,
+    rssDriftPercent: change(rssWarmMiB, rssEndMiB),
+    heapFloorWarmMiB,
+    heapFloorEndMiB,
+    heapDriftPercent: change(heapFloorWarmMiB, heapFloorEndMiB),
+  };
+}

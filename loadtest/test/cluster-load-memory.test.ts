@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { memoryDrift, type MemoryPoint } from '../src/cluster-load/memory-trend.js';
+
+/** A heap that rises and falls with GC cycles around a live set of `floor`, and RSS `rss`, sampled every 5 s. */
+function series(seconds: number, at: (s: number) => { floor: number; rss: number }): MemoryPoint[] {
+  const points: MemoryPoint[] = [];
+  for (let s = 0; s <= seconds; s += 5) {
+    const { floor, rss } = at(s);
+    points.push({ atS: s, rssMiB: rss, heapUsedMiB: floor + ((s / 5) % 4) * 3 });
+  }
+  return points;
+}
+
+describe('cluster-load memory drift', () => {
+  it('growth in the warm-up does not count; the heap floor ignores the GC sawtooth', () => {
+    // RSS grows 40 % in the first minute (heap sizing), then stays; the live set stays at 20 MiB throughout.
+    const d = memoryDrift(
+      series(600, (s) => ({ floor: 20, rss: s < 60 ? 100 + (40 * s) / 60 : 140 })),
+      60,
+      60,
+    );
+    assert.equal(d.rssWarmMiB, 140);
+    assert.equal(d.rssEndMiB, 140);
+    assert.equal(d.rssDriftPercent, 0);
+    assert.equal(d.heapFloorWarmMiB, 20);
+    assert.equal(d.heapFloorEndMiB, 20);
+    assert.equal(d.heapDriftPercent, 0);
+  });
+
+  it('a leak after the warm-up shows in both', () => {
+    // 1 MiB a minute of live objects kept, and RSS with them.
+    const d = memoryDrift(
+      series(600, (s) => ({ floor: 20 + s / 60, rss: 140 + s / 60 })),
+      60,
+      60,
+    );
+    assert.ok(d.heapDriftPercent > 35, `heap drift ${d.heapDriftPercent}`);
+    assert.ok(d.rssDriftPercent > 5, `rss drift ${d.rssDriftPercent}`);
+  });
+
+  it('a node without heap metrics: RSS only', () => {
+    const points = series(120, () => ({ floor: NaN, rss: 100 }));
+    const d = memoryDrift(points, 30, 30);
+    assert.equal(d.rssDriftPercent, 0);
+    assert.ok(Number.isNaN(d.heapDriftPercent));
+  });
+});
