@@ -24,7 +24,7 @@ import exec from 'k6/execution';
 import http from 'k6/http';
 import { Counter, Rate, Trend } from 'k6/metrics';
 import { list, pickTarget } from './lib/flv-stats.js';
-import { routeApiUrl, routedEdge } from './lib/route.js';
+import { viewerBase } from './lib/route.js';
 import {
   HlsViewerStats,
   blockingUrl,
@@ -87,18 +87,14 @@ export function viewer() {
   const target = pickTarget(TARGETS, vu);
   const stream = STREAMS[(vu + exec.vu.iterationInScenario) % STREAMS.length];
   const tags = { target, stream };
-  let edge = target;
-  if (ROUTE) {
-    const routed = routedEdge(
-      http.get(routeApiUrl(target, stream, 'http-flv'), { tags: { ...tags, name: 'GET route' } }),
-    );
-    if ('error' in routed) {
-      errors.add(1, { ...tags, reason: routed.error });
-      return;
-    }
-    edge = routed.base;
+  const edge = viewerBase(ROUTE, target, stream, 'http-flv', (routeUrl) =>
+    http.get(routeUrl, { tags: { ...tags, name: 'GET route' } }),
+  );
+  if ('error' in edge) {
+    errors.add(1, { ...tags, reason: edge.error });
+    return;
   }
-  const url = playlistUrl(edge, stream, __ENV.QUERY);
+  const url = playlistUrl(edge.base, stream, __ENV.QUERY);
   const stats = new HlsViewerStats(STALL_MS);
   const seen = new Set();
   const endAt = Date.now() + SESSION_S * 1000;

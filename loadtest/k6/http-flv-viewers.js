@@ -22,7 +22,7 @@ import exec from 'k6/execution';
 import http from 'k6/http';
 import { Counter, Rate, Trend } from 'k6/metrics';
 import { flvUrl, list, pickTarget, summarizeHttpBody } from './lib/flv-stats.js';
-import { routeApiUrl, routedEdge } from './lib/route.js';
+import { viewerBase } from './lib/route.js';
 import { envNumber, viewerScenarios } from './lib/scenarios.js';
 
 const TARGETS = list(__ENV.TARGETS, ['http://127.0.0.1:8090', 'http://127.0.0.1:8091']);
@@ -62,18 +62,14 @@ export function viewer() {
   const target = pickTarget(TARGETS, vu);
   const stream = STREAMS[(vu + exec.vu.iterationInScenario) % STREAMS.length];
   const tags = { target, stream };
-  let edge = target;
-  if (ROUTE) {
-    const routed = routedEdge(
-      http.get(routeApiUrl(target, stream, 'http-flv'), { tags: { ...tags, name: 'GET route' } }),
-    );
-    if ('error' in routed) {
-      errors.add(1, { ...tags, reason: routed.error });
-      return;
-    }
-    edge = routed.base;
+  const edge = viewerBase(ROUTE, target, stream, 'http-flv', (routeUrl) =>
+    http.get(routeUrl, { tags: { ...tags, name: 'GET route' } }),
+  );
+  if ('error' in edge) {
+    errors.add(1, { ...tags, reason: edge.error });
+    return;
   }
-  const url = flvUrl(edge, stream, { query: __ENV.QUERY, codecs: __ENV.CODECS });
+  const url = flvUrl(edge.base, stream, { query: __ENV.QUERY, codecs: __ENV.CODECS });
   const started = Date.now();
   const res = http.get(url, { responseType: 'binary', timeout: SESSION_S * 1000, tags: { ...tags, name: 'GET .flv' } });
   const wallMs = Date.now() - started;

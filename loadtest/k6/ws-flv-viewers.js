@@ -26,7 +26,7 @@ import { clearTimeout, setTimeout } from 'k6/timers';
 import http from 'k6/http';
 import { WebSocket } from 'k6/websockets';
 import { ViewerStats, flvUrl, list, pickTarget } from './lib/flv-stats.js';
-import { routeApiUrl, routedEdge } from './lib/route.js';
+import { viewerBase } from './lib/route.js';
 import { envNumber, viewerScenarios } from './lib/scenarios.js';
 
 const TARGETS = list(__ENV.TARGETS, ['http://127.0.0.1:8090', 'http://127.0.0.1:8091']);
@@ -65,18 +65,14 @@ export function viewer() {
   const target = pickTarget(TARGETS, vu);
   const stream = STREAMS[(vu + exec.vu.iterationInScenario) % STREAMS.length];
   const tags = { target, stream };
-  let edge = target;
-  if (ROUTE) {
-    const routed = routedEdge(
-      http.get(routeApiUrl(target, stream, 'ws-flv'), { tags: { ...tags, name: 'GET route' } }),
-    );
-    if ('error' in routed) {
-      errors.add(1, { ...tags, reason: routed.error });
-      return;
-    }
-    edge = routed.base;
+  const edge = viewerBase(ROUTE, target, stream, 'ws-flv', (routeUrl) =>
+    http.get(routeUrl, { tags: { ...tags, name: 'GET route' } }),
+  );
+  if ('error' in edge) {
+    errors.add(1, { ...tags, reason: edge.error });
+    return;
   }
-  const url = flvUrl(edge, stream, { websocket: true, query: __ENV.QUERY, codecs: __ENV.CODECS });
+  const url = flvUrl(edge.base, stream, { websocket: true, query: __ENV.QUERY, codecs: __ENV.CODECS });
   const startedAt = Date.now();
   const stats = new ViewerStats({ startedAt, stallMs: STALL_MS });
   /** @type {string | undefined} */

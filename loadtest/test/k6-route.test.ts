@@ -12,7 +12,7 @@ import {
 } from '../../services/server/test/support/cluster-harness.js';
 import { waitFor } from '../../services/server/test/support/processes.js';
 import { startNats, startRedis, stopAllServices } from '../../services/server/test/support/services.js';
-import { routeApiUrl, routedEdge } from '../k6/lib/route.js';
+import { routeApiUrl, routedEdge, viewerBase } from '../k6/lib/route.js';
 
 describe('k6 route helper', () => {
   it('builds the route API URL for a stream and protocol', () => {
@@ -30,6 +30,20 @@ describe('k6 route helper', () => {
     assert.deepEqual(routedEdge({ status: 503, body: '{}' }), { error: 'route_503' });
     assert.deepEqual(routedEdge({ status: 200, body: 'not json' }), { error: 'route_bad_json' });
     assert.deepEqual(routedEdge({ status: 200, body: '{"url":"rtmp://e:1935/live/x"}' }), { error: 'route_bad_url' });
+  });
+});
+
+describe('k6 viewerBase', () => {
+  it('plays from the target without routing, from the routed edge with it', () => {
+    const asked: string[] = [];
+    const get = (url: string) => {
+      asked.push(url);
+      return { status: 200, body: '{"url":"http://e2:8080/live/x.flv","nodeId":"e2","reason":"warm"}' };
+    };
+    assert.deepEqual(viewerBase(false, 'http://n1:8080', 'live/x', 'http-flv', get), { base: 'http://n1:8080' });
+    assert.deepEqual(asked, []);
+    assert.equal(viewerBase(true, 'http://n1:8080', 'live/x', 'http-flv', get).base, 'http://e2:8080');
+    assert.deepEqual(asked, ['http://n1:8080/api/cluster/route?stream=live%2Fx&protocol=http-flv']);
   });
 });
 

@@ -39,3 +39,16 @@ export function routedEdge(res) {
   const scheme = m[1] === 'wss' ? 'https' : m[1] === 'ws' ? 'http' : m[1];
   return { base: `${scheme}://${m[2]}`, nodeId: String(answer.nodeId ?? ''), reason: String(answer.reason ?? '') };
 }
+
+/**
+ * Where one viewer plays: `target` itself, or with `route` the edge the route API on `target` names for `stream`.
+ * @param {boolean} route
+ * @param {string} target
+ * @param {string} stream
+ * @param {string} protocol
+ * @param {(url: string) => { status: number, body: unknown }} get k6's http.get (with the request's tags)
+ * @returns {{ base: string } | { error: string }}
+ */
+export function viewerBase(route, target, stream, protocol, get) {
+  return route ? routedEdge(get(routeApiUrl(target, stream, protocol))) : { base: target };
+}

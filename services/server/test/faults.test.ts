@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { CLI, clusterEnv, spawnNode, type ClusterNode, type ProcessNode } from './support/cluster-harness.js';
 import { run, start, stopAll, waitFor, type Running } from './support/processes.js';
@@ -68,6 +67,25 @@ describe('faults: Redis blip and restart, NATS restart, a frozen origin, a slow 
     const n = await spawnNode(role, id, env(extra));
     nodes.push(n);
     return n;
+  };
+  /** An edge inside `ns`; Redis and NATS listen on loopback, so relays on the veth address carry its connections. */
+  const edgeIn = async (ns: NetNs, id: string) => {
+    const redisRelay = await Relay.open(ns.hostIp, redis.port);
+    const natsRelay = await Relay.open(ns.hostIp, nats.port);
+    cleanups.push(
+      () => redisRelay.close(),
+      () => natsRelay.close(),
+    );
+    const edge = await ns.spawnEdge(id, {
+      ...env(),
+      REDIS_URL: `redis://${ns.hostIp}:${redisRelay.port}`,
+      NATS_URL: `nats://${ns.hostIp}:${natsRelay.port}`,
+      RTMP_HOST: ns.nsIp,
+      HTTP_HOST: ns.nsIp,
+      ADVERTISE_HOST: ns.nsIp,
+    });
+    cleanups.push(() => edge.stop().then(() => undefined));
+    return edge;
   };
   const stopCase = async () => {
     for (const v of viewers.splice(0)) v.close();
@@ -283,22 +301,7 @@ describe('faults: Redis blip and restart, NATS restart, a frozen origin, a slow 
       // The origin listens on the host end of the veth, reachable from both the host and the namespace.
       const A = await node('origin', 'f4-origin', { RTMP_HOST: ns.hostIp, ADVERTISE_HOST: ns.hostIp });
       const fast = await node('edge', 'f4-edge-fast');
-      // Redis and NATS listen on loopback: relays on the veth address carry the namespace's connections to them.
-      const redisRelay = await Relay.open(ns.hostIp, redis.port);
-      const natsRelay = await Relay.open(ns.hostIp, nats.port);
-      cleanups.push(
-        () => redisRelay.close(),
-        () => natsRelay.close(),
-      );
-      const slow = await ns.spawnEdge('f4-edge-slow', {
-        ...env(),
-        REDIS_URL: `redis://${ns.hostIp}:${redisRelay.port}`,
-        NATS_URL: `nats://${ns.hostIp}:${natsRelay.port}`,
-        RTMP_HOST: ns.nsIp,
-        HTTP_HOST: ns.nsIp,
-        ADVERTISE_HOST: ns.nsIp,
-      });
-      cleanups.push(() => slow.stop().then(() => undefined));
+      const slow = await edgeIn(ns, 'f4-edge-slow');
       const p = new MovablePublisher({ ertmp: false });
       pubs.push(p);
       await p.moveTo(`rtmp://${ns.hostIp}:${A.rtmpPort}/live/slow-link`, 1);
@@ -333,24 +336,10 @@ describe('faults: Redis blip and restart, NATS restart, a frozen origin, a slow 
       if (ns instanceof Error) return t.skip(`network namespaces unavailable here (${ns.message.split('\n')[0]})`);
       const A = await node('origin', 'f6-origin', { RTMP_HOST: ns.hostIp, ADVERTISE_HOST: ns.hostIp });
       const fast = await node('edge', 'f6-edge-fast');
-      const redisRelay = await Relay.open(ns.hostIp, redis.port);
-      const natsRelay = await Relay.open(ns.hostIp, nats.port);
-      const delayRelay = await DelayRelay.open(ns.hostIp, ns.hostIp, A.rtmpPort, LINK_DELAY_MS);
-      cleanups.push(
-        () => redisRelay.close(),
-        () => natsRelay.close(),
-        () => delayRelay.close(),
-      );
+      const delayRelay = await Relay.open(ns.hostIp, A.rtmpPort, { targetHost: ns.hostIp, delayMs: LINK_DELAY_MS });
+      cleanups.push(() => delayRelay.close());
       await ns.impair({ to: `${ns.hostIp}:${A.rtmpPort}`, via: delayRelay.port, lossPercent: LINK_LOSS_PERCENT });
-      const far = await ns.spawnEdge('f6-edge-far', {
-        ...env(),
-        REDIS_URL: `redis://${ns.hostIp}:${redisRelay.port}`,
-        NATS_URL: `nats://${ns.hostIp}:${natsRelay.port}`,
-        RTMP_HOST: ns.nsIp,
-        HTTP_HOST: ns.nsIp,
-        ADVERTISE_HOST: ns.nsIp,
-      });
-      cleanups.push(() => far.stop().then(() => undefined));
+      const far = await edgeIn(ns, 'f6-edge-far');
       const p = new MovablePublisher({ ertmp: false });
       pubs.push(p);
       await p.moveTo(`rtmp://${ns.hostIp}:${A.rtmpPort}/live/lossy-link`, 1);
@@ -386,59 +375,6 @@ describe('faults: Redis blip and restart, NATS restart, a frozen origin, a slow 
     },
   );
 });
-
-/**
- * A TCP relay on `host` that forwards to `targetHost`:`targetPort`, holding every chunk `delayMs` in each direction
- * (order kept): a link's one-way delay, where the kernel has no netem.
- */
-class DelayRelay {
-  private readonly sockets = new Set<Socket>();
-  connections = 0;
-  private constructor(private readonly server: Server) {}
-
-  static async open(host: string, targetHost: string, targetPort: number, delayMs: number): Promise<DelayRelay> {
-    const server = createServer();
-    const relay = new DelayRelay(server);
-    server.on('connection', (c) => {
-      relay.connections++;
-      const u = connect(targetPort, targetHost);
-      relay.sockets.add(c).add(u);
-      delayed(c, u, delayMs);
-      delayed(u, c, delayMs);
-      const end = (): void => void (c.destroy(), u.destroy());
-      for (const s of [c, u]) s.on('error', end).on('close', end);
-    });
-    await new Promise<void>((resolve) => server.listen(0, host, resolve));
-    return relay;
-  }
-
-  get port(): number {
-    const a = this.server.address();
-    return typeof a === 'object' && a ? a.port : 0;
-  }
-
-  async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
-
-/** Writes what `from` reads to `to`, each chunk `delayMs` after it arrived, in order. */
-function delayed(from: Socket, to: Socket, delayMs: number): void {
-  const queue: Array<{ due: number; data: Buffer }> = [];
-  let timer: NodeJS.Timeout | undefined;
-  const flush = (): void => {
-    timer = undefined;
-    const now = performance.now();
-    while (queue.length > 0 && queue[0]!.due <= now) to.write(queue.shift()!.data);
-    if (queue.length > 0) timer = setTimeout(flush, queue[0]!.due - now);
-  };
-  from.on('data', (data: Buffer) => {
-    queue.push({ due: performance.now() + delayMs, data });
-    timer ??= setTimeout(flush, delayMs);
-  });
-  from.on('close', () => clearTimeout(timer));
-}
 
 /**
  * A network namespace joined to the host by a veth pair with two addresses of 10.213.<n>.0/30, made and removed by
