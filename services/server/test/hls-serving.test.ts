@@ -9,6 +9,7 @@ import { describe, it } from 'node:test';
 import { parseHlsQuery, parseHlsQuerySlow } from '../src/hls/query.js';
 import { renderPlaylist } from '../src/hls/playlist.js';
 import { prepareHeaders } from '../src/hls/responses.js';
+import type { HeldRequest } from '../src/hls/service.js';
 import { HlsStream } from '../src/hls/stream.js';
 import { GROUP_JOIN_MS, WaitGroups } from '../src/hls/waiters.js';
 import { waitFor } from './support/processes.js';
@@ -48,7 +49,7 @@ describe('HLS query parsing', () => {
 
 describe('HLS wait groups', () => {
   it('groups waits for the same key: one readiness check per change, answered together, in order', () => {
-    const w = new WaitGroups();
+    const w = new WaitGroups<string>();
     let ready = false;
     let checks = 0;
     const answered: string[] = [];
@@ -56,8 +57,13 @@ describe('HLS wait groups', () => {
       checks++;
       return ready;
     };
-    for (const id of ['a', 'b', 'c']) w.wait('p1.0', cond, 10_000, (ok) => answered.push(`${id}:${ok}`), 1000);
-    assert.equal(checks, 3, 'each wait checks once on arrival');
+    const answer = (id: string, ok: boolean): void => void answered.push(`${id}:${ok}`);
+    const t0 = performance.now();
+    w.wait('p1.0', cond, 10_000, answer, 'a', t0);
+    assert.ok(w.join('p1.0', 'b', t0 + 1), 'a request for the same part joins the group');
+    w.wait('p1.0', cond, 10_000, answer, 'c', t0 + 2);
+    assert.equal(checks, 2, 'joining checks nothing; a wait checks once on arrival');
+    assert.equal(w.join('p2.0', 'x', t0 + 3), false, 'no group for another part');
     checks = 0;
     w.check();
     assert.equal(checks, 1, 'one check for the group');
@@ -67,19 +73,20 @@ describe('HLS wait groups', () => {
     assert.deepEqual(answered, ['a:true', 'b:true', 'c:true']);
     assert.ok(w.isEmpty);
     // Already ready: answered at once, nothing kept.
-    w.wait('p1.0', cond, 10_000, (ok) => answered.push(`d:${ok}`));
+    w.wait('p1.0', cond, 10_000, answer, 'd');
     assert.equal(answered.at(-1), 'd:true');
     assert.ok(w.isEmpty);
   });
 
   it('a group takes joiners only for a short while; each group times out on its own timer', async () => {
-    const w = new WaitGroups();
+    const w = new WaitGroups<string>();
     const answered: Array<[string, boolean, number]> = [];
     const t0 = performance.now();
-    const wake = (id: string) => (ok: boolean) => answered.push([id, ok, performance.now() - t0]);
-    w.wait('k', () => false, 150, wake('first'), t0);
-    w.wait('k', () => false, 150, wake('joiner'), t0 + GROUP_JOIN_MS - 1);
-    w.wait('k', () => false, 400, wake('late'), t0 + GROUP_JOIN_MS + 1);
+    const answer = (id: string, ok: boolean): void => void answered.push([id, ok, performance.now() - t0]);
+    w.wait('k', () => false, 150, answer, 'first', t0);
+    w.wait('k', () => false, 150, answer, 'joiner', t0 + GROUP_JOIN_MS - 1);
+    assert.equal(w.join('k', 'too late to join', t0 + GROUP_JOIN_MS), false);
+    w.wait('k', () => false, 400, answer, 'late', t0 + GROUP_JOIN_MS + 1);
     await waitFor('the late group times out', () => answered.length === 3 || undefined, 5000, 20);
     assert.deepEqual(
       answered.map(([id, ok]) => [id, ok]),
@@ -94,36 +101,18 @@ describe('HLS wait groups', () => {
   });
 
   it('when the stream ends every waiter is answered with its condition; after stop, waits fail at once', () => {
-    const w = new WaitGroups();
+    const w = new WaitGroups<string>();
     const answered: string[] = [];
-    w.wait(
-      'x',
-      () => false,
-      10_000,
-      (ok) => answered.push(`x:${ok}`),
-    );
-    w.wait(
-      'y',
-      () => answered.length > 100,
-      10_000,
-      (ok) => answered.push(`y:${ok}`),
-    );
+    const answer = (id: string, ok: boolean): void => void answered.push(`${id}:${ok}`);
+    w.wait('x', () => false, 10_000, answer, 'x');
+    w.wait('y', () => answered.length > 100, 10_000, answer, 'y');
     w.check(true);
     assert.deepEqual(answered, ['x:false', 'y:false']);
-    w.wait(
-      'z',
-      () => false,
-      10_000,
-      (ok) => answered.push(`z:${ok}`),
-    );
+    w.wait('z', () => false, 10_000, answer, 'z');
     w.stop();
-    w.wait(
-      'z',
-      () => false,
-      10_000,
-      (ok) => answered.push(`late:${ok}`),
-    );
+    w.wait('z', () => false, 10_000, answer, 'late');
     assert.deepEqual(answered.slice(2), ['z:false', 'late:false']);
+    assert.ok(w.isEmpty);
   });
 });
 
@@ -185,11 +174,16 @@ describe('HLS shared renderings', () => {
     // A waiter for the part that completed is woken after the change, seeing the finished window.
     const next = s.packager.nextPart()!;
     let seen: string | undefined;
+    const held = {} as HeldRequest;
     s.waiters.wait(
       `p${next.msn}.${next.index}`,
       () => s.packager.lastPart()!.index >= next.index && s.packager.lastPart()!.msn === next.msn,
       10_000,
-      () => (seen = s.playlist('token=t', false).body.toString()),
+      (h) => {
+        assert.equal(h, held);
+        seen = s.playlist('token=t', false).body.toString();
+      },
+      held,
     );
     feed(s, 87, 16);
     assert.equal(seen, undefined, 'not inside the packager call');

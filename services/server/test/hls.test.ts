@@ -486,6 +486,55 @@ describe('LL-HLS from a standalone node (FFmpeg publishing)', () => {
     assert.equal(await node.metric('rtmp_viewers', { protocol: 'hls' }), 1);
   });
 
+  it('a crowd of blocking reloads for one part is answered together with one rendering; admitted requests answer like the first; 304 and HEAD from the shared headers', async () => {
+    const token = `crowd=${Date.now()}`; // a new auth query: the first request goes through admission
+    const first = await fetch(`${base}index.m3u8?${token}`, { signal: AbortSignal.timeout(10_000) });
+    const firstText = await first.text();
+    const again = await fetch(`${base}index.m3u8?${token}`, { signal: AbortSignal.timeout(10_000) });
+    const againText = await again.text();
+    const headerNames = (r: Response): string[] => [...r.headers.keys()].filter((k) => k !== 'date').sort();
+    assert.deepEqual(headerNames(again), headerNames(first), 'an admitted request has the headers of the first');
+    for (const h of ['content-type', 'cache-control', 'access-control-allow-origin', 'access-control-expose-headers'])
+      assert.equal(again.headers.get(h), first.headers.get(h), h);
+    if (again.headers.get('etag') === first.headers.get('etag')) assert.equal(againText, firstText);
+    assert.equal(Number(again.headers.get('content-length')), Buffer.byteLength(againText));
+
+    // Every viewer at the live edge asks for the part being built: all wait, all get the same bytes and ETag.
+    const hint = /#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part-[a-z0-9]+-(\d+)-(\d+)\.m4s/.exec(againText)!;
+    const url = `${base}index.m3u8?_HLS_msn=${hint[1]}&_HLS_part=${hint[2]}&${token}`;
+    const crowd = await Promise.all(Array.from({ length: 20 }, () => getText(url)));
+    const targetDuration = Number(/#EXT-X-TARGETDURATION:(\d+)/.exec(crowd[0]!.text)![1]);
+    for (const r of crowd) {
+      assert.equal(r.status, 200);
+      assert.equal(r.text, crowd[0]!.text);
+      assert.equal(r.headers.get('etag'), crowd[0]!.headers.get('etag'));
+      assert.equal(r.headers.get('cache-control'), `public, max-age=${6 * targetDuration}`, 'twice the longest wait');
+    }
+    assert.match(crowd[0]!.text, new RegExp(`part-[a-z0-9]+-${hint[1]}-${hint[2]}\\.m4s\\?${token}`));
+    assert.equal(
+      (await fetch(url, { headers: { 'if-none-match': crowd[0]!.headers.get('etag')! } })).status,
+      304,
+      'the shared ETag revalidates',
+    );
+
+    const part = playlistEntries(crowd[0]!.text).parts.at(-1)!;
+    const body = await getBytes(base + part);
+    const head = await fetch(base + part, { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(Number(head.headers.get('content-length')), body.length);
+    assert.equal((await head.arrayBuffer()).byteLength, 0);
+    const etag = head.headers.get('etag')!;
+    assert.equal(etag, `"${part.split('?')[0]}"`);
+    const notModified = await fetch(base + part, { headers: { 'if-none-match': etag } });
+    assert.equal(notModified.status, 304);
+    assert.equal(notModified.headers.get('etag'), etag);
+    assert.equal((await notModified.arrayBuffer()).byteLength, 0);
+
+    // Paths Fastify routes elsewhere are never taken for HLS, whatever streams are being packaged.
+    const api = await fetch(`http://127.0.0.1:${node.httpPort}/api/streams/index.m3u8`);
+    assert.deepEqual(await api.json(), { error: 'stream not found', key: 'index.m3u8' });
+  });
+
   it('timestamps stay continuous across a publisher reconnect, and a stream that ends gets EXT-X-ENDLIST', async () => {
     const before = playlistEntries((await getText(`${base}index.m3u8`)).text);
     await publisher!.stop('SIGKILL');

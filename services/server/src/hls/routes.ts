@@ -30,7 +30,7 @@ import type { StreamAccess } from '../streams/access.js';
 import type { HlsRequestType } from './metrics.js';
 import { parseMediaName } from './playlist.js';
 import { parseHlsQuery, type HlsQuery } from './query.js';
-import { HlsService, type HlsSettings, type HlsTarget } from './service.js';
+import { HlsService, type HlsSettings, type HlsTarget, type MediaName } from './service.js';
 
 export { HLS_DEFAULTS, type HlsSettings } from './service.js';
 
@@ -78,7 +78,7 @@ function hlsRoutes(app: FastifyInstance, service: HlsService): void {
   /** The answer from here on is written by the service, on the raw response. */
   const answer = (reply: FastifyReply, fn: (res: ServerResponse) => void): void => {
     reply.hijack();
-    service.guard(reply.raw, () => fn(reply.raw));
+    fn(reply.raw);
   };
 
   const deny = (
@@ -138,6 +138,18 @@ function hlsRoutes(app: FastifyInstance, service: HlsService): void {
   app.options(MEDIA_ROUTE, preflight);
 }
 
+/** What a request target routes to: parsed once per distinct target and shared (immutable). */
+interface Routed {
+  key: string;
+  query: HlsQuery;
+  /** The media file name and what it names; undefined for the playlist. */
+  file: string | undefined;
+  media: MediaName | undefined;
+}
+
+/** Request targets remembered (each viewer at the live edge asks for the same ones); past this, it starts over. */
+const ROUTED_MAX = 4096;
+
 /**
  * Puts a request listener in front of Fastify's on `root`'s server: a GET or HEAD that Fastify's router sends to
  * an HLS route, for a stream and auth query admitted within AUTH_TTL_MS, is answered here; everything else
@@ -147,28 +159,30 @@ function serveAdmittedFirst(root: FastifyInstance, service: HlsService): void {
   const server = root.server;
   const next = server.listeners('request') as Array<(req: IncomingMessage, res: ServerResponse) => void>;
   server.removeAllListeners('request');
+  const routed = new Map<string, Routed>();
+  /** Fastify's own router decides what is an HLS request (so every other route keeps its precedence and guards). */
+  const route = (method: 'GET' | 'HEAD', url: string): Routed | undefined => {
+    const known = routed.get(url);
+    if (known) return known;
+    const params = root.findRoute({ method, url })?.params as HlsParams | undefined;
+    if (params?.app === undefined || params.stream === undefined) return undefined;
+    const query = parseHlsQuery(rawQueryOf(url));
+    const media = params.file === undefined ? undefined : parseMediaName(params.file);
+    if (params.file === undefined ? invalidBlocking(query) : !media) return undefined; // Fastify answers those
+    const r: Routed = { key: `${params.app}/${params.stream}`, query, file: params.file, media };
+    if (routed.size >= ROUTED_MAX) routed.clear();
+    routed.set(url, r);
+    return r;
+  };
   const served = (req: IncomingMessage, res: ServerResponse): boolean => {
     const method = req.method;
     if (method !== 'GET' && method !== 'HEAD') return false;
-    const url = req.url ?? '';
-    const route = root.findRoute({ method, url });
-    const params = route?.params as HlsParams | undefined;
-    if (params?.app === undefined || params.stream === undefined) return false;
-    const query = parseHlsQuery(rawQueryOf(url));
-    const key = `${params.app}/${params.stream}`;
-    if (params.file === undefined) {
-      if (invalidBlocking(query)) return false;
-      const s = service.admitted(key, query.authQuery);
-      if (!s) return false;
-      service.guard(res, () => service.playlist(req, res, s, query));
-      return true;
-    }
-    const name = params.file;
-    const media = parseMediaName(name);
-    if (!media) return false;
-    const s = service.admitted(key, query.authQuery);
+    const r = route(method, req.url ?? '');
+    if (!r) return false;
+    const s = service.admitted(r.key, r.query.authQuery);
     if (!s) return false;
-    service.guard(res, () => service.media(req, res, s, query, name, media));
+    if (r.media) service.media(req, res, s, r.query, r.file!, r.media);
+    else service.playlist(req, res, s, r.query);
     return true;
   };
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {

@@ -8,7 +8,6 @@ import type { Registry } from 'prom-client';
 import type { StreamAccess } from '../streams/access.js';
 import type { StreamRequest } from '../streams/types.js';
 import { hlsMetrics, type HlsMetrics, type HlsRequestType } from './metrics.js';
-import type { Part } from './packager.js';
 import type { HlsQuery } from './query.js';
 import {
   MEDIA_CACHE,
@@ -20,6 +19,7 @@ import {
 } from './responses.js';
 import type { parseMediaName } from './playlist.js';
 import { HlsStream } from './stream.js';
+import type { Answer } from './waiters.js';
 
 export interface HlsSettings {
   segmentMs: number;
@@ -64,6 +64,17 @@ export interface ErrorLog {
   error(obj: object, msg: string): void;
 }
 
+/** A request held by a stream until its packager has what the request asks for. */
+export interface HeldRequest {
+  req: IncomingMessage;
+  res: ServerResponse;
+  s: HlsStream;
+  q: HlsQuery;
+  /** The media file name ('' for a playlist). */
+  name: string;
+  media: MediaName | undefined;
+}
+
 export interface Denial {
   status: 403 | 404;
   reason: string;
@@ -76,6 +87,7 @@ export class HlsService {
   private readonly metrics: HlsMetrics | undefined;
   private readonly sweep: NodeJS.Timeout;
   private nextId = 0;
+  private readonly socketSessions = new WeakMap<object, { ua: string; session: string }>();
 
   constructor(
     private readonly access: StreamAccess,
@@ -116,7 +128,7 @@ export class HlsService {
   }
 
   /** Runs an answer; a bug in it is logged and answered 500 (as Fastify's error handler would), never thrown. */
-  guard(res: ServerResponse, answer: () => void): void {
+  private safely(res: ServerResponse, answer: () => void): void {
     try {
       answer();
     } catch (err) {
@@ -125,11 +137,6 @@ export class HlsService {
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json; charset=utf-8' });
       res.end(JSON.stringify({ error: 'internal error' }));
     }
-  }
-
-  /** A waiter's wake-up, guarded like the request's first answer (it runs from a timer or a packager change). */
-  private later(res: ServerResponse, answer: (ok: boolean) => void): (ok: boolean) => void {
-    return (ok) => this.guard(res, () => answer(ok));
   }
 
   count(type: HlsRequestType, status: number, bytes = 0): void {
@@ -190,30 +197,43 @@ export class HlsService {
     return stream;
   }
 
-  private touch(req: IncomingMessage, s: HlsStream, q: HlsQuery): void {
-    s.touch(q.session ?? `${req.socket.remoteAddress} ${req.headers['user-agent'] ?? ''}`);
+  /** The viewer estimate's session: the `session` parameter, else client address and user agent (kept per socket). */
+  private sessionOf(req: IncomingMessage, q: HlsQuery): string {
+    if (q.session !== undefined) return q.session;
+    const ua = req.headers['user-agent'] ?? '';
+    const known = this.socketSessions.get(req.socket);
+    if (known?.ua === ua) return known.session;
+    const session = `${req.socket.remoteAddress} ${ua}`;
+    this.socketSessions.set(req.socket, { ua, session });
+    return session;
   }
 
   // ---- playlists ----
 
   /** Answers a playlist request of an admitted stream (blocking reloads when they are ready). */
   playlist(req: IncomingMessage, res: ServerResponse, s: HlsStream, q: HlsQuery): void {
-    this.touch(req, s, q);
-    const p = s.packager;
-    if (p.segments[0]?.complete) return this.blockingPlaylist(req, res, s, q);
-    // A new packager: wait for its first complete segment (clients without LL-HLS need one to start; the hub's
-    // cached GOP gives the start of it at once, the next keyframe ends it).
-    s.waiters.wait(
-      FIRST_SEGMENT_KEY,
-      () => p.segments[0]?.complete === true || p.isEnded,
-      2 * this.settings.segmentMs + FIRST_SEGMENT_SLACK_MS,
-      this.later(res, () => this.blockingPlaylist(req, res, s, q)),
-    );
+    this.safely(res, () => {
+      s.touch(this.sessionOf(req, q));
+      const p = s.packager;
+      if (p.segments[0]?.complete) return this.blockingPlaylist({ req, res, s, q, name: '', media: undefined });
+      // A new packager: wait for its first complete segment (clients without LL-HLS need one to start; the hub's
+      // cached GOP gives the start of it at once, the next keyframe ends it).
+      s.waiters.wait(
+        FIRST_SEGMENT_KEY,
+        () => p.segments[0]?.complete === true || p.isEnded,
+        2 * this.settings.segmentMs + FIRST_SEGMENT_SLACK_MS,
+        this.afterFirstSegment,
+        { req, res, s, q, name: '', media: undefined },
+      );
+    });
   }
 
-  private blockingPlaylist(req: IncomingMessage, res: ServerResponse, s: HlsStream, q: HlsQuery): void {
+  private readonly afterFirstSegment: Answer<HeldRequest> = (h) => this.safely(h.res, () => this.blockingPlaylist(h));
+
+  private blockingPlaylist(h: HeldRequest): void {
+    const { s, q } = h;
     const { msn, part } = q;
-    if (msn === undefined) return this.sendPlaylist(req, res, s, q, false);
+    if (msn === undefined) return this.sendPlaylist(h, false);
     const p = s.packager;
     const next = p.nextPart();
     const current = next?.msn ?? p.lastPart()?.msn ?? 0;
@@ -221,8 +241,10 @@ export class HlsService {
       msn > current + ADVANCE_MSN_LIMIT ||
       (msn === current && part !== undefined && part > (next?.index ?? 0) + ADVANCE_PART_LIMIT - 1)
     ) {
-      return this.fail(res, 'playlist', 400, { error: 'bad request', reason: 'too far past the live edge' });
+      return this.fail(h.res, 'playlist', 400, { error: 'bad request', reason: 'too far past the live edge' });
     }
+    const key = part === undefined ? `s${msn}` : `p${msn}.${part}`;
+    if (s.waiters.join(key, h)) return;
     // Part N of segment M (or segment M whole when no part is named) is in the playlist, or something later.
     const ready =
       part === undefined
@@ -234,19 +256,17 @@ export class HlsService {
             const lp = p.lastPart();
             return p.isEnded || (lp !== undefined && (lp.msn > msn || (lp.msn === msn && lp.index >= part)));
           };
-    s.waiters.wait(
-      part === undefined ? `s${msn}` : `p${msn}.${part}`,
-      ready,
-      BLOCK_TARGET_DURATIONS * p.targetDuration * MS_PER_S,
-      this.later(res, (ok) => {
-        this.metrics?.blockingReloads.inc({ outcome: ok ? 'ready' : 'timeout' });
-        if (ok) this.sendPlaylist(req, res, s, q, true);
-        else this.fail(res, 'playlist', 503, { error: 'playlist not updated in time' });
-      }),
-    );
+    s.waiters.wait(key, ready, BLOCK_TARGET_DURATIONS * p.targetDuration * MS_PER_S, this.afterReload, h);
   }
 
-  private sendPlaylist(req: IncomingMessage, res: ServerResponse, s: HlsStream, q: HlsQuery, blocking: boolean): void {
+  private readonly afterReload: Answer<HeldRequest> = (h, ok) =>
+    this.safely(h.res, () => {
+      this.metrics?.blockingReloads.inc({ outcome: ok ? 'ready' : 'timeout' });
+      if (ok) this.sendPlaylist(h, true);
+      else this.fail(h.res, 'playlist', 503, { error: 'playlist not updated in time' });
+    });
+
+  private sendPlaylist({ req, res, s, q }: HeldRequest, blocking: boolean): void {
     s.lastRequestAt = performance.now(); // a request that waited was in use all along
     const r = s.playlist(q.authQuery, q.skip);
     const headers = blocking
@@ -265,38 +285,43 @@ export class HlsService {
 
   /** Answers an init, segment or part request of an admitted stream (a preload-hinted part when it is built). */
   media(req: IncomingMessage, res: ServerResponse, s: HlsStream, q: HlsQuery, name: string, media: MediaName): void {
-    this.touch(req, s, q);
-    const p = s.packager;
-    if (media.gen !== s.gen)
-      return this.fail(res, media.type, 404, { error: 'not found', reason: 'unknown_generation' });
-    if (media.type === 'init') return this.sendMedia(req, res, s, name, 'init', p.init(media.version));
-    if (media.type === 'segment') {
-      const seg = (): Buffer | undefined => p.segment(media.msn)?.bytes;
-      const send = (): void => this.sendMedia(req, res, s, name, 'segment', seg());
-      // The segment being built (a client ahead of the playlist) is answered when complete.
-      if (seg() || p.nextPart()?.msn !== media.msn) return send();
-      return s.waiters.wait(
-        `S${media.msn}`,
-        () => seg() !== undefined,
-        (p.targetDuration + 1) * MS_PER_S * 2,
-        this.later(res, send),
-      );
-    }
-    const find = (): Part | undefined => p.segment(media.msn)?.parts[media.index];
-    const send = (): void => this.sendMedia(req, res, s, name, 'part', find()?.bytes);
-    if (find()) return send();
-    const next = p.nextPart();
-    // The preload hint's part (or the one right after it): held until it is built (LL-HLS).
-    const hinted = next !== undefined && media.msn === next.msn && media.index <= next.index + 1;
-    const nextSegment = next !== undefined && media.msn === next.msn + 1 && media.index === 0;
-    if (!hinted && !nextSegment) return send();
-    s.waiters.wait(
-      `P${media.msn}.${media.index}`,
-      () => find() !== undefined,
-      BLOCK_TARGET_DURATIONS * p.targetDuration * MS_PER_S,
-      this.later(res, send),
-    );
+    this.safely(res, () => {
+      s.touch(this.sessionOf(req, q));
+      const p = s.packager;
+      if (media.gen !== s.gen)
+        return this.fail(res, media.type, 404, { error: 'not found', reason: 'unknown_generation' });
+      if (media.type === 'init') return this.sendMedia(req, res, s, name, 'init', p.init(media.version));
+      const h: HeldRequest = { req, res, s, q, name, media };
+      if (media.type === 'segment') {
+        // The segment being built (a client ahead of the playlist) is answered when complete.
+        if (p.segment(media.msn)?.bytes || p.nextPart()?.msn !== media.msn) return this.afterMedia(h, true);
+        const key = `S${media.msn}`;
+        if (s.waiters.join(key, h)) return;
+        const ready = (): boolean => p.segment(media.msn)?.bytes !== undefined;
+        return s.waiters.wait(key, ready, (p.targetDuration + 1) * MS_PER_S * 2, this.afterMedia, h);
+      }
+      if (p.segment(media.msn)?.parts[media.index]) return this.afterMedia(h, true);
+      const next = p.nextPart();
+      // The preload hint's part (or the one right after it): held until it is built (LL-HLS).
+      const hinted = next !== undefined && media.msn === next.msn && media.index <= next.index + 1;
+      const nextSegment = next !== undefined && media.msn === next.msn + 1 && media.index === 0;
+      if (!hinted && !nextSegment) return this.afterMedia(h, true);
+      const key = `P${media.msn}.${media.index}`;
+      if (s.waiters.join(key, h)) return;
+      const ready = (): boolean => p.segment(media.msn)?.parts[media.index] !== undefined;
+      s.waiters.wait(key, ready, BLOCK_TARGET_DURATIONS * p.targetDuration * MS_PER_S, this.afterMedia, h);
+    });
   }
+
+  /** A segment or part request, answered with what there is now (404 when it is still missing). */
+  private readonly afterMedia: Answer<HeldRequest> = (h) =>
+    this.safely(h.res, () => {
+      const { s, media } = h;
+      const p = s.packager;
+      if (media?.type === 'segment') this.sendMedia(h.req, h.res, s, h.name, 'segment', p.segment(media.msn)?.bytes);
+      else if (media?.type === 'part')
+        this.sendMedia(h.req, h.res, s, h.name, 'part', p.segment(media.msn)?.parts[media.index]?.bytes);
+    });
 
   private sendMedia(
     req: IncomingMessage,

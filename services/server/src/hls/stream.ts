@@ -11,6 +11,7 @@ import { PACKAGED_FOURCCS, mediaEventOf, splitFlvTag } from './media.js';
 import { Packager, type PackagerOptions } from './packager.js';
 import { renderPlaylist } from './playlist.js';
 import { prepareHeaders, type PreparedHeaders } from './responses.js';
+import type { HeldRequest } from './service.js';
 import { WaitGroups } from './waiters.js';
 
 /** Renderings kept per playlist version (query × skip variants); a handful in practice. */
@@ -46,7 +47,7 @@ export class HlsStream implements HubViewer {
   /** performance.now() when the stream ended here, if it did. */
   endedAt: number | undefined;
   /** Requests held until the packager has what they ask for; checked on every packager change. */
-  readonly waiters = new WaitGroups();
+  readonly waiters = new WaitGroups<HeldRequest>();
   private burst: Buffer[] | undefined = [];
   private rendered = new Map<string, Rendered>();
   private readonly mediaHeaders = new Map<string, PreparedHeaders>();

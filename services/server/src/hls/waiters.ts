@@ -7,13 +7,14 @@
  * same condition: a request's timeout is at most GROUP_JOIN_MS short of the one it asked for.
  */
 
-/** Called once: true when the condition held, false at the timeout (or when waiting stopped). */
-export type Wake = (ok: boolean) => void;
+/** Answers one held entry: `ok` true when the condition held, false at the timeout (or when waiting stopped). */
+export type Answer<E> = (entry: E, ok: boolean) => void;
 
-interface Group {
+interface Group<E> {
   key: string;
   ready: () => boolean;
-  wakes: Wake[];
+  answer: Answer<E>;
+  entries: E[];
   startedAt: number;
   timer: NodeJS.Timeout;
 }
@@ -21,11 +22,15 @@ interface Group {
 /** Joiners share a group (and its timeout) for this long after the group started. */
 export const GROUP_JOIN_MS = 100;
 
-export class WaitGroups {
+/**
+ * `key` names a condition and what to do once it holds: waits with the same key have the same `ready` and
+ * `answer`, so a request that joins a group brings only its entry (no closures of its own).
+ */
+export class WaitGroups<E> {
   /** Every waiting group. */
-  private readonly groups = new Set<Group>();
-  /** The group that takes joiners, per condition. */
-  private readonly open = new Map<string, Group>();
+  private readonly groups = new Set<Group<E>>();
+  /** The group that takes joiners, per key. */
+  private readonly open = new Map<string, Group<E>>();
   private stopped = false;
 
   get isEmpty(): boolean {
@@ -33,21 +38,33 @@ export class WaitGroups {
   }
 
   /**
-   * Calls `wake(true)` as soon as `ready()` holds (now, or at a later `check()`), `wake(false)` after `timeoutMs`.
-   * `key` names the condition: waits with the same key must have the same `ready`.
+   * Adds `entry` to the waiting group for `key` if one takes joiners (it was not ready at the last change, and any
+   * later change is about to be checked); false when there is none: then `wait`.
    */
-  wait(key: string, ready: () => boolean, timeoutMs: number, wake: Wake, now = performance.now()): void {
-    if (ready()) return wake(true);
-    if (this.stopped) return wake(false);
+  join(key: string, entry: E, now = performance.now()): boolean {
     const open = this.open.get(key);
-    if (open && now - open.startedAt < GROUP_JOIN_MS) {
-      open.wakes.push(wake);
-      return;
-    }
-    const group: Group = {
+    if (!open || now - open.startedAt >= GROUP_JOIN_MS) return false;
+    open.entries.push(entry);
+    return true;
+  }
+
+  /** Answers `entry` as soon as `ready()` holds (now, or at a later `check()`), or false after `timeoutMs`. */
+  wait(
+    key: string,
+    ready: () => boolean,
+    timeoutMs: number,
+    answer: Answer<E>,
+    entry: E,
+    now = performance.now(),
+  ): void {
+    if (ready()) return answer(entry, true);
+    if (this.stopped) return answer(entry, false);
+    if (this.join(key, entry, now)) return;
+    const group: Group<E> = {
       key,
       ready,
-      wakes: [wake],
+      answer,
+      entries: [entry],
       startedAt: now,
       timer: setTimeout(() => this.settle(group, false), timeoutMs),
     };
@@ -70,10 +87,10 @@ export class WaitGroups {
     for (const g of this.groups) this.settle(g, false);
   }
 
-  private settle(g: Group, ok: boolean): void {
+  private settle(g: Group<E>, ok: boolean): void {
     if (!this.groups.delete(g)) return;
     if (this.open.get(g.key) === g) this.open.delete(g.key);
     clearTimeout(g.timer);
-    for (const wake of g.wakes) wake(ok);
+    for (const entry of g.entries) g.answer(entry, ok);
   }
 }
