@@ -16,11 +16,12 @@
  * The viewers run in this process (the load generator): its CPU (% of one core) and event loop delay p99 are
  * reported per phase, and a run where it was saturated is flagged (its numbers are then partly the generator's).
  * The server's established HTTP connections at the end of each window show whether keep-alive is honoured.
+ * The server is pinned to CPU 0 and the generator to CPU 1 (`--no-pin`: not), as in the fan-out bench.
  * `--runs N` repeats the whole run and reports medians with min–max; `--server-cpu-prof <dir>` runs the server
  * under `--cpu-prof` and reports its top self-time functions within each phase's measured window.
  */
-import { spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 import { cpus, loadavg } from 'node:os';
@@ -47,6 +48,9 @@ const PROFILE_TOP = 25;
 /** How long the server may take to exit (and write its CPU profile) after SIGTERM. */
 const SERVER_EXIT_MS = 15_000;
 const TCP_ESTABLISHED = '01';
+const TASKSET = '/usr/bin/taskset';
+const SERVER_CPU = '0';
+const GENERATOR_CPU = '1';
 
 interface Options {
   viewers: number;
@@ -58,6 +62,8 @@ interface Options {
   videoKbps: number;
   /** Run the server under --cpu-prof, writing the profile here. */
   serverCpuProf?: string;
+  /** Pin the server to CPU 0 and this process (the load generator) to CPU 1, so they don't take each other's. */
+  pin?: boolean;
 }
 
 export interface GeneratorLoad {
@@ -175,16 +181,20 @@ export async function runHlsBench(o: Options, log: (line: string) => void = cons
   const [rtmpPort, httpPort] = [await freePort(), await freePort()];
   const profileDir = o.serverCpuProf ? resolve(o.serverCpuProf) : undefined;
   if (profileDir) mkdirSync(profileDir, { recursive: true });
+  const pin = o.pin === true && cpus().length >= 2 && existsSync(TASKSET);
+  if (pin) execFileSync(TASKSET, ['-a', '-p', '-c', GENERATOR_CPU, String(process.pid)], { stdio: 'ignore' });
+  const nodeArgs = [
+    ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
+    '--conditions=source',
+    '--import',
+    'tsx',
+    'services/server/src/cli.ts',
+    'standalone',
+  ];
+  // taskset execs node: the child's pid is the server's.
   const server = spawn(
-    process.execPath,
-    [
-      ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
-      '--conditions=source',
-      '--import',
-      'tsx',
-      'services/server/src/cli.ts',
-      'standalone',
-    ],
+    pin ? TASKSET : process.execPath,
+    pin ? ['-c', SERVER_CPU, process.execPath, ...nodeArgs] : nodeArgs,
     {
       cwd: repoRoot,
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -358,7 +368,7 @@ export async function runHlsBench(o: Options, log: (line: string) => void = cons
         log(`!!! LOAD GENERATOR SATURATED in ${p.name}: its numbers are partly the generator's`);
     const report = {
       options: o,
-      machine: { cores: cpus().length, loadavg: loadavg().map((x) => Number(x.toFixed(2))) },
+      machine: { cores: cpus().length, loadavg: loadavg().map((x) => Number(x.toFixed(2))), pinned: pin },
       phases: [baseline, flvPhase, hlsPhase].map((p) => ({
         ...p,
         cpuMs: Math.round(p.cpuMs),
@@ -458,6 +468,7 @@ if (isMainModule(import.meta.url)) {
     .option('--size <WxH>', 'source picture size', '1280x720')
     .option('--video-kbps <k>', 'source video bit rate', '2500')
     .option('--runs <n>', 'repeat the whole run; report medians with min-max', '1')
+    .option('--no-pin', 'do not pin the server to CPU 0 and the load generator to CPU 1')
     .option(
       '--server-cpu-prof <dir>',
       'run the server under --cpu-prof (profile written to <dir>), report top self time',
@@ -476,6 +487,7 @@ if (isMainModule(import.meta.url)) {
       height,
       videoKbps: Number(a.videoKbps),
       ...(a.serverCpuProf ? { serverCpuProf: a.serverCpuProf } : {}),
+      pin: (a.pin as unknown as boolean) !== false,
     });
     console.error(
       `run ${run + 1}: HLS/FLV CPU ${report.hlsVsFlvCpu}, load average ${report.machine.loadavg.join(' ')}`,

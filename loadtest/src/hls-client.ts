@@ -69,6 +69,8 @@ export function listParts(text: string): { parts: ListedPart[]; next: { msn: num
 }
 
 const VIDEO_TRACK_ID = 1;
+/** A part's first bytes kept by the viewer: its moof (with the tfdt read for latency) is well within them. */
+const PART_HEAD_BYTES = 16 * 1024;
 const VIDEO_TIMESCALE_PER_MS = 90;
 
 /** The tfdt of track 1's first traf in a CMAF fragment, in ms. */
@@ -123,7 +125,11 @@ export class LightHlsViewer {
     return new URL(uri, this.playlistUrl).href;
   }
 
-  private get(url: string): Promise<Buffer | undefined> {
+  /**
+   * GET `url`; the body, or (with `keepBytes`) only its first `keepBytes` bytes: a part's moof comes first, and
+   * copying every part whole would make the load generator, not the server, the bottleneck.
+   */
+  private get(url: string, keepBytes = Infinity): Promise<Buffer | undefined> {
     this.stats.requests++;
     return new Promise((resolve) => {
       let settled = false;
@@ -136,11 +142,18 @@ export class LightHlsViewer {
       const fail = (): void => done(undefined);
       const req = httpRequest(url, { agent: this.agent }, (res) => {
         const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
+        let kept = 0;
+        let received = 0;
+        res.on('data', (c: Buffer) => {
+          received += c.length;
+          if (kept >= keepBytes) return;
+          chunks.push(c);
+          kept += c.length;
+        });
         res.on('error', fail);
         res.on('end', () => {
+          this.stats.bytes += received;
           const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-          this.stats.bytes += body.length;
           done(res.statusCode === 200 ? body : undefined);
         });
         res.on('close', fail); // cut before its end (after it: already settled)
@@ -184,13 +197,14 @@ export class LightHlsViewer {
       for (const p of parts) {
         if (seen.has(p.uri) || this.stopped) continue;
         seen.add(p.uri);
-        const bytes = await this.get(this.url(p.uri));
-        if (!bytes) continue;
+        const before = this.stats.bytes;
+        const head = await this.get(this.url(p.uri), PART_HEAD_BYTES);
+        if (!head) continue;
         this.stats.parts.push({
           receivedAt: performance.now(),
-          videoMs: firstVideoDecodeMs(bytes),
+          videoMs: firstVideoDecodeMs(head),
           programDateTime: p.pdt,
-          bytes: bytes.length,
+          bytes: this.stats.bytes - before,
         });
       }
       if (!next) return;
