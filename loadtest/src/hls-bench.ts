@@ -8,7 +8,9 @@
  * One rtmp-relay standalone node (a child process, from source through tsx) and one paced publisher (a generated
  * FLV, looped; it records when it wrote each video timestamp). Phases, each `--seconds` long and measured after a
  * settle time: publisher only (baseline), N HTTP-FLV viewers, N LL-HLS viewers (LightHlsViewer: blocking reloads
- * and every part). CPU is utime+stime of the server from /proc, minus the baseline, per viewer-second.
+ * and every part), publisher only again once the HLS packager has lingered out (trailing baseline). CPU is
+ * utime+stime of the server from /proc, minus the baseline (the mean of the two), per viewer-second. The baseline
+ * moves from run to run; `hlsMinusFlvCpuMsPerViewerSecond` compares the two phases directly, without it.
  * Latency (HLS): a part complete at the viewer minus the publisher's write of its first video frame (the part's
  * oldest frame: an upper bound for the frames in it); and the part's EXT-X-PROGRAM-DATE-TIME minus that write
  * (how far the node's PDT is from the publisher's clock). Reports p50/p99, the machine's load average and cores.
@@ -48,6 +50,7 @@ const PROFILE_TOP = 25;
 /** How long the server may take to exit (and write its CPU profile) after SIGTERM. */
 const SERVER_EXIT_MS = 15_000;
 const TCP_ESTABLISHED = '01';
+const SERVER_HLS_LINGER_MS = 2000;
 const TASKSET = '/usr/bin/taskset';
 const SERVER_CPU = '0';
 const GENERATOR_CPU = '1';
@@ -207,7 +210,7 @@ export async function runHlsBench(o: Options, log: (line: string) => void = cons
         LOG_LEVEL: 'warn',
         HLS_PART_MS: String(o.partMs),
         HLS_SEGMENT_MS: String(o.segmentMs),
-        HLS_LINGER_MS: '2000',
+        HLS_LINGER_MS: String(SERVER_HLS_LINGER_MS),
       },
     },
   );
@@ -339,9 +342,18 @@ export async function runHlsBench(o: Options, log: (line: string) => void = cons
         errors: hls.reduce((n, v) => n + v.stats.errors, 0),
       }),
     );
-    await sleep(200);
-    const baseRate = baseline.cpuMs / baseline.seconds;
+    const hlsMeasuredFrom = measuredFrom;
+    // The packager lingers out (HLS_LINGER_MS) before the trailing baseline.
+    await sleep(SERVER_HLS_LINGER_MS + SETTLE_MS);
+    const trailing = await measure(
+      'baseline after (publisher only)',
+      0,
+      () => [],
+      () => ({ requests: 0, bytes: 0, errors: 0 }),
+    );
+    const baseRate = (baseline.cpuMs / baseline.seconds + trailing.cpuMs / trailing.seconds) / 2;
     for (const p of [flvPhase, hlsPhase]) p.cpuMsPerViewerSecond = (p.cpuMs / p.seconds - baseRate) / p.viewers;
+    const hlsMinusFlv = (hlsPhase.cpuMs / hlsPhase.seconds - flvPhase.cpuMs / flvPhase.seconds) / o.viewers;
 
     // Latency: every part received in the measured window (not the joins' catch-up), against the publisher's write
     // of its first video frame.
@@ -349,7 +361,7 @@ export async function runHlsBench(o: Options, log: (line: string) => void = cons
     const pdtError: number[] = [];
     for (const v of hls) {
       for (const p of v.stats.parts) {
-        if (p.videoMs === undefined || p.receivedAt < measuredFrom) continue;
+        if (p.videoMs === undefined || p.receivedAt < hlsMeasuredFrom) continue;
         const wroteAt = publisher.sentVideo.get(Math.round(p.videoMs));
         if (wroteAt === undefined) continue;
         g2g.push(p.receivedAt - wroteAt);
@@ -369,7 +381,7 @@ export async function runHlsBench(o: Options, log: (line: string) => void = cons
     const report = {
       options: o,
       machine: { cores: cpus().length, loadavg: loadavg().map((x) => Number(x.toFixed(2))), pinned: pin },
-      phases: [baseline, flvPhase, hlsPhase].map((p) => ({
+      phases: [baseline, flvPhase, hlsPhase, trailing].map((p) => ({
         ...p,
         cpuMs: Math.round(p.cpuMs),
         cpuMsPerViewerSecond: Number(p.cpuMsPerViewerSecond.toFixed(3)),
@@ -378,6 +390,8 @@ export async function runHlsBench(o: Options, log: (line: string) => void = cons
         seconds: Number(p.seconds.toFixed(1)),
       })),
       hlsVsFlvCpu: Number((hlsPhase.cpuMsPerViewerSecond / flvPhase.cpuMsPerViewerSecond).toFixed(2)),
+      /** Baseline-free: (HLS phase CPU rate - FLV phase CPU rate) / viewers. Negative: HLS costs less. */
+      hlsMinusFlvCpuMsPerViewerSecond: Number(hlsMinusFlv.toFixed(3)),
       latency: {
         parts: g2g.length,
         publishToPartAvailableMs: { p50: pct(g2g, 50), p99: pct(g2g, 99) },
@@ -438,6 +452,11 @@ export function summarizeRuns(reports: BenchReport[]): object {
     hlsVsFlvCpu: spread(
       reports.map((r) => r.hlsVsFlvCpu),
       2,
+    ),
+    hlsMinusFlvCpuMsPerViewerSecond: spread(reports.map((r) => r.hlsMinusFlvCpuMsPerViewerSecond)),
+    baselineCpuMsPerSecond: spread(
+      reports.map((r) => (r.phases[0]!.cpuMs / r.phases[0]!.seconds + r.phases[3]!.cpuMs / r.phases[3]!.seconds) / 2),
+      0,
     ),
     hlsRequestsPerViewerSecond: of('LL-HLS', (p) => p.requestsPerViewerSecond, 2),
     hlsConnectionsAtEnd: of('LL-HLS', (p) => p.connections, 0),
