@@ -9,7 +9,7 @@
  * Servers: our standalone server in its default configuration (adaptive batching), with batching off
  * (WRITE_BATCH_MS=0 ADAPTIVE_BATCH_MS=0) and with a fixed window (--batch-ms, default 20), our edge role in its
  * default configuration (`ours-edge`: the publisher goes to an origin, viewers to the edge, which pulls the stream
- * once; Redis, NATS and the origin share the generator's CPU), Node-Media-Server (the npm
+ * once; Redis, NATS and the origin share the server's CPU: their CPU is not the edge's, only its core's), Node-Media-Server (the npm
  * package in this workspace) and nginx with the RTMP module (Debian's nginx + libnginx-mod-rtmp). Every process
  * started here is killed at the end of its run, and on SIGINT/SIGTERM.
  *
@@ -324,8 +324,9 @@ function ourEnv(rtmpPort: number, httpPort: number, o: BenchOptions): NodeJS.Pro
 }
 
 /**
- * The edge role in its default configuration: redis-server, nats-server and an origin (all pinned to the load
- * generator's CPU: together they carry one stream in and one pull out) and the edge under test on the server CPU.
+ * The edge role in its default configuration: the edge under test on the server CPU, with redis-server, nats-server
+ * and an origin beside it (together they carry one stream in and one pull out: a few percent of that core, reported
+ * as its noise; on the generator's core they would count against the generator's noise budget instead).
  * The publisher publishes to the origin; viewers play from the edge, whose first viewer starts its one pull.
  */
 async function startEdgeCluster(edgePort: number, dir: string, o: BenchOptions): Promise<RunningServer> {
@@ -336,7 +337,7 @@ async function startEdgeCluster(edgePort: number, dir: string, o: BenchOptions):
   )) as [number, number, number, number, number];
   const helpers: ChildProcess[] = [];
   const redis = startChild(
-    ...pinned(o.loadgenCpu, 'redis-server', [
+    ...pinned(o.serverCpu, 'redis-server', [
       '--port',
       String(redisPort),
       '--bind',
@@ -351,7 +352,7 @@ async function startEdgeCluster(edgePort: number, dir: string, o: BenchOptions):
   );
   helpers.push(redis.child);
   const nats = startChild(
-    ...pinned(o.loadgenCpu, 'nats-server', ['-a', '127.0.0.1', '-p', String(natsPort)]),
+    ...pinned(o.serverCpu, 'nats-server', ['-a', '127.0.0.1', '-p', String(natsPort)]),
     process.env,
     dir,
   );
@@ -364,7 +365,7 @@ async function startEdgeCluster(edgePort: number, dir: string, o: BenchOptions):
     ADVERTISE_HOST: '127.0.0.1',
   };
   const origin = startChild(
-    ...pinned(o.loadgenCpu, process.execPath, [cli, 'origin']),
+    ...pinned(o.serverCpu, process.execPath, [cli, 'origin']),
     { ...ourEnv(originPort, originHttp, o), ...cluster, NODE_ID: 'bench-origin' },
     repoRoot,
   );
