@@ -31,14 +31,14 @@ export const initUri = (gen: string, version: number): string => `init-${gen}-${
 export const segmentUri = (gen: string, msn: number): string => `seg-${gen}-${msn}.m4s`;
 export const partUri = (gen: string, msn: number, index: number): string => `part-${gen}-${msn}-${index}.m4s`;
 
-/** Media URI names → what they are (undefined for anything else). */
-export function parseMediaName(
-  name: string,
-):
+/** What a media URI names. */
+export type MediaName =
   | { type: 'init'; gen: string; version: number }
   | { type: 'segment'; gen: string; msn: number }
-  | { type: 'part'; gen: string; msn: number; index: number }
-  | undefined {
+  | { type: 'part'; gen: string; msn: number; index: number };
+
+/** Media URI names → what they are (undefined for anything else). */
+export function parseMediaName(name: string): MediaName | undefined {
   let m = /^init-([a-z0-9]+)-(\d{1,9})\.mp4$/.exec(name);
   if (m) return { type: 'init', gen: m[1]!, version: Number(m[2]) };
   m = /^seg-([a-z0-9]+)-(\d{1,12})\.m4s$/.exec(name);

@@ -28,9 +28,9 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { StreamAccess } from '../streams/access.js';
 import type { HlsRequestType } from './metrics.js';
-import { parseMediaName } from './playlist.js';
+import { parseMediaName, type MediaName } from './playlist.js';
 import { parseHlsQuery, type HlsQuery } from './query.js';
-import { HlsService, type HlsSettings, type HlsTarget, type MediaName } from './service.js';
+import { HlsService, type HlsSettings, type HlsTarget } from './service.js';
 
 export { HLS_DEFAULTS, type HlsSettings } from './service.js';
 

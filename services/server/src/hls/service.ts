@@ -17,7 +17,7 @@ import {
   sendError,
   sendPrepared,
 } from './responses.js';
-import type { parseMediaName } from './playlist.js';
+import type { MediaName } from './playlist.js';
 import { HlsStream } from './stream.js';
 import type { Answer } from './waiters.js';
 
@@ -47,7 +47,10 @@ const MS_PER_S = 1000;
 const PLAYLIST_TYPE = 'application/vnd.apple.mpegurl';
 const INIT_TYPE = 'video/mp4';
 const SEGMENT_TYPE = 'video/iso.segment';
-/** Wait-group keys: the first complete segment; segment N whole; part I of segment N (playlist or the part). */
+/**
+ * Wait-group keys name what is awaited: FIRST_SEGMENT_KEY; `s<msn>` / `p<msn>.<part>` a blocking playlist reload
+ * (segment whole / part); `S<msn>` / `P<msn>.<index>` a segment or part request ahead of the packager.
+ */
 const FIRST_SEGMENT_KEY = 'first';
 
 export interface HlsTarget {
@@ -56,8 +59,6 @@ export interface HlsTarget {
   key: string;
   query: HlsQuery;
 }
-
-export type MediaName = NonNullable<ReturnType<typeof parseMediaName>>;
 
 /** Where a bug in an answer is reported (Fastify's logger). */
 export interface ErrorLog {
