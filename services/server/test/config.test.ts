@@ -66,6 +66,7 @@ describe('config', () => {
       redisUrl: '',
       natsUrl: '',
       advertiseHost: '',
+      ingestPublicUrl: '',
       clusterPrefix: 'rtmp',
       leaseMs: 5000,
       heartbeatMs: 2000,
