@@ -296,8 +296,9 @@ describe('faults: Redis blip and restart, NATS restart, a frozen origin, a slow 
     '4. a link slower than the stream between one edge and the origin (netns, tc tbf): the other edge is unaffected',
     { timeout: 60_000 },
     async (t) => {
-      const ns = await NetNs.create(cleanups).catch((err: Error) => err);
-      if (ns instanceof Error) return t.skip(`network namespaces unavailable here (${ns.message.split('\n')[0]})`);
+      const why = await NetNs.unavailable();
+      if (why) return t.skip(`network namespaces unavailable here (${why})`);
+      const ns = await NetNs.create(cleanups);
       // The origin listens on the host end of the veth, reachable from both the host and the namespace.
       const A = await node('origin', 'f4-origin', { RTMP_HOST: ns.hostIp, ADVERTISE_HOST: ns.hostIp });
       const fast = await node('edge', 'f4-edge-fast');
@@ -332,8 +333,9 @@ describe('faults: Redis blip and restart, NATS restart, a frozen origin, a slow 
     async (t) => {
       const nft = await run('nft', ['--version'], { timeoutMs: 5000 }).catch(() => undefined);
       if (nft?.code !== 0) return t.skip('nftables (nft) is not installed');
-      const ns = await NetNs.create(cleanups).catch((err: Error) => err);
-      if (ns instanceof Error) return t.skip(`network namespaces unavailable here (${ns.message.split('\n')[0]})`);
+      const why = await NetNs.unavailable();
+      if (why) return t.skip(`network namespaces unavailable here (${why})`);
+      const ns = await NetNs.create(cleanups);
       const A = await node('origin', 'f6-origin', { RTMP_HOST: ns.hostIp, ADVERTISE_HOST: ns.hostIp });
       const fast = await node('edge', 'f6-edge-fast');
       const delayRelay = await Relay.open(ns.hostIp, A.rtmpPort, { targetHost: ns.hostIp, delayMs: LINK_DELAY_MS });
@@ -389,10 +391,22 @@ class NetNs {
     readonly nsDev: string,
   ) {}
 
+  private static made = 0;
+
+  /** Why this process cannot make namespaces (not root, no `ip`), or undefined. Any other failure fails the test. */
+  static async unavailable(): Promise<string | undefined> {
+    if (process.getuid?.() !== 0) return 'not root';
+    const ip = await run('ip', ['-V'], { timeoutMs: 5000 }).catch(() => undefined);
+    return ip?.code === 0 ? undefined : 'no ip command';
+  }
+
   static async create(cleanups: Array<() => Promise<void>>): Promise<NetNs> {
+    // Several per test process (each case makes its own; all are removed in after()): names and /30s differ by `seq`.
+    const seq = ++NetNs.made;
     const n = process.pid % 250;
-    const nsDev = `rr9n${process.pid % 100000}`;
-    const ns = new NetNs(`rr9-${process.pid}`, `rr9h${process.pid % 100000}`, `10.213.${n}.1`, `10.213.${n}.2`, nsDev);
+    const id = `${process.pid % 10000}x${seq}`;
+    const base = 4 * (seq % 64);
+    const ns = new NetNs(`rr9-${id}`, `rr9h${id}`, `10.213.${n}.${base + 1}`, `10.213.${n}.${base + 2}`, `rr9n${id}`);
     const sh = async (...args: string[]) => {
       const r = await run('ip', args, { timeoutMs: 10_000 });
       if (r.code !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim()}`);
@@ -402,12 +416,12 @@ class NetNs {
       await run('ip', ['netns', 'del', ns.name], { timeoutMs: 10_000 });
       await run('ip', ['link', 'del', ns.hostDev], { timeoutMs: 10_000 });
     });
-    await sh('link', 'add', ns.hostDev, 'type', 'veth', 'peer', 'name', nsDev);
-    await sh('link', 'set', nsDev, 'netns', ns.name);
+    await sh('link', 'add', ns.hostDev, 'type', 'veth', 'peer', 'name', ns.nsDev);
+    await sh('link', 'set', ns.nsDev, 'netns', ns.name);
     await sh('addr', 'add', `${ns.hostIp}/30`, 'dev', ns.hostDev);
     await sh('link', 'set', ns.hostDev, 'up');
-    await sh('-n', ns.name, 'addr', 'add', `${ns.nsIp}/30`, 'dev', nsDev);
-    await sh('-n', ns.name, 'link', 'set', nsDev, 'up');
+    await sh('-n', ns.name, 'addr', 'add', `${ns.nsIp}/30`, 'dev', ns.nsDev);
+    await sh('-n', ns.name, 'link', 'set', ns.nsDev, 'up');
     await sh('-n', ns.name, 'link', 'set', 'lo', 'up');
     return ns;
   }
