@@ -7,7 +7,6 @@
  * the stream's ownership lease in (real) Redis names the relay's address.
  */
 import assert from 'node:assert/strict';
-import { connect, createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { RtmpClientError } from '@rtmp-relay/rtmp';
 import { StreamOwnership, createRedis, waitForRedis } from '../src/cluster/redis-registry.js';
@@ -16,46 +15,18 @@ import { ffmpegPublish } from './support/media-tools.js';
 import { startTestNode, waitLive, type NodeUnderTest } from './support/node-under-test.js';
 import { stopAll, waitFor, type Running } from './support/processes.js';
 import { startRedis, stopAllServices, type ServiceHandle } from './support/services.js';
+import { Relay } from './support/tcp-relay.js';
 
 const KEY = 'live/slow';
 const PLAY_WAIT_MS = 300;
 /** How long the relay holds a new connection: several play waits. */
 const CONNECT_DELAY_MS = 1500;
 
-/** Forwards to 127.0.0.1:`targetPort`, each connection only after `delayMs` (an origin slow to accept). */
-async function slowRelay(targetPort: number, delayMs: number): Promise<{ port: number; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    client.pause();
-    sockets.add(client);
-    const timer = setTimeout(() => {
-      const upstream = connect(targetPort, '127.0.0.1');
-      sockets.add(upstream);
-      client.pipe(upstream).pipe(client);
-      client.resume();
-      upstream.on('error', () => client.destroy());
-      upstream.on('close', () => client.destroy());
-      client.on('close', () => upstream.destroy());
-    }, delayMs);
-    client.on('error', () => clearTimeout(timer));
-    client.on('close', () => clearTimeout(timer));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as { port: number }).port,
-    close: () =>
-      new Promise((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
-}
-
 describe('edge: a play waits out a slow first pull to a known owner', { timeout: 60_000 }, () => {
   let redis: ServiceHandle;
   let origin: NodeUnderTest;
   let edge: ClusterNode;
-  let relay: Awaited<ReturnType<typeof slowRelay>>;
+  let relay: Relay;
   const procs: Running[] = [];
   const cleanups: Array<() => unknown> = [];
 
@@ -65,7 +36,7 @@ describe('edge: a play waits out a slow first pull to a known owner', { timeout:
     cleanups.push(() => origin.shutdown('test'));
     procs.push(ffmpegPublish(origin.rtmpUrl(KEY), { seconds: 40 }));
     await waitLive(origin, KEY);
-    relay = await slowRelay(origin.rtmpPort, CONNECT_DELAY_MS);
+    relay = await Relay.open('127.0.0.1', origin.rtmpPort, { acceptDelayMs: CONNECT_DELAY_MS });
     cleanups.push(() => relay.close());
     const client = createRedis(redis.url);
     cleanups.push(() => client.disconnect());

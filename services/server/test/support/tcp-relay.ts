@@ -5,6 +5,8 @@ export interface RelayOptions {
   targetHost?: string;
   /** Hold every chunk this long in each direction (order kept): a link's one-way delay, where there is no netem. */
   delayMs?: number;
+  /** Hold each new connection this long before connecting onward (a peer slow to accept). */
+  acceptDelayMs?: number;
 }
 
 /** A TCP relay listening on `host` (any port) that forwards to `targetHost`:`targetPort`. */
@@ -18,19 +20,27 @@ export class Relay {
   static async open(host: string, targetPort: number, opts: RelayOptions = {}): Promise<Relay> {
     const server = createServer();
     const relay = new Relay(server);
-    server.on('connection', (c) => {
-      relay.connections++;
+    const link = (c: Socket): void => {
       const u = connect(targetPort, opts.targetHost ?? '127.0.0.1');
-      relay.sockets.add(c).add(u);
+      relay.sockets.add(u);
       // A cut relay keeps its connections open and forwards nothing (a partition, not a reset).
       forward(c, u, relay, opts.delayMs ?? 0);
       forward(u, c, relay, opts.delayMs ?? 0);
+      c.resume();
       const end = () => {
         c.destroy();
         u.destroy();
       };
       c.on('error', end).on('close', end);
       u.on('error', end).on('close', end);
+    };
+    server.on('connection', (c) => {
+      relay.connections++;
+      relay.sockets.add(c);
+      if (!opts.acceptDelayMs) return link(c);
+      c.pause();
+      const timer = setTimeout(() => link(c), opts.acceptDelayMs);
+      c.once('close', () => clearTimeout(timer)).on('error', () => clearTimeout(timer));
     });
     await new Promise<void>((resolve) => server.listen(0, host, resolve));
     return relay;
