@@ -22,7 +22,8 @@ import { createServer } from 'node:net';
 import { availableParallelism, cpus, release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
+import { FFMPEG_PLAYER_MODES, type FfmpegPlayerMode } from './ffmpeg-player.js';
 import type { Report } from './loadgen.js';
 import { isMainModule } from './main-module.js';
 import { nmsVersion } from './nms-runner.js';
@@ -69,6 +70,7 @@ interface BenchOptions {
   quietPercent: number;
   workers: number;
   ffmpegPlayers: number;
+  ffmpegMode: FfmpegPlayerMode;
 }
 
 interface RunningServer {
@@ -442,7 +444,7 @@ async function runLoadgen(
     ...(o.loadgenCpu && /^\d+$/.test(o.loadgenCpu) ? ['--loadgen-core', o.loadgenCpu] : []),
     ...(o.workers > 0 ? ['--workers', String(o.workers)] : []),
     ...(o.ffmpegPlayers > 0 && viewerProtocol(server.kind) === 'rtmp'
-      ? ['--ffmpeg-players', String(o.ffmpegPlayers)]
+      ? ['--ffmpeg-players', String(o.ffmpegPlayers), '--ffmpeg-mode', o.ffmpegMode]
       : []),
     ...(viewerProtocol(server.kind) !== 'rtmp'
       ? ['--protocol', viewerProtocol(server.kind), '--http-url', `http://127.0.0.1:${server.httpPort}`]
@@ -544,7 +546,7 @@ export function formatTable(n: number, all: RunResult[]): string {
     'TTFF p50/p99 ms',
     'latency p99 ms, median (min–max)',
     'latency p50/p95 ms',
-    'FFmpeg cross-check: decoded %, latency p50/p99 ms',
+    'FFmpeg cross-check: video frames %, latency p50/p99 ms',
     'generator CPU % / loop delay p99 ms',
     'load avg',
   ];
@@ -721,7 +723,15 @@ async function main(argv: string[]): Promise<number> {
     .option('--quick', 'CI smoke: N=100 only, 5 s window')
     .option('--repeat <n>', 'runs per (N, server), interleaved; tables show medians of the valid runs', '3')
     .option('--workers <n>', "load generator's worker threads for the viewers", '0')
-    .option('--ffmpeg-players <n>', 'FFmpeg players decoding through the load in every RTMP run (cross-check)', '2')
+    .option('--ffmpeg-players <n>', 'FFmpeg players reading through the load in every RTMP run (cross-check)', '2')
+    .addOption(
+      new Option(
+        '--ffmpeg-mode <mode>',
+        "FFmpeg players demux packets (a few % of a core each) or decode every frame (~20 % each, taken from the generator's core)",
+      )
+        .choices(FFMPEG_PLAYER_MODES)
+        .default('packets'),
+    )
     .option('--retries <n>', 'run a (N, server) again when other processes disturbed it (see --max-noise)', '2')
     .option('--max-noise <percent>', 'other processes on a pinned core above this make a run disturbed', '10')
     .option('--quiet-percent <percent>', 'before each run, wait (up to 2 min) until the machine is below this', '15')
@@ -759,6 +769,7 @@ async function main(argv: string[]): Promise<number> {
     quietPercent: Number(raw['quietPercent']),
     workers: Math.max(0, Math.floor(Number(raw['workers']))),
     ffmpegPlayers: quick ? 0 : Math.max(0, Math.floor(Number(raw['ffmpegPlayers']))),
+    ffmpegMode: raw['ffmpegMode'] as FfmpegPlayerMode,
   };
   for (const s of o.servers)
     if (!KNOWN_SERVERS.includes(s)) throw new Error(`unknown server '${s}' (${KNOWN_SERVERS.join(', ')})`);

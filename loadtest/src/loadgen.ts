@@ -22,7 +22,7 @@ import { availableParallelism } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseRtmpUrl, type RtmpUrl } from '@rtmp-relay/rtmp';
 import { Command, Option } from 'commander';
-import { FfmpegPlayer, type FfmpegPlayerResult } from './ffmpeg-player.js';
+import { FFMPEG_PLAYER_MODES, FfmpegPlayer, type FfmpegPlayerMode, type FfmpegPlayerResult } from './ffmpeg-player.js';
 import { isMainModule } from './main-module.js';
 import { processTree, sampleCore, sampleTree, type CoreTimes, type TreeSample } from './procstat.js';
 import { generateFlv, loadFlv, PacedPublisher, type GenerateOptions, type PublisherStats } from './source.js';
@@ -75,6 +75,8 @@ export interface LoadOptions {
    * frames and sampled latency are reported beside the light viewers' (default 0).
    */
   ffmpegPlayers?: number;
+  /** What the FFmpeg players do: decode every video frame, or only demux packets (cheap; default `decode`). */
+  ffmpegMode?: FfmpegPlayerMode;
   /** Spread the viewers over this many worker threads (0 = all in this thread, the default). */
   workers?: number;
   /** Cores this process may use (default: its CPU affinity): the CPU percent is also reported against them. */
@@ -195,6 +197,14 @@ export interface Report {
     cpuPercentOfCores: number;
     /** Worst p99 event loop delay of the worker threads (0 without workers). */
     workerEventLoopDelayP99Ms: number;
+    /**
+     * Event loop utilization in the window (0..1): this thread's, and the busiest worker's (NaN without workers).
+     * A worker's timers can starve while its sockets keep it in libuv's poll phase (up to 48 rounds of 1024 ready
+     * sockets before timers run), so its timer-based loop delay can read seconds while every socket is still read
+     * promptly; utilization and CPU say whether it had time to spare.
+     */
+    eventLoopUtilization: number;
+    workerEventLoopUtilization: number;
     /** The generator itself was the limit (CPU or loop delay past the bounds): its latency and delivery are its own. */
     saturated: boolean;
     warnings: string[];
@@ -495,7 +505,11 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
   const players: FfmpegPlayer[] = [];
   if (publisher)
     for (let i = 0; i < (options.ffmpegPlayers ?? 0); i++) {
-      const p = new FfmpegPlayer(options.url.replace('//localhost', '//127.0.0.1'), (ts) => lookupSent(sentRing, ts));
+      const p = new FfmpegPlayer(
+        options.url.replace('//localhost', '//127.0.0.1'),
+        (ts) => lookupSent(sentRing, ts),
+        options.ffmpegMode,
+      );
       p.start();
       players.push(p);
     }
@@ -555,9 +569,11 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
   const lgCore0 = options.loadgenCore !== undefined ? safeCore(options.loadgenCore) : undefined;
   const eld = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS });
   eld.enable();
+  const elu0 = performance.eventLoopUtilization();
   await delay(Math.max(0, rampDoneAt + duration * 1000 - performance.now()), stopSignal);
   const windowEnd = performance.now();
   eld.disable();
+  const elu = performance.eventLoopUtilization(elu0).utilization;
   const cpuWin = process.cpuUsage(cpuWin0);
   const serverWin1 = serverSample();
   const coreWin1 = coreSample();
@@ -730,6 +746,8 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
       eventLoopDelayP99Ms: round(Math.max(0, eld.percentile(99) / 1e6 - ELD_RESOLUTION_MS), 2),
       eventLoopDelayMaxMs: round(Math.max(0, eld.max / 1e6 - ELD_RESOLUTION_MS), 2),
       workerEventLoopDelayP99Ms: round(Math.max(0, ...workerEld.map((e) => e.eldP99Ms)), 2),
+      eventLoopUtilization: round(elu, 3),
+      workerEventLoopUtilization: round(workerEld.length ? Math.max(...workerEld.map((e) => e.elu)) : NaN, 3),
       tickMaxMs: round(tickMaxMs, 1),
       rssMiB: round(process.memoryUsage.rss() / 1024 / 1024, 1),
     }),
@@ -769,7 +787,8 @@ export function formatReport(r: Report): string {
       `${r.latencyUnmatched ? `, ${r.latencyUnmatched} unmatched timestamps` : ''})`,
     `load generator cpu ${r.loadgen.cpuPercent}% of a core (${r.loadgen.cpuPercentOfCores}% of its ${r.loadgen.cores}, ` +
       `${r.loadgen.workers} workers) in the window, event loop delay p99 ${r.loadgen.eventLoopDelayP99Ms} ms` +
-      `${r.loadgen.workers ? ` (workers ${r.loadgen.workerEventLoopDelayP99Ms} ms)` : ''}`,
+      `${r.loadgen.workers ? ` (workers ${r.loadgen.workerEventLoopDelayP99Ms} ms)` : ''}, loop utilization ` +
+      `${r.loadgen.eventLoopUtilization}${r.loadgen.workers ? ` (busiest worker ${r.loadgen.workerEventLoopUtilization})` : ''}`,
   ];
   if (r.loadgen.saturated)
     lines.unshift(
@@ -778,7 +797,7 @@ export function formatReport(r: Report): string {
   if (r.crossCheck) {
     const c = r.crossCheck;
     lines.push(
-      `cross-check: ${c.players} ffmpeg players decoded ${c.results.map((x) => `${(x.ratio * 100).toFixed(1)}%`).join(', ')} of ${c.videoFramesSent} video frames, ` +
+      `cross-check: ${c.players} ffmpeg players ${c.results[0]?.mode === 'packets' ? 'demuxed' : 'decoded'} ${c.results.map((x) => `${(x.ratio * 100).toFixed(1)}%`).join(', ')} of ${c.videoFramesSent} video frames, ` +
         `latency p50/p99 ${c.results.map((x) => `${x.latencyMs.p50}/${x.latencyMs.p99}`).join(', ')} ms${c.results.some((x) => x.error) ? ` ERRORS: ${c.results.map((x) => x.error ?? 'ok').join('; ')}` : ''} (their cpu ${c.cpuPercent}%)`,
     );
   }
@@ -865,6 +884,11 @@ async function main(argv: string[]): Promise<number> {
       intArg('ffmpeg-players'),
       0,
     )
+    .addOption(
+      new Option('--ffmpeg-mode <mode>', 'FFmpeg players: decode every video frame, or only demux packets (cheaper)')
+        .choices(FFMPEG_PLAYER_MODES)
+        .default('decode'),
+    )
     .option('--workers <n>', 'spread the viewers over this many worker threads (0 = this thread)', intArg('workers'), 0)
     .option('--hard-stop <s>', 'end everything after this many seconds whatever happens', intArg('hard-stop', 1))
     .option('--allow-remote', 'allow targets other than 127.0.0.1 / ::1')
@@ -894,6 +918,7 @@ async function main(argv: string[]): Promise<number> {
     loadgenCore?: number;
     workers: number;
     ffmpegPlayers: number;
+    ffmpegMode: FfmpegPlayerMode;
     hardStop?: number;
     allowRemote?: boolean;
     quiet?: boolean;
@@ -930,6 +955,7 @@ async function main(argv: string[]): Promise<number> {
     loadgenCore: o.loadgenCore,
     workers: o.workers,
     ffmpegPlayers: o.ffmpegPlayers,
+    ffmpegMode: o.ffmpegMode,
     hardStopSeconds: o.hardStop,
     allowRemote: o.allowRemote,
     progress: !o.quiet,

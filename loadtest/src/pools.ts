@@ -14,7 +14,8 @@ import {
 import type { WorkerInit, WorkerRequest } from './viewer-worker.js';
 
 export type MeasureArgs = { expected: number; byTimestamp: boolean; windowStart: number; windowEnd: number };
-export type WindowEndReport = WindowEnd & { eldP99Ms: number; eldMaxMs: number };
+/** A pool's window end, with its thread's event loop figures (NaN for the main thread's pool: measured there). */
+export type WindowEndReport = WindowEnd & { eldP99Ms: number; eldMaxMs: number; elu: number };
 
 export interface PoolHandle {
   /** Last known status (local: live; worker: as of its last answer). */
@@ -50,7 +51,7 @@ export class LocalPool implements PoolHandle {
     return this.pool.windowStart();
   }
   async windowEnd(): Promise<WindowEndReport> {
-    return { ...this.pool.windowEnd(), eldP99Ms: NaN, eldMaxMs: NaN };
+    return { ...this.pool.windowEnd(), eldP99Ms: NaN, eldMaxMs: NaN, elu: NaN };
   }
   async measure(args: MeasureArgs): Promise<PoolResult> {
     return this.pool.measure(args);

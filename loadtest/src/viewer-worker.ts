@@ -34,6 +34,7 @@ if (parentPort) {
     performance.timeOrigin - init.mainTimeOrigin,
   );
   const eld = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS });
+  let elu0 = performance.eventLoopUtilization();
   port.on('message', (req: WorkerRequest) => {
     let result: unknown;
     switch (req.op) {
@@ -48,6 +49,7 @@ if (parentPort) {
         break;
       case 'windowStart':
         eld.enable();
+        elu0 = performance.eventLoopUtilization();
         result = pool.windowStart();
         break;
       case 'windowEnd':
@@ -56,6 +58,7 @@ if (parentPort) {
           ...pool.windowEnd(),
           eldP99Ms: Math.max(0, eld.percentile(99) / 1e6 - ELD_RESOLUTION_MS),
           eldMaxMs: Math.max(0, eld.max / 1e6 - ELD_RESOLUTION_MS),
+          elu: performance.eventLoopUtilization(elu0).utilization,
         };
         break;
       case 'measure':
