@@ -43,6 +43,9 @@ export function formatClusterReport(r: ClusterLoadReport): string {
     `viewers: ${r.viewers.up}/${r.viewers.opened} up (opened over the whole run), ${r.viewers.failed} failed ${JSON.stringify(r.viewers.failedByReason)}; ` +
       `in the ramp and steady window: ${r.steadyFailures} ${JSON.stringify(r.viewers.steadyFailedByReason)}`,
     `runner event-loop delay: p50 ${fmt(r.runnerLagMs.p50, 0)} p99 ${fmt(r.runnerLagMs.p99, 0)} max ${fmt(r.runnerLagMs.max, 0)} ms (high = the runner's own timings are inflated)`,
+    r.publisherLagMs
+      ? `publisher thread event-loop delay: p50 ${fmt(r.publisherLagMs.p50, 0)} p99 ${fmt(r.publisherLagMs.p99, 0)} max ${fmt(r.publisherLagMs.max, 0)} ms (high = the publishers' sends and reconnects were late)`
+      : `publishers ran in the runner's thread (--no-publisher-thread): its delay above is theirs too`,
     `delivered (steady ${o.durationS} s): ${s(r.delivery.deliveredPercent, 1)} %; min ${fmt(r.delivery.deliveredPercent.min, 1)} %; ${r.delivery.under99} viewers under 99 % of ${r.delivery.viewersMeasured}`,
     `stalls (> ${o.stallMs} ms) in the window: ${r.stalls.total} (${r.stalls.viewersWithStalls} viewers)`,
     `TTFF cold (first viewer of a stream on an edge): ${s(r.ttffColdMs)} ms`,
@@ -130,6 +133,8 @@ async function main(): Promise<void> {
     .option('--rolling-edges', 'then of every edge', d.rollingEdges)
     .option('--ertmp-fraction <f>', 'share of publishers that negotiate E-RTMP Reconnect', num, d.ertmpFraction)
     .option('--reconnect-delay-ms <ms>', "publishers' first reconnect back-off", num, d.reconnectDelayMs)
+    .option('--publisher-thread', "publishers in a worker thread of their own, apart from the viewers' (default)")
+    .option('--no-publisher-thread', "publishers in the runner's thread, with the viewers")
     .option('--lease-ms <ms>', 'LEASE_MS of the nodes', num, d.leaseMs)
     .option('--linger-ms <ms>', 'PULL_LINGER_MS of the edges', num, d.pullLingerMs)
     .option('--shutdown-timeout-ms <ms>', 'SHUTDOWN_TIMEOUT_MS of the nodes', num, d.shutdownTimeoutMs)
@@ -182,6 +187,7 @@ async function main(): Promise<void> {
     rollingEdges: Boolean(a.rollingEdges),
     ertmpFraction: a.ertmpFraction,
     reconnectDelayMs: a.reconnectDelayMs,
+    publisherThread: a.publisherThread !== false,
     leaseMs: a.leaseMs,
     pullLingerMs: a.lingerMs,
     shutdownTimeoutMs: a.shutdownTimeoutMs,

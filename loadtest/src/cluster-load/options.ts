@@ -66,6 +66,11 @@ export interface ClusterLoadOptions {
   ertmpFraction: number;
   /** Publishers' first reconnect back-off. */
   reconnectDelayMs: number;
+  /**
+   * Run every publisher in one worker thread (the default), so the viewers' reads in the runner's thread do not
+   * delay their paced sends, ReconnectRequest handling and reconnects.
+   */
+  publisherThread: boolean;
   /** Node settings. */
   leaseMs: number;
   pullLingerMs: number;
@@ -111,6 +116,7 @@ export const DEFAULT_OPTIONS: ClusterLoadOptions = {
   rollingEdges: false,
   ertmpFraction: 0.5,
   reconnectDelayMs: 1000,
+  publisherThread: true,
   leaseMs: 5000,
   pullLingerMs: 3000,
   shutdownTimeoutMs: 8000,

@@ -2,6 +2,7 @@
  * Publishers of a cluster run: one paced FLV per stream on one continuous timeline, driven by one shared clock, and
  * reconnecting the way OBS does (back-off, same key, the next origin in the list). Publishers that speak E-RTMP v2
  * (capsEx Reconnect) follow a server's ReconnectRequest make-before-break: publish at the new address, then close.
+ * They run in the runner's thread or, by default, in a worker thread of their own (publisher-worker.ts).
  */
 import { CapsEx, MessageType, RtmpClient } from '@rtmp-relay/rtmp';
 import type { FlvSource } from '../source.js';
@@ -16,12 +17,14 @@ export interface PublisherOptions {
   /** First back-off after a lost connection (OBS: its "retry delay"); doubles up to 4x. */
   reconnectDelayMs: number;
   connectTimeoutMs: number;
+  /** Called with each video timestamp sent and performance.now() then (publish-to-view latency). */
+  onVideoSent?: (ts: number, at: number) => void;
+  /** The window to count in (e.g. in shared memory); default: a plain object. */
+  window?: TimestampWindow;
 }
 
 const CLOCK_MS = 10;
 const MAX_BACKOFF_FACTOR = 4;
-/** Send times are kept this long (publish-to-view latency lookups). */
-const KEEP_SENT_MS = 20_000;
 
 const all = new Set<StreamPublisher>();
 let clock: NodeJS.Timeout | undefined;
@@ -40,10 +43,8 @@ export function stopClock(): void {
 }
 
 export class StreamPublisher {
-  /** Video timestamp → performance.now() when sent (for latency). */
-  readonly sentVideo = new Map<number, number>();
   /** Shared with this stream's viewers: media inside (t0, t1] is what "delivered" is measured on. */
-  readonly window: TimestampWindow = { t0: Infinity, t1: Infinity };
+  readonly window: TimestampWindow;
   /** Audio + video payload bytes sent with a timestamp inside the window. */
   windowBytes = 0;
   readonly failures = new ReasonCounter();
@@ -75,6 +76,7 @@ export class StreamPublisher {
   ) {
     this.backoff = opts.reconnectDelayMs;
     this.nextOrigin = seed;
+    this.window = opts.window ?? { t0: Infinity, t1: Infinity };
   }
 
   get ertmp(): boolean {
@@ -83,6 +85,11 @@ export class StreamPublisher {
 
   get live(): boolean {
     return this.client !== undefined && !this.client.closed;
+  }
+
+  /** performance.now() where the stream's timeline starts (NaN before the first start). */
+  get startedAt(): number {
+    return this.startAt;
   }
 
   /** Current stream timestamp (continuous across reconnects). */
@@ -98,15 +105,23 @@ export class StreamPublisher {
     void this.connect();
   }
 
-  /** Stops publishing: `clean` sends FCUnpublish + deleteStream; otherwise the TCP connection is reset. */
-  stop(clean: boolean): void {
+  /**
+   * Stops publishing: `clean` sends FCUnpublish + deleteStream; otherwise the TCP connection is reset. Resolves once
+   * the socket has closed (its last bytes flushed), at once when there was no connection.
+   */
+  stop(clean: boolean): Promise<void> {
     this.wanted = false;
     clearTimeout(this.retryTimer);
     const c = this.client;
     this.client = undefined;
-    if (!c) return;
+    if (!c) return Promise.resolve();
+    const socket = c.connection.socket;
+    const closed = socket.closed
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => socket.once('close', () => resolve()));
     if (clean) c.close();
-    else c.connection.socket.resetAndDestroy();
+    else socket.resetAndDestroy();
+    return closed;
   }
 
   /** Drops the TCP connection but keeps wanting to publish (an encoder's network blip): it reconnects. */
@@ -229,7 +244,7 @@ export class StreamPublisher {
       const rel = this.base + this.loop * loopMs + tag.offset;
       if (this.startAt + rel > now) return;
       const ts = Math.round(rel) >>> 0;
-      if (tag.type === MessageType.Video) this.sentVideo.set(ts, now);
+      if (tag.type === MessageType.Video) this.opts.onVideoSent?.(ts, now);
       if (ts > this.window.t0 && ts <= this.window.t1) this.windowBytes += tag.data.length;
       client.sendMedia(tag.type, ts, tag.data);
       if (++this.index >= tags.length) {
@@ -239,19 +254,12 @@ export class StreamPublisher {
     }
   }
 
-  /** Forgets old send times (call once a second). */
-  prune(): void {
-    const limit = performance.now() - KEEP_SENT_MS;
-    for (const [ts, at] of this.sentVideo) {
-      if (at >= limit) break;
-      this.sentVideo.delete(ts);
-    }
-  }
-
-  dispose(): void {
-    this.stop(true);
+  /** Stops cleanly and leaves the shared clock; resolves as stop() does. */
+  dispose(): Promise<void> {
+    const closed = this.stop(true);
     all.delete(this);
     if (all.size === 0) stopClock();
+    return closed;
   }
 }
 

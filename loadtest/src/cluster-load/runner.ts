@@ -16,7 +16,7 @@ import { connectExistingCluster } from './existing-cluster.js';
 import { startLocalCluster } from './local-cluster.js';
 import { optionProblems, reportedOptions, UsageError, type ClusterLoadOptions } from './options.js';
 import { metricValue, waitUntil } from './processes.js';
-import { StreamPublisher } from './publisher.js';
+import { createPublisherSet, type LoopDelay, type PublisherHandle, type PublisherSet } from './publishers.js';
 import type { ProcSample } from './procinfo.js';
 
 const LIVE_WAIT_MS = 30_000;
@@ -79,7 +79,12 @@ export interface ClusterLoadReport {
     steadyFailedByReason: Record<string, number>;
   };
   /** The runner's own event-loop delay (ms): when high, its timings include its own lag, not only the cluster's. */
-  runnerLagMs: { p50: number; p99: number; max: number };
+  runnerLagMs: LoopDelay;
+  /**
+   * The publishers' thread's event-loop delay (ms), measured the same way (`--publisher-thread`); undefined when they
+   * share the runner's thread (then runnerLagMs is theirs too).
+   */
+  publisherLagMs: LoopDelay | undefined;
   delivery: { viewersMeasured: number; deliveredPercent: Summary; under99: number };
   stalls: { total: number; viewersWithStalls: number };
   /** TTFF during the ramp (a join storm: rampPerSecond new viewers a second). */
@@ -231,7 +236,8 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
   const nodes: NodeHandle[] = [...origins, ...edges];
   const lifecycle = cluster.lifecycle;
   const viewers: ViewerState[] = [];
-  const publishers: StreamPublisher[] = [];
+  let pubSet: PublisherSet | undefined;
+  let publishers: readonly PublisherHandle[] = [];
   const failed = new ReasonCounter();
   const lag = monitorEventLoopDelay({ resolution: 10 });
   lag.enable();
@@ -250,27 +256,29 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
     const hot: FlvSource | undefined = o.hotStreams > 0 ? loadFlv(await generateFlv({}, log)) : undefined;
     const originUrls = (): string[] => origins.filter((n) => n.alive).map((n) => `rtmp://${n.rtmpAddr}`);
     const ertmpCount = Math.round(o.streams * o.ertmpFraction);
-    for (let s = 0; s < o.streams; s++) {
-      const source = s < o.hotStreams && hot ? hot : low;
-      publishers.push(
-        new StreamPublisher(
-          `live/s${s}`,
-          source,
-          {
-            origins: originUrls,
-            // Interleave E-RTMP and legacy publishers across popularity ranks.
-            ertmp: s % 2 === 0 ? s / 2 < ertmpCount : false,
-            reconnectDelayMs: o.reconnectDelayMs,
-            connectTimeoutMs: CONNECT_TIMEOUT_MS,
-          },
-          s,
-        ),
-      );
-    }
+    pubSet = await createPublisherSet(
+      Array.from({ length: o.streams }, (_, s) => ({
+        key: `live/s${s}`,
+        source: s < o.hotStreams && hot ? hot : low,
+        // Interleave E-RTMP and legacy publishers across popularity ranks.
+        ertmp: s % 2 === 0 ? s / 2 < ertmpCount : false,
+        seed: s,
+      })),
+      {
+        thread: o.publisherThread,
+        origins: originUrls,
+        reconnectDelayMs: o.reconnectDelayMs,
+        connectTimeoutMs: CONNECT_TIMEOUT_MS,
+        log,
+      },
+    );
+    publishers = pubSet.handles;
     phase = 'publish';
-    for (const p of publishers) p.start();
+    await Promise.all(publishers.map((p) => p.start()));
     await waitUntil('every stream to be published', () => publishers.every((p) => p.live), LIVE_WAIT_MS);
-    log(`${o.streams} streams live (${o.hotStreams} at full bitrate)`);
+    log(
+      `${o.streams} streams live (${o.hotStreams} at full bitrate), publishers ${pubSet.threaded ? 'in a worker thread' : "in the runner's thread"}`,
+    );
 
     // Viewers.
     const pairActive = new Map<string, number>();
@@ -304,7 +312,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
         st.lastTs = ts;
         // Not the GOP-cache burst a viewer starts with (those frames were sent up to a GOP ago).
         if (++frameCounter % LATENCY_SAMPLE_EVERY === 0 && now - st.firstFrameAt > LATENCY_AFTER_FIRST_MS) {
-          const sent = publishers[st.stream]!.sentVideo.get(ts);
+          const sent = publishers[st.stream]!.sentAt(ts);
           if (sent !== undefined) latency.push(now - sent);
         }
       },
@@ -389,7 +397,6 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
         `[${((performance.now() - t0) / 1000).toFixed(0)}s ${phase}] viewers up ${up}/${viewers.length} failed ${failed.total} ` +
           `streams live ${live}/${publishers.length} frames ${frameCounter} stalls(window) ${stallsInWindow}`,
       );
-      for (const p of publishers) p.prune();
     };
     if (o.progress) progressTimer = setInterval(progress, PROGRESS_MS);
 
@@ -418,8 +425,8 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
     const procBefore = await Promise.all(nodes.map((n) => n.usage()));
     const windowStartedAt = performance.now();
     for (const p of publishers) {
+      p.windowBytes = 0; // first: nothing is counted before t0 moves
       p.window.t0 = p.timestamp;
-      p.windowBytes = 0;
     }
     windowOpen = true;
     const upAtOpen = viewers.filter((s) => s.v.isUp && s.ttffDone);
@@ -536,8 +543,9 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
           if (p.live) {
             stops++;
             churnedStreams.add(idx);
-            p.stop(churnRand() >= o.dropFraction);
-            restarts.push(sleep(o.republishDelayMs).then(() => p.start()));
+            // Not live from here on; the restart goes after the stop (one ordered channel to the publishers' thread).
+            const stopped = p.stop(churnRand() >= o.dropFraction);
+            restarts.push(Promise.all([stopped, sleep(o.republishDelayMs).then(() => p.start())]).then(() => {}));
           }
         }
         if (now >= nextView) {
@@ -597,8 +605,9 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       const startedAt = performance.now();
       const before = snapshotFailures(viewers);
       for (const st of viewers) st.maxGapMs = 0;
-      const reqBefore = publishers.reduce((n, p) => n + p.reconnectRequests, 0);
-      const switchBefore = publishers.map((p) => p.switchMs.length);
+      const countersBefore = await pubSet.counters();
+      const reqBefore = countersBefore.reduce((n, c) => n + c.reconnectRequests, 0);
+      const switchBefore = countersBefore.map((c) => c.switchMs.length);
       for (const [i, old] of [...origins].entries()) {
         // A replacement first (surge rollout, maxUnavailable 0), then the old one drains; the load balancer stops
         // sending it publishers as soon as it is not ready (the runner's origin list models that).
@@ -606,6 +615,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
         origins.push(fresh);
         nodes.push(fresh);
         origins.splice(origins.indexOf(old), 1);
+        await pubSet.syncOrigins(); // the balancer sends no new publisher to the old one from here on
         await lifecycle.stopNode(old, 'SIGTERM', o.shutdownTimeoutMs + 10_000);
         log(`origin ${old.id} drained and exited; ${fresh.id} up`);
       }
@@ -615,10 +625,11 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
         LIVE_WAIT_MS,
       ).catch((e: Error) => log(e.message));
       await sleep(o.settleMs * 2);
-      const switchMs = publishers.flatMap((p, i) => p.switchMs.slice(switchBefore[i]));
+      const countersAfter = await pubSet.counters();
+      const switchMs = countersAfter.flatMap((c, i) => c.switchMs.slice(switchBefore[i]));
       rolling = {
         ...phaseOutcome(viewers, before, startedAt, o.stallMs, publishers, undefined),
-        reconnectRequests: publishers.reduce((n, p) => n + p.reconnectRequests, 0) - reqBefore,
+        reconnectRequests: countersAfter.reduce((n, c) => n + c.reconnectRequests, 0) - reqBefore,
         switchMs: summarize(switchMs),
         gapErtmpMs: summarize([]),
         gapLegacyMs: summarize([]),
@@ -664,7 +675,9 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
     const live = nodes.filter((n) => n.alive);
     const rssBeforeStop = await Promise.all(live.map(async (n) => ({ id: n.id, kib: (await n.usage()).rssKiB })));
     for (const st of viewers) st.v.stop();
-    for (const p of publishers) p.dispose();
+    const publisherCounters = await pubSet.counters();
+    const publisherLagMs = await pubSet.loopDelay();
+    await pubSet.close();
     const leakDeadline = o.pullLingerMs + o.leaseMs + 10_000;
     let leaks = await leakCheck(live, cluster, natsBaseline);
     const stopAt = Date.now() + leakDeadline;
@@ -697,6 +710,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
         p99: lag.percentile(99) / 1e6,
         max: lag.max / 1e6,
       },
+      publisherLagMs,
       delivery: { viewersMeasured: delivered.length, deliveredPercent: summarize(delivered.view()), under99 },
       stalls: {
         total: stallsInWindow,
@@ -713,8 +727,8 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       balance,
       nodes: nodesUsage,
       publishers: {
-        connects: publishers.reduce((n, p) => n + p.connects, 0),
-        failuresByReason: mergeCounts(publishers.map((p) => p.failures.toJSON())),
+        connects: publisherCounters.reduce((n, c) => n + c.connects, 0),
+        failuresByReason: mergeCounts(publisherCounters.map((c) => c.failures)),
       },
       churn,
       rolling,
@@ -729,7 +743,8 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
     if (progressTimer) clearInterval(progressTimer);
     lag.disable();
     for (const st of viewers) st.v.stop();
-    for (const p of publishers) p.dispose();
+    // Also on errors: every publisher stops and the publishers' thread ends (idempotent after the leak check's).
+    await pubSet?.close().catch((e: Error) => log(`closing the publishers: ${e.message}`));
   }
 }
 
@@ -748,7 +763,7 @@ function phaseOutcome(
   failedBefore: Set<ViewerState>,
   startedAt: number,
   stallMs: number,
-  publishers: StreamPublisher[],
+  publishers: readonly PublisherHandle[],
   note: string | undefined,
 ): PhaseOutcome {
   const reasons = new ReasonCounter();
@@ -861,7 +876,7 @@ const viewerCount = (s: ApiStream): number => (typeof s.viewers === 'number' ? s
 async function checkPulls(
   origins: readonly NodeHandle[],
   edges: readonly NodeHandle[],
-  publishers: StreamPublisher[],
+  publishers: readonly PublisherHandle[],
   viewers: ViewerState[],
 ): Promise<{
   pairsWithViewers: number;
