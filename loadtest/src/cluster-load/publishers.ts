@@ -153,6 +153,12 @@ const REQUEST_TIMEOUT_MS = 15_000;
 const ORIGINS_SYNC_MS = 250;
 
 type NoSeq<T> = T extends unknown ? Omit<T, 'seq'> : never;
+
+let threadsRunning = 0;
+/** Publisher threads started and not yet exited (0 after every run: none is leaked). */
+export function publisherThreadsRunning(): number {
+  return threadsRunning;
+}
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout };
 
 /** The worker's module next to this one: .ts when run from sources (tsx), .js when built. */
@@ -207,6 +213,8 @@ class ThreadPublishers implements PublisherSet {
           { eval: true, workerData: init, name: 'cluster-load publishers' },
         )
       : new Worker(url, { workerData: init, name: 'cluster-load publishers' });
+    threadsRunning++;
+    this.worker.once('exit', () => threadsRunning--);
     // Never what keeps the process alive: close() terminates it, and a run that ends without close() still exits.
     this.worker.unref();
     let readyTimer: NodeJS.Timeout | undefined;
