@@ -219,10 +219,6 @@ class ThreadPublishers implements PublisherSet {
     this.worker.unref();
     let readyTimer: NodeJS.Timeout | undefined;
     this.ready = new Promise<void>((resolve, reject) => {
-      readyTimer = setTimeout(
-        () => reject(new Error(`publisher thread not ready after ${READY_TIMEOUT_MS} ms`)),
-        READY_TIMEOUT_MS,
-      );
       this.worker.on('message', (m: PublisherReply) => {
         if ('ready' in m) return resolve();
         const p = this.pending.get(m.seq);
@@ -244,6 +240,11 @@ class ThreadPublishers implements PublisherSet {
       };
       this.worker.on('error', fail);
       this.worker.on('exit', (code) => fail(new Error(`publisher thread exited (${code})`)));
+      // Failed, not only late: close() then terminates it without asking it to unpublish first.
+      readyTimer = setTimeout(
+        () => fail(new Error(`publisher thread not ready after ${READY_TIMEOUT_MS} ms`)),
+        READY_TIMEOUT_MS,
+      );
     }).finally(() => clearTimeout(readyTimer));
     this.originsTimer = setInterval(() => void this.syncOrigins().catch(() => {}), ORIGINS_SYNC_MS);
     this.originsTimer.unref();
