@@ -295,6 +295,16 @@ const DEFS = {
   ),
   shutdownTimeoutMs: def(ms(), 10_000, 'on shutdown, force-close connections still open after this'),
   drainDelayMs: def(ms(), 0, 'on shutdown, stay not-ready this long before closing the listeners'),
+  drainReconnectBatch: def(
+    int(1, 1_000_000),
+    20,
+    'origin drain: most E-RTMP publishers asked to reconnect to another origin per wave (waves are paced for at most 5 s, then the rest are asked at once)',
+  ),
+  drainReconnectIntervalMs: def(
+    ms(0, 60_000),
+    250,
+    'origin drain: time between waves of reconnect requests; the next wave goes earlier once every stream of the previous one has moved (0 = no pacing)',
+  ),
   redisUrl: def(url(['redis:', 'rediss:']), '', 'Redis for stream ownership and the node registry (origin, edge)'),
   natsUrl: def(
     urlList(['nats:', 'tls:']),

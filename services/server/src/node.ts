@@ -313,7 +313,10 @@ function collectTopStreams(registry: HubRegistry, metrics: Metrics, topN: number
   }
 }
 
-/** How long a draining origin waits for E-RTMP publishers to reconnect elsewhere before handing streams off. */
+/**
+ * How long a draining origin waits for E-RTMP publishers to reconnect elsewhere (counted from the last wave of
+ * requests; pacing the waves takes at most as long again) before handing streams off.
+ */
 const DRAIN_RECONNECT_WAIT_MS = 5000;
 
 function delay(ms: number): Promise<void> {

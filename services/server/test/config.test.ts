@@ -63,6 +63,8 @@ describe('config', () => {
       amfMaxItems: 1024,
       shutdownTimeoutMs: 10000,
       drainDelayMs: 0,
+      drainReconnectBatch: 20,
+      drainReconnectIntervalMs: 250,
       redisUrl: '',
       natsUrl: '',
       advertiseHost: '',
@@ -254,6 +256,8 @@ describe('config', () => {
       'AMF_MAX_ITEMS',
       'SHUTDOWN_TIMEOUT_MS',
       'DRAIN_DELAY_MS',
+      'DRAIN_RECONNECT_BATCH',
+      'DRAIN_RECONNECT_INTERVAL_MS',
     ]) {
       assert.ok(envs.has(env), `${env} is in SETTINGS`);
     }
@@ -372,6 +376,20 @@ describe('cluster settings', () => {
     assert.throws(
       () => loadConfig({ env: { REQUIRE_PLAY_TOKEN: 'true' } }),
       /REQUIRE_PLAY_TOKEN \(--require-play-token\): needs PLAY_SECRET/,
+    );
+  });
+
+  it('drain pacing: a wave has at least one publisher, the interval may be 0 (no pacing)', () => {
+    const c = loadConfig({ flags: { 'drain-reconnect-batch': '5' }, env: { DRAIN_RECONNECT_INTERVAL_MS: '0' } });
+    assert.equal(c.drainReconnectBatch, 5);
+    assert.equal(c.drainReconnectIntervalMs, 0);
+    assert.throws(
+      () => loadConfig({ env: { DRAIN_RECONNECT_BATCH: '0' } }),
+      /DRAIN_RECONNECT_BATCH \(--drain-reconnect-batch\): expected an integer 1-1000000, got '0'/,
+    );
+    assert.throws(
+      () => loadConfig({ env: { DRAIN_RECONNECT_INTERVAL_MS: '-1' } }),
+      /DRAIN_RECONNECT_INTERVAL_MS \(--drain-reconnect-interval-ms\): expected an integer 0-60000/,
     );
   });
 });

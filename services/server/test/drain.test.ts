@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { RtmpClient } from '@rtmp-relay/rtmp';
-import { clusterEnv, spawnNode, type ProcessNode } from './support/cluster-harness.js';
+import { clusterEnv, clusterStream, spawnNode, type ProcessNode } from './support/cluster-harness.js';
 import { stopAll, waitFor } from './support/processes.js';
 import { startNats, startRedis, stopAllServices, type ServiceHandle } from './support/services.js';
 import { MovablePublisher, TagViewer } from './support/tagged-stream.js';
@@ -16,6 +16,9 @@ import { Relay } from './support/tcp-relay.js';
  */
 
 const LEGACY_BACKOFF_MS = 500;
+
+/** Slack for when a client sees what the origin sent (both ends are loaded test processes). */
+const DELIVERY_SLACK_MS = 250;
 
 describe('origin drain: E-RTMP ReconnectRequest and hand-off', () => {
   let redis: ServiceHandle;
@@ -148,6 +151,129 @@ describe('origin drain: E-RTMP ReconnectRequest and hand-off', () => {
       assert.equal(v.regressions(), 0, 'timestamps went back');
       assert.equal(v.interleavedAfter(2), 0, 'frames of the old connection after the new one');
       assert.ok(gap < 1000, `gap ${gap} ms`);
+    },
+  );
+
+  it(
+    'paces ReconnectRequests in waves of DRAIN_RECONNECT_BATCH, DRAIN_RECONNECT_INTERVAL_MS apart unless the last wave moved; one that ignores it is handed off after the wait',
+    { timeout: 90_000 },
+    async () => {
+      const INTERVAL_MS = 2500;
+      const WAIT_MS = 5000; // the reconnect wait is min(SHUTDOWN_TIMEOUT_MS, 5 s)
+      // A cluster of its own (the earlier tests' origins are still up, and would be targets too).
+      const env = clusterEnv(redis.url, nats.url, {
+        LEASE_MS: '3000',
+        SHUTDOWN_TIMEOUT_MS: String(WAIT_MS),
+        CLUSTER_PREFIX: 'waves',
+      });
+      const A = await spawnNode('origin', 'waves-a', {
+        ...env,
+        DRAIN_RECONNECT_BATCH: '2',
+        DRAIN_RECONNECT_INTERVAL_MS: String(INTERVAL_MS),
+      });
+      const B = await spawnNode('origin', 'waves-b', env);
+      const E = await spawnNode('edge', 'waves-e', env);
+      nodes.push(A, B, E);
+      await waitFor(
+        'B in the node registry',
+        async () => {
+          const list = await A.json<{ nodes: Array<{ id: string }> }>('/api/cluster/nodes');
+          return list.nodes.some((n) => n.id === 'waves-b');
+        },
+        10_000,
+      );
+
+      // Five E-RTMP publishers; the origin asks them in publish order: waves [ignorer, m1] [m2, m3] [m4].
+      // The ignorer never moves, so wave 1 never moves entirely: wave 2 waits for the interval. Wave 2 moves at
+      // once, so wave 3 goes before the interval is over.
+      const names = ['w-ignore', 'w-m1', 'w-m2', 'w-m3', 'w-m4'];
+      const ps = names.map(() => new MovablePublisher({ ertmp: true }));
+      pubs.push(...ps);
+      for (const [i, p] of ps.entries()) await p.moveTo(A.rtmpUrl(`live/${names[i]}`), 1);
+      const vs: TagViewer[] = [];
+      for (const name of names) vs.push(await TagViewer.open(E.rtmpUrl(`live/${name}`)));
+      viewers.push(...vs);
+      await waitFor('edge viewers get frames', () => vs.every((v) => v.count(1) >= 10), 15_000);
+
+      const [ignorer, ...movers] = ps as [MovablePublisher, ...MovablePublisher[]];
+      let ignorerClosedAt: number | undefined;
+      ignorer.client!.once('close', () => (ignorerClosedAt = performance.now()));
+      // Each mover publishes where it is told as soon as it is told (on the event, not by polling).
+      const movedAt: Array<number | undefined> = movers.map(() => undefined);
+      const moveErrors: unknown[] = [];
+      for (const [i, p] of movers.entries()) {
+        p.client!.once('reconnectRequest', ({ tcUrl }) => {
+          p.moveTo(p.client!.reconnectUrl(tcUrl), 2).then(
+            () => (movedAt[i] = performance.now()),
+            (err: unknown) => moveErrors.push(err),
+          );
+        });
+      }
+
+      const drainAt = performance.now();
+      A.proc.child.kill('SIGTERM'); // not A.proc.stop(): that one SIGKILLs after 3 s, the paced drain takes longer
+      await waitFor(
+        'every mover published at B',
+        () => {
+          if (moveErrors.length > 0) throw moveErrors[0];
+          return movedAt.every((t) => t !== undefined);
+        },
+        20_000,
+      );
+      await waitFor('the ignorer handed off (disconnected by A)', () => ignorerClosedAt !== undefined, 20_000);
+      // Its encoder reconnects through "the load balancer", which now sends it to B.
+      await ignorer.moveTo(B.rtmpUrl('live/w-ignore'), 2);
+      await waitFor('edge viewers get frames from B', () => vs.every((v) => v.count(2) >= 20), 20_000);
+      await waitFor('A exits', () => A.proc.child.exitCode !== null || A.proc.child.signalCode !== null, 20_000);
+      const result = await A.proc.exited;
+      assert.equal(result.code, 0, A.output().slice(-2000));
+
+      // One request each, naming B.
+      for (const [i, p] of ps.entries()) {
+        assert.deepEqual(p.reconnectRequests, [`rtmp://127.0.0.1:${B.rtmpPort}/live`], names[i]);
+      }
+      const at = ps.map((p) => p.reconnectRequestAt[0]! - drainAt);
+      const [w1, w2, w3] = [at.slice(0, 2), at.slice(2, 4), at.slice(4)];
+      const moved = movedAt.map((t) => t! - drainAt); // movers: m1..m4
+      console.log(
+        `[drain] waves at ${[w1, w2, w3].map((w) => w.map((t) => t.toFixed(0)).join('+')).join(', ')} ms; ` +
+          `moves done at ${moved.map((t) => t.toFixed(0)).join(', ')} ms; ignorer handed off at ` +
+          `${(ignorerClosedAt! - drainAt).toFixed(0)} ms`,
+      );
+      // Three waves: wave 2 only after the interval (the ignorer kept wave 1 from moving entirely) ...
+      assert.ok(
+        Math.min(...w2) - Math.max(...w1) >= INTERVAL_MS - DELIVERY_SLACK_MS,
+        `wave 2 came ${Math.min(...w2) - Math.max(...w1)} ms after wave 1 (interval ${INTERVAL_MS} ms)`,
+      );
+      // ... wave 3 early: once both streams of wave 2 had moved, well before the interval was over.
+      const w3Gap = w3[0]! - Math.max(...w2);
+      assert.ok(w3Gap > 0, 'wave 3 before wave 2');
+      assert.ok(w3Gap < INTERVAL_MS - 1000, `wave 3 came ${w3Gap} ms after wave 2: not early`);
+      assert.ok(
+        w3[0]! >= Math.min(moved[1]!, moved[2]!) - DELIVERY_SLACK_MS,
+        `wave 3 (${w3[0]} ms) before wave 2 moved (${moved[1]}, ${moved[2]} ms)`,
+      );
+      // The wait for moves counts from the last wave: the ignorer (asked in wave 1) is handed off WAIT_MS after
+      // wave 3, not after wave 1; and not much later (the drain is bounded).
+      const handOffAfterLastWave = ignorerClosedAt! - drainAt - w3[0]!;
+      assert.ok(
+        handOffAfterLastWave >= WAIT_MS - DELIVERY_SLACK_MS && handOffAfterLastWave < WAIT_MS + 3000,
+        `the ignorer was handed off ${handOffAfterLastWave} ms after the last wave (wait ${WAIT_MS} ms)`,
+      );
+
+      // Every stream ended up on B, and no edge viewer noticed more than a frame's gap (the ignorer: a hand-off).
+      for (const name of names) assert.equal((await clusterStream(B, `live/${name}`))?.nodeId, 'waves-b', name);
+      for (const [i, v] of vs.entries()) {
+        assert.equal(v.closedAt, undefined, `an edge viewer of ${names[i]} was disconnected`);
+        assert.equal(v.regressions(), 0, `${names[i]}: timestamps went back`);
+        assert.equal(v.interleavedAfter(2), 0, `${names[i]}: frames of the old connection after the new one`);
+      }
+      for (const [i, v] of vs.entries()) {
+        if (i === 0) continue;
+        assert.deepEqual(v.ends, [], `${names[i]} was ended for viewers`);
+        const gap = v.maxGapAfter(drainAt);
+        assert.ok(gap < 1000, `${names[i]}: gap ${gap} ms`);
+      }
     },
   );
 });

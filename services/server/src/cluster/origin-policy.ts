@@ -357,35 +357,75 @@ export class OriginPolicy implements StreamPolicy {
    * Drain (SIGTERM): refuse new publishes and move every owned stream to another origin before the node stops.
    * 1. Publishers that negotiated E-RTMP v2 Reconnect get a `ReconnectRequest` naming another origin (`peerTcUrl`);
    *    they publish there while still publishing here, the new origin takes the stream over (epoch + 1, our copy is
-   *    released by its `admin.release_stream`) and edges move with `stream.moved`: no gap.
-   * 2. Streams still here after `reconnectWaitMs` (legacy encoders) are handed off: the lease is released so any
-   *    origin can claim at once, then edges' pulls are cut without an end-of-stream (so edges hold their viewers and
-   *    wait for the new owner, as in a failover), then the publisher is disconnected and reconnects elsewhere.
+   *    released by its `admin.release_stream`) and edges move with `stream.moved`: no gap. The requests go out in
+   *    waves of at most `reconnectBatch` (in publish order), one wave every `reconnectIntervalMs`, so that the
+   *    receiving origin (and the edges re-pulling from it) is not swamped by every stream at once; the next wave
+   *    goes earlier as soon as every stream of the previous one has moved away. Pacing lasts at most
+   *    `reconnectWaitMs`: the streams not asked by then are asked together in one last wave.
+   * 2. Streams still here `reconnectWaitMs` after the last wave was sent (legacy encoders, publishers that ignored
+   *    the request) are handed off: the lease is released so any origin can claim at once, then edges' pulls are
+   *    cut without an end-of-stream (so edges hold their viewers and wait for the new owner, as in a failover), then
+   *    the publisher is disconnected and reconnects elsewhere.
+   * Bound: pacing (<= `reconnectWaitMs`) + the wait (<= `reconnectWaitMs`) + the hand-off's lease releases (Redis,
+   * concurrent, each bounded by the command timeout): at most 2 x `reconnectWaitMs` plus one Redis round trip.
    */
   async drain(opts: {
     peerTcUrl: (app: string, key: string) => string | undefined;
     reconnectWaitMs: number;
-  }): Promise<{ reconnectRequested: number; handedOff: number }> {
+    /** Most ReconnectRequests in one wave (at least 1). */
+    reconnectBatch: number;
+    /** Time between the starts of two waves (0: no pacing). */
+    reconnectIntervalMs: number;
+  }): Promise<{ reconnectRequested: number; handedOff: number; waves: number }> {
     this.draining = true;
+    const batch = Math.max(1, Math.floor(opts.reconnectBatch));
+    const pacingEnd = performance.now() + opts.reconnectWaitMs;
     const asked = new Set<string>();
-    for (const o of this.owned.values()) {
+    let wave: string[] = [];
+    let waves = 0;
+    // Publish order: a snapshot, since owned streams leave the map while we pace.
+    for (const o of [...this.owned.values()]) {
+      if (!this.reconnectable(o)) continue;
+      if (wave.length >= batch && performance.now() < pacingEnd) {
+        // This wave is full: let it move (or the interval pass) before the next one.
+        await this.waitForMoves(wave, Math.min(performance.now() + opts.reconnectIntervalMs, pacingEnd));
+        wave = [];
+        if (!this.reconnectable(o)) continue; // moved, fenced or gone meanwhile
+      }
       const tcUrl = opts.peerTcUrl(o.req.app, o.req.key);
-      const publisher = this.registry.get(o.req.key)?.currentPublisher as
-        (Partial<ReconnectablePublisher> & { id: string }) | undefined;
-      if (tcUrl && publisher?.requestReconnect?.(tcUrl, 'This server is shutting down; reconnect to continue.'))
-        asked.add(o.req.key);
+      const publisher = this.registry.get(o.req.key)?.currentPublisher as Partial<ReconnectablePublisher> | undefined;
+      if (!tcUrl || !publisher?.requestReconnect?.(tcUrl, 'This server is shutting down; reconnect to continue.'))
+        continue;
+      if (wave.length === 0) waves++;
+      wave.push(o.req.key);
+      asked.add(o.req.key);
     }
-    const deadline = performance.now() + opts.reconnectWaitMs;
-    while (asked.size > 0 && [...asked].some((k) => this.owned.has(k)) && performance.now() < deadline)
-      await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
+    // Every stream asked gets the full wait, counted from the last wave.
+    await this.waitForMoves([...asked], performance.now() + opts.reconnectWaitMs);
     const moved = [...asked].filter((k) => !this.owned.has(k)).length;
     const rest = [...this.owned.values()];
     await Promise.all(rest.map((o) => this.handOff(o)));
     this.log.info(
-      { reconnectRequested: asked.size, movedByReconnect: moved, handedOff: rest.length },
+      { reconnectRequested: asked.size, waves, movedByReconnect: moved, handedOff: rest.length },
       'drain: streams moved to other origins',
     );
-    return { reconnectRequested: asked.size, handedOff: rest.length };
+    return { reconnectRequested: asked.size, handedOff: rest.length, waves };
+  }
+
+  /** Still owned here, and its publisher took E-RTMP Reconnect (a drain can ask it to move). */
+  private reconnectable(o: Ownership): boolean {
+    if (this.owned.get(o.req.key) !== o) return false;
+    const publisher = this.registry.get(o.req.key)?.currentPublisher as Partial<ReconnectablePublisher> | undefined;
+    return publisher?.canReconnect?.() === true;
+  }
+
+  /** Until none of `keys` is owned here any more, or `until` (performance.now()). */
+  private async waitForMoves(keys: readonly string[], until: number): Promise<void> {
+    for (;;) {
+      const left = until - performance.now();
+      if (left <= 0 || !keys.some((k) => this.owned.has(k))) return;
+      await new Promise((r) => setTimeout(r, Math.min(DRAIN_POLL_MS, left)));
+    }
   }
 
   private async handOff(o: Ownership): Promise<void> {

@@ -28,7 +28,8 @@ export interface ClusterRuntime {
   start(ports: { rtmpPort: number; httpPort: number }): Promise<void>;
   /**
    * SIGTERM, before the listeners close: origins refuse new publishes and move their streams to other origins
-   * (E-RTMP ReconnectRequest, else a hand-off edges treat as a failover); edges have nothing to do.
+   * (E-RTMP ReconnectRequest in waves of DRAIN_RECONNECT_BATCH every DRAIN_RECONNECT_INTERVAL_MS, else a hand-off
+   * edges treat as a failover); edges have nothing to do. Takes at most 2 x `reconnectWaitMs` plus a Redis round trip.
    */
   drain(reconnectWaitMs: number): Promise<void>;
   /** Shutdown began (before DRAIN_DELAY_MS): the node record says `draining` from now on (viewer routing skips it). */
@@ -399,7 +400,12 @@ export async function prepareCluster(config: Config, role: ClusterRole, ctx: Clu
             .map((n) => ({ addr: n.rtmpAddr, load: n.load.publishers })),
         )
         .catch(() => []);
-      await policy.drain({ peerTcUrl, reconnectWaitMs });
+      await policy.drain({
+        peerTcUrl,
+        reconnectWaitMs,
+        reconnectBatch: config.drainReconnectBatch,
+        reconnectIntervalMs: config.drainReconnectIntervalMs,
+      });
     },
     isReady,
     close: async () => {

@@ -31,6 +31,8 @@ import { RtmpViewer } from './viewer.js';
 
 /** A hub publisher that can be asked to move (E-RTMP ReconnectRequest); see OriginPolicy.drain. */
 export interface ReconnectablePublisher {
+  /** Whether the client can take a request (its connect advertised capsEx Reconnect, still open); sends nothing. */
+  canReconnect(): boolean;
   /** Sends the request when the client can take it; false when it cannot (legacy client, closed). */
   requestReconnect(tcUrl: string, description: string): boolean;
 }
@@ -286,8 +288,10 @@ export class ServerSession {
       id: this.id,
       // E-RTMP v2 Reconnect Request (drain): only to clients whose connect advertised capsEx Reconnect. We keep
       // serving until the client goes, so it can publish to the new address first (no gap).
+      canReconnect: (): boolean =>
+        Boolean((this.connectInfo?.capsEx ?? 0) & CapsEx.Reconnect) && !this.connection.isClosed,
       requestReconnect: (tcUrl: string, description: string): boolean => {
-        if (!((this.connectInfo?.capsEx ?? 0) & CapsEx.Reconnect) || this.connection.isClosed) return false;
+        if (!publisher.canReconnect()) return false;
         this.connection.sendCommand(
           0,
           Command.OnStatus,

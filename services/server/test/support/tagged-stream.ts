@@ -12,6 +12,8 @@ const TAG_OFFSET = 5;
 export class MovablePublisher {
   client: RtmpClient | undefined;
   readonly reconnectRequests: Array<string | undefined> = [];
+  /** performance.now() at the arrival of each of `reconnectRequests`. */
+  readonly reconnectRequestAt: number[] = [];
   private timer: NodeJS.Timeout | undefined;
   private readonly t0 = performance.now();
   private n = 0;
@@ -25,7 +27,10 @@ export class MovablePublisher {
       connectTimeoutMs: 5000,
       ...(this.opts.ertmp ? { capsEx: CapsEx.Reconnect } : {}),
     });
-    client.on('reconnectRequest', ({ tcUrl }) => this.reconnectRequests.push(tcUrl));
+    client.on('reconnectRequest', ({ tcUrl }) => {
+      this.reconnectRequestAt.push(performance.now());
+      this.reconnectRequests.push(tcUrl);
+    });
     try {
       await client.publish(undefined, 10_000);
     } catch (err) {

@@ -1,0 +1,219 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { HubRegistry } from '@rtmp-relay/hub';
+import { pino } from 'pino';
+import type { AdminEvent, EventBus } from '../src/cluster/events.js';
+import { OriginPolicy } from '../src/cluster/origin-policy.js';
+import type { StreamOwnership } from '../src/cluster/redis-registry.js';
+import type { StreamRequest } from '../src/streams/types.js';
+
+/**
+ * OriginPolicy.drain's pacing, in process with fake Redis, bus and hubs (the end-to-end drain with real processes is
+ * drain.test.ts): ReconnectRequests go in waves of `reconnectBatch`, `reconnectIntervalMs` apart unless the last
+ * wave's streams all moved; pacing lasts at most `reconnectWaitMs` (the rest then go in one last wave); the wait for
+ * moves counts from the last wave; publishers that cannot take a request cost no wait and are handed off.
+ */
+
+type Behavior = 'move' | 'ignore' | 'legacy';
+
+interface FakeStream {
+  key: string;
+  behavior: Behavior;
+  requestedAt?: number;
+  movedAt?: number;
+  kickedAt?: number;
+  kickReason?: string;
+}
+
+function harness(moveAfterMs = 0) {
+  let admin: ((e: AdminEvent) => void) | undefined;
+  const streams = new Map<string, FakeStream>();
+  const released: string[] = [];
+  const ownership = {
+    claim: async () => ({ ok: true, epoch: 1, previous: undefined }),
+    refresh: async () => 'ok',
+    release: async (key: string) => {
+      released.push(key);
+      return true;
+    },
+  } as unknown as StreamOwnership;
+  const bus = {
+    connected: true,
+    publish: () => true,
+    on: () => () => undefined,
+    onAdmin: (_node: string, handler: (e: AdminEvent) => void) => {
+      admin = handler;
+      return () => undefined;
+    },
+  } as unknown as EventBus;
+  // What the other origin does when a mover publishes there: a takeover, our copy is released.
+  const moveAway = (s: FakeStream): void => {
+    s.movedAt = performance.now();
+    admin!({ type: 'admin.release_stream', key: s.key, target: 'a', reason: 'taken_over', from: 'b' } as AdminEvent);
+  };
+  const registry = {
+    get: (key: string) => {
+      const s = streams.get(key);
+      if (!s) return undefined;
+      return {
+        currentPublisher: {
+          id: key,
+          canReconnect: () => s.behavior !== 'legacy' && s.kickedAt === undefined,
+          requestReconnect: () => {
+            if (s.behavior === 'legacy' || s.kickedAt !== undefined) return false;
+            assert.equal(s.requestedAt, undefined, `${key} asked twice`);
+            s.requestedAt = performance.now();
+            if (s.behavior === 'move') setTimeout(() => moveAway(s), moveAfterMs);
+            return true;
+          },
+          kick: (reason: string) => {
+            s.kickedAt = performance.now();
+            s.kickReason = reason;
+          },
+        },
+        disconnectViewers: () => undefined,
+        close: () => undefined,
+      };
+    },
+  } as unknown as HubRegistry;
+  const policy = new OriginPolicy(
+    ownership,
+    bus,
+    registry,
+    async () => true,
+    {
+      nodeId: 'a',
+      advertiseAddr: '127.0.0.1:1',
+      allowTakeover: true,
+      leaseMs: 60_000,
+      playWaitMs: 0,
+      publishWhileRedisDown: 'reject',
+    },
+    pino({ level: 'silent' }),
+    undefined,
+  );
+  const publish = async (name: string, behavior: Behavior): Promise<FakeStream> => {
+    const req: StreamRequest = {
+      app: 'live',
+      name,
+      key: `live/${name}`,
+      query: new URLSearchParams(),
+      clientIp: '127.0.0.1',
+      sessionId: name,
+    };
+    const s: FakeStream = { key: req.key, behavior };
+    streams.set(req.key, s);
+    assert.deepEqual(await policy.beforePublish(req), { allow: true });
+    policy.published(req);
+    return s;
+  };
+  const peerCalls: string[] = [];
+  const peerTcUrl = (app: string, key: string): string => {
+    peerCalls.push(key);
+    return `rtmp://127.0.0.1:2/${app}`;
+  };
+  return { policy, publish, peerTcUrl, peerCalls, released, close: () => policy.releaseAll() };
+}
+
+describe('origin drain pacing (OriginPolicy.drain)', () => {
+  it('asks in waves of the batch size, an interval apart while a wave stays; pacing stops at the wait, then waits from the last wave', async () => {
+    const h = harness();
+    const INTERVAL = 200;
+    const WAIT = 500;
+    // 9 publishers that never move: waves at 0, 200, 400, then 500 (the pacing bound: the rest together).
+    const ss: FakeStream[] = [];
+    for (let i = 0; i < 9; i++) ss.push(await h.publish(`s${i}`, 'ignore'));
+    const t0 = performance.now();
+    const result = await h.policy.drain({
+      peerTcUrl: h.peerTcUrl,
+      reconnectWaitMs: WAIT,
+      reconnectBatch: 2,
+      reconnectIntervalMs: INTERVAL,
+    });
+    const took = performance.now() - t0;
+    await h.close();
+    const at = ss.map((s) => s.requestedAt! - t0);
+    const waves = [at.slice(0, 2), at.slice(2, 4), at.slice(4, 6), at.slice(6)];
+    assert.ok(
+      ss.every((s) => s.requestedAt !== undefined),
+      'every stream asked',
+    );
+    assert.deepEqual(result, { reconnectRequested: 9, handedOff: 9, waves: 4 });
+    for (const w of waves) assert.ok(Math.max(...w) - Math.min(...w) < 50, `one wave spread over ${w.join(', ')} ms`);
+    for (let k = 1; k < 3; k++) {
+      const gap = Math.min(...waves[k]!) - Math.max(...waves[k - 1]!);
+      assert.ok(gap >= INTERVAL - 1, `wave ${k + 1} came ${gap} ms after wave ${k}`);
+    }
+    // Wave 4 is cut short by the pacing bound and takes every stream left (3 > the batch).
+    assert.ok(waves[3]![0]! >= WAIT - 1, `last wave at ${waves[3]![0]} ms, before the pacing bound`);
+    assert.equal(waves[3]!.length, 3);
+    // Hand-off: WAIT after the last wave, so the whole drain takes about 2 x WAIT.
+    const lastWave = Math.max(...at);
+    for (const s of ss) {
+      assert.equal(s.kickReason, 'draining');
+      assert.ok(
+        s.kickedAt! - t0 >= lastWave + WAIT - 1,
+        `${s.key} handed off ${s.kickedAt! - t0 - lastWave} ms after the last wave`,
+      );
+    }
+    assert.ok(took < 2 * WAIT + 500, `drain took ${took} ms (bound 2 x ${WAIT} + a Redis round trip)`);
+    assert.equal(h.released.length, 9);
+  });
+
+  it('sends the next wave as soon as the last one moved; legacy publishers get no request, cost no wait and are handed off', async () => {
+    const h = harness(20);
+    const LONG = 10_000; // neither the interval nor the wait may be what ends a step
+    const order: Behavior[] = ['move', 'legacy', 'move', 'move', 'legacy', 'move', 'move', 'legacy'];
+    const ss: FakeStream[] = [];
+    for (const [i, b] of order.entries()) ss.push(await h.publish(`s${i}`, b));
+    const t0 = performance.now();
+    const result = await h.policy.drain({
+      peerTcUrl: h.peerTcUrl,
+      reconnectWaitMs: LONG,
+      reconnectBatch: 2,
+      reconnectIntervalMs: LONG,
+    });
+    const took = performance.now() - t0;
+    await h.close();
+    const movers = ss.filter((s) => s.behavior === 'move');
+    const legacy = ss.filter((s) => s.behavior === 'legacy');
+    assert.deepEqual(result, { reconnectRequested: 5, handedOff: 3, waves: 3 });
+    assert.deepEqual(
+      h.peerCalls,
+      movers.map((s) => s.key),
+      'a target was picked only for publishers that can take a request',
+    );
+    for (const s of legacy) {
+      assert.equal(s.requestedAt, undefined);
+      assert.equal(s.kickReason, 'draining');
+    }
+    // A mover's copy here goes when the new owner takes it over, never by a hand-off.
+    for (const s of movers) assert.equal(s.kickReason, 'taken_over', s.key);
+    // Waves [m0, m2] [m3, m5] [m6]: each one only after every stream of the previous one moved.
+    const waves = [movers.slice(0, 2), movers.slice(2, 4), movers.slice(4)];
+    for (let k = 1; k < waves.length; k++) {
+      const sent = Math.min(...waves[k]!.map((s) => s.requestedAt!));
+      const previousMoved = Math.max(...waves[k - 1]!.map((s) => s.movedAt!));
+      assert.ok(sent >= previousMoved, `wave ${k + 1} was sent before wave ${k} moved`);
+      assert.ok(sent - previousMoved < 1000, `wave ${k + 1} came ${sent - previousMoved} ms after wave ${k} moved`);
+    }
+    assert.ok(took < 3000, `drain took ${took} ms: it waited for an interval or the wait instead of the moves`);
+  });
+
+  it('with no other origin to send publishers to, asks nobody and hands everything off at once', async () => {
+    const h = harness();
+    const ss = [await h.publish('a', 'move'), await h.publish('b', 'legacy')];
+    const t0 = performance.now();
+    const result = await h.policy.drain({
+      peerTcUrl: () => undefined,
+      reconnectWaitMs: 10_000,
+      reconnectBatch: 1,
+      reconnectIntervalMs: 10_000,
+    });
+    const took = performance.now() - t0;
+    await h.close();
+    assert.deepEqual(result, { reconnectRequested: 0, handedOff: 2, waves: 0 });
+    for (const s of ss) assert.equal(s.kickReason, 'draining');
+    assert.ok(took < 1000, `drain took ${took} ms`);
+  });
+});
