@@ -37,42 +37,49 @@ function context(lines: string[], r: ClusterLoadReport): string {
 }
 
 describe('cluster-load publishers in a worker thread (small)', () => {
-  it('delivers, measures latency across threads, survives churn, reports the thread loop delay', { timeout: 60_000 }, async () => {
-    const lines: string[] = [];
-    const r = await runClusterLoad({
-      ...SMALL,
-      streams: 6,
-      viewers: 18,
-      churnS: 3,
-      publisherChurnPerS: 1.5,
-      dropFraction: 0.5,
-      viewerChurnPerS: 2,
-      log: (l) => lines.push(l),
-    });
-    const ctx = context(lines, r);
-    assert.equal(r.options.publisherThread, true, ctx);
-    assert.ok(lines.some((l) => /publishers in a worker thread/.test(l)), ctx);
-    // Delivery in the steady window, as with the publishers in the runner's thread.
-    assert.equal(r.steadyFailures, 0, ctx);
-    assert.equal(r.delivery.viewersMeasured, 18, ctx);
-    assert.ok(r.delivery.deliveredPercent.min >= 99, ctx);
-    // Send times recorded in the publishers' thread, looked up in the viewers': plausible in the runner's clock.
-    assert.ok(r.latencyMs.count > 0, ctx);
-    for (const v of [r.latencyMs.min, r.latencyMs.p50, r.latencyMs.max]) assert.ok(Number.isFinite(v), ctx);
-    assert.ok(r.latencyMs.min > -1 && r.latencyMs.p50 > 0 && r.latencyMs.max < 5000, ctx);
-    // Churn stopped publishers (clean and by TCP reset) and each came back: a connect more per stop, no stream lost.
-    assert.ok(r.churn && r.churn.publisherStops > 0, ctx);
-    assert.ok(r.publishers.connects >= 6 + r.churn!.publisherStops, ctx);
-    assert.equal(r.churn!.streamsLost, 0, ctx);
-    assert.equal(r.churn!.viewersDisconnected, 0, ctx);
-    // The thread's own event-loop delay, next to the runner's.
-    assert.ok(r.publisherLagMs, ctx);
-    assert.ok(r.publisherLagMs.p99 > 0 && Number.isFinite(r.publisherLagMs.p99), ctx);
-    assert.ok(r.publisherLagMs.max >= r.publisherLagMs.p99, ctx);
-    assert.ok(Number.isFinite(r.runnerLagMs.p99), ctx);
-    assert.ok(r.leaks.ok, ctx);
-    assert.equal(publisherThreadsRunning(), 0, 'publisher thread left running');
-  });
+  it(
+    'delivers, measures latency across threads, survives churn, reports the thread loop delay',
+    { timeout: 60_000 },
+    async () => {
+      const lines: string[] = [];
+      const r = await runClusterLoad({
+        ...SMALL,
+        streams: 6,
+        viewers: 18,
+        churnS: 3,
+        publisherChurnPerS: 1.5,
+        dropFraction: 0.5,
+        viewerChurnPerS: 2,
+        log: (l) => lines.push(l),
+      });
+      const ctx = context(lines, r);
+      assert.equal(r.options.publisherThread, true, ctx);
+      assert.ok(
+        lines.some((l) => /publishers in a worker thread/.test(l)),
+        ctx,
+      );
+      // Delivery in the steady window, as with the publishers in the runner's thread.
+      assert.equal(r.steadyFailures, 0, ctx);
+      assert.equal(r.delivery.viewersMeasured, 18, ctx);
+      assert.ok(r.delivery.deliveredPercent.min >= 99, ctx);
+      // Send times recorded in the publishers' thread, looked up in the viewers': plausible in the runner's clock.
+      assert.ok(r.latencyMs.count > 0, ctx);
+      for (const v of [r.latencyMs.min, r.latencyMs.p50, r.latencyMs.max]) assert.ok(Number.isFinite(v), ctx);
+      assert.ok(r.latencyMs.min > -1 && r.latencyMs.p50 > 0 && r.latencyMs.max < 5000, ctx);
+      // Churn stopped publishers (clean and by TCP reset) and each came back: a connect more per stop, no stream lost.
+      assert.ok(r.churn && r.churn.publisherStops > 0, ctx);
+      assert.ok(r.publishers.connects >= 6 + r.churn!.publisherStops, ctx);
+      assert.equal(r.churn!.streamsLost, 0, ctx);
+      assert.equal(r.churn!.viewersDisconnected, 0, ctx);
+      // The thread's own event-loop delay, next to the runner's.
+      assert.ok(r.publisherLagMs, ctx);
+      assert.ok(r.publisherLagMs.p99 > 0 && Number.isFinite(r.publisherLagMs.p99), ctx);
+      assert.ok(r.publisherLagMs.max >= r.publisherLagMs.p99, ctx);
+      assert.ok(Number.isFinite(r.runnerLagMs.p99), ctx);
+      assert.ok(r.leaks.ok, ctx);
+      assert.equal(publisherThreadsRunning(), 0, 'publisher thread left running');
+    },
+  );
 
   it('--no-publisher-thread: publishers in the runner thread still deliver', { timeout: 60_000 }, async () => {
     const lines: string[] = [];

@@ -146,14 +146,12 @@ if (parentPort) {
         origins = req.args.urls;
         return undefined;
       case 'counters':
-        return pubs.map(
-          (p): PublisherCounters => ({
-            connects: p.connects,
-            reconnectRequests: p.reconnectRequests,
-            switchMs: p.switchMs,
-            failures: p.failures.toJSON(),
-          }),
-        );
+        return pubs.map((p): PublisherCounters => ({
+          connects: p.connects,
+          reconnectRequests: p.reconnectRequests,
+          switchMs: p.switchMs,
+          failures: p.failures.toJSON(),
+        }));
       case 'loopDelay':
         return { p50: eld.percentile(50) / 1e6, p99: eld.percentile(99) / 1e6, max: eld.max / 1e6 } satisfies LoopDelay;
       case 'dispose': {

@@ -252,8 +252,9 @@ class ThreadPublishers implements PublisherSet {
   }
 
   private handle(s: PublisherSpec, i: number): PublisherHandle {
-    const set = this;
-    const { state } = this;
+    const { state, sent } = this;
+    const failed = (): boolean => this.failed !== undefined;
+    const request = (req: NoSeq<PublisherRequest>): Promise<unknown> => this.request(req);
     const window = new SharedWindow(state.bounds.subarray(2 * i, 2 * i + 2));
     let gen = 0;
     let wanted = false;
@@ -270,7 +271,7 @@ class ThreadPublishers implements PublisherSet {
         windowBase = state.windowBytes[i]! - v;
       },
       get live() {
-        return wanted && !set.failed && Atomics.load(state.liveGen, i) === gen;
+        return wanted && !failed() && Atomics.load(state.liveGen, i) === gen;
       },
       get timestamp() {
         const at = state.startAt[i]!;
@@ -279,13 +280,13 @@ class ThreadPublishers implements PublisherSet {
       start: async () => {
         wanted = true;
         gen++;
-        await set.request({ op: 'start', args: { i, gen } });
+        await request({ op: 'start', args: { i, gen } });
       },
       stop: async (clean: boolean) => {
         wanted = false;
-        await set.request({ op: 'stop', args: { i, clean } });
+        await request({ op: 'stop', args: { i, clean } });
       },
-      sentAt: (ts: number) => set.sent.lookup(i, ts),
+      sentAt: (ts: number) => sent.lookup(i, ts),
     };
   }
 
