@@ -22,6 +22,7 @@ import { availableParallelism } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseRtmpUrl, type RtmpUrl } from '@rtmp-relay/rtmp';
 import { Command, Option } from 'commander';
+import { sampleQueues, type QueueSample } from './socket-queues.js';
 import { FFMPEG_PLAYER_MODES, FfmpegPlayer, type FfmpegPlayerMode, type FfmpegPlayerResult } from './ffmpeg-player.js';
 import { isMainModule } from './main-module.js';
 import { processTree, sampleCore, sampleTree, type CoreTimes, type TreeSample } from './procstat.js';
@@ -231,6 +232,23 @@ export interface Report {
    * percent of that core over the window: high values mean the run was disturbed.
    */
   noise: { serverCorePercent: number; loadgenCorePercent: number } | undefined;
+  /**
+   * Kernel socket queues on the viewers' port, sampled once a second in the window (socket-queues.ts); undefined
+   * for remote targets. `serverSend`: bytes the server's writes had queued because viewers' receive buffers were
+   * full (0 while every viewer keeps up); `generatorReceive`: bytes received but not yet read by the viewers (the
+   * generator's own lag), also in ms of stream per viewer.
+   */
+  socketQueues:
+    | {
+        samples: number;
+        serverSendKiB: { p50: number; max: number };
+        serverSendMaxSocketKiB: number;
+        generatorReceiveKiB: { p50: number; max: number };
+        generatorReceiveMaxSocketKiB: number;
+        /** Mean unread bytes per viewer over the stream's byte rate: how far behind the viewers' reads were. */
+        generatorLagMs: { p50: number; max: number };
+      }
+    | undefined;
 }
 
 const ELD_RESOLUTION_MS = 10;
@@ -455,6 +473,14 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
   let lastBytes = 0;
   let tickMaxMs = 0;
   let ticking = false;
+  // Kernel socket queues on the viewers' port, once a second in the window (loopback targets only).
+  const queuePort = LOCAL_HOSTS.has(target.host)
+    ? protocol === 'rtmp'
+      ? target.port
+      : Number(new URL(options.httpUrl ?? 'http://127.0.0.1:0').port)
+    : 0;
+  let queueSampling = false;
+  const queueSamples: QueueSample[] = [];
   const tick = async (): Promise<void> => {
     if (ticking) return; // a worker still answering the last one
     ticking = true;
@@ -470,6 +496,10 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
     }
   };
   const tickBody = (now: number, list: PoolStatus[]): void => {
+    if (queueSampling && queuePort) {
+      const q = sampleQueues(queuePort);
+      if (q) queueSamples.push(q);
+    }
     const bytes = sum(list, (s) => s.totalBytes);
     const failures = mergeFailures(list);
     const failuresTotal = Object.values(failures).reduce((a, b) => a + b, 0);
@@ -570,10 +600,12 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
   const eld = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS });
   eld.enable();
   const elu0 = performance.eventLoopUtilization();
+  queueSampling = true;
   await delay(Math.max(0, rampDoneAt + duration * 1000 - performance.now()), stopSignal);
   const windowEnd = performance.now();
   eld.disable();
   const elu = performance.eventLoopUtilization(elu0).utilization;
+  queueSampling = false;
   const cpuWin = process.cpuUsage(cpuWin0);
   const serverWin1 = serverSample();
   const coreWin1 = coreSample();
@@ -770,8 +802,31 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
         }
       : undefined,
     noise,
+    socketQueues: summarizeQueues(queueSamples, upAtEnd, bytesPerSecond),
   };
   return report;
+}
+
+function summarizeQueues(
+  samples: readonly QueueSample[],
+  viewers: number,
+  streamBytesPerSecond: number | undefined,
+): Report['socketQueues'] {
+  if (samples.length === 0) return undefined;
+  const kib = (f: (q: QueueSample) => number): { p50: number; max: number } => {
+    const s = summarize(Float64Array.from(samples, (q) => f(q) / 1024));
+    return { p50: round(s.p50, 1), max: round(s.max, 1) };
+  };
+  const rate = streamBytesPerSecond && viewers > 0 ? streamBytesPerSecond / 1000 : NaN;
+  const lag = summarize(Float64Array.from(samples, (q) => q.clientReceiveBytes / Math.max(1, viewers) / rate));
+  return {
+    samples: samples.length,
+    serverSendKiB: kib((q) => q.serverSendBytes),
+    serverSendMaxSocketKiB: round(Math.max(...samples.map((q) => q.serverSendMaxBytes)) / 1024, 1),
+    generatorReceiveKiB: kib((q) => q.clientReceiveBytes),
+    generatorReceiveMaxSocketKiB: round(Math.max(...samples.map((q) => q.clientReceiveMaxBytes)) / 1024, 1),
+    generatorLagMs: { p50: round(lag.p50, 1), max: round(lag.max, 1) },
+  };
 }
 
 /** A few human lines for the end of a run. */
@@ -799,6 +854,13 @@ export function formatReport(r: Report): string {
     lines.push(
       `cross-check: ${c.players} ffmpeg players ${c.results[0]?.mode === 'packets' ? 'demuxed' : 'decoded'} ${c.results.map((x) => `${(x.ratio * 100).toFixed(1)}%`).join(', ')} of ${c.videoFramesSent} video frames, ` +
         `latency p50/p99 ${c.results.map((x) => `${x.latencyMs.p50}/${x.latencyMs.p99}`).join(', ')} ms${c.results.some((x) => x.error) ? ` ERRORS: ${c.results.map((x) => x.error ?? 'ok').join('; ')}` : ''} (their cpu ${c.cpuPercent}%)`,
+    );
+  }
+  if (r.socketQueues) {
+    const q = r.socketQueues;
+    lines.push(
+      `socket queues: server send ${q.serverSendKiB.p50}/${q.serverSendKiB.max} KiB (p50/max, largest socket ${q.serverSendMaxSocketKiB} KiB), ` +
+        `unread by the generator ${q.generatorReceiveKiB.p50}/${q.generatorReceiveKiB.max} KiB = ${q.generatorLagMs.p50}/${q.generatorLagMs.max} ms of stream per viewer`,
     );
   }
   if (r.noise)

@@ -120,6 +120,55 @@ describe('load generator against our standalone server', { timeout: 60_000 }, ()
     assert.equal(typeof report.loadgen.saturated, 'boolean');
   });
 
+  it('FFmpeg cross-check players, demuxing packets and decoding, count the window frames and measure latency', async () => {
+    const report = await runLoad({
+      url: `rtmp://127.0.0.1:${node.rtmpPort}/live/loadtest-ffmpeg`,
+      viewers: 4,
+      rampPerSecond: 200,
+      durationSeconds: 5,
+      settleSeconds: 3, // FFmpeg probes the stream for ~1 s after it connects: let it reach steady output first
+      warmupSeconds: 1.5,
+      input,
+      workers: 1,
+      ffmpegPlayers: 1,
+      ffmpegMode: 'packets',
+      hardStopSeconds: 40,
+    });
+    const summary = formatReport(report);
+    const cc = report.crossCheck;
+    assert.ok(cc, summary);
+    assert.match(summary, /ffmpeg players demuxed/);
+    assert.equal(cc.results[0]!.mode, 'packets');
+    assert.equal(cc.results[0]!.error, undefined, summary);
+    // 30 fps for a 2 s window: FFmpeg's demuxer saw (almost) every video frame the publisher sent in the window.
+    assert.ok(cc.videoFramesSent >= 45, summary);
+    assert.ok(cc.results[0]!.ratio >= 0.9 && cc.results[0]!.ratio <= 1.1, summary);
+    assert.ok(cc.results[0]!.latencyMs.count > 0 && cc.results[0]!.latencyMs.p50 < 1000, summary);
+    // Kernel socket queues were sampled in the window: 4 viewers + 1 FFmpeg player + the publisher on the port.
+    const q = report.socketQueues;
+    assert.ok(q && q.samples >= 2, summary);
+    assert.ok(Number.isFinite(q.generatorLagMs.p50) && q.generatorLagMs.p50 >= 0, summary);
+    // The worker's loop utilization is measured in the window (a fraction, not NaN).
+    assert.ok(report.loadgen.workerEventLoopUtilization > 0 && report.loadgen.workerEventLoopUtilization <= 1, summary);
+
+    const decoded = await runLoad({
+      url: `rtmp://127.0.0.1:${node.rtmpPort}/live/loadtest-ffmpeg-decode`,
+      viewers: 2,
+      rampPerSecond: 200,
+      durationSeconds: 5,
+      settleSeconds: 3, // FFmpeg probes the stream for ~1 s after it connects: let it reach steady output first
+      warmupSeconds: 1.5,
+      input,
+      ffmpegPlayers: 1,
+      ffmpegMode: 'decode',
+      hardStopSeconds: 40,
+    });
+    const dc = decoded.crossCheck;
+    assert.ok(dc, formatReport(decoded));
+    assert.equal(dc.results[0]!.mode, 'decode');
+    assert.ok(dc.results[0]!.ratio >= 0.9 && dc.results[0]!.ratio <= 1.1, formatReport(decoded));
+  });
+
   it('RtmpClient viewers see the same delivery as light viewers', async () => {
     const report = await runLoad({
       url: `rtmp://127.0.0.1:${node.rtmpPort}/live/loadtest-client`,
