@@ -921,6 +921,12 @@ describe('Helm chart (helm/rtmp-relay)', () => {
         'edge:\n  terminationGracePeriodSeconds: 20\n',
         /edge.terminationGracePeriodSeconds \(20\) must exceed .* = 32/,
       ],
+      [
+        'origin-grace',
+        // 40 s was the origin default before the drain's stream moves (2 x 5 s) were counted: 2 + (5000 + 25000 + 10000) / 1000 = 42.
+        'origin:\n  terminationGracePeriodSeconds: 40\n',
+        /origin.terminationGracePeriodSeconds \(40\) must exceed .*the origin's stream moves.* = 42/,
+      ],
       ['redis', 'redis:\n  enabled: false\n', /Redis is required/],
       ['play', 'auth:\n  requirePlayToken: true\n', /requirePlayToken needs/],
       // Anonymous publishing is an explicit choice, never the result of leaving a value out.

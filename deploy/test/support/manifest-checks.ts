@@ -12,6 +12,9 @@ import {
   type PodTemplateRef,
 } from './k8s.js';
 
+/** services/server/src/node.ts DRAIN_RECONNECT_WAIT_MS: an origin's drain waits up to this for moves, twice at most. */
+const ORIGIN_DRAIN_MOVE_WAIT_MS = 5000;
+
 export interface Expectations {
   /** Label of the rendering in messages ("kustomize overlays/dev", "helm values-large.yaml"). */
   where: string;
@@ -184,13 +187,17 @@ export function checkManifests(objs: readonly K8sObject[], x: Expectations): str
           err(o, `${where}: ${name} port ${p.httpGet?.port} is not HTTP_PORT ${httpPort}`);
       }
 
-      // Drain: the grace period covers preStop + DRAIN_DELAY_MS + SHUTDOWN_TIMEOUT_MS.
-      const needed = preStopSeconds(c) + (Number(env('DRAIN_DELAY_MS')) + Number(env('SHUTDOWN_TIMEOUT_MS'))) / 1000;
+      // Drain: the grace period covers preStop + DRAIN_DELAY_MS + SHUTDOWN_TIMEOUT_MS, and on an origin the stream
+      // moves before the connections' wait (paced ReconnectRequests, then the wait for moves: at most 2 x min(
+      // SHUTDOWN_TIMEOUT_MS, 5 s)).
+      const shutdownMs = Number(env('SHUTDOWN_TIMEOUT_MS'));
+      const movesMs = c.args[0] === 'origin' ? 2 * Math.min(shutdownMs, ORIGIN_DRAIN_MOVE_WAIT_MS) : 0;
+      const needed = preStopSeconds(c) + (Number(env('DRAIN_DELAY_MS')) + shutdownMs + movesMs) / 1000;
       const grace = t.spec.terminationGracePeriodSeconds ?? 30;
       if (!(grace > needed))
         err(
           o,
-          `${where}: terminationGracePeriodSeconds ${grace} must exceed preStop + DRAIN_DELAY_MS + SHUTDOWN_TIMEOUT_MS = ${needed} s`,
+          `${where}: terminationGracePeriodSeconds ${grace} must exceed preStop + DRAIN_DELAY_MS + SHUTDOWN_TIMEOUT_MS${movesMs ? ' + the origin drain' : ''} = ${needed} s`,
         );
       if (Number(env('DRAIN_DELAY_MS')) <= 0)
         err(o, `${where}: DRAIN_DELAY_MS is 0: the pod would stop accepting before endpoints drop it`);

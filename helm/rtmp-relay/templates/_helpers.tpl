@@ -154,9 +154,12 @@ The value given in values wins; else the one already in the Secret (upgrades kee
 {{- if and (eq $r.strategy.type "RollingUpdate") (eq (toString ($ru.maxSurge | default 0)) "0") (eq (toString ($ru.maxUnavailable | default 0)) "0") }}
 {{- fail (printf "%s.strategy.rollingUpdate: maxSurge and maxUnavailable cannot both be 0 (the rollout could never progress)" $role) }}
 {{- end }}
-{{- $needed := add $.Values.preStopSleepSeconds (div (add $.Values.config.drainDelayMs $r.shutdownTimeoutMs 999) 1000) }}
+{{- /* An origin's drain moves its streams before the connections' wait: at most 2 x min(shutdownTimeoutMs, 5 s) (paced E-RTMP ReconnectRequests, then the wait for moves). */}}
+{{- $moves := 0 }}
+{{- if eq $role "origin" }}{{- $moves = mul 2 (min (int $r.shutdownTimeoutMs) 5000) }}{{- end }}
+{{- $needed := add $.Values.preStopSleepSeconds (div (add $.Values.config.drainDelayMs $r.shutdownTimeoutMs $moves 999) 1000) }}
 {{- if le (int $r.terminationGracePeriodSeconds) (int $needed) }}
-{{- fail (printf "%s.terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + (config.drainDelayMs + %s.shutdownTimeoutMs) / 1000 = %d" $role (int $r.terminationGracePeriodSeconds) $role (int $needed)) }}
+{{- fail (printf "%s.terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + (config.drainDelayMs + %s.shutdownTimeoutMs%s) / 1000 = %d" $role (int $r.terminationGracePeriodSeconds) $role (ternary " + the origin's stream moves (2 x min(shutdownTimeoutMs, 5000))" "" (eq $role "origin")) (int $needed)) }}
 {{- end }}
 {{- end }}
 {{- end }}
