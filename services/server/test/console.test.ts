@@ -285,12 +285,16 @@ async function checkStreamStats(page: Page, key: string, scope: 'cluster' | 'nod
   await page.selectOption('#player-stream', key);
   await waitInPage(
     page,
-    `${key} stats (${scope}): ${WIDTH}×${HEIGHT}, viewers ${viewers}`,
+    `${key} stats (${scope}): ${WIDTH}×${HEIGHT}, viewers ${viewers}, rates measured`,
     // No helper functions inside: tsx names them with a helper (__name) that the page does not have.
     ([w, h, sc, v]) =>
       document.querySelector<HTMLElement>('#stream-stats')?.dataset.scope === sc &&
       document.querySelector('#stream-stats dd[data-stat="resolution"]')?.textContent === `${w}×${h}` &&
-      document.querySelector('#stream-stats dd[data-stat="viewers"]')?.textContent === v,
+      document.querySelector('#stream-stats dd[data-stat="viewers"]')?.textContent === v &&
+      // Rates need two samples of the stream: until then the panel shows a dash.
+      /\d/.test(document.querySelector('#stream-stats dd[data-stat="fps"]')?.textContent ?? '') &&
+      /\d/.test(document.querySelector('#stream-stats dd[data-stat="keyframe"]')?.textContent ?? '') &&
+      /\d/.test(document.querySelector('#stream-stats dd[data-stat="ingest"]')?.textContent ?? ''),
     [WIDTH, HEIGHT, scope, viewers] as const,
   );
   assert.equal(await page.textContent('#stream-stats-key'), key);
