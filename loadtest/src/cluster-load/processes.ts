@@ -3,7 +3,7 @@
  * edges (the built CLI), each on free loopback ports, every one tracked and killed when the run ends.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, rmSync, type WriteStream } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,7 +67,15 @@ export class Proc {
     readonly child: ChildProcess,
   ) {
     tracked.add(child);
+    // CLUSTER_LOAD_LOG_DIR keeps every process's whole output (the in-memory copy is capped) for reading afterwards.
+    const logDir = process.env.CLUSTER_LOAD_LOG_DIR;
+    let file: WriteStream | undefined;
+    if (logDir) {
+      mkdirSync(logDir, { recursive: true });
+      file = createWriteStream(join(logDir, `${name}.log`), { flags: 'a' });
+    }
     const append = (d: Buffer): void => {
+      file?.write(d);
       this.out += d.toString();
       if (this.out.length > OUTPUT_CAP) this.out = this.out.slice(-OUTPUT_CAP / 2);
     };
@@ -76,6 +84,7 @@ export class Proc {
     this.exited = new Promise((resolve) =>
       child.on('close', (code, signal) => {
         tracked.delete(child);
+        file?.end();
         resolve({ code, signal });
       }),
     );
