@@ -104,6 +104,10 @@ describe('origin drain: E-RTMP ReconnectRequest and hand-off', () => {
         assert.equal(v.interleavedAfter(2), 0, 'frames of the old connection after the new one');
       }
       assert.deepEqual(vm.ends, [], 'the E-RTMP stream was ended for viewers');
+      // The edge opened its pull to B when A announced the move (stream.moving), and the move took that connection:
+      // one standby, used; the legacy stream, moved without an announcement, got none.
+      assert.equal(await E.metric('rtmp_pull_standbys_total', { outcome: 'opened' }), 1);
+      assert.equal(await E.metric('rtmp_pull_standbys_total', { outcome: 'used' }), 1);
       assert.ok(gapModern < 1000, `E-RTMP gap ${gapModern} ms`);
       assert.ok(gapLegacy < LEGACY_BACKOFF_MS + 1500, `legacy gap ${gapLegacy} ms`);
     },
@@ -145,6 +149,8 @@ describe('origin drain: E-RTMP ReconnectRequest and hand-off', () => {
       await waitFor('the edge viewer gets frames published through the ingest address', () => v.count(2) >= 20, 15_000);
       assert.equal((await exited).code, 0, A.output().slice(-2000));
       assert.ok(lb.connections >= 1, 'the publisher did not reconnect through the ingest address');
+      // Where the ingest address leads is the balancer's choice: no move is announced, so the edge prepares none.
+      assert.equal(await E.metric('rtmp_pull_standbys_total', { outcome: 'opened' }), 0);
       const gap = v.maxGapAfter(drainAt);
       console.log(`[drain] through INGEST_PUBLIC_URL: viewer gap ${gap.toFixed(0)} ms`);
       assert.equal(v.closedAt, undefined, 'the edge viewer was disconnected');

@@ -5,7 +5,7 @@ import { inSpan } from '../tracing.js';
 import type { PlayDecision, PublishDecision, StreamPolicy, StreamRequest } from '../streams/types.js';
 import type { EventBus } from './events.js';
 import type { PublishAuthorizer } from './origin-policy.js';
-import { UpstreamPull, type PullDeps, type PullOptions, type UpstreamOwner } from './pull.js';
+import { UpstreamPull, type PullDeps, type PullOptions, type StandbyOutcome, type UpstreamOwner } from './pull.js';
 import type { StreamOwnership } from './redis-registry.js';
 
 export interface EdgePolicyOptions {
@@ -28,6 +28,8 @@ export interface EdgeObserver {
   pullStopped?(key: string): void;
   resolveLatency?(seconds: number, found: boolean): void;
   failover?(key: string): void;
+  /** A next upstream opened ahead of an announced move, and its outcome (pull.ts prepareMove). */
+  standby?(key: string, outcome: StandbyOutcome): void;
 }
 
 /**
@@ -70,6 +72,7 @@ export class EdgePolicy implements StreamPolicy {
           observer.pullStopped?.(key);
         },
         upstreamChanged: (key) => observer.failover?.(key),
+        standby: (key, outcome) => observer.standby?.(key, outcome),
       },
     };
     const onOwner = (e: { key: string; nodeId: string; addr: string; epoch: number }): void => {
@@ -84,7 +87,13 @@ export class EdgePolicy implements StreamPolicy {
       else pull?.ownerChanged(owner);
       this.wakeOwnerWaiters(e.key);
     };
-    this.unsubscribes.push(bus.on('stream.published', onOwner), bus.on('stream.moved', onOwner));
+    this.unsubscribes.push(
+      bus.on('stream.published', onOwner),
+      bus.on('stream.moved', onOwner),
+      bus.on('stream.moving', (e) =>
+        this.pulls.get(e.key)?.prepareMove({ fromNodeId: e.fromNodeId, addr: e.addr, epoch: e.epoch }),
+      ),
+    );
   }
 
   private resolve(key: string): Promise<UpstreamOwner | undefined> {

@@ -30,6 +30,12 @@ export function createClusterMetrics(register: Registry) {
       labelNames: ['reason'],
       registers,
     }),
+    pullStandbys: new Counter({
+      name: 'rtmp_pull_standbys_total',
+      help: 'Next upstreams opened ahead of an announced move (stream.moving), by outcome: opened, used (the move attached it), failed, expired, unused (the stream went elsewhere), stopped',
+      labelNames: ['outcome'],
+      registers,
+    }),
     failovers: new Counter({
       name: 'rtmp_failovers_total',
       help: 'Edge pulls that switched to a new owner (failover or takeover)',

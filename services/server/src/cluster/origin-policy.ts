@@ -357,7 +357,9 @@ export class OriginPolicy implements StreamPolicy {
    * Drain (SIGTERM): refuse new publishes and move every owned stream to another origin before the node stops.
    * 1. Publishers that negotiated E-RTMP v2 Reconnect get a `ReconnectRequest` naming another origin (`peerTcUrl`);
    *    they publish there while still publishing here, the new origin takes the stream over (epoch + 1, our copy is
-   *    released by its `admin.release_stream`) and edges move with `stream.moved`: no gap. The requests go out in
+   *    released by its `admin.release_stream`) and edges move with `stream.moved`: no gap. With the target's address
+   *    known (`peerAddrOf`), `stream.moving` tells edges first, so they open their next pull there ahead of the
+   *    move (pull.ts prepareMove). The requests go out in
    *    waves of at most `reconnectBatch` (in publish order), one wave every `reconnectIntervalMs`, so that the
    *    receiving origin (and the edges re-pulling from it) is not swamped by every stream at once; the next wave
    *    goes earlier as soon as every stream of the previous one has moved away. Pacing lasts at most
@@ -371,6 +373,8 @@ export class OriginPolicy implements StreamPolicy {
    */
   async drain(opts: {
     peerTcUrl: (app: string, key: string) => string | undefined;
+    /** The RTMP address (host:port) of the origin a tcUrl names, when known: edges then prepare the move. */
+    peerAddrOf?: (tcUrl: string) => string | undefined;
     reconnectWaitMs: number;
     /** Most ReconnectRequests in one wave (at least 1). */
     reconnectBatch: number;
@@ -396,6 +400,12 @@ export class OriginPolicy implements StreamPolicy {
       const publisher = this.registry.get(o.req.key)?.currentPublisher as Partial<ReconnectablePublisher> | undefined;
       if (!tcUrl || !publisher?.requestReconnect?.(tcUrl, 'This server is shutting down; reconnect to continue.'))
         continue;
+      // Edges pulling this copy open their next upstream there now (stream.moving), before the publisher arrives.
+      const addr = opts.peerAddrOf?.(tcUrl);
+      if (addr && o.epoch !== undefined)
+        this.bus.publish(
+          controlEvent('stream.moving', { key: o.req.key, fromNodeId: this.options.nodeId, addr, epoch: o.epoch }),
+        );
       if (wave.length === 0) waves++;
       wave.push(o.req.key);
       asked.add(o.req.key);

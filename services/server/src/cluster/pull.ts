@@ -34,7 +34,18 @@ export interface PullDeps {
     pullStopped?(key: string): void;
     /** Re-attached to a different owner than before (failover or takeover). */
     upstreamChanged?(key: string, from: UpstreamOwner, to: UpstreamOwner): void;
+    /** The next upstream opened ahead of an announced move, and what became of it. */
+    standby?(key: string, outcome: StandbyOutcome): void;
   };
+}
+
+export type StandbyOutcome = 'opened' | 'used' | 'failed' | 'expired' | 'unused' | 'stopped';
+
+/** An announced move (`stream.moving`): the publisher of `fromNodeId`'s copy (epoch `epoch`) was sent to `addr`. */
+export interface AnnouncedMove {
+  fromNodeId: string;
+  addr: string;
+  epoch: number;
 }
 
 export interface PullOptions {
@@ -51,6 +62,31 @@ export interface PullOptions {
   retryMaxMs: number;
   /** Connection limits for the upstream (the node's own: message sizes, chunk streams, AMF). */
   limits?: ConnectionLimits;
+}
+
+/**
+ * Media a connection receives before the pull attaches it is held; past this much the connection is dropped (a
+ * standby whose move never comes must not grow without bound: a GOP of a high-bitrate stream is a few MiB).
+ */
+const HELD_MEDIA_MAX_BYTES = 16 * 1024 * 1024;
+
+/** A standby not taken by a move within this many connect timeouts is closed. */
+const STANDBY_TTL_CONNECT_TIMEOUTS = 2;
+
+/** An upstream connection playing the stream; media received so far is held until `flush()`. */
+interface OpenedUpstream {
+  client: RtmpClient;
+  /** Ingests the held media into the hub and lets later media through (call once attached). */
+  flush(): void;
+}
+
+/** The next upstream, opened ahead of an announced move and taken by the attempt that resolves to its address. */
+interface Standby {
+  addr: string;
+  /** Set once connected (closed at once if the standby was dropped meanwhile). */
+  client: RtmpClient | undefined;
+  opened: Promise<OpenedUpstream>;
+  timer: NodeJS.Timeout | undefined;
 }
 
 class StoppedError extends Error {}
@@ -88,7 +124,6 @@ export class UpstreamPull implements HubPublisher {
   private running: Promise<void> | undefined;
   private stopped = false;
   private wake = new AbortController();
-  private flushEarly: (() => void) | undefined;
   private inAttempt = false;
   /** Owner the attempt in flight is connecting to, and its connection (cut short when a newer owner appears). */
   private attemptOwner: UpstreamOwner | undefined;
@@ -97,6 +132,8 @@ export class UpstreamPull implements HubPublisher {
   private missedOwner: UpstreamOwner | undefined;
   /** The registry's last answer named an owner, and no upstream is attached yet (see seekingKnownOwner). */
   private ownerFound = false;
+  /** The next upstream, opened ahead of an announced move (see prepareMove). */
+  private standby: Standby | undefined;
 
   constructor(
     readonly key: string,
@@ -189,6 +226,7 @@ export class UpstreamPull implements HubPublisher {
     clearTimeout(this.lingerTimer);
     clearTimeout(this.failoverTimer);
     this.abort.abort(new StoppedError(reason));
+    this.dropStandby('stopped');
     this.client?.close();
     if (this.attached) {
       this.attached = false;
@@ -197,6 +235,110 @@ export class UpstreamPull implements HubPublisher {
     this.log.info({ stream: streamLabel(this.key), reason }, 'pull stopped');
     this.deps.observer?.pullStopped?.(this.key);
     this.onStopped(this);
+  }
+
+  /**
+   * A drain sent the publisher of our upstream's copy to `move.addr` (E-RTMP ReconnectRequest). Open the next
+   * upstream there now: its play waits on that origin until the publisher arrives, and the attempt that follows the
+   * move (stream.moved, or the old copy's end) takes it instead of connecting, so viewers' gap is the publisher's
+   * switch, not a connection set-up on top of it. Media it receives meanwhile is held (bounded) until then.
+   */
+  prepareMove(move: AnnouncedMove): void {
+    const current = this.current;
+    if (this.stopped || !this.attached || this.inAttempt || !current) return;
+    // Only for a move of the copy we pull (a leaf pulling through a parent ignores it), and not a stale one.
+    if (current.nodeId !== move.fromNodeId || current.epoch !== move.epoch || current.addr === move.addr) return;
+    if (this.standby?.addr === move.addr) return;
+    this.dropStandby('unused');
+    const standby: Standby = { addr: move.addr, client: undefined, opened: undefined!, timer: undefined };
+    standby.opened = this.openUpstream(move.addr, (client) => {
+      standby.client = client;
+      if (this.standby !== standby)
+        throw new RtmpClientError('closed', 'standby dropped', { reason: 'standby_dropped' });
+    });
+    standby.opened.catch(() => {
+      if (this.standby !== standby) return; // taken: the attempt that took it reports the failure
+      this.standby = undefined;
+      clearTimeout(standby.timer);
+      this.deps.observer?.standby?.(this.key, 'failed');
+    });
+    standby.timer = setTimeout(
+      () => this.standby === standby && this.dropStandby('expired'),
+      this.options.connectTimeoutMs * STANDBY_TTL_CONNECT_TIMEOUTS,
+    );
+    standby.timer.unref();
+    this.standby = standby;
+    this.log.info(
+      { stream: streamLabel(this.key), addr: move.addr },
+      'stream moving: opening the next upstream ahead of the move',
+    );
+    this.deps.observer?.standby?.(this.key, 'opened');
+  }
+
+  private dropStandby(outcome: StandbyOutcome): void {
+    const standby = this.standby;
+    if (!standby) return;
+    this.standby = undefined;
+    clearTimeout(standby.timer);
+    standby.client?.close();
+    standby.opened.then(
+      (opened) => opened.client.close(),
+      () => undefined,
+    );
+    this.deps.observer?.standby?.(this.key, outcome);
+  }
+
+  /** The standby, if it was opened to `owner`'s address; one to anywhere else is dropped. */
+  private takeStandby(owner: UpstreamOwner): Standby | undefined {
+    const standby = this.standby;
+    if (!standby) return undefined;
+    if (standby.addr !== owner.addr) {
+      this.dropStandby('unused');
+      return undefined;
+    }
+    this.standby = undefined;
+    clearTimeout(standby.timer);
+    return standby;
+  }
+
+  /** Connects to `addr` and starts playing the stream; media is held until the returned `flush()`. */
+  private async openUpstream(addr: string, onConnected: (client: RtmpClient) => void): Promise<OpenedUpstream> {
+    const query = this.deps.playQuery?.(this.app, this.name) ?? '';
+    const url = `rtmp://${addr}/${this.app}/${this.name}${query ? `?${query}` : ''}`;
+    const client = await RtmpClient.connect(url, {
+      connectTimeoutMs: this.options.connectTimeoutMs,
+      readTimeoutMs: this.options.readTimeoutMs,
+      fourCcList: ['*'],
+      // Pulled media is held to the same size and AMF limits as published media.
+      ...(this.options.limits ? { limits: this.options.limits } : {}),
+    });
+    // Play.Start, the metadata and the sequence headers arrive in one read: they are held until the hub has reset
+    // its caches for this upstream (attachPublisher), or they would be wiped right after arriving.
+    let held: RtmpMessage[] | undefined = [];
+    let heldBytes = 0;
+    try {
+      onConnected(client);
+      client.on('media', (msg) => {
+        if (isSampleAccess(msg)) return; // the edge sends its own to its viewers
+        if (held) {
+          held.push(msg);
+          heldBytes += msg.payload.length;
+          if (heldBytes > HELD_MEDIA_MAX_BYTES) client.connection.close('held_media_limit');
+        } else if (this.attached && this.client === client && this.hub) ingest(this.hub, msg, client.connection);
+      });
+      await client.play(`${this.name}${query ? `?${query}` : ''}`, this.options.connectTimeoutMs);
+    } catch (err) {
+      client.close();
+      throw err;
+    }
+    return {
+      client,
+      flush: () => {
+        const messages = held ?? [];
+        held = undefined;
+        if (this.hub) for (const msg of messages) ingest(this.hub, msg, client.connection);
+      },
+    };
   }
 
   private async loop(): Promise<void> {
@@ -261,40 +403,35 @@ export class UpstreamPull implements HubPublisher {
     this.attemptOwner = owner;
     if (this.missedOwner && !isNewerOwner(this.missedOwner, owner)) this.missedOwner = undefined; // resolved it
     this.deps.observer?.pullStarted?.(this.key, attempt);
-    const query = this.deps.playQuery?.(this.app, this.name) ?? '';
-    const url = `rtmp://${owner.addr}/${this.app}/${this.name}${query ? `?${query}` : ''}`;
-    const client = await RtmpClient.connect(url, {
-      connectTimeoutMs: this.options.connectTimeoutMs,
-      readTimeoutMs: this.options.readTimeoutMs,
-      fourCcList: ['*'],
-      // Pulled media is held to the same size and AMF limits as published media.
-      ...(this.options.limits ? { limits: this.options.limits } : {}),
-    });
-    this.attemptClient = client;
+    let opened: OpenedUpstream;
+    const standby = this.takeStandby(owner);
     try {
+      if (standby) {
+        // Opened ahead of this move: wait for its play (the publisher arriving there), not for a new connection.
+        if (standby.client) this.attemptClient = standby.client;
+        opened = await standby.opened.catch((err: unknown) => {
+          this.deps.observer?.standby?.(this.key, 'failed');
+          throw err;
+        });
+        this.attemptClient = opened.client;
+        this.client = opened.client;
+        this.deps.observer?.standby?.(this.key, 'used');
+      } else {
+        opened = await this.openUpstream(owner.addr, (client) => {
+          this.attemptClient = client;
+          if (this.stopped) throw new AbortError(new StoppedError('stopped'));
+          if (client.closed)
+            throw new RtmpClientError('closed', 'connection closed: owner_changed', { reason: 'owner_changed' });
+          this.client = client;
+        });
+      }
       if (this.stopped) throw new AbortError(new StoppedError('stopped'));
-      if (client.closed)
-        throw new RtmpClientError('closed', 'connection closed: owner_changed', { reason: 'owner_changed' });
-      this.client = client;
-      // Play.Start, the metadata and the sequence headers arrive in one read: hold them until the hub has reset
-      // its caches for this upstream (attachPublisher), or they would be wiped right after arriving.
-      let early: RtmpMessage[] | undefined = [];
-      client.on('media', (msg) => {
-        if (isSampleAccess(msg)) return; // the edge sends its own to its viewers
-        if (early) early.push(msg);
-        else if (this.attached && this.client === client && this.hub) ingest(this.hub, msg, client.connection);
-      });
-      this.flushEarly = () => {
-        const held = early ?? [];
-        early = undefined;
-        if (this.hub) for (const msg of held) ingest(this.hub, msg, client.connection);
-      };
-      await client.play(`${this.name}${query ? `?${query}` : ''}`, this.options.connectTimeoutMs);
     } catch (err) {
-      client.close();
+      if (this.client && this.client === this.attemptClient) this.client.close();
       this.client = undefined;
       throw err;
     }
+    const client = opened.client;
     const previous = this.current;
     if (previous && (previous.addr !== owner.addr || previous.nodeId !== owner.nodeId))
       this.deps.observer?.upstreamChanged?.(this.key, previous, owner);
@@ -312,8 +449,7 @@ export class UpstreamPull implements HubPublisher {
     this.hub = hub;
     hub.attachPublisher(this);
     this.attached = true;
-    this.flushEarly?.();
-    this.flushEarly = undefined;
+    opened.flush();
     return client;
   }
 

@@ -226,6 +226,7 @@ export async function prepareCluster(config: Config, role: ClusterRole, ctx: Clu
         pullFailed: (_key, reason) => metrics.pullFailures.inc({ reason }),
         resolveLatency: (seconds, found) => metrics.resolveSeconds.observe({ found: String(found) }, seconds),
         failover: () => metrics.failovers.inc(),
+        standby: (_key, outcome) => metrics.pullStandbys.inc({ outcome }),
       },
       playQuery,
     );
@@ -349,6 +350,8 @@ export async function prepareCluster(config: Config, role: ClusterRole, ctx: Clu
    */
   let peerOrigins: Array<{ addr: string; load: number }> = [];
   const publicIngest = config.ingestPublicUrl.replace(/\/+$/, '');
+  /** The origin each tcUrl handed out names (not for INGEST_PUBLIC_URL: where that leads is the balancer's choice). */
+  const peerAddrByTcUrl = new Map<string, string>();
   const peerTcUrl = (app: string): string | undefined => {
     if (publicIngest && peerOrigins.length > 0) return `${publicIngest}/${app}`;
     const best = peerOrigins.reduce<{ addr: string; load: number } | undefined>(
@@ -357,7 +360,9 @@ export async function prepareCluster(config: Config, role: ClusterRole, ctx: Clu
     );
     if (!best) return undefined;
     best.load++;
-    return `rtmp://${best.addr}/${app}`;
+    const tcUrl = `rtmp://${best.addr}/${app}`;
+    peerAddrByTcUrl.set(tcUrl, best.addr);
+    return tcUrl;
   };
   // What a node carries and can keep serving without Redis: an origin its (unfenced) leases, an edge its pulls.
   const carriesStreams = (): boolean =>
@@ -402,6 +407,7 @@ export async function prepareCluster(config: Config, role: ClusterRole, ctx: Clu
         .catch(() => []);
       await policy.drain({
         peerTcUrl,
+        peerAddrOf: (tcUrl) => peerAddrByTcUrl.get(tcUrl),
         reconnectWaitMs,
         reconnectBatch: config.drainReconnectBatch,
         reconnectIntervalMs: config.drainReconnectIntervalMs,

@@ -63,6 +63,21 @@ export const StreamMovedSchema = z.object({
   addr: id,
   epoch,
 });
+/**
+ * A drain asked the stream's publisher to reconnect to another origin (E-RTMP ReconnectRequest): edges pulling it from
+ * `fromNodeId` may open their next upstream at `addr` ahead of the move (its play waits there until the publisher
+ * arrives), so the switch costs no connection set-up. Advisory: the move itself is still `stream.moved` (or Redis).
+ */
+export const StreamMovingSchema = z.object({
+  ...base,
+  type: z.literal('stream.moving'),
+  key: id,
+  fromNodeId: id,
+  /** The RTMP address (host:port) of the origin the publisher was sent to. */
+  addr: id,
+  /** The current owner's epoch (a stale event, for an older epoch, is ignored). */
+  epoch,
+});
 
 export const NodeLoadSchema = z.object({
   viewers: count,
@@ -113,6 +128,7 @@ export const ControlEventSchema = z.discriminatedUnion('type', [
   StreamPublishedSchema,
   StreamUnpublishedSchema,
   StreamMovedSchema,
+  StreamMovingSchema,
   NodeUpSchema,
   NodeDownSchema,
   NodeLoadEventSchema,
@@ -125,6 +141,7 @@ export const ControlEventSchema = z.discriminatedUnion('type', [
 export type StreamPublished = z.infer<typeof StreamPublishedSchema>;
 export type StreamUnpublished = z.infer<typeof StreamUnpublishedSchema>;
 export type StreamMoved = z.infer<typeof StreamMovedSchema>;
+export type StreamMoving = z.infer<typeof StreamMovingSchema>;
 export type NodeLoad = z.infer<typeof NodeLoadSchema>;
 export type NodeUp = z.infer<typeof NodeUpSchema>;
 export type NodeDown = z.infer<typeof NodeDownSchema>;
@@ -138,7 +155,7 @@ export type AdminReleaseStream = z.infer<typeof AdminReleaseStreamSchema>;
 export type ControlEvent = z.infer<typeof ControlEventSchema>;
 export type ControlEventType = ControlEvent['type'];
 export type EventOf<T extends ControlEventType> = Extract<ControlEvent, { type: T }>;
-export type StreamEvent = StreamPublished | StreamUnpublished | StreamMoved;
+export type StreamEvent = StreamPublished | StreamUnpublished | StreamMoved | StreamMoving;
 export type NodeEvent = NodeUp | NodeDown | NodeLoadEvent;
 export type AdminEvent = EventOf<AdminType>;
 
@@ -146,6 +163,7 @@ export const CONTROL_EVENT_TYPES: readonly ControlEventType[] = [
   'stream.published',
   'stream.unpublished',
   'stream.moved',
+  'stream.moving',
   'node.up',
   'node.down',
   'node.load',

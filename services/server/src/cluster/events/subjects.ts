@@ -27,6 +27,7 @@ export function subjects(prefix: string = DEFAULT_PREFIX) {
     streamPublished: `${root}.stream.published`,
     streamUnpublished: `${root}.stream.unpublished`,
     streamMoved: `${root}.stream.moved`,
+    streamMoving: `${root}.stream.moving`,
     nodeUp: `${root}.node.up`,
     nodeDown: `${root}.node.down`,
     nodeLoad: `${root}.node.load`,

@@ -1,0 +1,94 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { ControlBus } from '../src/cluster/events/bus.js';
+import { controlEvent } from '../src/cluster/events/schema.js';
+import { clusterEnv, spawnNode, type ProcessNode } from './support/cluster-harness.js';
+import { stopAll, waitFor } from './support/processes.js';
+import { startNats, startRedis, stopAllServices, type ServiceHandle } from './support/services.js';
+import { MovablePublisher, TagViewer } from './support/tagged-stream.js';
+
+/**
+ * `stream.moving` (a drain announcing where it sent a publisher) makes an edge open its next upstream ahead of the
+ * move. An announcement that does not match the copy the edge pulls is ignored; one whose move never happens costs
+ * the edge one connection that ends (the other origin answers StreamNotFound after its play wait), and the viewers,
+ * still fed by the current upstream, never notice; a move that does happen takes the prepared connection.
+ */
+describe('edge pull: next upstream prepared on stream.moving', () => {
+  let redis: ServiceHandle;
+  let nats: ServiceHandle;
+  let bus: ControlBus | undefined;
+  const nodes: ProcessNode[] = [];
+  const pubs: MovablePublisher[] = [];
+  const viewers: TagViewer[] = [];
+
+  before(async () => {
+    redis = await startRedis();
+    nats = await startNats();
+  });
+
+  after(async () => {
+    for (const v of viewers) v.close();
+    for (const p of pubs) p.stop();
+    await bus?.close();
+    await Promise.all(nodes.map((n) => n.stop()));
+    await stopAll();
+    await stopAllServices();
+  });
+
+  it(
+    'ignores mismatched announcements, drops a standby whose move never comes, takes one whose move does',
+    { timeout: 60_000 },
+    async () => {
+      const env = clusterEnv(redis.url, nats.url, { LEASE_MS: '3000', PLAY_WAIT_MS: '1000' });
+      const A = await spawnNode('origin', 'standby-a', env);
+      const B = await spawnNode('origin', 'standby-b', env);
+      const E = await spawnNode('edge', 'standby-e', env);
+      nodes.push(A, B, E);
+      const standbys = (outcome: string): Promise<number> => E.metric('rtmp_pull_standbys_total', { outcome });
+
+      const pub = new MovablePublisher({ ertmp: false });
+      pubs.push(pub);
+      await pub.moveTo(A.rtmpUrl('live/prep'), 1);
+      const viewer = await TagViewer.open(E.rtmpUrl('live/prep'));
+      viewers.push(viewer);
+      await waitFor('the edge viewer gets frames from A', () => viewer.count(1) >= 10, 10_000);
+      const owner = await A.json<{ nodeId: string; addr: string; epoch: number }>('/api/cluster/streams/live/prep');
+      assert.equal(owner.nodeId, 'standby-a');
+
+      bus = await ControlBus.connect(nats.url, { name: 'standby-test', initialWaitMs: 5000 });
+      const toB = `127.0.0.1:${B.rtmpPort}`;
+      const announce = (fields: { fromNodeId: string; addr: string; epoch: number }): void =>
+        bus!.publish(controlEvent('stream.moving', { key: 'live/prep', ...fields }));
+      // Not the copy the edge pulls (another node, an older epoch, its own address): nothing is opened.
+      announce({ fromNodeId: 'standby-b', addr: toB, epoch: owner.epoch });
+      announce({ fromNodeId: 'standby-a', addr: toB, epoch: owner.epoch - 1 });
+      announce({ fromNodeId: 'standby-a', addr: owner.addr, epoch: owner.epoch });
+      // Then one that matches (events of one publisher on one subject arrive in order: the three came first).
+      const announcedAt = performance.now();
+      announce({ fromNodeId: 'standby-a', addr: toB, epoch: owner.epoch });
+      await waitFor('a standby opened', async () => (await standbys('opened')) >= 1, 10_000);
+      assert.equal(await standbys('opened'), 1, 'a mismatched announcement opened a standby');
+
+      // The publisher never goes to B: B refuses the waiting play after its PLAY_WAIT_MS, the standby is gone.
+      await waitFor('the standby failed', async () => (await standbys('failed')) === 1, 10_000);
+      const before = viewer.count(1);
+      await waitFor('the viewer still gets frames from A', () => viewer.count(1) >= before + 10, 10_000);
+      const quietGap = viewer.maxGapAfter(announcedAt);
+      console.log(`[standby] viewer gap while a standby came and went: ${quietGap.toFixed(0)} ms`);
+      assert.ok(quietGap < 1000, `viewer gap ${quietGap} ms while a standby came and went`);
+      assert.equal(await standbys('used'), 0);
+      assert.equal(await E.metric('rtmp_pull_starts_total'), 1, 'the edge re-pulled');
+
+      // Announced and done: the move takes the prepared connection, and the edge starts no other.
+      announce({ fromNodeId: 'standby-a', addr: toB, epoch: owner.epoch });
+      await waitFor('a second standby opened', async () => (await standbys('opened')) === 2, 10_000);
+      await pub.moveTo(B.rtmpUrl('live/prep'), 2);
+      await waitFor('the viewer gets frames from B', () => viewer.count(2) >= 10, 10_000);
+      assert.equal(await standbys('used'), 1);
+      assert.equal(await E.metric('rtmp_pull_starts_total'), 2);
+      assert.equal(viewer.closedAt, undefined, 'the edge viewer was disconnected');
+      assert.equal(viewer.regressions(), 0, 'timestamps went back');
+      assert.equal(viewer.interleavedAfter(2), 0, 'frames of the old connection after the new one');
+    },
+  );
+});
