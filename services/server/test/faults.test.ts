@@ -219,7 +219,9 @@ describe('faults: Redis blip and restart, NATS restart, a frozen origin, a slow 
       A.proc.child.kill('SIGSTOP');
       cleanups.push(async () => void A.proc.child.kill('SIGCONT'));
       const frozenAt = performance.now();
-      // The encoder gives up on the frozen origin and publishes to B (a takeover once the lease has expired).
+      // Another encoder publishes the key at B once A's lease has expired (a takeover). A's own publisher stays
+      // connected, so when A resumes only its lease can stop it from serving (its publisher leaving would not test
+      // the fence: which of the two A handles first after SIGCONT is a race).
       await waitFor(
         'A lease to expire',
         async () => {
@@ -230,7 +232,9 @@ describe('faults: Redis blip and restart, NATS restart, a frozen origin, a slow 
         },
         LEASE_MS * 4,
       );
-      await p.moveTo(B.rtmpUrl('live/frozen'), 2);
+      const takeover = new MovablePublisher({ ertmp: false });
+      pubs.push(takeover);
+      await takeover.moveTo(B.rtmpUrl('live/frozen'), 2);
       await waitFor('frames from B at the edge', () => v.count(2) >= 10, 15_000);
       const movedAfter = v.frames.find((f) => f.tag === 2)!.at - frozenAt;
       A.proc.child.kill('SIGCONT');
