@@ -1,11 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { HubRegistry } from '@rtmp-relay/hub';
+import { pino } from 'pino';
 import { ControlBus } from '../src/cluster/events/bus.js';
+import { UpstreamPull, type StandbyOutcome, type UpstreamOwner } from '../src/cluster/pull.js';
 import { controlEvent } from '../src/cluster/events/schema.js';
 import { clusterEnv, spawnNode, type ProcessNode } from './support/cluster-harness.js';
 import { stopAll, waitFor } from './support/processes.js';
 import { startNats, startRedis, stopAllServices, type ServiceHandle } from './support/services.js';
 import { MovablePublisher, TagViewer } from './support/tagged-stream.js';
+import { Relay } from './support/tcp-relay.js';
 
 /**
  * `stream.moving` (a drain announcing where it sent a publisher) makes an edge open its next upstream ahead of the
@@ -20,6 +24,7 @@ describe('edge pull: next upstream prepared on stream.moving', () => {
   const nodes: ProcessNode[] = [];
   const pubs: MovablePublisher[] = [];
   const viewers: TagViewer[] = [];
+  const cleanups: Array<() => unknown> = [];
 
   before(async () => {
     redis = await startRedis();
@@ -27,6 +32,7 @@ describe('edge pull: next upstream prepared on stream.moving', () => {
   });
 
   after(async () => {
+    for (const c of cleanups.splice(0)) await c();
     for (const v of viewers) v.close();
     for (const p of pubs) p.stop();
     await bus?.close();
@@ -89,6 +95,73 @@ describe('edge pull: next upstream prepared on stream.moving', () => {
       assert.equal(viewer.closedAt, undefined, 'the edge viewer was disconnected');
       assert.equal(viewer.regressions(), 0, 'timestamps went back');
       assert.equal(viewer.interleavedAfter(2), 0, 'frames of the old connection after the new one');
+    },
+  );
+
+  it(
+    'a move that comes before its standby has connected still takes it (no second connection, no failed attempt)',
+    { timeout: 30_000 },
+    async () => {
+      const env = clusterEnv(redis.url, nats.url, { LEASE_MS: '3000' });
+      const origin = await spawnNode('origin', 'standby-slow', env);
+      nodes.push(origin);
+      const pub = new MovablePublisher({ ertmp: false });
+      pubs.push(pub);
+      await pub.moveTo(origin.rtmpUrl('live/early'), 1);
+      // The next owner's address is a relay to the same origin that holds each new connection 1 s before connecting
+      // onward: the standby cannot connect before the move below (as under load, when the publisher is quicker).
+      const slow = await Relay.open('127.0.0.1', origin.rtmpPort, { acceptDelayMs: 1000 });
+      cleanups.push(() => slow.close());
+      const first: UpstreamOwner = { nodeId: 'o1', addr: `127.0.0.1:${origin.rtmpPort}`, epoch: 1 };
+      const next: UpstreamOwner = { nodeId: 'o2', addr: `127.0.0.1:${slow.port}`, epoch: 2 };
+      let owner = first;
+      const outcomes: StandbyOutcome[] = [];
+      const failures: string[] = [];
+      const attached: string[] = [];
+      const registry = new HubRegistry();
+      const pull = new UpstreamPull(
+        'live/early',
+        'live',
+        'early',
+        () => registry.getOrCreate('live/early'),
+        {
+          resolveOwner: async () => owner,
+          waitForOwnerEvent: (_key, ms) => new Promise((resolve) => setTimeout(resolve, Math.min(ms, 100))),
+          observer: {
+            standby: (_key, outcome) => outcomes.push(outcome),
+            pullFailed: (_key, reason) => failures.push(reason),
+            pullStarted: () => attached.push(owner.nodeId),
+          },
+        },
+        {
+          lingerMs: 1000,
+          connectTimeoutMs: 5000,
+          readTimeoutMs: 5000,
+          failoverWaitMs: 5000,
+          ownerRecheckMs: 1000,
+          retryMinMs: 2000,
+          retryMaxMs: 4000,
+        },
+        pino({ level: 'silent' }),
+        () => undefined,
+      );
+      cleanups.push(() => pull.stop('test'));
+      pull.acquire();
+      const hub = registry.getOrCreate('live/early');
+      await waitFor('the pull from the first owner', () => pull.upstream?.nodeId === 'o1' && hub.isLive, 10_000);
+
+      pull.prepareMove({ fromNodeId: 'o1', addr: next.addr, epoch: 1 });
+      assert.deepEqual(outcomes, ['opened']);
+      owner = next;
+      pull.ownerChanged(next); // the move, while the standby still waits at the relay
+      await waitFor('the pull from the next owner', () => pull.upstream?.nodeId === 'o2', 10_000);
+      const bytes = hub.stats().bytesIn;
+      await waitFor('media through the standby', () => hub.stats().bytesIn > bytes + 2000, 10_000);
+      assert.deepEqual(outcomes, ['opened', 'used']);
+      assert.equal(slow.connections, 1, 'the move opened a second connection');
+      assert.deepEqual(failures, ['owner_changed'], 'only the old upstream, cut for the move, failed');
+      assert.deepEqual(attached, ['o1', 'o2']);
+      assert.equal(hub.currentPublisher, pull);
     },
   );
 });

@@ -85,6 +85,8 @@ interface Standby {
   addr: string;
   /** Set once connected (closed at once if the standby was dropped meanwhile). */
   client: RtmpClient | undefined;
+  /** An attempt took it (possibly before it connected: under load the move can beat the connection set-up). */
+  taken: boolean;
   opened: Promise<OpenedUpstream>;
   timer: NodeJS.Timeout | undefined;
 }
@@ -250,9 +252,15 @@ export class UpstreamPull implements HubPublisher {
     if (current.nodeId !== move.fromNodeId || current.epoch !== move.epoch || current.addr === move.addr) return;
     if (this.standby?.addr === move.addr) return;
     this.dropStandby('unused');
-    const standby: Standby = { addr: move.addr, client: undefined, opened: undefined!, timer: undefined };
+    const standby: Standby = { addr: move.addr, client: undefined, taken: false, opened: undefined!, timer: undefined };
     standby.opened = this.openUpstream(move.addr, (client) => {
       standby.client = client;
+      if (standby.taken) {
+        // Connected after the attempt took it: that attempt's connection now (a newer owner can cut it short).
+        this.attemptClient = client;
+        if (this.stopped) throw new AbortError(new StoppedError('stopped'));
+        return;
+      }
       if (this.standby !== standby)
         throw new RtmpClientError('closed', 'standby dropped', { reason: 'standby_dropped' });
     });
@@ -297,6 +305,7 @@ export class UpstreamPull implements HubPublisher {
       return undefined;
     }
     this.standby = undefined;
+    standby.taken = true;
     clearTimeout(standby.timer);
     return standby;
   }
