@@ -11,6 +11,7 @@ import { writeFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { MessageType, encodeMessageChunks, parseAudioTag, parseVideoTag } from '@rtmp-relay/rtmp';
 import { isMainModule } from './main-module.js';
+import { summarize } from './stats.js';
 
 /** A tag classification costing more than this per call is flagged: a tag header is a few bytes to read. */
 const PARSE_BUDGET_NS = 1000;
@@ -64,11 +65,6 @@ export function ingestCases(): IngestCase[] {
   ];
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
 /** Times each case: a warm-up pass, then `runs` timed passes of `iterations` calls. */
 export function measureIngest(cases: IngestCase[], iterations: number, runs: number): IngestCaseResult[] {
   return cases.map((c) => {
@@ -83,7 +79,8 @@ export function measureIngest(cases: IngestCase[], iterations: number, runs: num
       samples.push(Number(process.hrtime.bigint() - start) / iterations);
     }
     if (sink === -1) console.log(sink); // never: keeps the calls from being optimized away
-    const nsPerCall = { median: median(samples), min: Math.min(...samples), max: Math.max(...samples) };
+    const { p50, min, max } = summarize(samples);
+    const nsPerCall = { median: p50, min, max };
     const budgetNs = c.budgetNs;
     return { name: c.name, nsPerCall, budgetNs, slow: budgetNs !== undefined && nsPerCall.median > budgetNs };
   });
