@@ -285,14 +285,16 @@ async function checkStreamStats(page: Page, key: string, scope: 'cluster' | 'nod
   await page.selectOption('#player-stream', key);
   await waitInPage(
     page,
-    `${key} stats (${scope}): ${WIDTH}×${HEIGHT}, viewers ${viewers}, rates measured`,
+    `${key} stats (${scope}): ${WIDTH}×${HEIGHT}, viewers ${viewers}, rates measured, 29-31 fps`,
     // No helper functions inside: tsx names them with a helper (__name) that the page does not have.
     ([w, h, sc, v]) =>
       document.querySelector<HTMLElement>('#stream-stats')?.dataset.scope === sc &&
       document.querySelector('#stream-stats dd[data-stat="resolution"]')?.textContent === `${w}×${h}` &&
       document.querySelector('#stream-stats dd[data-stat="viewers"]')?.textContent === v &&
-      // Rates need two samples of the stream: until then the panel shows a dash.
-      /\d/.test(document.querySelector('#stream-stats dd[data-stat="fps"]')?.textContent ?? '') &&
+      // Rates need two samples of the stream: until then the panel shows a dash. The frame rate is over the complete
+      // seconds so far: the first one or two can fall short of 30 on a busy machine (FFmpeg's encoder warming up), so
+      // wait for the window to settle on the published rate (a panel that never does times out).
+      /^(29|30|31)(\.\d+)? fps$/.test(document.querySelector('#stream-stats dd[data-stat="fps"]')?.textContent ?? '') &&
       /\d/.test(document.querySelector('#stream-stats dd[data-stat="keyframe"]')?.textContent ?? '') &&
       /\d/.test(document.querySelector('#stream-stats dd[data-stat="ingest"]')?.textContent ?? ''),
     [WIDTH, HEIGHT, scope, viewers] as const,
