@@ -66,7 +66,10 @@ describe('k6 HLS viewer logic', () => {
     assert.equal(open.complete, false);
     assert.equal(open.msn, 10);
     assert.ok(open.parts.length >= 1 && open.parts[0]!.independent);
-    assert.ok(open.parts.every((x) => x.duration > 0.2 && x.duration <= 0.252), 'parts within the part target');
+    assert.ok(
+      open.parts.every((x) => x.duration > 0.2 && x.duration <= 0.252),
+      'parts within the part target',
+    );
     assert.ok(Math.abs(segmentSpan(open) - open.parts.reduce((n, x) => n + x.duration, 0)) < 1e-9);
     assert.equal(pl.preloadHint, `part-g-10-${open.parts.length}.m4s?token=t`);
     assert.deepEqual(nextBlockingRequest(pl), { msn: 10, part: open.parts.length });
