@@ -70,6 +70,8 @@ describe('cluster-load: flags', () => {
     // Restarting scenarios are refused against it; the report carries no secret.
     const o = { ...DEFAULT_OPTIONS, target: t, rolling: true, rollingEdges: true };
     assert.match(optionProblems(o).join(), /--rolling and --rolling-edges stop and start node processes/);
+    assert.match(optionProblems({ ...o, cpuProfDir: '/tmp/p' }).join('\n'), /--cpu-prof-dir profiles nodes the runner/);
+    assert.deepEqual(optionProblems({ ...DEFAULT_OPTIONS, cpuProfDir: '/tmp/p' }), []);
     const shown = JSON.stringify(reportedOptions(o));
     assert.ok(!shown.includes('tok') && !shown.includes(':pw@'), shown);
     assert.ok(!('log' in reportedOptions(o)));

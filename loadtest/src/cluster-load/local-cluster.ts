@@ -2,6 +2,7 @@
  * A cluster the runner starts itself: redis-server, nats-server and O origins and E edges of the built CLI, all on
  * free loopback ports; it can stop and replace nodes (rolling updates).
  */
+import { mkdirSync } from 'node:fs';
 import type { ClusterUnderTest, NodeHandle, Role } from './cluster.js';
 import type { ClusterLoadOptions } from './options.js';
 import { NatsServer, RedisServer, RelayNode, redisScan, redisTotalCommands } from './processes.js';
@@ -9,6 +10,7 @@ import { NatsServer, RedisServer, RelayNode, redisScan, redisTotalCommands } fro
 const PREFIX = 'rtmp';
 
 export async function startLocalCluster(o: ClusterLoadOptions): Promise<ClusterUnderTest> {
+  if (o.cpuProfDir) mkdirSync(o.cpuProfDir, { recursive: true });
   const redis = await RedisServer.start();
   const nats = await NatsServer.start().catch(async (err: unknown) => {
     await redis.stop();
@@ -39,12 +41,13 @@ export async function startLocalCluster(o: ClusterLoadOptions): Promise<ClusterU
     const slot = `${role}-${i}`;
     const g = generations.get(slot) ?? 0;
     generations.set(slot, g + 1);
-    const node = await RelayNode.start(role, g ? `${slot}-g${g}` : slot, env());
+    const node = await RelayNode.start(role, g ? `${slot}-g${g}` : slot, env(), o.cpuProfDir);
     started.push(node);
     return node;
   };
   const close = async (): Promise<void> => {
-    await Promise.all(started.map((n) => n.proc.stop('SIGKILL')));
+    // A profiled node writes its profile only when it exits by itself: its graceful shutdown (SIGTERM) then.
+    await Promise.all(started.map((n) => n.proc.stop(o.cpuProfDir ? 'SIGTERM' : 'SIGKILL')));
     await redis.stop();
     await nats.stop();
   };

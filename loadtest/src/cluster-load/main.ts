@@ -161,6 +161,10 @@ async function main(): Promise<void> {
     .option('--cluster-prefix <p>', "existing cluster: the nodes' CLUSTER_PREFIX", 'rtmp')
     .option('--allow-remote', 'allow non-loopback addresses for an existing cluster (prints a warning)')
     .option('--time-limit <s>', 'hard bound on the run', num, d.timeLimitS)
+    .option(
+      '--cpu-prof-dir <dir>',
+      'V8 CPU profile of every node the runner starts, <dir>/<node id>.cpuprofile (read: npm run cpu-top)',
+    )
     .option('--json <path>', 'write the JSON report here')
     .option('--quiet', 'no progress lines');
   program.parse();
@@ -198,6 +202,7 @@ async function main(): Promise<void> {
     heartbeatMs: a.heartbeatMs,
     target: existingTarget(a),
     timeLimitS: a.timeLimit,
+    cpuProfDir: a.cpuProfDir,
     json: a.json,
     progress: !a.quiet,
   };

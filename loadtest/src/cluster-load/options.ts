@@ -86,6 +86,11 @@ export interface ClusterLoadOptions {
   heartbeatMs: number | undefined;
   /** Run against this cluster instead of starting one (rolling updates are then refused). */
   target: ExistingClusterTarget | undefined;
+  /**
+   * Start every node with V8's sampling profiler (`--cpu-prof`, which NODE_OPTIONS refuses), writing
+   * `<dir>/<node id>.cpuprofile` when it exits; nodes are then stopped with SIGTERM at the end, not SIGKILL.
+   */
+  cpuProfDir: string | undefined;
   /** Hard bound on the whole run (the runner stops everything then). */
   timeLimitS: number;
   /** Write the JSON report here. */
@@ -126,6 +131,7 @@ export const DEFAULT_OPTIONS: ClusterLoadOptions = {
   routeMaxViewers: undefined,
   heartbeatMs: undefined,
   target: undefined,
+  cpuProfDir: undefined,
   timeLimitS: 900,
   json: undefined,
   progress: true,
@@ -147,6 +153,8 @@ export function optionProblems(o: ClusterLoadOptions): string[] {
       out.push(
         '--route-max-viewers / --heartbeat-ms set the settings of nodes the runner starts, not of an existing cluster',
       );
+    if (o.cpuProfDir !== undefined)
+      out.push('--cpu-prof-dir profiles nodes the runner starts; profile an existing cluster where it runs');
   }
   return out;
 }

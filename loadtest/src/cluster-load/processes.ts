@@ -382,8 +382,16 @@ export class RelayNode implements NodeHandle {
     readonly httpPort: number,
   ) {}
 
-  static async start(role: Role, id: string, env: Record<string, string>): Promise<RelayNode> {
-    const proc = Proc.start(`${role}:${id}`, process.execPath, [CLI, role], { ...process.env, ...env, NODE_ID: id });
+  /** `cpuProfDir`: run under V8's sampling profiler, writing `<dir>/<id>.cpuprofile` when the node exits. */
+  static async start(role: Role, id: string, env: Record<string, string>, cpuProfDir?: string): Promise<RelayNode> {
+    const profile = cpuProfDir
+      ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=${id}.cpuprofile`]
+      : [];
+    const proc = Proc.start(`${role}:${id}`, process.execPath, [...profile, CLI, role], {
+      ...process.env,
+      ...env,
+      NODE_ID: id,
+    });
     const ports = await waitUntil(
       `${role} ${id} to start`,
       () => {

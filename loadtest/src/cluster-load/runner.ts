@@ -65,6 +65,8 @@ export interface PhaseOutcome {
   notes: string[];
 }
 
+const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);
+
 export interface ClusterLoadReport {
   options: Omit<ClusterLoadOptions, 'log'>;
   /** Which cluster ran: started by the runner, or an existing one (and what could be measured there). */
@@ -94,6 +96,11 @@ export interface ClusterLoadReport {
   ttffColdProbeMs: Summary;
   ttffWarmProbeMs: Summary;
   latencyMs: Summary;
+  /**
+   * The steady window in µs of the machine's monotonic clock (process.hrtime), the clock V8's CPU profiles use:
+   * `npm run cpu-top -- <profile> --report <this JSON>` keeps only the samples inside it.
+   */
+  steadyWindowMonoUs: [number, number];
   pulls: {
     pairsWithViewers: number;
     pairsWithExactlyOnePull: number;
@@ -424,6 +431,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
     const natsBefore = await natsMsgs(cluster);
     const procBefore = await Promise.all(nodes.map((n) => n.usage()));
     const windowStartedAt = performance.now();
+    const windowStartMonoUs = monoUs();
     for (const p of publishers) {
       p.windowBytes = 0; // first: nothing is counted before t0 moves
       p.window.t0 = p.timestamp;
@@ -434,6 +442,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
     await sleep(o.durationS * 1000);
     for (const p of publishers) p.window.t1 = p.timestamp;
     const windowS = (performance.now() - windowStartedAt) / 1000;
+    const steadyWindowMonoUs: [number, number] = [windowStartMonoUs, monoUs()];
     const redisAfter = await redisCommands(cluster);
     const natsAfter = await natsMsgs(cluster);
     const procAfter = await Promise.all(nodes.map((n) => n.usage()));
@@ -718,6 +727,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       },
       ttffColdMs: summarize(ttffCold.view()),
       ttffWarmMs: summarize(ttffWarm.view()),
+      steadyWindowMonoUs,
       ttffColdProbeMs: summarize(probeCold.view()),
       ttffWarmProbeMs: summarize(probeWarm.view()),
       latencyMs: summarize(latency.view()),
