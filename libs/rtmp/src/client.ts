@@ -10,6 +10,7 @@ import {
   CSID_DATA,
   CSID_VIDEO,
   DEFAULT_WINDOW_ACK_SIZE,
+  FIRST_NETSTREAM_ID,
   MessageType,
   UserControlEvent,
 } from './constants.js';
@@ -73,7 +74,25 @@ export interface RtmpClientOptions {
   limits?: ConnectionLimits;
   /** For rtmps:// URLs. */
   tls?: RtmpTlsOptions;
+  /**
+   * Play this stream name without waiting for replies: createStream and play (on the first NetStream id) go out
+   * right behind connect, so the first media arrives two round trips sooner. For servers that number NetStreams
+   * from 1 and take commands in order, as this project's nodes (the edges' upstreams) and nginx-rtmp do; the replies
+   * are still checked, and a server that creates another id fails the play (`bad_command`). Finish with `play()` of
+   * the same name, which then waits for this play instead of starting one.
+   */
+  pipelinePlay?: { name: string; timeoutMs: number };
+  /**
+   * Called with the client before anything is sent: attach `media` listeners here when pipelining, since the
+   * first media can arrive in the same read as connect's reply, before `connect()` resolves.
+   */
+  beforeConnect?: (client: RtmpClient) => void;
 }
+
+/** play's start argument: -1000 = the live stream only (RTMP spec 7.2.2.1). */
+const PLAY_START_LIVE = -1000;
+/** The buffer length announced after play (ms), as FFmpeg and Flash players send it. */
+const PLAY_BUFFER_MS = 3000;
 
 /** Minimum TLS version the client offers (TLS 1.0/1.1 are deprecated, RFC 8996). */
 const MIN_TLS_VERSION = 'TLSv1.2';
@@ -108,6 +127,8 @@ export class RtmpClient extends EventEmitter<ClientEvents> {
   private readonly pending = new Map<number, Pending>();
   private statusWaiters: Array<(info: AmfObject, streamId: number) => boolean> = [];
   private readTimer: NodeJS.Timeout | undefined;
+  /** The play `pipelinePlay` started, awaited by play() of the same name. */
+  private pipelined: { name: string; started: Promise<void> } | undefined;
   streamId = 0;
 
   private constructor(
@@ -144,6 +165,7 @@ export class RtmpClient extends EventEmitter<ClientEvents> {
     const limits = { ...DEFAULT_CONNECTION_LIMITS, ...opts.limits, handshakeTimeoutMs: timeoutMs };
     const connection = new RtmpConnection(socket, 'client', limits, opts.handshake ?? 'simple');
     const client = new RtmpClient(connection, target);
+    opts.beforeConnect?.(client);
     const timer = setTimeout(
       () =>
         connection.close(
@@ -171,7 +193,9 @@ export class RtmpClient extends EventEmitter<ClientEvents> {
       };
       if (opts.fourCcList?.length) commandObject['fourCcList'] = opts.fourCcList;
       if (opts.capsEx) commandObject['capsEx'] = opts.capsEx;
-      const reply = await client.call(Command.Connect, commandObject);
+      const connected = client.call(Command.Connect, commandObject);
+      if (opts.pipelinePlay) client.startPipelinedPlay(opts.pipelinePlay.name, opts.pipelinePlay.timeoutMs);
+      const reply = await connected;
       const info = reply[1];
       if (!info || typeof info !== 'object' || (info as AmfObject)['code'] !== Status.ConnectSuccess) {
         const status = info && typeof info === 'object' ? String((info as AmfObject)['code'] ?? '') : '';
@@ -291,12 +315,46 @@ export class RtmpClient extends EventEmitter<ClientEvents> {
     await started;
   }
 
+  /**
+   * createStream and play on the first NetStream id at once (see `pipelinePlay`); the outcome is kept for play(),
+   * and never left as an unhandled rejection when connect fails first.
+   */
+  private startPipelinedPlay(name: string, timeoutMs: number): void {
+    const id = FIRST_NETSTREAM_ID;
+    const created = this.call(Command.CreateStream, null);
+    const started = this.waitStatus(id, timeoutMs, (code) => code === Status.PlayStart || code === Status.PlayReset);
+    this.connection.sendCommand(id, Command.Play, 0, null, name, PLAY_START_LIVE);
+    this.connection.send(setBufferLength(id, PLAY_BUFFER_MS));
+    this.streamId = id;
+    const done = (async () => {
+      const [, createdId] = await created;
+      if (createdId !== id)
+        throw new RtmpProtocolError(
+          'bad_command',
+          `pipelined play on stream ${id}, but createStream made ${String(createdId)}`,
+        );
+      await started;
+    })();
+    // Both are awaited through `done`; these only keep an early failure from counting as unhandled.
+    created.catch(() => undefined);
+    started.catch(() => undefined);
+    done.catch(() => undefined);
+    this.pipelined = { name, started: done };
+  }
+
   /** createStream + play (live); resolves on NetStream.Play.Start (rejects on StreamNotFound etc.). */
   async play(name = this.url.stream, timeoutMs = 10_000): Promise<void> {
+    const pipelined = this.pipelined;
+    if (pipelined) {
+      this.pipelined = undefined;
+      if (pipelined.name !== name)
+        throw new RtmpClientError('status', `play(${name}) after a pipelined play of ${pipelined.name}`);
+      return pipelined.started;
+    }
     const id = await this.createStream();
     const started = this.waitStatus(id, timeoutMs, (code) => code === Status.PlayStart || code === Status.PlayReset);
-    this.connection.sendCommand(id, Command.Play, 0, null, name, -1000);
-    this.connection.send(setBufferLength(id, 3000));
+    this.connection.sendCommand(id, Command.Play, 0, null, name, PLAY_START_LIVE);
+    this.connection.send(setBufferLength(id, PLAY_BUFFER_MS));
     await started;
   }
 
