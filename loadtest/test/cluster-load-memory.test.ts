@@ -7,7 +7,13 @@ function series(seconds: number, at: (s: number) => { floor: number; rss: number
   const points: MemoryPoint[] = [];
   for (let s = 0; s <= seconds; s += 5) {
     const { floor, rss } = at(s);
-    points.push({ atS: s, rssMiB: rss, heapUsedMiB: floor + ((s / 5) % 4) * 3 });
+    points.push({
+      atS: s,
+      rssMiB: rss,
+      heapUsedMiB: floor + ((s / 5) % 4) * 3,
+      heapTotalMiB: floor * 2,
+      externalMiB: rss / 10,
+    });
   }
   return points;
 }
@@ -26,6 +32,12 @@ describe('cluster-load memory drift', () => {
     assert.equal(d.heapFloorWarmMiB, 20);
     assert.equal(d.heapFloorEndMiB, 20);
     assert.equal(d.heapDriftPercent, 0);
+    // Where RSS went since the phase began: from the first sample to the last window's mean.
+    assert.equal(d.rssStartMiB, 100);
+    assert.equal(d.heapTotalStartMiB, 40);
+    assert.equal(d.heapTotalEndMiB, 40);
+    assert.equal(d.externalStartMiB, 10);
+    assert.equal(d.externalEndMiB, 14);
   });
 
   it('a leak after the warm-up shows in both', () => {

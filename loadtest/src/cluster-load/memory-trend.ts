@@ -1,6 +1,8 @@
 /**
- * Memory of every node through the churn phase, sampled every few seconds: RSS, and the V8 heap in use
- * (`nodejs_heap_size_used_bytes` of the node's /metrics). RSS of a Node process grows while V8 sizes its heap to the
+ * Memory of every node through the churn phase, sampled every few seconds: RSS, the V8 heap in use
+ * (`nodejs_heap_size_used_bytes` of the node's /metrics), the heap V8 has committed (`nodejs_heap_size_total_bytes`)
+ * and the memory outside it that JavaScript objects hold (`nodejs_external_memory_bytes`: Buffers, mostly). RSS minus
+ * those two is the allocator's and the runtime's own. RSS of a Node process grows while V8 sizes its heap to the
  * workload and never gives much back; a leak is what keeps growing after that. So the summary compares the window
  * after a warm-up with the last window of the phase, and for the heap it takes each window's lowest sample (the
  * live set just after a garbage collection; heap in use rises and falls with every GC cycle).
@@ -12,8 +14,10 @@ export interface MemoryPoint {
   /** Seconds since sampling started. */
   atS: number;
   rssMiB: number;
-  /** NaN when the node does not export it. */
+  /** NaN when the node does not export it (also the two below). */
   heapUsedMiB: number;
+  heapTotalMiB: number;
+  externalMiB: number;
 }
 
 export interface MemoryDrift {
@@ -26,6 +30,15 @@ export interface MemoryDrift {
   heapFloorWarmMiB: number;
   heapFloorEndMiB: number;
   heapDriftPercent: number;
+  /**
+   * Where RSS went, from the first sample (the start of the phase) to the mean of the last window: the V8 heap
+   * committed, and external memory. What RSS gained beyond these two is native (allocator, runtime).
+   */
+  heapTotalStartMiB: number;
+  heapTotalEndMiB: number;
+  externalStartMiB: number;
+  externalEndMiB: number;
+  rssStartMiB: number;
 }
 
 const MIB = 1024 * 1024;
@@ -53,12 +66,17 @@ export class MemoryTrend {
           .filter((n) => n.alive)
           .map(async (n) => {
             const [usage, text] = await Promise.all([n.usage(), n.metrics().catch(() => '')]);
-            const heap = /^nodejs_heap_size_used_bytes /m.test(text)
-              ? metricValue(text, 'nodejs_heap_size_used_bytes') / MIB
-              : NaN;
+            const mib = (name: string): number =>
+              new RegExp(`^${name} `, 'm').test(text) ? metricValue(text, name) / MIB : NaN;
             let list = this.points.get(n.id);
             if (!list) this.points.set(n.id, (list = []));
-            list.push({ atS, rssMiB: usage.rssKiB / 1024, heapUsedMiB: heap });
+            list.push({
+              atS,
+              rssMiB: usage.rssKiB / 1024,
+              heapUsedMiB: mib('nodejs_heap_size_used_bytes'),
+              heapTotalMiB: mib('nodejs_heap_size_total_bytes'),
+              externalMiB: mib('nodejs_external_memory_bytes'),
+            });
           }),
       ).then(
         () => undefined,
@@ -91,6 +109,7 @@ export function memoryDrift(points: readonly MemoryPoint[], warmupS: number, win
   const rssEndMiB = mean(last.map((p) => p.rssMiB));
   const heapFloorWarmMiB = floor(warm.map((p) => p.heapUsedMiB));
   const heapFloorEndMiB = floor(last.map((p) => p.heapUsedMiB));
+  const first = points[0];
   return {
     samples: points.length,
     rssWarmMiB,
@@ -99,5 +118,10 @@ export function memoryDrift(points: readonly MemoryPoint[], warmupS: number, win
     heapFloorWarmMiB,
     heapFloorEndMiB,
     heapDriftPercent: change(heapFloorWarmMiB, heapFloorEndMiB),
+    rssStartMiB: first?.rssMiB ?? NaN,
+    heapTotalStartMiB: first?.heapTotalMiB ?? NaN,
+    heapTotalEndMiB: mean(last.map((p) => p.heapTotalMiB)),
+    externalStartMiB: first?.externalMiB ?? NaN,
+    externalEndMiB: mean(last.map((p) => p.externalMiB)),
   };
 }
