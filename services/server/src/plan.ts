@@ -14,6 +14,12 @@ export interface CostModel {
   rssKiBPerViewer: number;
   /** Resident memory per live stream on a node (hub, GOP cache of ~2 s). */
   rssMiBPerStream: number;
+  /**
+   * Resident memory of each node process before viewers and streams: the runtime and the code, plus dead Buffers
+   * waiting for V8's next full collection (tens of MiB under load), which the allocator keeps resident after it.
+   * One process per core.
+   */
+  rssMiBPerProcess: number;
   /** CPU of ingesting one stream (a publisher or an upstream pull), in ms per second. */
   cpuMsPerIngestSecond: number;
 }
@@ -24,6 +30,7 @@ export const MEASURED_COSTS: CostModel = {
   referenceKbps: 2710,
   rssKiBPerViewer: 42,
   rssMiBPerStream: 2,
+  rssMiBPerProcess: 170,
   cpuMsPerIngestSecond: 6,
 };
 
@@ -111,7 +118,9 @@ function tier(
     perNode * costs.cpuMsPerViewerSecond * (input.bitrateKbps / costs.referenceKbps) +
     streamsPerNode * costs.cpuMsPerIngestSecond;
   const memoryGiB =
-    (perNode * costs.rssKiBPerViewer) / KIB_PER_GIB + (streamsPerNode * costs.rssMiBPerStream) / MIB_PER_GIB;
+    (input.cores * costs.rssMiBPerProcess) / MIB_PER_GIB +
+    (perNode * costs.rssKiBPerViewer) / KIB_PER_GIB +
+    (streamsPerNode * costs.rssMiBPerStream) / MIB_PER_GIB;
   return {
     nodes,
     egressGbps: round(egressGbps),
@@ -175,7 +184,8 @@ export function planTopology(input: PlanInput, costs: CostModel = MEASURED_COSTS
     originStreams * costs.cpuMsPerIngestSecond;
   origins.cpuUtilization = round(originCpuMs / (input.cores * MS_PER_SECOND));
   origins.memoryGiBPerNode = round(
-    (origins.connectionsPerNode * costs.rssKiBPerViewer) / KIB_PER_GIB +
+    (input.cores * costs.rssMiBPerProcess) / MIB_PER_GIB +
+      (origins.connectionsPerNode * costs.rssKiBPerViewer) / KIB_PER_GIB +
       (originStreams * costs.rssMiBPerStream) / MIB_PER_GIB,
   );
   return { input, costs, viewersPerNode, bound, origins, parents, leaves, hotStreamOriginPulls };
@@ -204,6 +214,7 @@ export function formatPlan(plan: Plan): string {
     `the most watched stream: ${plan.hotStreamOriginPulls} pulls at the origin tier` +
       (plan.parents ? ' (through parent edges: EDGE_TIER=parent / leaf)' : ''),
     `cost model: ${c.cpuMsPerViewerSecond} ms CPU per viewer-second at ${c.referenceKbps} kbit/s (scaled by bitrate), ` +
-      `${c.rssKiBPerViewer} KiB per viewer, ${c.rssMiBPerStream} MiB and ${c.cpuMsPerIngestSecond} ms/s per stream (docs/SIZING.md)`,
+      `${c.rssKiBPerViewer} KiB per viewer, ${c.rssMiBPerStream} MiB and ${c.cpuMsPerIngestSecond} ms/s per stream, ` +
+      `${c.rssMiBPerProcess} MiB per process (one per core) (docs/SIZING.md)`,
   ].join('\n');
 }
