@@ -370,8 +370,13 @@ describe('cluster-wide stream stats', { timeout: 120_000 }, () => {
           async () => {
             const got = (await clusterStream(edge, 'live/cs')) as
               (Awaited<ReturnType<typeof clusterStream>> & { media: ClusterMedia | null }) | undefined;
+            // Each node's figures come from its own heartbeat: wait until both have reported a second of egress
+            // (the edge's can arrive before the origin's first complete second is in its record).
             const egress = got?.media?.byNode?.['edge-stats']?.egressBytesPerSecond.last1s ?? 0;
-            return got?.media?.video?.width && got.viewers['edge-stats'] === 1 && egress > 0 ? got : undefined;
+            const originEgress = got?.media?.byNode?.['origin-stats']?.egressBytesPerSecond.last1s ?? 0;
+            return got?.media?.video?.width && got.viewers['edge-stats'] === 1 && egress > 0 && originEgress > 0
+              ? got
+              : undefined;
           },
           15_000,
           200,
