@@ -785,13 +785,16 @@ function phaseOutcome(
   }
   const gapByStream = new Map<number, number>();
   let regressions = 0;
+  const now = performance.now();
   for (const s of viewers) {
     if (!s.ttffDone || s.v.phase === 'failed') continue;
-    gapByStream.set(s.stream, Math.max(gapByStream.get(s.stream) ?? 0, s.maxGapMs));
+    // A gap still open at the end of the phase counts as far as it has gone: a stream whose viewers are still
+    // waiting would otherwise show only the gaps that ended.
+    const open = s.v.isUp ? now - s.lastFrameAt : 0;
+    gapByStream.set(s.stream, Math.max(gapByStream.get(s.stream) ?? 0, s.maxGapMs, open));
     regressions += s.regressions;
   }
   const gaps = [...gapByStream.values()];
-  const now = performance.now();
   const lost = publishers.filter(
     (p, i) =>
       !p.live || viewers.some((s) => s.stream === i && s.v.isUp && s.ttffDone && now - s.lastFrameAt > LOST_AFTER_MS),
