@@ -77,9 +77,9 @@ export interface RtmpClientOptions {
   /**
    * Play this stream name without waiting for replies: createStream and play (on the first NetStream id) go out
    * right behind connect, so the first media arrives two round trips sooner. For servers that number NetStreams
-   * from 1 and take commands in order, as this project's nodes (the edges' upstreams) and nginx-rtmp do; the replies
-   * are still checked, and a server that creates another id fails the play (`bad_command`). Finish with `play()` of
-   * the same name, which then waits for this play instead of starting one.
+   * from 1 and take commands in order, as this project's nodes (the edges' upstreams) do; the replies are still
+   * checked, and a server that creates another id fails the play (`bad_command`). Finish with `play()` of the same
+   * name, which then waits for this play instead of starting one.
    */
   pipelinePlay?: { name: string; timeoutMs: number };
   /**
