@@ -13,9 +13,10 @@
  *   npm run cold-pull-bench -- [--rtt-ms 40] [--joins 15] [--runs 3] [--json file]
  */
 import { writeFileSync } from 'node:fs';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { MessageType, parseVideoTag, RtmpClient } from '@rtmp-relay/rtmp';
 import { DelayRelay } from './delay-relay.js';
+import { nonNegativeInt, positiveInt } from './cli-args.js';
 import { isMainModule } from './main-module.js';
 import { NatsServer, RedisServer, RelayNode, freePort, metricValue, waitUntil } from './cluster-load/processes.js';
 import { generateFlv, loadFlv, PacedPublisher } from './source.js';
@@ -190,18 +191,6 @@ export function formatColdPull(r: ColdPullReport): string {
     row('warm p99', r.warmP99),
     `cold − warm at p50: ${fmt(r.coldP50.p50 - r.warmP50.p50, 0)} ms = ${fmt((r.coldP50.p50 - r.warmP50.p50) / Math.max(1, r.options.rttMs), 1)} round trips`,
   ].join('\n');
-}
-
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
-
-function nonNegativeInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected an integer ≥ 0');
-  return n;
 }
 
 async function main(): Promise<void> {

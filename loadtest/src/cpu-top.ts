@@ -8,8 +8,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { topSelfTime, type CpuProfile, type SelfTimeEntry } from './cpu-profile.js';
+import { positiveInt } from './cli-args.js';
 import { isMainModule } from './main-module.js';
 
 export interface ProfileTop {
@@ -41,12 +42,6 @@ export function formatTop(t: ProfileTop): string {
   for (const e of t.top)
     lines.push(`  ${e.percent.toFixed(1).padStart(5)} %  ${String(e.selfMs).padStart(7)} ms  ${e.name}`);
   return lines.join('\n');
-}
-
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
-  return n;
 }
 
 function main(): void {

@@ -313,8 +313,8 @@ export class UpstreamPull implements HubPublisher {
   /** Connects to `addr` and starts playing the stream; media is held until the returned `flush()`. */
   private async openUpstream(addr: string, onConnected: (client: RtmpClient) => void): Promise<OpenedUpstream> {
     const query = this.deps.playQuery?.(this.app, this.name) ?? '';
-    const url = `rtmp://${addr}/${this.app}/${this.name}${query ? `?${query}` : ''}`;
     const playName = `${this.name}${query ? `?${query}` : ''}`;
+    const url = `rtmp://${addr}/${this.app}/${playName}`;
     // Play.Start, the metadata and the sequence headers arrive in one read: they are held until the hub has reset
     // its caches for this upstream (attachPublisher), or they would be wiped right after arriving.
     let held: RtmpMessage[] | undefined = [];
