@@ -566,6 +566,7 @@ export function formatTable(n: number, all: RunResult[]): string {
     'TTFF p50/p99 ms',
     'latency p99 ms, median (min–max)',
     'latency p50/p95 ms',
+    'keyframe latency p50/p99 ms',
     'FFmpeg cross-check: video frames %, latency p50/p99 ms',
     'generator CPU % / loop delay p99 ms',
     'load avg',
@@ -611,6 +612,7 @@ export function formatTable(n: number, all: RunResult[]): string {
         1,
       ),
       `${fmt(rep.latencyMs.p50, 1)}/${fmt(rep.latencyMs.p95, 1)}`,
+      rep.latencyKeyframeMs ? `${fmt(rep.latencyKeyframeMs.p50, 0)}/${fmt(rep.latencyKeyframeMs.p99, 0)}` : '-',
       cc
         ? cc.results
             .map(

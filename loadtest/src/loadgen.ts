@@ -186,6 +186,12 @@ export interface Report {
   /** Play sent -> last frame of the server's GOP cache burst (frames published before the play). */
   cacheBurstMs: Summary;
   latencyMs: Summary;
+  /**
+   * Keyframes only (their samples are also in latencyMs). A keyframe is the largest message of the stream, written
+   * to every viewer in one pass, so this is where a fan-out's byte cost shows: the last viewer of the pass waits for
+   * everyone before it.
+   */
+  latencyKeyframeMs: Summary;
   latencyAllMs: Summary;
   latencyUnmatched: number;
   loadgen: {
@@ -765,6 +771,7 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
     viewersWithoutKeyframe: results.reduce((a, r) => a + r.noKeyframe, 0),
     cacheBurstMs: roundSummary(summarize(concat((r) => r.burst))),
     latencyMs: roundSummary(summarize(concat((r) => r.latencyWin))),
+    latencyKeyframeMs: roundSummary(summarize(concat((r) => r.latencyKeyWin))),
     latencyAllMs: roundSummary(summarize(concat((r) => r.latencyAll))),
     latencyUnmatched: unmatched,
     loadgen: saturation({
@@ -839,7 +846,8 @@ export function formatReport(r: Report): string {
     `delivered/expected ${(r.delivery.ratio * 100).toFixed(2)}% (min viewer ${(r.delivery.minViewerRatio * 100).toFixed(1)}%), ` +
       `viewers < 90%: ${r.delivery.viewersUnder90}, stalls ${r.stalls.inWindow} in window (${r.stalls.viewersWithStalls} viewers), in ${r.delivery.mbpsIn} Mbit/s`,
     `ttff p50/p95/p99 ${t.p50}/${t.p95}/${t.p99} ms; latency p50/p95/p99 ${l.p50}/${l.p95}/${l.p99} ms (${l.count} samples` +
-      `${r.latencyUnmatched ? `, ${r.latencyUnmatched} unmatched timestamps` : ''})`,
+      `${r.latencyUnmatched ? `, ${r.latencyUnmatched} unmatched timestamps` : ''}), ` +
+      `keyframes p50/p99 ${r.latencyKeyframeMs.p50}/${r.latencyKeyframeMs.p99} ms`,
     `load generator cpu ${r.loadgen.cpuPercent}% of a core (${r.loadgen.cpuPercentOfCores}% of its ${r.loadgen.cores}, ` +
       `${r.loadgen.workers} workers) in the window, event loop delay p99 ${r.loadgen.eventLoopDelayP99Ms} ms` +
       `${r.loadgen.workers ? ` (workers ${r.loadgen.workerEventLoopDelayP99Ms} ms)` : ''}, loop utilization ` +

@@ -101,6 +101,8 @@ export interface PoolResult {
   burst: Float64Array;
   noKeyframe: number;
   latencyWin: Float64Array;
+  /** The window's keyframe samples only (also in latencyWin): a keyframe is the largest write of a fan-out. */
+  latencyKeyWin: Float64Array;
   latencyAll: Float64Array;
   unmatched: number;
   status: PoolStatus;
@@ -120,6 +122,7 @@ export class ViewerPool {
   private readonly stalledViewers = new Set<number>();
   private readonly latencyAll = new SampleBuffer(1 << 16);
   private readonly latencyWin = new SampleBuffer(1 << 16);
+  private readonly latencyKeyWin = new SampleBuffer(1 << 10);
   private unmatched = 0;
   private lastLatIndex = 0;
   private lastTtffIndex = 0;
@@ -149,7 +152,7 @@ export class ViewerPool {
           this.disconnected++;
         }
       },
-      videoFrame: (v, ts, now) => {
+      videoFrame: (v, ts, now, keyframe) => {
         if (!this.config.measureLatency) return;
         const at = lookupSent(this.sent, ts);
         if (at === undefined) {
@@ -163,7 +166,10 @@ export class ViewerPool {
         }
         const lat = now + shift - at;
         this.latencyAll.push(lat);
-        if (this.inWindow) this.latencyWin.push(lat);
+        if (this.inWindow) {
+          this.latencyWin.push(lat);
+          if (keyframe) this.latencyKeyWin.push(lat);
+        }
       },
       stall: (v) => {
         this.stallsTotal++;
@@ -307,6 +313,7 @@ export class ViewerPool {
       burst: burst.view().slice(),
       noKeyframe,
       latencyWin: this.latencyWin.view().slice(),
+      latencyKeyWin: this.latencyKeyWin.view().slice(),
       latencyAll: this.latencyAll.view().slice(),
       unmatched: this.unmatched,
       status: this.status(),

@@ -30,8 +30,8 @@ export type ViewerPhase = 'tcp' | 'handshake' | 'connect' | 'create_stream' | 'p
 export interface ViewerSink {
   up(v: Viewer): void;
   failed(v: Viewer, reason: string): void;
-  /** A coded video frame finished arriving at `now` (performance.now()). */
-  videoFrame(v: Viewer, timestamp: number, now: number): void;
+  /** A coded video frame (a keyframe when `keyframe`) finished arriving at `now` (performance.now()). */
+  videoFrame(v: Viewer, timestamp: number, now: number, keyframe: boolean): void;
   /** A gap of more than the stall threshold between two video frames ended at `now`. */
   stall(v: Viewer, gapMs: number, now: number): void;
   /** UnpublishNotify / Play.Stop / StreamEOF while playing. */
@@ -112,7 +112,7 @@ export abstract class Viewer {
       this.sink.stall(this, now - last, now);
     }
     this.lastVideoAt = now;
-    this.sink.videoFrame(this, timestamp, now);
+    this.sink.videoFrame(this, timestamp, now, keyframe);
   }
 
   protected markUp(now: number): void {

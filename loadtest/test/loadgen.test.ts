@@ -84,6 +84,11 @@ describe('load generator against our standalone server', { timeout: 60_000 }, ()
       summary,
     );
     assert.equal(report.latencyUnmatched, 0);
+    // Keyframes (GOP 1 s at 30 fps) are split out: at least 3 per viewer in the window, about 1 in 30 of the samples.
+    const key = report.latencyKeyframeMs;
+    assert.ok(key.count >= 20 * 3 && key.count <= report.latencyMs.count / 25, summary);
+    assert.ok(key.min >= 0 && key.p50 < 1000, summary);
+    assert.match(summary, /keyframes p50\/p99 [\d.]+\/[\d.]+ ms/);
     assert.equal(report.stalls.inWindow, 0, summary);
     assert.ok(report.window.seconds >= 3.5, `window ${report.window.seconds} s`);
     assert.ok(Number.isFinite(report.loadgen.cpuPercent));
