@@ -94,5 +94,7 @@ EXPOSE 1935 8080
 # Probes 127.0.0.1: keep HTTP_HOST at its default (all interfaces) or an address that includes loopback.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.HTTP_PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-ENTRYPOINT ["/usr/bin/tini", "--", "node", "services/server/dist/cli.js"]
+# --max-semi-space-size=8: V8's young generation capped at 2 x 8 MiB (default 2 x 16): about 50 MiB less RSS at
+# 2000 viewers for the same CPU (docs/BENCHMARKS.md, "Memory per viewer"). `npm start` and the benchmarks use it too.
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "--max-semi-space-size=8", "services/server/dist/cli.js"]
 CMD ["standalone"]

@@ -22,6 +22,7 @@ import { after, before, describe, it } from 'node:test';
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { parse as parseYaml } from 'yaml';
+import { RELAY_NODE_FLAGS } from '../../loadtest/src/node-flags.js';
 import { ConfigError, loadConfig, SETTINGS } from '../../services/server/src/config.js';
 import { checkManifests, FIELD_REFS, relayContainers, type Expectations } from './support/manifest-checks.js';
 import {
@@ -302,9 +303,16 @@ describe('container image (Dockerfile)', () => {
     const entry = jsonArray(runtime.find((s) => s.op === 'ENTRYPOINT')!.args);
     const cmd = jsonArray(runtime.find((s) => s.op === 'CMD')!.args);
     assert.deepEqual(entry.slice(0, 2), ['/usr/bin/tini', '--'], 'tini is PID 1 and forwards signals');
-    assert.deepEqual(entry.slice(2), ['node', CLI_REL]);
-    const pkg = JSON.parse(read('package.json')) as { bin: Record<string, string> };
+    assert.deepEqual(entry.slice(2), ['node', ...RELAY_NODE_FLAGS, CLI_REL]);
+    const pkg = JSON.parse(read('package.json')) as { bin: Record<string, string>; scripts: Record<string, string> };
     assert.equal(pkg.bin['rtmp-relay'], CLI_REL, 'the image runs what `rtmp-relay` is');
+    // The node runs with the same V8 flags from the image, `npm start` and the benchmarks (which measure what ships).
+    assert.equal(pkg.scripts['start'], ['node', ...RELAY_NODE_FLAGS, 'scripts/start.mjs'].join(' '));
+    assert.ok(
+      RELAY_NODE_FLAGS.length > 0 &&
+        RELAY_NODE_FLAGS.every((f) => process.allowedNodeEnvironmentFlags.has(f.split('=')[0]!)),
+      'each flag is one NODE_OPTIONS accepts too, so a custom launch can set it there',
+    );
     assert.ok(existsSync(join(ROOT, 'services/server/src/cli.ts')) && existsSync(join(ROOT, CLI_REL)));
     const workdir = runtime.filter((s) => s.op === 'WORKDIR').at(-1)!.args;
     assert.equal(

@@ -26,6 +26,7 @@ import { Command, Option } from 'commander';
 import { FFMPEG_PLAYER_MODES, type FfmpegPlayerMode } from './ffmpeg-player.js';
 import type { Report } from './loadgen.js';
 import { isMainModule } from './main-module.js';
+import { RELAY_NODE_FLAGS } from './node-flags.js';
 import { nmsVersion } from './nms-runner.js';
 import { generateFlv, loadFlv } from './source.js';
 import { clkTck } from './procstat.js';
@@ -238,7 +239,7 @@ async function startServer(kind: ServerKind, o: BenchOptions): Promise<RunningSe
       env['WRITE_BATCH_MS'] = '0';
       env['ADAPTIVE_BATCH_MS'] = '0';
     }
-    const [cmd, args] = pinned(o.serverCpu, process.execPath, [cli, 'standalone']);
+    const [cmd, args] = pinned(o.serverCpu, process.execPath, [...RELAY_NODE_FLAGS, cli, 'standalone']);
     const { child, output } = startChild(cmd, args, env, repoRoot);
     await waitForPort(rtmpPort, child);
     return {
@@ -367,14 +368,14 @@ async function startEdgeCluster(edgePort: number, dir: string, o: BenchOptions):
     ADVERTISE_HOST: '127.0.0.1',
   };
   const origin = startChild(
-    ...pinned(o.serverCpu, process.execPath, [cli, 'origin']),
+    ...pinned(o.serverCpu, process.execPath, [...RELAY_NODE_FLAGS, cli, 'origin']),
     { ...ourEnv(originPort, originHttp, o), ...cluster, NODE_ID: 'bench-origin' },
     repoRoot,
   );
   helpers.push(origin.child);
   await waitForPort(originPort, origin.child);
   const edge = startChild(
-    ...pinned(o.serverCpu, process.execPath, [cli, 'edge']),
+    ...pinned(o.serverCpu, process.execPath, [...RELAY_NODE_FLAGS, cli, 'edge']),
     { ...ourEnv(edgePort, edgeHttp, o), ...cluster, NODE_ID: 'bench-edge' },
     repoRoot,
   );

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type { NodeHandle, Role, UsageSource } from './cluster.js';
 import { UsageError } from './options.js';
 import { readProc, type ProcSample } from './procinfo.js';
+import { RELAY_NODE_FLAGS } from '../node-flags.js';
 
 export type { Role } from './cluster.js';
 
@@ -387,7 +388,7 @@ export class RelayNode implements NodeHandle {
     const profile = cpuProfDir
       ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=${id}.cpuprofile`]
       : [];
-    const proc = Proc.start(`${role}:${id}`, process.execPath, [...profile, CLI, role], {
+    const proc = Proc.start(`${role}:${id}`, process.execPath, [...profile, ...RELAY_NODE_FLAGS, CLI, role], {
       ...process.env,
       ...env,
       NODE_ID: id,
