@@ -5,8 +5,10 @@ import type { NodeHandle } from '../src/cluster-load/cluster.js';
 import { metricsSample } from '../src/cluster-load/existing-cluster.js';
 import { compareModes, existingTarget } from '../src/cluster-load/main.js';
 import { DEFAULT_OPTIONS, optionProblems, reportedOptions } from '../src/cluster-load/options.js';
+import { CLI, relayNodeArgs } from '../src/cluster-load/processes.js';
 import { audiencePlan, prng } from '../src/cluster-load/runner.js';
 import { checkLoopback, parseHostPort, parseHostPortList } from '../src/cluster-load/targets.js';
+import { RELAY_NODE_FLAGS } from '../src/node-flags.js';
 
 /** The cluster runner's flags and the pure parts of its load balancing (no cluster needed). */
 
@@ -106,5 +108,20 @@ describe('cluster-load: load balancing pieces', () => {
     assert.equal(s.rssKiB, 102400);
     const none = metricsSample('rtmp_pulls_active 0\n');
     assert.ok(Number.isNaN(none.cpuMs) && Number.isNaN(none.rssKiB));
+  });
+});
+
+describe('cluster-load: how it starts a node', () => {
+  it('with the shipped Node flags before the CLI (as the image runs it), the profiler only when asked', () => {
+    assert.ok(RELAY_NODE_FLAGS.includes('--max-semi-space-size=8'));
+    assert.deepEqual(relayNodeArgs('edge', 'edge-0'), [...RELAY_NODE_FLAGS, CLI, 'edge']);
+    assert.deepEqual(relayNodeArgs('origin', 'origin-1', '/tmp/p'), [
+      '--cpu-prof',
+      '--cpu-prof-dir=/tmp/p',
+      '--cpu-prof-name=origin-1.cpuprofile',
+      ...RELAY_NODE_FLAGS,
+      CLI,
+      'origin',
+    ]);
   });
 });

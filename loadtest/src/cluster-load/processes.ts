@@ -18,6 +18,12 @@ export type { Role } from './cluster.js';
 /** The built `rtmp-relay` CLI (`npx tsc -b`). */
 export const CLI = fileURLToPath(new URL('../../../services/server/dist/cli.js', import.meta.url));
 
+/** Node's arguments for a relay node: the shipped Node flags (as the image runs it), optionally the profiler. */
+export function relayNodeArgs(role: Role, id: string, cpuProfDir?: string): string[] {
+  const profile = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=${id}.cpuprofile`] : [];
+  return [...profile, ...RELAY_NODE_FLAGS, CLI, role];
+}
+
 const READY_TIMEOUT_MS = 15_000;
 const POLL_MS = 25;
 const OUTPUT_CAP = 256 * 1024;
@@ -385,10 +391,7 @@ export class RelayNode implements NodeHandle {
 
   /** `cpuProfDir`: run under V8's sampling profiler, writing `<dir>/<id>.cpuprofile` when the node exits. */
   static async start(role: Role, id: string, env: Record<string, string>, cpuProfDir?: string): Promise<RelayNode> {
-    const profile = cpuProfDir
-      ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=${id}.cpuprofile`]
-      : [];
-    const proc = Proc.start(`${role}:${id}`, process.execPath, [...profile, ...RELAY_NODE_FLAGS, CLI, role], {
+    const proc = Proc.start(`${role}:${id}`, process.execPath, relayNodeArgs(role, id, cpuProfDir), {
       ...process.env,
       ...env,
       NODE_ID: id,
