@@ -28,7 +28,7 @@ export interface CostModel {
 export const MEASURED_COSTS: CostModel = {
   cpuMsPerViewerSecond: 0.29,
   referenceKbps: 2710,
-  rssKiBPerViewer: 42,
+  rssKiBPerViewer: 25,
   rssMiBPerStream: 2,
   rssMiBPerProcess: 170,
   cpuMsPerIngestSecond: 6,

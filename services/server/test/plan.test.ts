@@ -20,10 +20,11 @@ describe('rtmp-relay plan: the sizing calculator', () => {
     assert.equal(plan.origins.nodes, 3); // 2 + 1 spare
     assert.equal(plan.origins.connectionsPerNode, 104);
     assert.equal(plan.origins.egressGbps, 0.62);
-    // Memory per node: 8 processes × 170 MiB + connections × 42 KiB + streams held × 2 MiB (edges hold every stream,
-    // each origin its share of 100): 1.328 + 0.080 + 0.391 GiB per edge, 1.328 + 0.004 + 0.195 GiB per origin.
+    // Memory per node: 8 processes × 170 MiB + connections × 25 KiB + streams held × 2 MiB (edges hold every stream,
+    // each origin its share of 100): 1.328 + 0.048 + 0.391 GiB per edge, 1.328 + 0.002 + 0.195 GiB per origin.
     assert.equal(MEASURED_COSTS.rssMiBPerProcess, 170);
-    assert.equal(plan.leaves.memoryGiBPerNode, 1.8);
+    assert.equal(MEASURED_COSTS.rssKiBPerViewer, 25);
+    assert.equal(plan.leaves.memoryGiBPerNode, 1.77);
     assert.equal(plan.origins.memoryGiBPerNode, 1.53);
   });
 
