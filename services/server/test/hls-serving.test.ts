@@ -58,7 +58,9 @@ describe('HLS wait groups', () => {
       return ready;
     };
     const answer = (id: string, ok: boolean): void => void answered.push(`${id}:${ok}`);
-    const t0 = performance.now();
+    // A whole-millisecond origin: t0 + GROUP_JOIN_MS - t0 is then exactly GROUP_JOIN_MS (a fractional t0 can
+    // round it to 99.99999999999 and put the boundary case on the wrong side).
+    const t0 = Math.floor(performance.now());
     w.wait('p1.0', cond, 10_000, answer, 'a', t0);
     assert.ok(w.join('p1.0', 'b', t0 + 1), 'a request for the same part joins the group');
     w.wait('p1.0', cond, 10_000, answer, 'c', t0 + 2);
@@ -81,7 +83,9 @@ describe('HLS wait groups', () => {
   it('a group takes joiners only for a short while; each group times out on its own timer', async () => {
     const w = new WaitGroups<string>();
     const answered: Array<[string, boolean, number]> = [];
-    const t0 = performance.now();
+    // A whole-millisecond origin: t0 + GROUP_JOIN_MS - t0 is then exactly GROUP_JOIN_MS (a fractional t0 can
+    // round it to 99.99999999999 and put the boundary case on the wrong side).
+    const t0 = Math.floor(performance.now());
     const answer = (id: string, ok: boolean): void => void answered.push([id, ok, performance.now() - t0]);
     w.wait('k', () => false, 150, answer, 'first', t0);
     w.wait('k', () => false, 150, answer, 'joiner', t0 + GROUP_JOIN_MS - 1);
