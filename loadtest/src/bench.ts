@@ -26,7 +26,7 @@ import { Command, Option } from 'commander';
 import { FFMPEG_PLAYER_MODES, type FfmpegPlayerMode } from './ffmpeg-player.js';
 import type { Report } from './loadgen.js';
 import { isMainModule } from './main-module.js';
-import { RELAY_NODE_FLAGS } from './node-flags.js';
+import { CLI, relayNodeArgs } from './cluster-load/processes.js';
 import { nmsVersion } from './nms-runner.js';
 import { generateFlv, loadFlv } from './source.js';
 import { clkTck } from './procstat.js';
@@ -228,8 +228,7 @@ async function startServer(kind: ServerKind, o: BenchOptions): Promise<RunningSe
   tempDirs.add(dir);
   if (kind === 'ours-edge') return startEdgeCluster(rtmpPort, dir, o);
   if (kind === 'ours' || kind === 'ours-off' || kind === 'ours-batch' || FLV_SERVERS.includes(kind)) {
-    const cli = join(repoRoot, 'services', 'server', 'dist', 'cli.js');
-    if (!existsSync(cli)) throw new Error(`${cli} not found: run npm run build first`);
+    if (!existsSync(CLI)) throw new Error(`${CLI} not found: run npm run build first`);
     const httpPort = await freePort();
     const batch = kind === 'ours-batch' ? o.batchMs : 0;
     // 'ours' runs the defaults (adaptive batching); the others set batching explicitly.
@@ -239,7 +238,7 @@ async function startServer(kind: ServerKind, o: BenchOptions): Promise<RunningSe
       env['WRITE_BATCH_MS'] = '0';
       env['ADAPTIVE_BATCH_MS'] = '0';
     }
-    const [cmd, args] = pinned(o.serverCpu, process.execPath, [...RELAY_NODE_FLAGS, cli, 'standalone']);
+    const [cmd, args] = pinned(o.serverCpu, process.execPath, relayNodeArgs('standalone', 'bench'));
     const { child, output } = startChild(cmd, args, env, repoRoot);
     await waitForPort(rtmpPort, child);
     return {
@@ -333,8 +332,7 @@ function ourEnv(rtmpPort: number, httpPort: number, o: BenchOptions): NodeJS.Pro
  * The publisher publishes to the origin; viewers play from the edge, whose first viewer starts its one pull.
  */
 async function startEdgeCluster(edgePort: number, dir: string, o: BenchOptions): Promise<RunningServer> {
-  const cli = join(repoRoot, 'services', 'server', 'dist', 'cli.js');
-  if (!existsSync(cli)) throw new Error(`${cli} not found: run npm run build first`);
+  if (!existsSync(CLI)) throw new Error(`${CLI} not found: run npm run build first`);
   const [redisPort, natsPort, originPort, originHttp, edgeHttp] = (await Promise.all(
     Array.from({ length: 5 }, () => freePort()),
   )) as [number, number, number, number, number];
@@ -368,14 +366,14 @@ async function startEdgeCluster(edgePort: number, dir: string, o: BenchOptions):
     ADVERTISE_HOST: '127.0.0.1',
   };
   const origin = startChild(
-    ...pinned(o.serverCpu, process.execPath, [...RELAY_NODE_FLAGS, cli, 'origin']),
+    ...pinned(o.serverCpu, process.execPath, relayNodeArgs('origin', 'bench-origin')),
     { ...ourEnv(originPort, originHttp, o), ...cluster, NODE_ID: 'bench-origin' },
     repoRoot,
   );
   helpers.push(origin.child);
   await waitForPort(originPort, origin.child);
   const edge = startChild(
-    ...pinned(o.serverCpu, process.execPath, [...RELAY_NODE_FLAGS, cli, 'edge']),
+    ...pinned(o.serverCpu, process.execPath, relayNodeArgs('edge', 'bench-edge')),
     { ...ourEnv(edgePort, edgeHttp, o), ...cluster, NODE_ID: 'bench-edge' },
     repoRoot,
   );

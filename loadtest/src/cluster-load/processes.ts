@@ -18,8 +18,11 @@ export type { Role } from './cluster.js';
 /** The built `rtmp-relay` CLI (`npx tsc -b`). */
 export const CLI = fileURLToPath(new URL('../../../services/server/dist/cli.js', import.meta.url));
 
-/** Node's arguments for a relay node: the shipped Node flags (as the image runs it), optionally the profiler. */
-export function relayNodeArgs(role: Role, id: string, cpuProfDir?: string): string[] {
+/**
+ * Node's arguments for a relay node (the bench's standalone node too): the shipped Node flags (as the image runs
+ * it), optionally the profiler.
+ */
+export function relayNodeArgs(role: Role | 'standalone', id: string, cpuProfDir?: string): string[] {
   const profile = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=${id}.cpuprofile`] : [];
   return [...profile, ...RELAY_NODE_FLAGS, CLI, role];
 }
