@@ -9,6 +9,7 @@
 import { writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { isMainModule } from '../main-module.js';
+import { NODE_MALLOCS, type NodeMalloc } from '../node-flags.js';
 import { fmt, jsonSafe, type Summary } from '../stats.js';
 import { compareLoadBalancers, formatLbComparison } from './compare.js';
 import {
@@ -24,6 +25,7 @@ import { parseHostPortList } from './targets.js';
 
 const s = (x: Summary, d = 0): string =>
   `p50 ${fmt(x.p50, d)} p99 ${fmt(x.p99, d)} max ${fmt(x.max, d)} (n=${x.count})`;
+const p50p99 = (x: Summary): string => `${fmt(x.p50, 0)} / ${fmt(x.p99, 0)}`;
 
 function phase(name: string, p: PhaseOutcome | undefined): string[] {
   if (!p) return [];
@@ -50,6 +52,9 @@ export function formatClusterReport(r: ClusterLoadReport): string {
     `stalls (> ${o.stallMs} ms) in the window: ${r.stalls.total} (${r.stalls.viewersWithStalls} viewers)`,
     `TTFF cold (first viewer of a stream on an edge): ${s(r.ttffColdMs)} ms`,
     `TTFF warm (stream already pulled): ${s(r.ttffWarmMs)} ms`,
+    `  split (p50 / p99 ms): cold connect ${p50p99(r.ttffRampSplitMs.cold.connect)} + play ${p50p99(r.ttffRampSplitMs.cold.play)}; ` +
+      `warm connect ${p50p99(r.ttffRampSplitMs.warm.connect)} + play ${p50p99(r.ttffRampSplitMs.warm.play)} ` +
+      `(connect: TCP, handshake, connect, createStream; play: play sent to first frame)`,
     `  (both during the ramp: ${o.rampPerSecond} joins/s; single joins afterwards: cold ${s(r.ttffColdProbeMs)} ms, warm ${s(r.ttffWarmProbeMs)} ms)`,
     `publish-to-view latency: ${s(r.latencyMs)} ms`,
     `pulls: ${r.pulls.pairsWithExactlyOnePull}/${r.pulls.pairsWithViewers} (stream, edge) pairs with viewers have exactly one pull; ${r.pulls.mismatches.length} mismatches; ${r.pulls.afterLinger} pulls after linger`,
@@ -166,6 +171,11 @@ async function main(): Promise<void> {
       '--cpu-prof-dir <dir>',
       'V8 CPU profile of every node the runner starts, <dir>/<node id>.cpuprofile (read: npm run cpu-top)',
     )
+    .addOption(
+      new Option('--malloc <kind>', 'allocator of the nodes the runner starts (the image preloads jemalloc)')
+        .choices(NODE_MALLOCS)
+        .default(d.malloc),
+    )
     .option('--json <path>', 'write the JSON report here')
     .option('--quiet', 'no progress lines');
   program.parse();
@@ -204,6 +214,7 @@ async function main(): Promise<void> {
     target: existingTarget(a),
     timeLimitS: a.timeLimit,
     cpuProfDir: a.cpuProfDir,
+    malloc: a.malloc as NodeMalloc,
     json: a.json,
     progress: !a.quiet,
   };

@@ -92,6 +92,12 @@ export interface ClusterLoadReport {
   /** TTFF during the ramp (a join storm: rampPerSecond new viewers a second). */
   ttffColdMs: Summary;
   ttffWarmMs: Summary;
+  /**
+   * The ramp's TTFF in two parts: `connect` is TCP + RTMP handshake + connect + createStream (until play is sent: the
+   * edge admitting a connection, so CPU starvation of the edge or the machine shows here); `play` is play sent →
+   * first video frame (the edge's play path: pull and Redis lookup when cold, the GOP cache when warm).
+   */
+  ttffRampSplitMs: Record<'cold' | 'warm', { connect: Summary; play: Summary }>;
   /** TTFF of single joins after the steady window (one at a time): cold = no viewer of the stream on that edge. */
   ttffColdProbeMs: Summary;
   ttffWarmProbeMs: Summary;
@@ -293,6 +299,10 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
     const byViewer = new Map<Viewer, ViewerState>();
     const ttffCold = new SampleBuffer();
     const ttffWarm = new SampleBuffer();
+    const ttffSplit = {
+      cold: { connect: new SampleBuffer(), play: new SampleBuffer() },
+      warm: { connect: new SampleBuffer(), play: new SampleBuffer() },
+    };
     const latency = new SampleBuffer();
     let stallsInWindow = 0;
     let windowOpen = false;
@@ -309,7 +319,12 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
         if (!st.ttffDone) {
           st.ttffDone = true;
           st.firstFrameAt = now;
-          if (st.openedIn === 'ramp') (st.cold ? ttffCold : ttffWarm).push(now - v.startedAt);
+          if (st.openedIn === 'ramp') {
+            (st.cold ? ttffCold : ttffWarm).push(now - v.startedAt);
+            const split = st.cold ? ttffSplit.cold : ttffSplit.warm;
+            split.connect.push(v.playSentAt - v.startedAt);
+            split.play.push(now - v.playSentAt);
+          }
         } else {
           const gap = now - st.lastFrameAt;
           if (gap > st.maxGapMs) st.maxGapMs = gap;
@@ -727,6 +742,10 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       },
       ttffColdMs: summarize(ttffCold.view()),
       ttffWarmMs: summarize(ttffWarm.view()),
+      ttffRampSplitMs: {
+        cold: { connect: summarize(ttffSplit.cold.connect.view()), play: summarize(ttffSplit.cold.play.view()) },
+        warm: { connect: summarize(ttffSplit.warm.connect.view()), play: summarize(ttffSplit.warm.play.view()) },
+      },
       steadyWindowMonoUs,
       ttffColdProbeMs: summarize(probeCold.view()),
       ttffWarmProbeMs: summarize(probeWarm.view()),

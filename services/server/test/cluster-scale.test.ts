@@ -48,6 +48,16 @@ describe('cluster at scale (small): streams, churn, rolling origins, leaks', () 
     assert.ok(r.delivery.deliveredPercent.min >= 99, context);
     assert.equal(r.pulls.pairsWithExactlyOnePull, r.pulls.pairsWithViewers, context);
     assert.deepEqual(r.pulls.mismatches, [], context);
+    // The ramp's TTFF split covers every ramp join, and each part is a share of the whole.
+    for (const kind of ['cold', 'warm'] as const) {
+      const whole = kind === 'cold' ? r.ttffColdMs : r.ttffWarmMs;
+      const { connect, play } = r.ttffRampSplitMs[kind];
+      assert.ok(whole.count > 0, `${kind}: ${context}`);
+      assert.equal(connect.count, whole.count, context);
+      assert.equal(play.count, whole.count, context);
+      assert.ok(connect.min >= 0 && play.min >= 0, context);
+      assert.ok(connect.max <= whole.max && play.max <= whole.max, context);
+    }
     // Churn: viewers stay connected through publishers leaving and coming back; no stream is lost.
     assert.ok(r.churn && r.churn.publisherStops > 0, context);
     assert.equal(r.churn!.viewersDisconnected, 0, context);
