@@ -26,6 +26,7 @@ import { Command, Option } from 'commander';
 import { FFMPEG_PLAYER_MODES, type FfmpegPlayerMode } from './ffmpeg-player.js';
 import type { Report } from './loadgen.js';
 import { isMainModule } from './main-module.js';
+import { NODE_MALLOCS, nodeMallocEnv, type NodeMalloc, type NodeMallocChoice } from './node-flags.js';
 import { CLI, relayNodeArgs } from './cluster-load/processes.js';
 import { nmsVersion } from './nms-runner.js';
 import { generateFlv, loadFlv } from './source.js';
@@ -72,6 +73,9 @@ interface BenchOptions {
   workers: number;
   ffmpegPlayers: number;
   ffmpegMode: FfmpegPlayerMode;
+  /** Allocator our nodes run with (asked for, and what this machine gives: jemalloc as in the image, or system). */
+  malloc: NodeMalloc;
+  allocator: NodeMallocChoice;
 }
 
 interface RunningServer {
@@ -319,6 +323,7 @@ function ourEnv(rtmpPort: number, httpPort: number, o: BenchOptions): NodeJS.Pro
     LOG_LEVEL: o.logLevel,
     // Every viewer comes from 127.0.0.1: the per-IP connection cap (a defence, 256) would refuse the audience.
     MAX_CONNECTIONS_PER_IP: '0',
+    ...o.allocator.env,
   };
   delete env['WRITE_BATCH_MS'];
   delete env['ADAPTIVE_BATCH_MS'];
@@ -765,6 +770,11 @@ async function main(argv: string[]): Promise<number> {
     .option('--max-noise <percent>', 'other processes on a pinned core above this make a run disturbed', '10')
     .option('--quiet-percent <percent>', 'before each run, wait (up to 2 min) until the machine is below this', '15')
     .option('--keep-temp', 'keep the per-run temp dirs (reports, nginx.conf, logs)')
+    .addOption(
+      new Option('--malloc <kind>', 'allocator of our nodes (the image preloads jemalloc)')
+        .choices(NODE_MALLOCS)
+        .default('jemalloc'),
+    )
     .parse(argv);
   const raw = program.opts<Record<string, string | boolean | undefined>>();
   const quick = raw['quick'] === true;
@@ -799,7 +809,10 @@ async function main(argv: string[]): Promise<number> {
     workers: Math.max(0, Math.floor(Number(raw['workers']))),
     ffmpegPlayers: quick ? 0 : Math.max(0, Math.floor(Number(raw['ffmpegPlayers']))),
     ffmpegMode: raw['ffmpegMode'] as FfmpegPlayerMode,
+    malloc: raw['malloc'] as NodeMalloc,
+    allocator: nodeMallocEnv(raw['malloc'] as NodeMalloc, existsSync),
   };
+  if (o.allocator.warning) process.stderr.write(`bench: warning: ${o.allocator.warning}\n`);
   for (const s of o.servers)
     if (!KNOWN_SERVERS.includes(s)) throw new Error(`unknown server '${s}' (${KNOWN_SERVERS.join(', ')})`);
   if (availableParallelism() < 2) {
@@ -842,7 +855,7 @@ async function main(argv: string[]): Promise<number> {
 
   process.stderr.write(
     `bench: ${o.viewers.join(',')} viewers x ${o.servers.join(',')}, ${o.seconds} s window, stream ${((src.bytesPerSecond * 8) / 1e6).toFixed(2)} Mbit/s, ` +
-      `server on CPU ${o.serverCpu || 'any'}, load generator on CPU ${o.loadgenCpu || 'any'}\n`,
+      `server on CPU ${o.serverCpu || 'any'}, load generator on CPU ${o.loadgenCpu || 'any'}, our allocator ${o.allocator.malloc}\n`,
   );
   for (const n of o.viewers) {
     for (let rep = 1; rep <= o.repeat; rep++) {

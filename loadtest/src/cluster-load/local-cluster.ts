@@ -2,7 +2,8 @@
  * A cluster the runner starts itself: redis-server, nats-server and O origins and E edges of the built CLI, all on
  * free loopback ports; it can stop and replace nodes (rolling updates).
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { nodeMallocEnv } from '../node-flags.js';
 import type { ClusterUnderTest, NodeHandle, Role } from './cluster.js';
 import type { ClusterLoadOptions } from './options.js';
 import { NatsServer, RedisServer, RelayNode, redisScan, redisTotalCommands } from './processes.js';
@@ -11,6 +12,8 @@ const PREFIX = 'rtmp';
 
 export async function startLocalCluster(o: ClusterLoadOptions): Promise<ClusterUnderTest> {
   if (o.cpuProfDir) mkdirSync(o.cpuProfDir, { recursive: true });
+  const allocator = nodeMallocEnv(o.malloc, existsSync);
+  if (allocator.warning) o.log(`cluster-load: warning: ${allocator.warning}`);
   const redis = await RedisServer.start();
   const nats = await NatsServer.start().catch(async (err: unknown) => {
     await redis.stop();
@@ -32,6 +35,7 @@ export async function startLocalCluster(o: ClusterLoadOptions): Promise<ClusterU
     CLUSTER_PREFIX: PREFIX,
     ...(o.routeMaxViewers ? { ROUTE_MAX_VIEWERS: String(o.routeMaxViewers) } : {}),
     ...(o.heartbeatMs ? { HEARTBEAT_MS: String(o.heartbeatMs) } : {}),
+    ...allocator.env,
   });
   /** Every node ever started (replacements too): all are killed at the end. */
   const started: RelayNode[] = [];
@@ -70,7 +74,7 @@ export async function startLocalCluster(o: ClusterLoadOptions): Promise<ClusterU
         startNode,
         stopNode: (n, signal, killAfterMs) => relayOf(n).proc.stop(signal, killAfterMs),
       },
-      description: `started by the runner: redis :${redis.port}, nats :${nats.port}, ${o.origins} origins, ${o.edges} edges`,
+      description: `started by the runner: redis :${redis.port}, nats :${nats.port}, ${o.origins} origins, ${o.edges} edges, allocator ${allocator.malloc}`,
       close,
     };
   } catch (err) {

@@ -1,3 +1,4 @@
+import type { NodeMalloc } from '../node-flags.js';
 import type { HostPort } from './targets.js';
 
 /** A flag the runner cannot honour: main prints its message alone, without a stack. */
@@ -91,6 +92,8 @@ export interface ClusterLoadOptions {
    * `<dir>/<node id>.cpuprofile` when it exits; nodes are then stopped with SIGTERM at the end, not SIGKILL.
    */
   cpuProfDir: string | undefined;
+  /** Allocator of the nodes the runner starts: jemalloc, as the image runs them (falls back, with a warning). */
+  malloc: NodeMalloc;
   /** Hard bound on the whole run (the runner stops everything then). */
   timeLimitS: number;
   /** Write the JSON report here. */
@@ -132,6 +135,7 @@ export const DEFAULT_OPTIONS: ClusterLoadOptions = {
   heartbeatMs: undefined,
   target: undefined,
   cpuProfDir: undefined,
+  malloc: 'jemalloc',
   timeLimitS: 900,
   json: undefined,
   progress: true,
