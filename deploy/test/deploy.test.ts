@@ -308,6 +308,8 @@ describe('container image (Dockerfile)', () => {
     assert.equal(pkg.bin['rtmp-relay'], CLI_REL, 'the image runs what `rtmp-relay` is');
     // The node runs with the same V8 flags from the image, `npm start` and the benchmarks (which measure what ships).
     assert.equal(pkg.scripts['start'], ['node', ...RELAY_NODE_FLAGS, 'scripts/start.mjs'].join(' '));
+    // `npm run cluster`: its nodes get the flags it runs with (local-cluster.ts passes process.execArgv on).
+    assert.equal(pkg.scripts['cluster'], ['node', ...RELAY_NODE_FLAGS, CLI_REL, 'cluster'].join(' '));
     assert.ok(
       RELAY_NODE_FLAGS.length > 0 &&
         RELAY_NODE_FLAGS.every((f) => process.allowedNodeEnvironmentFlags.has(f.split('=')[0]!)),

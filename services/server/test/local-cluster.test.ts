@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
@@ -16,13 +17,41 @@ const portOpen = (port: number): Promise<boolean> =>
     s.once('error', () => resolve(false));
   });
 
+/** argv of every child process of `pid` (from /proc). */
+function childCommandLines(pid: number): string[][] {
+  const out: string[][] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push(readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').filter(Boolean));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return out;
+}
+
 describe('rtmp-relay cluster (npm run cluster)', () => {
   after(stopAll);
 
   it('starts redis, nats, 2 origins and 2 edges, serves publish→origin and play←edge, and stops them all on SIGINT', async () => {
     const cluster = start(
       process.execPath,
-      [CLI, 'cluster', '--rtmp-port', '0', '--http-port', '0', '--log-level', 'warn'],
+      // As `npm run cluster` starts it: with the image's Node flags, which its nodes must get (not debugger flags).
+      [
+        '--max-semi-space-size=8',
+        '--inspect-port=0',
+        CLI,
+        'cluster',
+        '--rtmp-port',
+        '0',
+        '--http-port',
+        '0',
+        '--log-level',
+        'warn',
+      ],
       { timeoutMs: 120_000 },
     );
     let out = '';
@@ -42,6 +71,12 @@ describe('rtmp-relay cluster (npm run cluster)', () => {
       },
       15_000,
     );
+    const nodes = childCommandLines(cluster.child.pid!).filter((argv) => argv.includes(CLI));
+    assert.equal(nodes.length, 4, JSON.stringify(nodes));
+    for (const argv of nodes) {
+      assert.ok(argv.includes('--max-semi-space-size=8'), `a node runs without the image's flags: ${argv.join(' ')}`);
+      assert.ok(!argv.some((a) => a.startsWith('--inspect')), `a node got a debugger flag: ${argv.join(' ')}`);
+    }
     const r = await ffmpegCountFrames(playUrl, 2);
     assert.ok(r.frames >= 40, `decoded ${r.frames} frames through edge-1: ${r.stderr}`);
     await pub.stop();

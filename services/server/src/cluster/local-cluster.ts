@@ -74,6 +74,15 @@ async function waitReady(httpPort: number, what: string, timeoutMs: number): Pro
   }
 }
 
+/**
+ * The Node flags this process runs with, for its nodes: `npm run cluster` starts it with the flags the image runs
+ * nodes with (package.json), so the demo's nodes run like the image's. Debugger flags stay with this process (a
+ * second node on the same inspector port would fail to start).
+ */
+function nodeFlagsForChildren(): string[] {
+  return process.execArgv.filter((a) => !/^--inspect(-brk|-port|-wait)?(=|$)/.test(a));
+}
+
 export async function runLocalCluster(
   config: Config,
   print: (line: string) => void,
@@ -132,7 +141,7 @@ export async function runLocalCluster(
     for (const p of plan) {
       const rtmpPort = await pick(config.rtmpPort, p.offset);
       const httpPort = await pick(config.httpPort, p.offset);
-      launch(p.name, process.execPath, [cli, p.role], {
+      launch(p.name, process.execPath, [...nodeFlagsForChildren(), cli, p.role], {
         ...process.env,
         NODE_ID: p.name,
         RTMP_HOST: '127.0.0.1',
