@@ -566,7 +566,7 @@ export function formatTable(n: number, all: RunResult[]): string {
     'x nginx',
     'server CPU %',
     'core ms/viewer-s',
-    'RSS KiB/viewer',
+    'RSS KiB/viewer (MiB before the viewers → end)',
     'TTFF p50/p99 ms',
     'latency p99 ms, median (min–max)',
     'latency p50/p95 ms',
@@ -609,7 +609,9 @@ export function formatTable(n: number, all: RunResult[]): string {
       k === 'nginx' ? '1' : `${fmt(ratio(cpu.median, nginxCpu), 2)}${dagger}`,
       fmt(s?.cpuPercent, 0),
       fmt(s?.core?.msPerViewerSecond, 3),
-      fmt(s?.rssPerViewerKiB, 1),
+      // The node's own size beside the per-viewer figure: an allocator that holds more at idle and less under load
+      // (jemalloc) lowers the per-viewer figure without lowering the node.
+      s ? `${fmt(s.rssPerViewerKiB, 1)} (${fmt(s.baselineRssKiB / 1024, 0)} → ${fmt(s.endRssKiB / 1024, 0)})` : '-',
       `${fmt(rep.ttffMs.p50, 0)}/${fmt(rep.ttffMs.p99, 0)}`,
       fmtSpread(
         vals((x) => x.latencyMs.p99),

@@ -15,6 +15,7 @@ const BENCH = fileURLToPath(new URL('../dist/bench.js', import.meta.url));
 const RUN_LIMIT_MS = 120_000;
 
 interface BenchJson {
+  options: { allocator: { malloc: string } };
   results: Array<{
     server: string;
     error?: string;
@@ -57,13 +58,23 @@ describe('bench: the edge role', { timeout: RUN_LIMIT_MS + 10_000 }, () => {
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-8000)));
+    let stderrHead = '';
+    child.stderr.on('data', (d: Buffer) => {
+      if (stderrHead.length < 4000) stderrHead += d.toString();
+      stderr = (stderr + d.toString()).slice(-8000);
+    });
     const timer = setTimeout(() => child.kill('SIGTERM'), RUN_LIMIT_MS);
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
     clearTimeout(timer);
     assert.equal(code, 0, `bench exited ${code}:\n${stderr}`);
 
-    const result = (JSON.parse(readFileSync(json, 'utf8')) as BenchJson).results[0];
+    const doc = JSON.parse(readFileSync(json, 'utf8')) as BenchJson;
+    // Our nodes run on jemalloc, as the image runs them (.ci/run installs libjemalloc2).
+    assert.equal(doc.options.allocator.malloc, 'jemalloc', JSON.stringify(doc.options.allocator));
+    assert.match(stderrHead, /our allocator jemalloc/);
+    // The table gives the node's RSS before the viewers and at the end beside the per-viewer figure.
+    assert.match(stderr, /\| -?\d+\.\d \(\d+ → \d+\) \|/, stderr);
+    const result = doc.results[0];
     assert.ok(result, 'no result');
     assert.equal(result.server, 'ours-edge');
     assert.equal(result.error, undefined, result.error);
