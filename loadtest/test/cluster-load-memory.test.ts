@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { memoryDrift, type MemoryPoint } from '../src/cluster-load/memory-trend.js';
+import { meanRssMiB, memoryDrift, type MemoryPoint } from '../src/cluster-load/memory-trend.js';
 
 /** A heap that rises and falls with GC cycles around a live set of `floor`, and RSS `rss`, sampled every 5 s. */
 function series(seconds: number, at: (s: number) => { floor: number; rss: number }): MemoryPoint[] {
@@ -56,5 +56,13 @@ describe('cluster-load memory drift', () => {
     const d = memoryDrift(points, 30, 30);
     assert.equal(d.rssDriftPercent, 0);
     assert.ok(Number.isNaN(d.heapDriftPercent));
+  });
+
+  it('the steady window is read by its mean: one sample on a garbage peak does not set the baseline', () => {
+    // The window's first sample sits on a peak of Buffer garbage (190 MiB); the node is at 120 MiB otherwise.
+    const steady = series(30, (s) => ({ floor: 20, rss: s === 0 ? 190 : 120 }));
+    assert.equal(steady.length, 7);
+    assert.equal(meanRssMiB(steady), 130);
+    assert.ok(Number.isNaN(meanRssMiB([])));
   });
 });

@@ -94,6 +94,11 @@ export class MemoryTrend {
   }
 }
 
+/** Mean RSS of the points (NaN for none). */
+export function meanRssMiB(points: readonly MemoryPoint[]): number {
+  return points.length ? points.reduce((a, p) => a + p.rssMiB, 0) / points.length : NaN;
+}
+
 /** The drift from the window after `warmupS` to the last window of `windowS` seconds. */
 export function memoryDrift(points: readonly MemoryPoint[], warmupS: number, windowS: number): MemoryDrift {
   const end = points.at(-1)?.atS ?? 0;
@@ -105,8 +110,8 @@ export function memoryDrift(points: readonly MemoryPoint[], warmupS: number, win
     return known.length ? Math.min(...known) : NaN;
   };
   const change = (from: number, to: number): number => (100 * (to - from)) / from;
-  const rssWarmMiB = mean(warm.map((p) => p.rssMiB));
-  const rssEndMiB = mean(last.map((p) => p.rssMiB));
+  const rssWarmMiB = meanRssMiB(warm);
+  const rssEndMiB = meanRssMiB(last);
   const heapFloorWarmMiB = floor(warm.map((p) => p.heapUsedMiB));
   const heapFloorEndMiB = floor(last.map((p) => p.heapUsedMiB));
   const first = points[0];

@@ -3,7 +3,7 @@
  * this process; V viewers over the edges with a skewed popularity. Phases: ramp → steady window (delivery, TTFF,
  * latency, pulls per (stream, edge), Redis/NATS traffic, CPU/RSS) → churn → rolling updates → leak check.
  */
-import { MemoryTrend, memoryDrift, type MemoryDrift, type MemoryPoint } from './memory-trend.js';
+import { MemoryTrend, meanRssMiB, memoryDrift, type MemoryDrift, type MemoryPoint } from './memory-trend.js';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseRtmpUrl } from '@rtmp-relay/rtmp';
 import { generateFlv, loadFlv, type FlvSource } from '../source.js';
@@ -49,6 +49,13 @@ export interface NodeUsage {
   rssChurnChangePercent: number;
   /** RSS and heap-floor drift from the churn phase's warm-up window to its last window (memory-trend.ts). */
   churnMemory?: MemoryDrift;
+  /**
+   * Mean RSS over the steady window (sampled every few seconds), and the change from it to the mean of the churn's
+   * last window: RSS swings with the Buffer garbage between full collections, so one sample at the window's start
+   * can sit on a peak; means over both windows compare like with like.
+   */
+  rssSteadyMeanMiB: number;
+  rssSteadyToChurnEndPercent: number;
 }
 
 export interface PhaseOutcome {
@@ -452,6 +459,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       p.window.t0 = p.timestamp;
     }
     windowOpen = true;
+    const steadyMemory = new MemoryTrend(() => nodes, MEMORY_SAMPLE_MS);
     const upAtOpen = viewers.filter((s) => s.v.isUp && s.ttffDone);
     const stallsAtOpen = new Map(upAtOpen.map((st) => [st, st.v.stalls]));
     await sleep(o.durationS * 1000);
@@ -461,6 +469,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
     const redisAfter = await redisCommands(cluster);
     const natsAfter = await natsMsgs(cluster);
     const procAfter = await Promise.all(nodes.map((n) => n.usage()));
+    const steadyMemoryPoints = await steadyMemory.stop();
     await sleep(o.settleMs); // media up to t1 still in flight
     windowOpen = false;
     const viewersWithStalls = upAtOpen.filter((st) => st.v.stalls > stallsAtOpen.get(st)!).length;
@@ -534,6 +543,8 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       rssChangePercent: NaN,
       rssAfterChurnMiB: NaN,
       rssChurnChangePercent: NaN,
+      rssSteadyMeanMiB: meanRssMiB(steadyMemoryPoints.get(n.id) ?? []),
+      rssSteadyToChurnEndPercent: NaN,
     }));
     log(`steady window done: ${delivered.length} viewers measured, ${under99} under 99 %`);
 
@@ -602,6 +613,8 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
         u.rssChurnChangePercent = (100 * (u.rssAfterChurnMiB - u.rssStartMiB)) / u.rssStartMiB;
         const points = memoryTrend.get(n.id);
         if (points) u.churnMemory = memoryDrift(points, memoryWindows.warmupS, memoryWindows.windowS);
+        if (u.churnMemory)
+          u.rssSteadyToChurnEndPercent = (100 * (u.churnMemory.rssEndMiB - u.rssSteadyMeanMiB)) / u.rssSteadyMeanMiB;
       }
       churn = {
         ...phaseOutcome(viewers, before, startedAt, o.stallMs, publishers, undefined),

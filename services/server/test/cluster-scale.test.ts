@@ -60,6 +60,12 @@ describe('cluster at scale (small): streams, churn, rolling origins, leaks', () 
     }
     // Churn: viewers stay connected through publishers leaving and coming back; no stream is lost.
     assert.ok(r.churn && r.churn.publisherStops > 0, context);
+    // Memory through the steady window and the churn, for every node that lived through both.
+    for (const n of r.nodes.filter((x) => x.churnMemory)) {
+      assert.ok(n.rssSteadyMeanMiB > 20, `${n.id}: steady RSS ${n.rssSteadyMeanMiB}`);
+      assert.ok(Number.isFinite(n.rssSteadyToChurnEndPercent), `${n.id}: ${context}`);
+    }
+    assert.ok(r.nodes.filter((x) => x.churnMemory).length >= 3, context);
     assert.equal(r.churn!.viewersDisconnected, 0, context);
     assert.equal(r.churn!.streamsLost, 0, context);
     assert.deepEqual(r.churn!.joinFailures, {}, context);
