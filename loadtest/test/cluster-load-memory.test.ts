@@ -49,6 +49,7 @@ describe('cluster-load memory drift', () => {
     );
     assert.ok(d.heapDriftPercent > 35, `heap drift ${d.heapDriftPercent}`);
     assert.ok(d.rssDriftPercent > 5, `rss drift ${d.rssDriftPercent}`);
+    assert.ok(d.rssFloorDriftPercent > 5, `rss floor drift ${d.rssFloorDriftPercent}`);
   });
 
   it('a node without heap metrics: RSS only', () => {
@@ -56,6 +57,20 @@ describe('cluster-load memory drift', () => {
     const d = memoryDrift(points, 30, 30);
     assert.equal(d.rssDriftPercent, 0);
     assert.ok(Number.isNaN(d.heapDriftPercent));
+  });
+
+  it('RSS swinging with garbage between collections: the floor is flat, the window means are not', () => {
+    // jemalloc gives freed Buffers back: RSS climbs with garbage through each 30 s cycle and drops to 120 MiB after
+    // every full collection; the last minute's peaks are higher (more garbage), the floor is not.
+    const d = memoryDrift(
+      series(600, (s) => ({ floor: 20, rss: s % 30 === 0 ? 120 : 120 + 2 * (s % 30) + (s > 540 ? 20 : 0) })),
+      60,
+      60,
+    );
+    assert.equal(d.rssFloorWarmMiB, 120);
+    assert.equal(d.rssFloorEndMiB, 120);
+    assert.equal(d.rssFloorDriftPercent, 0);
+    assert.ok(d.rssDriftPercent > 1, `the means move with the cycles' phase: ${d.rssDriftPercent}`);
   });
 
   it('the steady window is read by its mean: one sample on a garbage peak does not set the baseline', () => {

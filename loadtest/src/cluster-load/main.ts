@@ -71,7 +71,7 @@ export function formatClusterReport(r: ClusterLoadReport): string {
       (n) =>
         `  ${n.id.padEnd(14)} ${n.role.padEnd(6)} [${n.source}] CPU ${fmt(n.cpuPercent, 0).padStart(4)} %  RSS ${fmt(n.rssStartMiB, 0)} → ${fmt(n.rssMiB, 0)} MiB (${fmt(n.rssChangePercent, 1)} %); after churn ${fmt(n.rssAfterChurnMiB, 0)} MiB (${fmt(n.rssChurnChangePercent, 1)} %)` +
         (n.churnMemory
-          ? `; churn after warm-up: RSS ${fmt(n.churnMemory.rssWarmMiB, 0)} → ${fmt(n.churnMemory.rssEndMiB, 0)} MiB (${fmt(n.churnMemory.rssDriftPercent, 1)} %), heap floor ${fmt(n.churnMemory.heapFloorWarmMiB, 1)} → ${fmt(n.churnMemory.heapFloorEndMiB, 1)} MiB (${fmt(n.churnMemory.heapDriftPercent, 1)} %); ` +
+          ? `; churn after warm-up: RSS ${fmt(n.churnMemory.rssWarmMiB, 0)} → ${fmt(n.churnMemory.rssEndMiB, 0)} MiB (${fmt(n.churnMemory.rssDriftPercent, 1)} %), RSS floor ${fmt(n.churnMemory.rssFloorWarmMiB, 0)} → ${fmt(n.churnMemory.rssFloorEndMiB, 0)} MiB (${fmt(n.churnMemory.rssFloorDriftPercent, 1)} %), heap floor ${fmt(n.churnMemory.heapFloorWarmMiB, 1)} → ${fmt(n.churnMemory.heapFloorEndMiB, 1)} MiB (${fmt(n.churnMemory.heapDriftPercent, 1)} %); ` +
             `steady window mean → churn's last window: RSS ${fmt(n.rssSteadyMeanMiB, 0)} → ${fmt(n.churnMemory.rssEndMiB, 0)} MiB (${fmt(n.rssSteadyToChurnEndPercent, 1)} %); ` +
             `from churn start: RSS ${fmt(n.churnMemory.rssStartMiB, 0)} → ${fmt(n.churnMemory.rssEndMiB, 0)}, V8 heap committed ${fmt(n.churnMemory.heapTotalStartMiB, 0)} → ${fmt(n.churnMemory.heapTotalEndMiB, 0)}, external ${fmt(n.churnMemory.externalStartMiB, 0)} → ${fmt(n.churnMemory.externalEndMiB, 0)} MiB`
           : ''),

@@ -26,6 +26,13 @@ export interface MemoryDrift {
   rssWarmMiB: number;
   rssEndMiB: number;
   rssDriftPercent: number;
+  /**
+   * Lowest RSS over the same windows, and the change: with an allocator that returns freed memory (jemalloc), RSS
+   * swings with the Buffer garbage between full collections, and the floor is what the node keeps.
+   */
+  rssFloorWarmMiB: number;
+  rssFloorEndMiB: number;
+  rssFloorDriftPercent: number;
   /** Lowest heap in use over the same windows, and the change. */
   heapFloorWarmMiB: number;
   heapFloorEndMiB: number;
@@ -112,6 +119,8 @@ export function memoryDrift(points: readonly MemoryPoint[], warmupS: number, win
   const change = (from: number, to: number): number => (100 * (to - from)) / from;
   const rssWarmMiB = meanRssMiB(warm);
   const rssEndMiB = meanRssMiB(last);
+  const rssFloorWarmMiB = floor(warm.map((p) => p.rssMiB));
+  const rssFloorEndMiB = floor(last.map((p) => p.rssMiB));
   const heapFloorWarmMiB = floor(warm.map((p) => p.heapUsedMiB));
   const heapFloorEndMiB = floor(last.map((p) => p.heapUsedMiB));
   const first = points[0];
@@ -120,6 +129,9 @@ export function memoryDrift(points: readonly MemoryPoint[], warmupS: number, win
     rssWarmMiB,
     rssEndMiB,
     rssDriftPercent: change(rssWarmMiB, rssEndMiB),
+    rssFloorWarmMiB,
+    rssFloorEndMiB,
+    rssFloorDriftPercent: change(rssFloorWarmMiB, rssFloorEndMiB),
     heapFloorWarmMiB,
     heapFloorEndMiB,
     heapDriftPercent: change(heapFloorWarmMiB, heapFloorEndMiB),
