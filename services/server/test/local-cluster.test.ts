@@ -4,7 +4,7 @@ import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { ffmpegCountFrames, ffmpegPublish } from './support/media-tools.js';
-import { start, stopAll, waitFor } from './support/processes.js';
+import { start, stopAll, waitFor, type Running } from './support/processes.js';
 
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 
@@ -34,10 +34,19 @@ function childCommandLines(pid: number): string[][] {
 }
 
 describe('rtmp-relay cluster (npm run cluster)', () => {
-  after(stopAll);
+  let cluster: Running | undefined;
+  after(async () => {
+    // The cluster's own redis, nats and nodes outlive it if it is killed: after a failure, stop it the way a user
+    // does (SIGINT, bounded) before stopAll's SIGKILL.
+    if (cluster && cluster.child.exitCode === null && cluster.child.signalCode === null) {
+      cluster.child.kill('SIGINT');
+      await Promise.race([cluster.exited, new Promise((resolve) => setTimeout(resolve, 20_000).unref())]);
+    }
+    await stopAll();
+  });
 
   it('starts redis, nats, 2 origins and 2 edges, serves publish→origin and play←edge, and stops them all on SIGINT', async () => {
-    const cluster = start(
+    cluster = start(
       process.execPath,
       // As `npm run cluster` starts it: with the image's Node flags, which its nodes must get (not debugger flags).
       [
