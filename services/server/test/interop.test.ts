@@ -187,6 +187,8 @@ describe('interop: end of stream and reconnects', () => {
     const gst = start(
       'gst-launch-1.0',
       [
+        // Bus messages on stdout: if it ever hangs again (once in CI, 2026-12-07), the tail shows what it last saw.
+        '-m',
         'rtmp2src',
         `location=${url}`,
         '!',
@@ -208,7 +210,11 @@ describe('interop: end of stream and reconnects', () => {
     const [f, g, r] = await Promise.all([ff.exited, gst.exited, rd.exited]);
     assert.equal(f.timedOut, false, 'ffmpeg ended by itself');
     assert.equal(f.code, 0, f.stderr);
-    assert.equal(g.timedOut, false, 'gst-launch reached EOS by itself');
+    assert.equal(
+      g.timedOut,
+      false,
+      `gst-launch reached EOS by itself; its last bus messages:\n${g.stdout.slice(-3000)}\n${g.stderr.slice(-2000)}`,
+    );
     assert.equal(g.code, 0, g.stderr);
     assert.equal(r.timedOut, false, 'rtmpdump ended by itself');
   });
