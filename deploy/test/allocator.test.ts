@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { jemallocCandidates, nodeMallocEnv, RELAY_NODE_FLAGS } from '../../loadtest/src/node-flags.js';
 import { ffmpegCountFrames, ffmpegPublish } from '../../services/server/test/support/media-tools.js';
-import { start, stopAll, waitFor } from '../../services/server/test/support/processes.js';
+import { start, startLinePorts, stopAll, waitFor } from '../../services/server/test/support/processes.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = join(ROOT, 'services/server/dist/cli.js');
@@ -71,10 +71,7 @@ describe('allocator: the node runs on jemalloc, as the image runs it', () => {
     );
     let stderr = '';
     node.child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    const ports = await waitFor('the start line', () => {
-      const m = /rtmp:\/\/[^:]+:(\d+)\/live\/<key>.*http:\/\/[^:]+:(\d+)\//.exec(stderr);
-      return m ? { rtmp: Number(m[1]), http: Number(m[2]) } : undefined;
-    });
+    const ports = await waitFor('the start line', () => startLinePorts(stderr));
     const maps = readFileSync(`/proc/${node.child.pid}/maps`, 'utf8');
     assert.match(maps, /libjemalloc\.so\.2/, 'the node process has jemalloc mapped');
 

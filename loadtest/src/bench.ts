@@ -73,8 +73,7 @@ interface BenchOptions {
   workers: number;
   ffmpegPlayers: number;
   ffmpegMode: FfmpegPlayerMode;
-  /** Allocator our nodes run with (asked for, and what this machine gives: jemalloc as in the image, or system). */
-  malloc: NodeMalloc;
+  /** Allocator our nodes run with: jemalloc as in the image, or system (asked for, or jemalloc missing: `warning`). */
   allocator: NodeMallocChoice;
 }
 
@@ -811,7 +810,6 @@ async function main(argv: string[]): Promise<number> {
     workers: Math.max(0, Math.floor(Number(raw['workers']))),
     ffmpegPlayers: quick ? 0 : Math.max(0, Math.floor(Number(raw['ffmpegPlayers']))),
     ffmpegMode: raw['ffmpegMode'] as FfmpegPlayerMode,
-    malloc: raw['malloc'] as NodeMalloc,
     allocator: nodeMallocEnv(raw['malloc'] as NodeMalloc, existsSync),
   };
   if (o.allocator.warning) process.stderr.write(`bench: warning: ${o.allocator.warning}\n`);

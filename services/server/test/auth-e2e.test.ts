@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { signStreamName } from '../src/auth/index.js';
 import { ffmpegCountFrames, ffmpegPublish } from './support/media-tools.js';
-import { start, stopAll, waitFor, type Running } from './support/processes.js';
+import { start, stopAll, waitFor, type Running, startLinePorts } from './support/processes.js';
 import { startNats, startRedis, stopAllServices } from './support/services.js';
 
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
@@ -41,8 +41,8 @@ async function startCli(role: 'origin' | 'edge', env: Record<string, string>): P
   const ports = await waitFor(
     `${role} start line`,
     () => {
-      const m = /rtmp:\/\/[^:]+:(\d+)\/live\/<key>.*http:\/\/[^:]+:(\d+)\//.exec(stderr);
-      return m ? { rtmpPort: Number(m[1]), httpPort: Number(m[2]) } : undefined;
+      const ports = startLinePorts(stderr);
+      return ports && { rtmpPort: ports.rtmp, httpPort: ports.http };
     },
     20_000,
   );

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { ffmpegCountFrames, ffmpegPublish } from './support/media-tools.js';
-import { run, start, stopAll, waitFor } from './support/processes.js';
+import { run, start, startLinePorts, stopAll, waitFor } from './support/processes.js';
 
 /** The built `rtmp-relay` binary, as `npm start` runs it (npm test builds first). */
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
@@ -49,10 +49,7 @@ describe('rtmp-relay CLI', () => {
     );
     let stderr = '';
     node.child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    const ports = await waitFor('the start line', () => {
-      const m = /rtmp:\/\/[^:]+:(\d+)\/live\/<key>.*http:\/\/[^:]+:(\d+)\//.exec(stderr);
-      return m ? { rtmp: Number(m[1]), http: Number(m[2]) } : undefined;
-    });
+    const ports = await waitFor('the start line', () => startLinePorts(stderr));
     const url = `rtmp://127.0.0.1:${ports.rtmp}/live/cli`;
     const pub = ffmpegPublish(url, { seconds: 30 });
     await waitFor(

@@ -25,7 +25,7 @@ import {
 } from '@rtmp-relay/rtmp';
 import { DEFAULT_HEADER_CACHE_MAX_BYTES } from '@rtmp-relay/hub';
 import { parseMetric } from './support/cluster-harness.js';
-import { start, stopAll, waitFor, type Running } from './support/processes.js';
+import { type Running, start, startLinePorts, stopAll, waitFor } from './support/processes.js';
 import { RawRtmpPeer, destroyAllRawPeers } from './support/raw-rtmp.js';
 
 const KIB = 1024;
@@ -108,8 +108,7 @@ async function spawnStandalone(env: Record<string, string>): Promise<SpawnedNode
     'standalone node start line',
     () => {
       if (exited) throw new Error(`node exited before starting:\n${out}`);
-      const m = /rtmp-relay \w+: rtmp:\/\/[^:]+:(\d+)\/live\/<key>.*http:\/\/[^:]+:(\d+)\//.exec(out);
-      return m ? { rtmp: Number(m[1]), http: Number(m[2]) } : undefined;
+      return startLinePorts(out);
     },
     30_000,
     20,

@@ -12,7 +12,7 @@ import {
   type ClusterNode,
 } from './support/cluster-harness.js';
 import { ffmpegPublish } from './support/media-tools.js';
-import { start, stopAll, waitFor, type Running } from './support/processes.js';
+import { type Running, start, startLinePorts, stopAll, waitFor } from './support/processes.js';
 import { startNats, startRedis, stopAllServices, type ServiceHandle } from './support/services.js';
 
 const edge = (id: string, tier?: 'leaf' | 'parent', extra: Partial<TierNode> = {}): TierNode => ({
@@ -151,8 +151,7 @@ describe('tiers: 1 origin, 2 parents, 4 leaves (real Redis, NATS, FFmpeg)', () =
       `parent ${id} start line`,
       () => {
         if (proc.child.exitCode !== null) throw new Error(`parent ${id} exited:\n${out}`);
-        const m = /rtmp-relay \w+: rtmp:\/\/[^:]+:(\d+)\/live\/<key>.*http:\/\/[^:]+:(\d+)\//.exec(out);
-        return m ? { rtmp: Number(m[1]), http: Number(m[2]) } : undefined;
+        return startLinePorts(out);
       },
       30_000,
       20,

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { MessageType, RtmpClient, parseVideoTag, type RtmpMessage } from '@rtmp-relay/rtmp';
 import { loadConfig } from '../../src/config.js';
 import { startNode, type RunningNode } from '../../src/node.js';
-import { start, waitFor, type RunResult, type Running } from './processes.js';
+import { type Running, type RunResult, start, startLinePorts, waitFor } from './processes.js';
 
 /** The built `rtmp-relay` binary (npm test builds first). */
 export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
@@ -118,8 +118,7 @@ export async function spawnNode(role: ClusterRole, id: string, env: Record<strin
     `${role} ${id} to print its start line`,
     () => {
       if (exited) throw new Error(`${role} ${id} exited before starting:\n${out}`);
-      const m = /rtmp-relay \w+: rtmp:\/\/[^:]+:(\d+)\/live\/<key>.*http:\/\/[^:]+:(\d+)\//.exec(out);
-      return m ? { rtmp: Number(m[1]), http: Number(m[2]) } : undefined;
+      return startLinePorts(out);
     },
     15_000,
     20,

@@ -115,3 +115,12 @@ export function hasCommand(cmd: string): boolean {
     }
   });
 }
+
+/**
+ * The RTMP and HTTP ports a node's start line announces (`rtmp-relay <role>: rtmp://host:port/live/<key> ...
+ * http://host:port/`), once `output` holds it; undefined before.
+ */
+export function startLinePorts(output: string): { rtmp: number; http: number } | undefined {
+  const m = /rtmp-relay \w+: rtmp:\/\/[^:]+:(\d+)\/live\/<key>.*http:\/\/[^:]+:(\d+)\//.exec(output);
+  return m ? { rtmp: Number(m[1]), http: Number(m[2]) } : undefined;
+}
