@@ -45,6 +45,11 @@ export function encodedMessageSize(payloadLength: number, timestamp: number, csi
   return payloadLength + basic + FMT0_HEADER_SIZE + ext + (chunks - 1) * (basic + ext);
 }
 
+function checkChunking(csid: number, chunkSize: number): void {
+  if (csid < CSID_MIN || csid > CSID_MAX) throw new RangeError(`chunk stream id ${csid} out of range`);
+  if (chunkSize < 1 || chunkSize > MAX_CHUNK_SIZE) throw new RangeError(`chunk size ${chunkSize} out of range`);
+}
+
 /**
  * Serializes one message into chunks: a self-contained type-0 header, then type-3 continuations that repeat the
  * extended timestamp (what FFmpeg and librtmp always read). Because nothing depends on the previous message on
@@ -52,12 +57,22 @@ export function encodedMessageSize(payloadLength: number, timestamp: number, csi
  * the hub serialize a message once and write the same bytes to every viewer.
  */
 export function encodeMessageChunks(msg: RtmpMessage, csid: number, chunkSize: number): Buffer {
-  if (csid < CSID_MIN || csid > CSID_MAX) throw new RangeError(`chunk stream id ${csid} out of range`);
-  if (chunkSize < 1 || chunkSize > MAX_CHUNK_SIZE) throw new RangeError(`chunk size ${chunkSize} out of range`);
+  checkChunking(csid, chunkSize);
+  const size = encodedMessageSize(msg.payload.length, msg.timestamp >>> 0, csid, chunkSize);
+  return encodeMessageChunksInto(msg, csid, chunkSize, Buffer.allocUnsafe(size));
+}
+
+/**
+ * encodeMessageChunks into `out`, which must be exactly encodedMessageSize() long (a caller's slab, so messages
+ * that are kept together can share one allocation). Returns `out`.
+ */
+export function encodeMessageChunksInto(msg: RtmpMessage, csid: number, chunkSize: number, out: Buffer): Buffer {
+  checkChunking(csid, chunkSize);
   const { payload } = msg;
   const timestamp = msg.timestamp >>> 0;
   const extended = timestamp >= EXTENDED_TIMESTAMP_MARKER;
-  const out = Buffer.allocUnsafe(encodedMessageSize(payload.length, timestamp, csid, chunkSize));
+  const size = encodedMessageSize(payload.length, timestamp, csid, chunkSize);
+  if (out.length !== size) throw new RangeError(`chunk buffer of ${out.length} bytes for a ${size}-byte message`);
 
   let o = writeBasicHeader(out, 0, CHUNK_FMT_FULL, csid);
   out.writeUIntBE(extended ? EXTENDED_TIMESTAMP_MARKER : timestamp, o, 3);
@@ -77,6 +92,34 @@ export function encodeMessageChunks(msg: RtmpMessage, csid: number, chunkSize: n
     p += n;
   }
   return out;
+}
+
+/** Basic header size of the chunk starting at `chunk[0]` (the csid's form is in its low six bits). */
+function basicHeaderSizeAt(chunk: Buffer): number {
+  const csid6 = chunk[0]! & 0x3f;
+  return csid6 === 0 ? 2 : csid6 === 1 ? 3 : 1;
+}
+
+/**
+ * The payload of a message serialized by encodeMessageChunks with `chunkSize`, copied out of its chunks (the
+ * inverse, for holders that keep only the chunked form). Not a general chunk parser: it trusts the layout.
+ */
+export function payloadFromMessageChunks(chunks: Buffer, chunkSize: number): Buffer {
+  const basic = basicHeaderSizeAt(chunks);
+  const length = chunks.readUIntBE(basic + 3, 3);
+  const extended = chunks.readUIntBE(basic, 3) === EXTENDED_TIMESTAMP_MARKER;
+  const continuationHeader = basic + (extended ? EXTENDED_TIMESTAMP_SIZE : 0);
+  const payload = Buffer.allocUnsafe(length);
+  let o = basic + FMT0_HEADER_SIZE + (extended ? EXTENDED_TIMESTAMP_SIZE : 0);
+  let p = 0;
+  while (p < length) {
+    if (p > 0) o += continuationHeader;
+    const n = Math.min(chunkSize, length - p);
+    chunks.copy(payload, p, o, o + n);
+    o += n;
+    p += n;
+  }
+  return payload;
 }
 
 /** Per-connection outgoing chunk state: just the chunk size, since every message starts with a type-0 header. */

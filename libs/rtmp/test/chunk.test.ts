@@ -10,7 +10,13 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 
 import { ChunkReader, defaultMaxMessageSize, type ChunkReaderLimits } from '../src/chunk-reader.js';
-import { ChunkWriter, encodeMessageChunks, encodedMessageSize } from '../src/chunk-writer.js';
+import {
+  ChunkWriter,
+  encodeMessageChunks,
+  encodeMessageChunksInto,
+  encodedMessageSize,
+  payloadFromMessageChunks,
+} from '../src/chunk-writer.js';
 import { CSID_MIN, MAX_CHUNK_SIZE, MessageType, PeerBandwidthLimit } from '../src/constants.js';
 import { abortMessage, setChunkSize, setPeerBandwidth, streamBegin, windowAckSize } from '../src/control.js';
 import { RtmpProtocolError } from '../src/errors.js';
@@ -463,6 +469,54 @@ function mergeStats(into: WriterStats, from: WriterStats): void {
 // ---------------------------------------------------------------------------------------------------------------
 // Protocol-edge unit fixtures (docs/INTEROP.md §10, byte-level unit fixtures)
 // ---------------------------------------------------------------------------------------------------------------
+
+describe('serialized messages kept by holders (encodeMessageChunksInto, payloadFromMessageChunks)', () => {
+  it('payloadFromMessageChunks gives back the payload for any size, chunk size, csid form and timestamp', () => {
+    const timestamp = fc.oneof(fc.integer({ min: 0, max: 0xfffffe }), fc.integer({ min: 0xffffff, max: 0xffffffff }));
+    const csid = fc.oneof(
+      fc.integer({ min: CSID_MIN, max: 63 }),
+      fc.integer({ min: 64, max: 319 }),
+      fc.integer({ min: 320, max: 65_599 }),
+    );
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 3000 }),
+        fc.oneof(fc.integer({ min: 1, max: 16 }), fc.integer({ min: 17, max: 4096 })),
+        csid,
+        timestamp,
+        (length, chunkSize, id, ts) => {
+          const payload = randomBytes(length);
+          const chunks = encodeMessageChunks(
+            { type: MessageType.Video, streamId: 1, timestamp: ts, payload },
+            id,
+            chunkSize,
+          );
+          const back = payloadFromMessageChunks(chunks, chunkSize);
+          assert.ok(back.equals(payload), `length ${length}, chunk size ${chunkSize}, csid ${id}, timestamp ${ts}`);
+          const before = Buffer.from(chunks);
+          back.fill(0x5a);
+          assert.ok(chunks.equals(before), 'a copy: the chunks are shared and must never change');
+        },
+      ),
+      { numRuns: NUM_RUNS },
+    );
+  });
+
+  it("encodeMessageChunksInto writes the same bytes into a caller's slab and refuses a buffer of the wrong size", () => {
+    const msg: RtmpMessage = { type: MessageType.Audio, streamId: 1, timestamp: 0x1000000, payload: randomBytes(1000) };
+    const size = encodedMessageSize(1000, msg.timestamp, 4, 128);
+    const slab = Buffer.alloc(size + 20, 0xee);
+    const out = encodeMessageChunksInto(msg, 4, 128, slab.subarray(10, 10 + size));
+    assert.ok(out.equals(encodeMessageChunks(msg, 4, 128)));
+    assert.equal(out.buffer, slab.buffer);
+    assert.ok(
+      slab.subarray(0, 10).equals(Buffer.alloc(10, 0xee)) && slab.subarray(10 + size).equals(Buffer.alloc(10, 0xee)),
+      'nothing outside its range',
+    );
+    assert.throws(() => encodeMessageChunksInto(msg, 4, 128, Buffer.alloc(size - 1)), RangeError);
+    assert.throws(() => encodeMessageChunksInto(msg, 4, 128, Buffer.alloc(size + 1)), RangeError);
+  });
+});
 
 describe('basic header: chunk stream ids', () => {
   const payload = Buffer.from('abc');
