@@ -1,4 +1,4 @@
-import type { HubMessage, MediaKind } from './hub-message.js';
+import { payloadOf, type HubMessage, type MediaKind } from './hub-message.js';
 
 /** The codec of a legacy (non-ExHeader) header or frame. */
 const LEGACY_CODEC = 'legacy';
@@ -27,7 +27,7 @@ interface Entry {
   seq: number;
 }
 
-const retainedBytes = (m: HubMessage): number => m.payload.length + m.chunks.length;
+const retainedBytes = (m: HubMessage): number => (m.keptPayload?.length ?? 0) + m.chunks.length;
 const codecOf = (m: HubMessage): string => m.fourCc ?? LEGACY_CODEC;
 
 /**
@@ -76,7 +76,7 @@ export class HeaderCache {
   put(key: string, m: HubMessage): HeaderPutResult {
     const slot = `${m.kind}|${key}`;
     const existing = this.entries.get(slot);
-    if (existing?.m.payload.equals(m.payload)) return { changed: false, refused: false, evicted: [] };
+    if (existing && payloadOf(existing.m).equals(payloadOf(m))) return { changed: false, refused: false, evicted: [] };
     const bytes = retainedBytes(m);
     const victims = this.victimsFor(slot, existing, bytes);
     if (!victims) {

@@ -1,4 +1,14 @@
-import { MessageType, encodeFlvTag, encodeMessageChunks, parseAudioTag, parseVideoTag } from '@rtmp-relay/rtmp';
+import {
+  MessageType,
+  encodeFlvTag,
+  encodeMessageChunks,
+  encodeMessageChunksInto,
+  encodedMessageSize,
+  parseAudioTag,
+  parseVideoTag,
+  payloadFromMessageChunks,
+} from '@rtmp-relay/rtmp';
+import type { ChunkAllocator } from './gop-slab.js';
 
 /** Chunk stream ids the hub writes media on. Every message starts with a type-0 header, so they never interfere. */
 export const CSID_HUB_AUDIO = 4;
@@ -12,13 +22,19 @@ export type MediaKind = 'audio' | 'video' | 'data';
 /**
  * A message on the hub timeline, classified once and serialized once. `chunks` is shared by every viewer that
  * plays on PRIMARY_STREAM_ID with the hub's chunk size; other stream ids get a lazily built variant, also shared.
+ *
+ * A media frame keeps only its chunks (a GOP cache holds one copy of each frame, not the payload beside it): the
+ * payload is rebuilt from them by payloadOf() for the forms built later (FLV tag, other stream ids). Headers and
+ * data keep their payload: they are compared with every resend and re-stamped for joins.
  */
 export interface HubMessage {
   readonly kind: MediaKind;
   readonly type: number;
   /** Hub timeline, uint32. */
   readonly timestamp: number;
-  readonly payload: Buffer;
+  readonly payloadLength: number;
+  /** The payload, for headers and data only (see above); use payloadOf(). */
+  readonly keptPayload: Buffer | undefined;
   readonly isKeyframe: boolean;
   readonly isSequenceHeader: boolean;
   /**
@@ -31,6 +47,8 @@ export interface HubMessage {
   /** Set for Enhanced RTMP (ExHeader) frames: only viewers that negotiated this FourCC receive them. */
   readonly fourCc: string | undefined;
   readonly chunks: Buffer;
+  /** The chunk size `chunks` was cut with. */
+  readonly chunkSize: number;
   variants: Map<number, Buffer> | undefined;
   /** The message as one FLV tag (header + data + PreviousTagSize), built on first use, shared by FLV viewers. */
   flvTag: Buffer | undefined;
@@ -47,12 +65,17 @@ export function kindOf(type: number): MediaKind | undefined {
   return undefined;
 }
 
+/**
+ * Classifies and serializes a message. A media frame's chunks come from `allocator` when given (the hub's GOP slab),
+ * and the frame doesn't keep its payload.
+ */
 export function createHubMessage(
   kind: MediaKind,
   type: number,
   timestamp: number,
   payload: Buffer,
   chunkSize: number,
+  allocator?: ChunkAllocator,
 ): HubMessage {
   let isKeyframe = false;
   let isSequenceHeader = false;
@@ -72,22 +95,31 @@ export function createHubMessage(
     if (info.exHeader) fourCc = info.fourCc;
     if (isSequenceHeader) headerKey = headerSlot(info.exHeader, info.fourCc, info.packetType, info.tracks);
   }
-  const chunks = encodeMessageChunks(
-    { type, streamId: PRIMARY_STREAM_ID, timestamp, payload },
-    csidFor(kind),
-    chunkSize,
-  );
+  const csid = csidFor(kind);
+  const msg = { type, streamId: PRIMARY_STREAM_ID, timestamp, payload };
+  const isFrame = kind !== 'data' && !isSequenceHeader;
+  const chunks =
+    isFrame && allocator
+      ? encodeMessageChunksInto(
+          msg,
+          csid,
+          chunkSize,
+          allocator.allocate(encodedMessageSize(payload.length, timestamp, csid, chunkSize), isKeyframe),
+        )
+      : encodeMessageChunks(msg, csid, chunkSize);
   return {
     kind,
     type,
     timestamp,
-    payload,
+    payloadLength: payload.length,
+    keptPayload: isFrame ? undefined : payload,
     isKeyframe,
     isSequenceHeader,
     headerKey,
     resetsDecoder,
     fourCc,
     chunks,
+    chunkSize,
     variants: undefined,
     flvTag: undefined,
   };
@@ -104,13 +136,18 @@ function headerSlot(
   return `${fourCc ?? '?'}:${packetType ?? '?'}:${trackIds}`;
 }
 
+/** The message's payload: kept (headers, data) or copied out of its chunks (media frames; FLV and variants only). */
+export function payloadOf(m: HubMessage): Buffer {
+  return m.keptPayload ?? payloadFromMessageChunks(m.chunks, m.chunkSize);
+}
+
 /** The message chunked for a viewer playing on `streamId` (shared among all such viewers). */
 export function chunksFor(m: HubMessage, streamId: number, chunkSize: number): Buffer {
   if (streamId === PRIMARY_STREAM_ID) return m.chunks;
   let variant = m.variants?.get(streamId);
   if (!variant) {
     variant = encodeMessageChunks(
-      { type: m.type, streamId, timestamp: m.timestamp, payload: m.payload },
+      { type: m.type, streamId, timestamp: m.timestamp, payload: payloadOf(m) },
       csidFor(m.kind),
       chunkSize,
     );
@@ -124,6 +161,6 @@ export function flvTagFor(m: HubMessage): Buffer {
   return (m.flvTag ??= encodeFlvTag({
     type: m.type === MessageType.DataAmf3 ? MessageType.DataAmf0 : m.type,
     timestamp: m.timestamp,
-    data: m.payload,
+    data: payloadOf(m),
   }));
 }

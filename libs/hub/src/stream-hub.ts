@@ -1,6 +1,15 @@
 import { TimestampUnwrapper, type RtmpMessage } from '@rtmp-relay/rtmp';
 import { HeaderCache } from './header-cache.js';
-import { chunksFor, createHubMessage, flvTagFor, kindOf, PRIMARY_STREAM_ID, type HubMessage } from './hub-message.js';
+import { GopSlab } from './gop-slab.js';
+import {
+  chunksFor,
+  createHubMessage,
+  flvTagFor,
+  kindOf,
+  payloadOf,
+  PRIMARY_STREAM_ID,
+  type HubMessage,
+} from './hub-message.js';
 import { JoinBurst } from './join-burst.js';
 import { processLoadGauge, type LoadSignal } from './load-gauge.js';
 import { stripSetDataFrame, isMetadataPayload, isClearDataFrame } from './metadata.js';
@@ -73,6 +82,7 @@ export class StreamHub {
   private gopBytes = 0;
   /** The join sequence (metadata, headers, GOP) as shared bytes for RTMP joiners on the primary stream id. */
   private readonly joinBurst: JoinBurst;
+  private readonly slab = new GopSlab();
   /** Busy/idle decision for adaptive batching (one per process, not per viewer). */
   private readonly load: LoadSignal;
   private hasVideo = false;
@@ -258,11 +268,14 @@ export class StreamHub {
       }
       payload = stripSetDataFrame(payload);
     }
-    const m = createHubMessage(kind, msg.type, this.mapTimestamp(msg.timestamp, now), payload, this.options.chunkSize);
+    // With video, frames are written into the GOP's slab, which the cache and the join burst then share.
+    const slab = (this.hasVideo || kind === 'video') && this.options.gopCacheMaxBytes > 0 ? this.slab : undefined;
+    const timestamp = this.mapTimestamp(msg.timestamp, now);
+    const m = createHubMessage(kind, msg.type, timestamp, payload, this.options.chunkSize, slab);
 
     if (kind === 'data') {
       if (isMetadataPayload(payload)) {
-        if (this.metadata?.payload.equals(payload)) return; // encoders resend identical metadata often
+        if (this.metadata && payloadOf(this.metadata).equals(payload)) return; // encoders resend identical metadata often
         this.metadata = m;
         this.joinBurst.invalidateHead();
       }
@@ -366,7 +379,7 @@ export class StreamHub {
   private appendGop(m: HubMessage): void {
     if (this.options.gopCacheMaxBytes <= 0) return;
     this.gop.push(m);
-    this.gopBytes += m.payload.length;
+    this.gopBytes += m.payloadLength;
     if (this.gopBytes > this.options.gopCacheMaxBytes || this.gop.length > this.options.gopCacheMaxMessages) {
       this.clearGop(); // an oversized GOP is dropped whole; late joiners then wait for the next keyframe
     } else {
@@ -378,7 +391,7 @@ export class StreamHub {
     let drop = 0;
     while (drop < this.gop.length && ((latest - this.gop[drop]!.timestamp) | 0) > this.options.audioOnlyCacheMs) drop++;
     if (drop > 0) {
-      for (let i = 0; i < drop; i++) this.gopBytes -= this.gop[i]!.payload.length;
+      for (let i = 0; i < drop; i++) this.gopBytes -= this.gop[i]!.payloadLength;
       this.gop = this.gop.slice(drop);
       this.joinBurst.resetGop(); // audio-only: rebuilt from what is left on the next join (about a second of audio)
     }
@@ -507,9 +520,9 @@ export class StreamHub {
         : undefined;
     if (shared) {
       if (shared.head.length > 0) viewer.write(shared.head);
-      if (shared.gop.length > 0) viewer.write(shared.gop);
+      for (const run of shared.gop) viewer.write(run);
       slot.awaitingKeyframe = shared.awaitingKeyframe;
-      bytes = shared.head.length + shared.gop.length;
+      bytes = shared.head.length + shared.gopBytes;
     } else {
       for (const h of headers()) bytes += this.deliver(slot, h, now, true);
       for (const m of this.gop) bytes += this.deliver(slot, m, now, true);
@@ -528,7 +541,7 @@ export class StreamHub {
   private notAfterGopStart(h: HubMessage): HubMessage {
     const first = this.gop[0];
     if (!first || ((h.timestamp - first.timestamp) | 0) <= 0) return h;
-    return createHubMessage(h.kind, h.type, first.timestamp, h.payload, this.options.chunkSize);
+    return createHubMessage(h.kind, h.type, first.timestamp, payloadOf(h), this.options.chunkSize);
   }
 
   removeViewer(viewer: HubViewer): void {

@@ -8,7 +8,9 @@ import {
   MessageType,
   decodeAmf0,
   encodeAmf0,
+  encodeFlvHeader,
   encodeMessageChunks,
+  readFlvFile,
   setChunkSize,
   timestampDelta,
   type AmfObject,
@@ -874,6 +876,29 @@ class FakeFlvViewer extends FakeViewer {
   readonly format = 'flv' as const;
 }
 
+describe("StreamHub forms built from a frame's chunks (it keeps no payload)", () => {
+  it('FLV viewers and other stream ids get every frame byte-exact, extended timestamps included', () => {
+    const { hub } = liveHub();
+    const flv = new FakeFlvViewer('flv');
+    const other = new FakeViewer('other', [], 3);
+    hub.addViewer(flv);
+    hub.addViewer(other);
+    const base = 0xffff_f000; // past 0xFFFFFF: every chunk repeats the extended timestamp
+    const sent = [video(base, avcHeader()), video(base, avcKey(1, 2000)), audio(base + 10, aacFrame(2, 700))];
+    for (let i = 1; i <= 5; i++) sent.push(video(base + i * 33, avcInter(i, 1000 + i)));
+    for (const m of sent) hub.push(m);
+    const tags = readFlvFile(Buffer.concat([encodeFlvHeader({ audio: true, video: true }), ...flv.writes])).tags;
+    assert.deepEqual(
+      tags.map((t) => [t.type, t.timestamp, t.data.toString('hex')]),
+      sent.map((m) => [m.type, m.timestamp, m.payload.toString('hex')]),
+    );
+    assert.deepEqual(
+      other.messages().map((m) => [m.streamId, m.type, m.timestamp, m.payload.toString('hex')]),
+      sent.map((m) => [3, m.type, m.timestamp, m.payload.toString('hex')]),
+    );
+  });
+});
+
 describe('StreamHub egress counter', () => {
   const written = (viewers: readonly FakeViewer[]): number =>
     viewers.reduce((n, v) => n + v.writes.reduce((m, w) => m + w.length, 0), 0);
@@ -1590,6 +1615,34 @@ describe('StreamHub shared join burst (one Buffer per GOP generation for every j
       c.videoMessages().map((m) => m.timestamp),
       [0, 100, 133],
     );
+  });
+
+  it("a joiner gets the live frames' own bytes: the GOP is held once, not copied for joiners", () => {
+    const { hub, live } = started();
+    const keyWrite = live.writes.find((w) => decodeWrites([w], CHUNK)[0]?.payload[0] === 0x17 && w.length > 700)!;
+    const joiner = new FakeViewer('joiner');
+    hub.addViewer(joiner);
+    const run = joiner.writes[1]!;
+    assert.equal(run.buffer, keyWrite.buffer, 'the same memory');
+    assert.equal(run.byteOffset, keyWrite.byteOffset, 'starting at the keyframe the live viewer was written');
+  });
+
+  it('a GOP that outgrows its slab is joined as a few runs, in order, and every byte decodes', () => {
+    const { hub } = liveHub({ audioCoalesceMs: 0, gopCacheMaxBytes: 10_000_000 });
+    hub.push(video(0, avcHeader()));
+    hub.push(video(0, avcKey(1, 30_000)));
+    for (let i = 1; i <= 30; i++) hub.push(video(i * 33, avcInter(i, 5000))); // 180 KB: past the first 64 KiB slab
+    const joiner = new FakeViewer('joiner');
+    hub.addViewer(joiner);
+    const runs = joiner.writes.slice(1);
+    assert.ok(runs.length >= 3, `${runs.length} runs`);
+    assert.equal(new Set(runs.map((r) => r.buffer)).size, runs.length, 'one run per slab');
+    const frames = joiner.videoMessages().slice(1);
+    assert.deepEqual(
+      frames.map((m) => m.timestamp),
+      Array.from({ length: 31 }, (_, i) => i * 33),
+    );
+    assert.ok(frames[0]!.payload.equals(avcKey(1, 30_000)) && frames[30]!.payload.equals(avcInter(30, 5000)));
   });
 
   it('joiners that can not take the shared bytes get the per-message join (other stream id, audio only)', () => {
