@@ -7,12 +7,13 @@ import assert from 'node:assert/strict';
 import http, { type IncomingMessage } from 'node:http';
 import net, { type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { HubRegistry, StreamHub, flvTagFor, type HubMessage } from '@rtmp-relay/hub';
+import { GopSlab, HubRegistry, StreamHub, createHubMessage, flvTagFor } from '@rtmp-relay/hub';
 import {
   FlvReader,
   MessageType,
   RtmpClient,
   encodeAmf0,
+  encodeFlvTag,
   decodeAmf0,
   parseAudioTag,
   parseVideoTag,
@@ -421,10 +422,17 @@ describe('FLV viewers in the hub (unit-ish: fake transports)', () => {
     assert.equal(parseFlvPath('/live/%ZZ.flv'), undefined);
   });
 
-  // The hub builds a message's FLV tag once (flvTagFor) and hands that Buffer to every FLV viewer.
-  it('flvTagFor builds a message tag once', () => {
-    const m = { type: MessageType.Audio, timestamp: 5, payload: aac(1), flvTag: undefined } as unknown as HubMessage;
-    assert.equal(flvTagFor(m), flvTagFor(m));
+  // The hub builds a message's FLV tag once (flvTagFor) and hands that Buffer to every FLV viewer. A media frame keeps
+  // only its chunks (in the GOP slab), so the tag's data is rebuilt from them: byte-exact across chunk boundaries.
+  it('flvTagFor builds a message tag once, byte-exact from a frame held only as chunks', () => {
+    const payload = Buffer.concat([Buffer.from([0xaf, 1]), Buffer.from(Array.from({ length: 300 }, (_, i) => i))]);
+    for (const timestamp of [5, 0x1234567]) {
+      const m = createHubMessage('audio', MessageType.Audio, timestamp, payload, 128, new GopSlab());
+      assert.equal(m.keptPayload, undefined);
+      const tag = flvTagFor(m);
+      assert.equal(flvTagFor(m), tag);
+      assert.deepEqual(tag, encodeFlvTag({ type: MessageType.Audio, timestamp, data: payload }));
+    }
   });
 });
 
