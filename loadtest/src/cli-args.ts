@@ -12,3 +12,12 @@ export function nonNegativeInt(v: string): number {
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected an integer ≥ 0');
   return n;
 }
+
+/** "1000,2000": positive integers separated by commas. */
+export function positiveIntList(v: string): number[] {
+  const out = v.split(',').map((s) => Number(s.trim()));
+  if (out.some((n) => !Number.isInteger(n) || n <= 0)) {
+    throw new InvalidArgumentError('expected positive integers separated by commas');
+  }
+  return out;
+}

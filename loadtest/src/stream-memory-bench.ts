@@ -12,6 +12,7 @@ import { writeFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { DEFAULT_HUB_OPTIONS, StreamHub, type HubPublisher, type HubViewer } from '@rtmp-relay/hub';
 import { MessageType, type RtmpMessage } from '@rtmp-relay/rtmp';
+import { positiveInt, positiveIntList } from './cli-args.js';
 import { isMainModule } from './main-module.js';
 import { summarize } from './stats.js';
 
@@ -182,34 +183,29 @@ export function formatStreamMemory(results: StreamMemoryResult[]): string {
   ].join('\n');
 }
 
-const positiveInts = (v: string, flag: string): number[] => {
-  const out = v.split(',').map(Number);
-  if (out.length === 0 || out.some((n) => !Number.isInteger(n) || n < 1)) {
-    throw new Error(`${flag} must be positive integers separated by commas, got "${v}"`);
-  }
-  return out;
-};
-
 async function main(): Promise<void> {
   const program = new Command()
     .name('stream-memory-bench')
     .description('Buffer memory a node keeps per live stream (GOP cache, headers, join bytes), after a full collection')
-    .option('--streams <n>', 'hubs per measurement', '100')
-    .option('--kbps <list>', 'stream bitrates, audio included', '300,2500')
-    .option('--runs <n>', 'measurements per case (the median is reported)', '3')
+    .option('--streams <n>', 'hubs per measurement', positiveInt, 100)
+    .option('--kbps <list>', 'stream bitrates, audio included', positiveIntList, [300, 2500])
+    .option('--runs <n>', 'measurements per case (the median is reported)', positiveInt, 3)
     .option('--json <file>', 'write the results as JSON')
     .parse();
-  const opts = program.opts<{ streams: string; kbps: string; runs: string; json?: string }>();
-  const [streams] = positiveInts(opts.streams, '--streams');
-  const [runs] = positiveInts(opts.runs, '--runs');
-  const cases = positiveInts(opts.kbps, '--kbps').flatMap((kbps) => [
-    { kbps, joiners: false },
-    { kbps, joiners: true },
+  const { streams, kbps, runs, json } = program.opts<{
+    streams: number;
+    kbps: number[];
+    runs: number;
+    json?: string;
+  }>();
+  const cases = kbps.flatMap((k) => [
+    { kbps: k, joiners: false },
+    { kbps: k, joiners: true },
   ]);
   console.error(`stream-memory-bench: ${streams} streams x ${runs} runs per case, node ${process.version}`);
-  const results = measureStreamMemory(cases, streams!, runs!);
+  const results = measureStreamMemory(cases, streams, runs);
   console.log(formatStreamMemory(results));
-  if (opts.json) writeFileSync(opts.json, JSON.stringify({ node: process.version, streams, runs, results }, null, 2));
+  if (json) writeFileSync(json, JSON.stringify({ node: process.version, streams, runs, results }, null, 2));
 }
 
 if (isMainModule(import.meta.url)) {

@@ -58,7 +58,10 @@ describe('stream-memory-bench', () => {
       timeout: TIMEOUT_MS,
     });
     assert.equal(bad.status, 1);
-    assert.match(bad.stderr, /--kbps must be positive integers/);
+    assert.match(
+      bad.stderr,
+      /'--kbps <list>' argument '300,x' is invalid\. expected positive integers separated by commas/,
+    );
   });
 
   it('sizes frames so a GOP carries the bitrate, with the keyframe ten inter frames', () => {
