@@ -2,13 +2,10 @@ import {
   MessageType,
   encodeFlvTag,
   encodeMessageChunks,
-  encodeMessageChunksInto,
-  encodedMessageSize,
   parseAudioTag,
   parseVideoTag,
   payloadFromMessageChunks,
 } from '@rtmp-relay/rtmp';
-import type { ChunkAllocator } from './gop-slab.js';
 
 /** Chunk stream ids the hub writes media on. Every message starts with a type-0 header, so they never interfere. */
 export const CSID_HUB_AUDIO = 4;
@@ -46,7 +43,8 @@ export interface HubMessage {
   readonly resetsDecoder: boolean;
   /** Set for Enhanced RTMP (ExHeader) frames: only viewers that negotiated this FourCC receive them. */
   readonly fourCc: string | undefined;
-  readonly chunks: Buffer;
+  /** Re-pointed (same bytes) by the join burst when it copies the message into its arena. */
+  chunks: Buffer;
   /** The chunk size `chunks` was cut with. */
   readonly chunkSize: number;
   variants: Map<number, Buffer> | undefined;
@@ -65,17 +63,13 @@ export function kindOf(type: number): MediaKind | undefined {
   return undefined;
 }
 
-/**
- * Classifies and serializes a message. A media frame's chunks come from `allocator` when given (the hub's GOP slab),
- * and the frame doesn't keep its payload.
- */
+/** Classifies and serializes a message; a media frame keeps only the serialized form (see HubMessage). */
 export function createHubMessage(
   kind: MediaKind,
   type: number,
   timestamp: number,
   payload: Buffer,
   chunkSize: number,
-  allocator?: ChunkAllocator,
 ): HubMessage {
   let isKeyframe = false;
   let isSequenceHeader = false;
@@ -95,18 +89,12 @@ export function createHubMessage(
     if (info.exHeader) fourCc = info.fourCc;
     if (isSequenceHeader) headerKey = headerSlot(info.exHeader, info.fourCc, info.packetType, info.tracks);
   }
-  const csid = csidFor(kind);
-  const msg = { type, streamId: PRIMARY_STREAM_ID, timestamp, payload };
+  const chunks = encodeMessageChunks(
+    { type, streamId: PRIMARY_STREAM_ID, timestamp, payload },
+    csidFor(kind),
+    chunkSize,
+  );
   const isFrame = kind !== 'data' && !isSequenceHeader;
-  const chunks =
-    isFrame && allocator
-      ? encodeMessageChunksInto(
-          msg,
-          csid,
-          chunkSize,
-          allocator.allocate(encodedMessageSize(payload.length, timestamp, csid, chunkSize), isKeyframe),
-        )
-      : encodeMessageChunks(msg, csid, chunkSize);
   return {
     kind,
     type,

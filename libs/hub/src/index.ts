@@ -1,4 +1,3 @@
-export * from './gop-slab.js';
 export * from './header-cache.js';
 export * from './hub-message.js';
 export * from './load-gauge.js';

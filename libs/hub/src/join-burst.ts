@@ -1,34 +1,50 @@
 import type { HubMessage } from './hub-message.js';
 
+/** Smallest arena: a low-bitrate stream's GOP (300 kbit/s for 2 s is 75 KB) fits in one or two. */
+const ARENA_MIN_BYTES = 64 * 1024;
+/** Headroom over the GOP before, so a GOP a little larger than the last still fits in its first arena. */
+const ARENA_HEADROOM = 1.25;
+const EMPTY = Buffer.alloc(0);
+
 /**
  * The join sequence (metadata and sequence headers, then the cached GOP) as shared bytes, for RTMP joiners on the
  * primary stream id that take every track and codec: the most common viewer by far. Without it every joiner costs one
- * socket write per cached message (a few hundred Writable.write calls for a 2 s GOP); with it, a few writes of
- * Buffers that every joiner of the same GOP shares (the kernel copies them either way).
+ * socket write per cached message (a few hundred Writable.write calls for a 2 s GOP); with it, two writes of Buffers
+ * that every joiner of the same GOP shares (the kernel copies them either way).
  *
- * The GOP part is the cached messages' own chunks, merged into runs where they lie back to back in memory: the hub
- * writes a GOP's frames into one slab (GopSlab), so a GOP is usually one run, or a few. Nothing is copied; a joiner
- * gets views of bytes that never change. The runs are tracked only while joiners use them: from the first join of a
- * GOP until the GOP is dropped, so a stream nobody joins pays nothing.
+ * The GOP part is one arena per GOP generation: each cached message's chunks are appended once; a joiner gets a view
+ * of the bytes written so far. Later appends only write past that view and a full arena is replaced, not reused, so
+ * bytes a joiner still has queued never change. The arena exists only while joiners use it: it is built on the first
+ * join of a GOP and dropped with the GOP, so a stream nobody joins pays nothing.
+ *
+ * A GOP is held once either way: a message copied into the arena is re-pointed at its bytes there (the same bytes, so
+ * the per-message path and the forms built later see no difference), and its own Buffer is freed once no socket has
+ * it queued. The first arena is sized from the GOP before, with a quarter of headroom.
  *
  * Which messages go in mirrors StreamHub.deliver for such a viewer: video frames start at a keyframe; everything
  * else goes in. Their FourCCs are collected: a joiner that doesn't accept one of them takes the per-message path.
  */
 export class JoinBurst {
   private active = false;
-  /** Runs of contiguous chunk bytes, in GOP order; the last one grows while its messages stay contiguous. */
-  private readonly runs: Buffer[] = [];
-  /** The runs as handed to joiners, shared until the next message is added. */
-  private snapshot: readonly Buffer[] | undefined;
+  private arena: Buffer = EMPTY;
+  private used = 0;
+  /** Messages whose chunks are views of the arena, re-pointed when the arena is replaced. */
+  private readonly members: HubMessage[] = [];
+  /** Chunk bytes of this GOP generation's messages (joined or not), and of the generation before. */
+  private gopChunkBytes = 0;
+  private lastGopChunkBytes = 0;
   private awaiting = true;
   private readonly gopFourCcs = new Set<string>();
   private head: { bytes: Buffer; fourCcs: Set<string> } | undefined;
 
-  /** A new GOP generation (keyframe, cache cleared, new publisher): forget the runs; rebuilt on the next join. */
+  /** A new GOP generation (keyframe, cache cleared, new publisher): drop the arena; rebuilt on the next join. */
   resetGop(): void {
     this.active = false;
-    this.runs.length = 0;
-    this.snapshot = undefined;
+    this.arena = EMPTY;
+    this.used = 0;
+    this.members.length = 0;
+    if (this.gopChunkBytes > 0) this.lastGopChunkBytes = this.gopChunkBytes;
+    this.gopChunkBytes = 0;
     this.awaiting = true;
     this.gopFourCcs.clear();
     this.head = undefined; // join headers are stamped no later than the GOP's first frame
@@ -41,19 +57,20 @@ export class JoinBurst {
 
   /** A message was added to the GOP cache. */
   appendGop(m: HubMessage): void {
+    this.gopChunkBytes += m.chunks.length;
     if (this.active) this.add(m);
   }
 
   /**
    * The shared join bytes, or undefined when this joiner can't take them (a FourCC it didn't negotiate).
    * `headers` builds the head's messages (called only when the head changed); `gop` is the current cache.
-   * `awaitingKeyframe` is what the joiner's slot must be left with. Never modify the returned list.
+   * `awaitingKeyframe` is what the joiner's slot must be left with.
    */
   take(
     headers: () => HubMessage[],
     gop: readonly HubMessage[],
     accepts: (fourCc: string) => boolean,
-  ): { head: Buffer; gop: readonly Buffer[]; gopBytes: number; awaitingKeyframe: boolean } | undefined {
+  ): { head: Buffer; gop: Buffer; awaitingKeyframe: boolean } | undefined {
     if (!this.active) {
       this.active = true;
       for (const m of gop) this.add(m);
@@ -66,10 +83,7 @@ export class JoinBurst {
     }
     for (const f of this.head.fourCcs) if (!accepts(f)) return undefined;
     for (const f of this.gopFourCcs) if (!accepts(f)) return undefined;
-    const runs = (this.snapshot ??= this.runs.slice());
-    let gopBytes = 0;
-    for (const r of runs) gopBytes += r.length;
-    return { head: this.head.bytes, gop: runs, gopBytes, awaitingKeyframe: this.awaiting };
+    return { head: this.head.bytes, gop: this.arena.subarray(0, this.used), awaitingKeyframe: this.awaiting };
   }
 
   private add(m: HubMessage): void {
@@ -78,15 +92,25 @@ export class JoinBurst {
       this.awaiting = false;
     }
     if (m.fourCc !== undefined) this.gopFourCcs.add(m.fourCc);
-    this.snapshot = undefined;
     const bytes = m.chunks;
-    const last = this.runs.length - 1;
-    const run = this.runs[last];
-    if (run && run.buffer === bytes.buffer && run.byteOffset + run.length === bytes.byteOffset) {
-      // A new view, not a resized one: joiners may hold the old run.
-      this.runs[last] = Buffer.from(run.buffer, run.byteOffset, run.length + bytes.length);
-    } else {
-      this.runs.push(bytes);
+    if (this.used + bytes.length > this.arena.length) this.grow(this.used + bytes.length);
+    bytes.copy(this.arena, this.used);
+    m.chunks = this.arena.subarray(this.used, this.used + bytes.length);
+    this.members.push(m);
+    this.used += bytes.length;
+  }
+
+  /** A larger arena with the bytes so far; members move to it, so the old one is freed with its queued writes. */
+  private grow(needed: number): void {
+    const expected = Math.ceil(ARENA_HEADROOM * Math.max(this.lastGopChunkBytes, this.gopChunkBytes));
+    const next = Buffer.allocUnsafe(Math.max(ARENA_MIN_BYTES, expected, 2 * this.arena.length, needed));
+    this.arena.copy(next, 0, 0, this.used);
+    let at = 0;
+    for (const member of this.members) {
+      const length = member.chunks.length;
+      member.chunks = next.subarray(at, at + length);
+      at += length;
     }
+    this.arena = next;
   }
 }

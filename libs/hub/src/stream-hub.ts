@@ -1,6 +1,5 @@
 import { TimestampUnwrapper, type RtmpMessage } from '@rtmp-relay/rtmp';
 import { HeaderCache } from './header-cache.js';
-import { GopSlab } from './gop-slab.js';
 import {
   chunksFor,
   createHubMessage,
@@ -82,7 +81,6 @@ export class StreamHub {
   private gopBytes = 0;
   /** The join sequence (metadata, headers, GOP) as shared bytes for RTMP joiners on the primary stream id. */
   private readonly joinBurst: JoinBurst;
-  private readonly slab = new GopSlab();
   /** Busy/idle decision for adaptive batching (one per process, not per viewer). */
   private readonly load: LoadSignal;
   private hasVideo = false;
@@ -268,10 +266,7 @@ export class StreamHub {
       }
       payload = stripSetDataFrame(payload);
     }
-    // With video, frames are written into the GOP's slab, which the cache and the join burst then share.
-    const slab = (this.hasVideo || kind === 'video') && this.options.gopCacheMaxBytes > 0 ? this.slab : undefined;
-    const timestamp = this.mapTimestamp(msg.timestamp, now);
-    const m = createHubMessage(kind, msg.type, timestamp, payload, this.options.chunkSize, slab);
+    const m = createHubMessage(kind, msg.type, this.mapTimestamp(msg.timestamp, now), payload, this.options.chunkSize);
 
     if (kind === 'data') {
       if (isMetadataPayload(payload)) {
@@ -520,9 +515,9 @@ export class StreamHub {
         : undefined;
     if (shared) {
       if (shared.head.length > 0) viewer.write(shared.head);
-      for (const run of shared.gop) viewer.write(run);
+      if (shared.gop.length > 0) viewer.write(shared.gop);
       slot.awaitingKeyframe = shared.awaitingKeyframe;
-      bytes = shared.head.length + shared.gopBytes;
+      bytes = shared.head.length + shared.gop.length;
     } else {
       for (const h of headers()) bytes += this.deliver(slot, h, now, true);
       for (const m of this.gop) bytes += this.deliver(slot, m, now, true);

@@ -1617,32 +1617,38 @@ describe('StreamHub shared join burst (one Buffer per GOP generation for every j
     );
   });
 
-  it("a joiner gets the live frames' own bytes: the GOP is held once, not copied for joiners", () => {
-    const { hub, live } = started();
-    const keyWrite = live.writes.find((w) => decodeWrites([w], CHUNK)[0]?.payload[0] === 0x17 && w.length > 700)!;
-    const joiner = new FakeViewer('joiner');
-    hub.addViewer(joiner);
-    const run = joiner.writes[1]!;
-    assert.equal(run.buffer, keyWrite.buffer, 'the same memory');
-    assert.equal(run.byteOffset, keyWrite.byteOffset, 'starting at the keyframe the live viewer was written');
-  });
-
-  it('a GOP that outgrows its slab is joined as a few runs, in order, and every byte decodes', () => {
+  it('a GOP that outgrows its arena moves to a larger one: earlier joiners keep their bytes, later ones and FLV viewers decode every frame', () => {
     const { hub } = liveHub({ audioCoalesceMs: 0, gopCacheMaxBytes: 10_000_000 });
     hub.push(video(0, avcHeader()));
-    hub.push(video(0, avcKey(1, 30_000)));
-    for (let i = 1; i <= 30; i++) hub.push(video(i * 33, avcInter(i, 5000))); // 180 KB: past the first 64 KiB slab
-    const joiner = new FakeViewer('joiner');
-    hub.addViewer(joiner);
-    const runs = joiner.writes.slice(1);
-    assert.ok(runs.length >= 3, `${runs.length} runs`);
-    assert.equal(new Set(runs.map((r) => r.buffer)).size, runs.length, 'one run per slab');
-    const frames = joiner.videoMessages().slice(1);
-    assert.deepEqual(
-      frames.map((m) => m.timestamp),
-      Array.from({ length: 31 }, (_, i) => i * 33),
-    );
-    assert.ok(frames[0]!.payload.equals(avcKey(1, 30_000)) && frames[30]!.payload.equals(avcInter(30, 5000)));
+    hub.push(video(0, avcKey(1, 1000))); // a small GOP first: the next GOP's arena is sized from it (64 KiB)
+    hub.push(video(33, avcKey(2, 20_000)));
+    const early = new FakeViewer('early');
+    hub.addViewer(early);
+    const earlyGop = Buffer.from(early.writes[1]!);
+    const frames = [avcKey(2, 20_000)];
+    for (let i = 1; i <= 30; i++) {
+      frames.push(avcInter(i, 5000)); // 170 KB in all: past the first arena
+      hub.push(video(33 + i * 33, frames.at(-1)!));
+    }
+    assert.ok(early.writes[1]!.equals(earlyGop), "the early joiner's queued bytes did not change");
+    const late = new FakeViewer('late');
+    hub.addViewer(late);
+    assert.notEqual(late.writes[1]!.buffer, early.writes[1]!.buffer, 'a new arena');
+    const flv = new FakeFlvViewer('flv'); // the per-message path: payloads rebuilt from the re-pointed chunks
+    hub.addViewer(flv);
+    const flvTags = readFlvFile(Buffer.concat([encodeFlvHeader({ audio: true, video: true }), ...flv.writes])).tags;
+    for (const [label, got] of [
+      ['late joiner', late.videoMessages().slice(1)],
+      ['early joiner (join bytes + live frames)', early.videoMessages().slice(1)],
+      ['FLV joiner', flvTags.filter((t) => t.type === MessageType.Video).slice(1)],
+    ] as const) {
+      assert.deepEqual(
+        got.map((m) => m.timestamp),
+        frames.map((_, i) => 33 + i * 33),
+        label,
+      );
+      got.forEach((m, i) => assert.ok(('payload' in m ? m.payload : m.data).equals(frames[i]!), `${label}: frame ${i}`));
+    }
   });
 
   it('joiners that can not take the shared bytes get the per-message join (other stream id, audio only)', () => {

@@ -45,11 +45,6 @@ export function encodedMessageSize(payloadLength: number, timestamp: number, csi
   return payloadLength + basic + FMT0_HEADER_SIZE + ext + (chunks - 1) * (basic + ext);
 }
 
-function checkChunking(csid: number, chunkSize: number): void {
-  if (csid < CSID_MIN || csid > CSID_MAX) throw new RangeError(`chunk stream id ${csid} out of range`);
-  if (chunkSize < 1 || chunkSize > MAX_CHUNK_SIZE) throw new RangeError(`chunk size ${chunkSize} out of range`);
-}
-
 /**
  * Serializes one message into chunks: a self-contained type-0 header, then type-3 continuations that repeat the
  * extended timestamp (what FFmpeg and librtmp always read). Because nothing depends on the previous message on
@@ -57,22 +52,12 @@ function checkChunking(csid: number, chunkSize: number): void {
  * the hub serialize a message once and write the same bytes to every viewer.
  */
 export function encodeMessageChunks(msg: RtmpMessage, csid: number, chunkSize: number): Buffer {
-  checkChunking(csid, chunkSize);
-  const size = encodedMessageSize(msg.payload.length, msg.timestamp >>> 0, csid, chunkSize);
-  return encodeMessageChunksInto(msg, csid, chunkSize, Buffer.allocUnsafe(size));
-}
-
-/**
- * encodeMessageChunks into `out`, which must be exactly encodedMessageSize() long (a caller's slab, so messages
- * that are kept together can share one allocation). Returns `out`.
- */
-export function encodeMessageChunksInto(msg: RtmpMessage, csid: number, chunkSize: number, out: Buffer): Buffer {
-  checkChunking(csid, chunkSize);
+  if (csid < CSID_MIN || csid > CSID_MAX) throw new RangeError(`chunk stream id ${csid} out of range`);
+  if (chunkSize < 1 || chunkSize > MAX_CHUNK_SIZE) throw new RangeError(`chunk size ${chunkSize} out of range`);
   const { payload } = msg;
   const timestamp = msg.timestamp >>> 0;
   const extended = timestamp >= EXTENDED_TIMESTAMP_MARKER;
-  const size = encodedMessageSize(payload.length, timestamp, csid, chunkSize);
-  if (out.length !== size) throw new RangeError(`chunk buffer of ${out.length} bytes for a ${size}-byte message`);
+  const out = Buffer.allocUnsafe(encodedMessageSize(payload.length, timestamp, csid, chunkSize));
 
   let o = writeBasicHeader(out, 0, CHUNK_FMT_FULL, csid);
   out.writeUIntBE(extended ? EXTENDED_TIMESTAMP_MARKER : timestamp, o, 3);

@@ -26,12 +26,7 @@ export {
   type ChunkReaderLimits,
   type MessageSizeLimits,
 } from './chunk-reader.js';
-export {
-  encodeMessageChunks,
-  encodeMessageChunksInto,
-  encodedMessageSize,
-  payloadFromMessageChunks,
-} from './chunk-writer.js';
+export { encodeMessageChunks, payloadFromMessageChunks } from './chunk-writer.js';
 export { TimestampUnwrapper, timestampDelta, type RtmpMessage } from './message.js';
 export { splitAggregate } from './aggregate.js';
 export {

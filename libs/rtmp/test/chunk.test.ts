@@ -13,7 +13,6 @@ import { ChunkReader, defaultMaxMessageSize, type ChunkReaderLimits } from '../s
 import {
   ChunkWriter,
   encodeMessageChunks,
-  encodeMessageChunksInto,
   encodedMessageSize,
   payloadFromMessageChunks,
 } from '../src/chunk-writer.js';
@@ -470,7 +469,7 @@ function mergeStats(into: WriterStats, from: WriterStats): void {
 // Protocol-edge unit fixtures (docs/INTEROP.md §10, byte-level unit fixtures)
 // ---------------------------------------------------------------------------------------------------------------
 
-describe('serialized messages kept by holders (encodeMessageChunksInto, payloadFromMessageChunks)', () => {
+describe('serialized messages kept by holders (payloadFromMessageChunks)', () => {
   it('payloadFromMessageChunks gives back the payload for any size, chunk size, csid form and timestamp', () => {
     const timestamp = fc.oneof(fc.integer({ min: 0, max: 0xfffffe }), fc.integer({ min: 0xffffff, max: 0xffffffff }));
     const csid = fc.oneof(
@@ -500,21 +499,6 @@ describe('serialized messages kept by holders (encodeMessageChunksInto, payloadF
       ),
       { numRuns: NUM_RUNS },
     );
-  });
-
-  it("encodeMessageChunksInto writes the same bytes into a caller's slab and refuses a buffer of the wrong size", () => {
-    const msg: RtmpMessage = { type: MessageType.Audio, streamId: 1, timestamp: 0x1000000, payload: randomBytes(1000) };
-    const size = encodedMessageSize(1000, msg.timestamp, 4, 128);
-    const slab = Buffer.alloc(size + 20, 0xee);
-    const out = encodeMessageChunksInto(msg, 4, 128, slab.subarray(10, 10 + size));
-    assert.ok(out.equals(encodeMessageChunks(msg, 4, 128)));
-    assert.equal(out.buffer, slab.buffer);
-    assert.ok(
-      slab.subarray(0, 10).equals(Buffer.alloc(10, 0xee)) && slab.subarray(10 + size).equals(Buffer.alloc(10, 0xee)),
-      'nothing outside its range',
-    );
-    assert.throws(() => encodeMessageChunksInto(msg, 4, 128, Buffer.alloc(size - 1)), RangeError);
-    assert.throws(() => encodeMessageChunksInto(msg, 4, 128, Buffer.alloc(size + 1)), RangeError);
   });
 });
 

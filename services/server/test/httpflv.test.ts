@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import http, { type IncomingMessage } from 'node:http';
 import net, { type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { GopSlab, HubRegistry, StreamHub, createHubMessage, flvTagFor } from '@rtmp-relay/hub';
+import { HubRegistry, StreamHub, createHubMessage, flvTagFor } from '@rtmp-relay/hub';
 import {
   FlvReader,
   MessageType,
@@ -423,11 +423,11 @@ describe('FLV viewers in the hub (unit-ish: fake transports)', () => {
   });
 
   // The hub builds a message's FLV tag once (flvTagFor) and hands that Buffer to every FLV viewer. A media frame keeps
-  // only its chunks (in the GOP slab), so the tag's data is rebuilt from them: byte-exact across chunk boundaries.
+  // only its chunks, so the tag's data is rebuilt from them: byte-exact across chunk boundaries.
   it('flvTagFor builds a message tag once, byte-exact from a frame held only as chunks', () => {
     const payload = Buffer.concat([Buffer.from([0xaf, 1]), Buffer.from(Array.from({ length: 300 }, (_, i) => i))]);
     for (const timestamp of [5, 0x1234567]) {
-      const m = createHubMessage('audio', MessageType.Audio, timestamp, payload, 128, new GopSlab());
+      const m = createHubMessage('audio', MessageType.Audio, timestamp, payload, 128);
       assert.equal(m.keptPayload, undefined);
       const tag = flvTagFor(m);
       assert.equal(flvTagFor(m), tag);
