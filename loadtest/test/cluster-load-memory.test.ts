@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { meanRssMiB, memoryDrift, type MemoryPoint } from '../src/cluster-load/memory-trend.js';
+import { bufferSpread, meanRssMiB, memoryDrift, type MemoryPoint } from '../src/cluster-load/memory-trend.js';
 
 /** A heap that rises and falls with GC cycles around a live set of `floor`, and RSS `rss`, sampled every 5 s. */
 function series(seconds: number, at: (s: number) => { floor: number; rss: number }): MemoryPoint[] {
@@ -79,5 +79,14 @@ describe('cluster-load memory drift', () => {
     assert.equal(steady.length, 7);
     assert.equal(meanRssMiB(steady), 130);
     assert.ok(Number.isNaN(meanRssMiB([])));
+  });
+
+  it("Buffers are read as floor (kept), median and peak (garbage included); nodes that don't export them give NaN", () => {
+    // A sawtooth: 30 MiB kept, garbage rising 0..40 MiB between full collections.
+    const points = series(60, (s) => ({ floor: 20, rss: 10 * (30 + ((s / 5) % 5) * 10) }));
+    assert.deepEqual(bufferSpread(points), { floor: 30, median: 50, max: 70 });
+    const absent = points.map((p) => ({ ...p, externalMiB: NaN }));
+    const none = bufferSpread(absent);
+    assert.ok(Number.isNaN(none.floor) && Number.isNaN(none.median) && Number.isNaN(none.max));
   });
 });

@@ -69,7 +69,7 @@ export function formatClusterReport(r: ClusterLoadReport): string {
     `Redis ${fmt(r.redisCommandsPerSecPerStream, 2)} commands/s and NATS ${fmt(r.natsMsgsPerSecPerStream, 2)} msgs/s per live stream`,
     ...r.nodes.map(
       (n) =>
-        `  ${n.id.padEnd(14)} ${n.role.padEnd(6)} [${n.source}] CPU ${fmt(n.cpuPercent, 0).padStart(4)} %  RSS ${fmt(n.rssStartMiB, 0)} → ${fmt(n.rssMiB, 0)} MiB (${fmt(n.rssChangePercent, 1)} %); after churn ${fmt(n.rssAfterChurnMiB, 0)} MiB (${fmt(n.rssChurnChangePercent, 1)} %)` +
+        `  ${n.id.padEnd(14)} ${n.role.padEnd(6)} [${n.source}] CPU ${fmt(n.cpuPercent, 0).padStart(4)} %  RSS ${fmt(n.rssStartMiB, 0)} → ${fmt(n.rssMiB, 0)} MiB (${fmt(n.rssChangePercent, 1)} %); Buffers floor ${fmt(n.buffersSteadyMiB.floor, 0)}, p50 ${fmt(n.buffersSteadyMiB.median, 0)}, max ${fmt(n.buffersSteadyMiB.max, 0)} MiB; after churn ${fmt(n.rssAfterChurnMiB, 0)} MiB (${fmt(n.rssChurnChangePercent, 1)} %)` +
         (n.churnMemory
           ? `; churn after warm-up: RSS ${fmt(n.churnMemory.rssWarmMiB, 0)} → ${fmt(n.churnMemory.rssEndMiB, 0)} MiB (${fmt(n.churnMemory.rssDriftPercent, 1)} %), RSS floor ${fmt(n.churnMemory.rssFloorWarmMiB, 0)} → ${fmt(n.churnMemory.rssFloorEndMiB, 0)} MiB (${fmt(n.churnMemory.rssFloorDriftPercent, 1)} %), heap floor ${fmt(n.churnMemory.heapFloorWarmMiB, 1)} → ${fmt(n.churnMemory.heapFloorEndMiB, 1)} MiB (${fmt(n.churnMemory.heapDriftPercent, 1)} %); ` +
             `steady window mean → churn's last window: RSS ${fmt(n.rssSteadyMeanMiB, 0)} → ${fmt(n.churnMemory.rssEndMiB, 0)} MiB (${fmt(n.rssSteadyToChurnEndPercent, 1)} %); ` +

@@ -106,6 +106,24 @@ export function meanRssMiB(points: readonly MemoryPoint[]): number {
   return points.length ? points.reduce((a, p) => a + p.rssMiB, 0) / points.length : NaN;
 }
 
+export interface BufferSpread {
+  /** Lowest sample: the Buffers the node keeps (its streams' caches, sockets' queues), just after a collection. */
+  floor: number;
+  median: number;
+  /** Highest sample: with the garbage that waits for V8's next full collection. */
+  max: number;
+}
+
+/** External (Buffer) memory of the points: floor, median and peak (NaN without samples). */
+export function bufferSpread(points: readonly MemoryPoint[]): BufferSpread {
+  const xs = points
+    .map((p) => p.externalMiB)
+    .filter((x) => Number.isFinite(x))
+    .sort((a, b) => a - b);
+  if (xs.length === 0) return { floor: NaN, median: NaN, max: NaN };
+  return { floor: xs[0]!, median: xs[Math.floor((xs.length - 1) / 2)]!, max: xs.at(-1)! };
+}
+
 /** The drift from the window after `warmupS` to the last window of `windowS` seconds. */
 export function memoryDrift(points: readonly MemoryPoint[], warmupS: number, windowS: number): MemoryDrift {
   const end = points.at(-1)?.atS ?? 0;

@@ -3,7 +3,15 @@
  * this process; V viewers over the edges with a skewed popularity. Phases: ramp → steady window (delivery, TTFF,
  * latency, pulls per (stream, edge), Redis/NATS traffic, CPU/RSS) → churn → rolling updates → leak check.
  */
-import { MemoryTrend, meanRssMiB, memoryDrift, type MemoryDrift, type MemoryPoint } from './memory-trend.js';
+import {
+  MemoryTrend,
+  bufferSpread,
+  meanRssMiB,
+  memoryDrift,
+  type BufferSpread,
+  type MemoryDrift,
+  type MemoryPoint,
+} from './memory-trend.js';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseRtmpUrl } from '@rtmp-relay/rtmp';
 import { generateFlv, loadFlv, type FlvSource } from '../source.js';
@@ -34,6 +42,11 @@ const PROBE_TIMEOUT_MS = 10_000;
 const PROBE_SPACING_MS = 100;
 /** Memory samples of every node during churn. */
 const MEMORY_SAMPLE_MS = 5000;
+/**
+ * Memory samples during the steady window: often enough that the lowest Buffer figure is the one just after a full
+ * collection (V8 frees Buffers every few seconds under fan-out), what the node keeps for its streams.
+ */
+const STEADY_MEMORY_SAMPLE_MS = 1000;
 
 export interface NodeUsage {
   id: string;
@@ -56,6 +69,8 @@ export interface NodeUsage {
    */
   rssSteadyMeanMiB: number;
   rssSteadyToChurnEndPercent: number;
+  /** Buffer (external) memory through the steady window: the floor is what the node keeps, the rest garbage. */
+  buffersSteadyMiB: BufferSpread;
 }
 
 export interface PhaseOutcome {
@@ -459,7 +474,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       p.window.t0 = p.timestamp;
     }
     windowOpen = true;
-    const steadyMemory = new MemoryTrend(() => nodes, MEMORY_SAMPLE_MS);
+    const steadyMemory = new MemoryTrend(() => nodes, STEADY_MEMORY_SAMPLE_MS);
     const upAtOpen = viewers.filter((s) => s.v.isUp && s.ttffDone);
     const stallsAtOpen = new Map(upAtOpen.map((st) => [st, st.v.stalls]));
     await sleep(o.durationS * 1000);
@@ -544,6 +559,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       rssAfterChurnMiB: NaN,
       rssChurnChangePercent: NaN,
       rssSteadyMeanMiB: meanRssMiB(steadyMemoryPoints.get(n.id) ?? []),
+      buffersSteadyMiB: bufferSpread(steadyMemoryPoints.get(n.id) ?? []),
       rssSteadyToChurnEndPercent: NaN,
     }));
     log(`steady window done: ${delivered.length} viewers measured, ${under99} under 99 %`);
