@@ -96,8 +96,9 @@ describe('cpu-top', () => {
         assert.deepEqual(readdirSync(dir).sort(), ['edge-0.cpuprofile', 'origin-0.cpuprofile']);
         for (const name of ['edge-0', 'origin-0']) {
           const file = join(dir, `${name}.cpuprofile`);
-          const t = profileTop(file, JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, 10, r.steadyWindowMonoUs);
-          // Both carried media through the window: samples there, and our own code among them.
+          const t = profileTop(file, JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, 20, r.steadyWindowMonoUs);
+          // Both carried media through the window: samples there, and our own code among them (a 2 s window of a
+          // tiny load: the runner's /metrics scrapes and the collector can fill the first ten places).
           assert.ok(t.busyMs > 0, formatTop(t));
           assert.ok(
             t.top.some((e) => /dist\/|cluster\/|streams\/|rtmp\//.test(e.name)),

@@ -43,10 +43,10 @@ const PROBE_SPACING_MS = 100;
 /** Memory samples of every node during churn. */
 const MEMORY_SAMPLE_MS = 5000;
 /**
- * Memory samples during the steady window: often enough that the lowest Buffer figure is the one just after a full
- * collection (V8 frees Buffers every few seconds under fan-out), what the node keeps for its streams.
+ * Memory samples during the steady window: often enough for the median and the peak of the Buffers between full
+ * collections (every few seconds under fan-out), rarely enough that the scrapes don't show in a node's profile.
  */
-const STEADY_MEMORY_SAMPLE_MS = 1000;
+const STEADY_MEMORY_SAMPLE_MS = 2000;
 
 export interface NodeUsage {
   id: string;
