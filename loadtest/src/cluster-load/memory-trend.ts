@@ -8,6 +8,7 @@
  * live set just after a garbage collection; heap in use rises and falls with every GC cycle).
  */
 import type { NodeHandle } from './cluster.js';
+import { summarize } from '../stats.js';
 import { metricValue } from './processes.js';
 
 export interface MemoryPoint {
@@ -116,12 +117,8 @@ export interface BufferSpread {
 
 /** External (Buffer) memory of the points: floor, median and peak (NaN without samples). */
 export function bufferSpread(points: readonly MemoryPoint[]): BufferSpread {
-  const xs = points
-    .map((p) => p.externalMiB)
-    .filter((x) => Number.isFinite(x))
-    .sort((a, b) => a - b);
-  if (xs.length === 0) return { floor: NaN, median: NaN, max: NaN };
-  return { floor: xs[0]!, median: xs[Math.floor((xs.length - 1) / 2)]!, max: xs.at(-1)! };
+  const { min, p50, max } = summarize(points.map((p) => p.externalMiB));
+  return { floor: min, median: p50, max };
 }
 
 /** The drift from the window after `warmupS` to the last window of `windowS` seconds. */
