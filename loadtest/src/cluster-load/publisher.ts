@@ -1,12 +1,14 @@
 /**
  * Publishers of a cluster run: one paced FLV per stream on one continuous timeline, driven by one shared clock, and
- * reconnecting the way OBS does (back-off, same key, the next origin in the list). Publishers that speak E-RTMP v2
+ * reconnecting the way OBS does (back-off, same key, through the ingest address: an origin picked at random, as a
+ * Kubernetes Service's proxy picks a ready pod). Publishers that speak E-RTMP v2
  * (capsEx Reconnect) follow a server's ReconnectRequest make-before-break: publish at the new address, then close.
  * They run in the runner's thread or, by default, in a worker thread of their own (publisher-worker.ts).
  */
 import { CapsEx, MessageType, RtmpClient } from '@rtmp-relay/rtmp';
 import type { FlvSource } from '../source.js';
 import { ReasonCounter } from '../stats.js';
+import { prng } from './prng.js';
 import type { TimestampWindow } from '../viewer.js';
 
 export interface PublisherOptions {
@@ -66,7 +68,8 @@ export class StreamPublisher {
   private wanted = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private backoff: number;
-  private nextOrigin: number;
+  /** Picks the origin of each connect (seeded: runs are comparable). */
+  private readonly originRand: () => number;
 
   constructor(
     readonly key: string,
@@ -75,7 +78,7 @@ export class StreamPublisher {
     seed: number,
   ) {
     this.backoff = opts.reconnectDelayMs;
-    this.nextOrigin = seed;
+    this.originRand = prng(seed);
     this.window = opts.window ?? { t0: Infinity, t1: Infinity };
   }
 
@@ -132,7 +135,9 @@ export class StreamPublisher {
   private pickOrigin(): string | undefined {
     const list = this.opts.origins();
     if (list.length === 0) return undefined;
-    return list[this.nextOrigin++ % list.length];
+    // At random, not in turn: a rotation keyed on the stream's index put every E-RTMP publisher (even indexes) on
+    // one origin and moved every legacy one to the same replacement in a rolling update.
+    return list[Math.floor(this.originRand() * list.length)];
   }
 
   private async connect(url?: string): Promise<void> {

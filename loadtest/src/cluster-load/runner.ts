@@ -26,6 +26,7 @@ import { optionProblems, reportedOptions, UsageError, type ClusterLoadOptions } 
 import { metricValue, waitUntil } from './processes.js';
 import { createPublisherSet, type LoopDelay, type PublisherHandle, type PublisherSet } from './publishers.js';
 import type { ProcSample } from './procinfo.js';
+import { prng } from './prng.js';
 
 const LIVE_WAIT_MS = 30_000;
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -218,18 +219,6 @@ export function assignStreams(streams: number, viewers: number, s: number, rand:
   return out;
 }
 
-/** Small deterministic PRNG (mulberry32) so runs are comparable. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Starts the cluster (or connects to the existing one it is pointed at), runs one scenario, stops what it started. */
@@ -297,7 +286,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
         source: s < o.hotStreams && hot ? hot : low,
         // Interleave E-RTMP and legacy publishers across popularity ranks.
         ertmp: s % 2 === 0 ? s / 2 < ertmpCount : false,
-        seed: s,
+        seed: o.seed * 65_537 + s, // its origin picks follow the run's seed
       })),
       {
         thread: o.publisherThread,
