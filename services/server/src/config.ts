@@ -298,12 +298,12 @@ const DEFS = {
   drainReconnectBatch: def(
     int(1, 1_000_000),
     20,
-    'origin drain: most E-RTMP publishers asked to reconnect to another origin per wave (waves are paced for at most 5 s, then the rest are asked at once)',
+    'origin drain: most publishers moved per wave: E-RTMP ones asked to reconnect to another origin (paced for at most 5 s, then the rest are asked at once), then the others handed off (paced while the drain is within its bound)',
   ),
   drainReconnectIntervalMs: def(
     ms(0, 60_000),
     250,
-    'origin drain: time between waves of reconnect requests; the next wave goes earlier once every stream of the previous one has moved (0 = no pacing)',
+    'origin drain: time between waves (reconnect requests, then hand-offs); a wave of requests goes earlier once every stream of the previous one has moved (0 = no pacing)',
   ),
   redisUrl: def(url(['redis:', 'rediss:']), '', 'Redis for stream ownership and the node registry (origin, edge)'),
   natsUrl: def(

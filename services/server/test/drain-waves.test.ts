@@ -11,7 +11,8 @@ import type { StreamRequest } from '../src/streams/types.js';
  * OriginPolicy.drain's pacing, in process with fake Redis, bus and hubs (the end-to-end drain with real processes is
  * drain.test.ts): ReconnectRequests go in waves of `reconnectBatch`, `reconnectIntervalMs` apart unless the last
  * wave's streams all moved; pacing lasts at most `reconnectWaitMs` (the rest then go in one last wave); the wait for
- * moves counts from the last wave; publishers that cannot take a request cost no wait and are handed off.
+ * moves counts from the last wave; publishers that cannot take a request cost no wait and are handed off, in waves of
+ * the same size and interval while the drain is within its bound (2 x `reconnectWaitMs`), all at once without a peer.
  */
 
 type Behavior = 'move' | 'ignore' | 'legacy';
@@ -129,6 +130,7 @@ describe('origin drain pacing (OriginPolicy.drain)', () => {
       reconnectWaitMs: WAIT,
       reconnectBatch: 2,
       reconnectIntervalMs: INTERVAL,
+      peersUp: true,
     });
     const took = performance.now() - t0;
     await h.close();
@@ -138,7 +140,8 @@ describe('origin drain pacing (OriginPolicy.drain)', () => {
       ss.every((s) => s.requestedAt !== undefined),
       'every stream asked',
     );
-    assert.deepEqual(result, { reconnectRequested: 9, handedOff: 9, waves: 4 });
+    // The hand-off starts at the drain's bound (2 x WAIT): no time is left to pace it, so it is one wave.
+    assert.deepEqual(result, { reconnectRequested: 9, handedOff: 9, waves: 4, handOffWaves: 1 });
     for (const w of waves) assert.ok(Math.max(...w) - Math.min(...w) < 50, `one wave spread over ${w.join(', ')} ms`);
     for (let k = 1; k < 3; k++) {
       const gap = Math.min(...waves[k]!) - Math.max(...waves[k - 1]!);
@@ -163,7 +166,8 @@ describe('origin drain pacing (OriginPolicy.drain)', () => {
   it('sends the next wave as soon as the last one moved; legacy publishers get no request, cost no wait and are handed off', async () => {
     const h = harness(20);
     const LONG = 10_000; // neither the interval nor the wait may be what ends a step
-    const order: Behavior[] = ['move', 'legacy', 'move', 'move', 'legacy', 'move', 'move', 'legacy'];
+    // Two legacy publishers: one hand-off wave of the batch size (the interval between two would be LONG).
+    const order: Behavior[] = ['move', 'legacy', 'move', 'move', 'move', 'move', 'legacy'];
     const ss: FakeStream[] = [];
     for (const [i, b] of order.entries()) ss.push(await h.publish(`s${i}`, b));
     const t0 = performance.now();
@@ -172,12 +176,13 @@ describe('origin drain pacing (OriginPolicy.drain)', () => {
       reconnectWaitMs: LONG,
       reconnectBatch: 2,
       reconnectIntervalMs: LONG,
+      peersUp: true,
     });
     const took = performance.now() - t0;
     await h.close();
     const movers = ss.filter((s) => s.behavior === 'move');
     const legacy = ss.filter((s) => s.behavior === 'legacy');
-    assert.deepEqual(result, { reconnectRequested: 5, handedOff: 3, waves: 3 });
+    assert.deepEqual(result, { reconnectRequested: 5, handedOff: 2, waves: 3, handOffWaves: 1 });
     assert.deepEqual(
       h.peerCalls,
       movers.map((s) => s.key),
@@ -189,7 +194,7 @@ describe('origin drain pacing (OriginPolicy.drain)', () => {
     }
     // A mover's copy here goes when the new owner takes it over, never by a hand-off.
     for (const s of movers) assert.equal(s.kickReason, 'taken_over', s.key);
-    // Waves [m0, m2] [m3, m5] [m6]: each one only after every stream of the previous one moved.
+    // Waves [m0, m2] [m3, m4] [m5]: each one only after every stream of the previous one moved.
     const waves = [movers.slice(0, 2), movers.slice(2, 4), movers.slice(4)];
     for (let k = 1; k < waves.length; k++) {
       const sent = Math.min(...waves[k]!.map((s) => s.requestedAt!));
@@ -209,11 +214,59 @@ describe('origin drain pacing (OriginPolicy.drain)', () => {
       reconnectWaitMs: 10_000,
       reconnectBatch: 1,
       reconnectIntervalMs: 10_000,
+      peersUp: false,
     });
     const took = performance.now() - t0;
     await h.close();
-    assert.deepEqual(result, { reconnectRequested: 0, handedOff: 2, waves: 0 });
+    assert.deepEqual(result, { reconnectRequested: 0, handedOff: 2, waves: 0, handOffWaves: 1 });
     for (const s of ss) assert.equal(s.kickReason, 'draining');
     assert.ok(took < 1000, `drain took ${took} ms`);
+  });
+
+  it('hands legacy publishers off in waves of the batch size, an interval apart, until the bound; then the rest at once', async () => {
+    // Within the bound: 7 streams, batch 3, 150 ms apart: waves of 3, 3, 1 at 0, 150, 300 ms.
+    const paced = harness();
+    const ss: FakeStream[] = [];
+    for (let i = 0; i < 7; i++) ss.push(await paced.publish(`p${i}`, 'legacy'));
+    const t0 = performance.now();
+    const result = await paced.policy.drain({
+      peerTcUrl: paced.peerTcUrl,
+      reconnectWaitMs: 2000,
+      reconnectBatch: 3,
+      reconnectIntervalMs: 150,
+      peersUp: true,
+    });
+    await paced.close();
+    assert.deepEqual(result, { reconnectRequested: 0, handedOff: 7, waves: 0, handOffWaves: 3 });
+    const at = ss.map((s) => s.kickedAt! - t0);
+    const waves = [at.slice(0, 3), at.slice(3, 6), at.slice(6)];
+    for (const w of waves) assert.ok(Math.max(...w) - Math.min(...w) < 50, `one wave spread over ${w.join(', ')} ms`);
+    assert.ok(waves[0]![0]! < 100, `first hand-off after ${waves[0]![0]} ms`);
+    for (let k = 1; k < 3; k++) {
+      const gap = Math.min(...waves[k]!) - Math.max(...waves[k - 1]!);
+      assert.ok(gap >= 149, `hand-off wave ${k + 1} came ${gap} ms after wave ${k}`);
+    }
+    assert.equal(paced.released.length, 7, 'every lease released');
+
+    // The bound cuts it: 2 x 200 ms. Waves of 1 at 0, 150, 300; at 400 the 4 left go together.
+    const bounded = harness();
+    const bs: FakeStream[] = [];
+    for (let i = 0; i < 7; i++) bs.push(await bounded.publish(`b${i}`, 'legacy'));
+    const t1 = performance.now();
+    const cut = await bounded.policy.drain({
+      peerTcUrl: bounded.peerTcUrl,
+      reconnectWaitMs: 200,
+      reconnectBatch: 1,
+      reconnectIntervalMs: 150,
+      peersUp: true,
+    });
+    const took = performance.now() - t1;
+    await bounded.close();
+    assert.deepEqual(cut, { reconnectRequested: 0, handedOff: 7, waves: 0, handOffWaves: 4 });
+    const last = bs.slice(3).map((s) => s.kickedAt! - t1);
+    assert.ok(Math.max(...last) - Math.min(...last) < 50, `the last wave spread over ${last.join(', ')} ms`);
+    assert.ok(Math.min(...last) >= 399, `the rest went at ${Math.min(...last)} ms, before the bound`);
+    assert.ok(took < 400 + 300, `drain took ${took} ms (bound 2 x 200 ms + a Redis round trip)`);
+    for (const s of bs) assert.equal(s.kickReason, 'draining');
   });
 });

@@ -367,9 +367,11 @@ export class OriginPolicy implements StreamPolicy {
    * 2. Streams still here `reconnectWaitMs` after the last wave was sent (legacy encoders, publishers that ignored
    *    the request) are handed off: the lease is released so any origin can claim at once, then edges' pulls are
    *    cut without an end-of-stream (so edges hold their viewers and wait for the new owner, as in a failover), then
-   *    the publisher is disconnected and reconnects elsewhere.
-   * Bound: pacing (<= `reconnectWaitMs`) + the wait (<= `reconnectWaitMs`) + the hand-off's lease releases (Redis,
-   * concurrent, each bounded by the command timeout): at most 2 x `reconnectWaitMs` plus one Redis round trip.
+   *    the publisher is disconnected and reconnects elsewhere. Hand-offs go in waves too (`handOffInWaves`), while
+   *    the drain is within its bound; with no other origin up (`peersUp` false), all at once.
+   * Bound: pacing (<= `reconnectWaitMs`) + the wait (<= `reconnectWaitMs`), hand-off waves only within what is left
+   * of those two, then the hand-off's lease releases (Redis, concurrent, each bounded by the command timeout): at
+   * most 2 x `reconnectWaitMs` plus one Redis round trip.
    */
   async drain(opts: {
     peerTcUrl: (app: string, key: string) => string | undefined;
@@ -380,8 +382,11 @@ export class OriginPolicy implements StreamPolicy {
     reconnectBatch: number;
     /** Time between the starts of two waves (0: no pacing). */
     reconnectIntervalMs: number;
-  }): Promise<{ reconnectRequested: number; handedOff: number; waves: number }> {
+    /** Another origin is up to take the streams (a hand-off is then paced; else there is nothing to spread). */
+    peersUp: boolean;
+  }): Promise<{ reconnectRequested: number; handedOff: number; waves: number; handOffWaves: number }> {
     this.draining = true;
+    const drainEnd = performance.now() + 2 * opts.reconnectWaitMs;
     const batch = Math.max(1, Math.floor(opts.reconnectBatch));
     const pacingEnd = performance.now() + opts.reconnectWaitMs;
     const asked = new Set<string>();
@@ -414,12 +419,40 @@ export class OriginPolicy implements StreamPolicy {
     await this.waitForMoves([...asked], performance.now() + opts.reconnectWaitMs);
     const moved = [...asked].filter((k) => !this.owned.has(k)).length;
     const rest = [...this.owned.values()];
-    await Promise.all(rest.map((o) => this.handOff(o)));
+    const handOffWaves = await this.handOffInWaves(
+      rest,
+      opts.peersUp ? batch : Math.max(1, rest.length),
+      opts.reconnectIntervalMs,
+      drainEnd,
+    );
     this.log.info(
-      { reconnectRequested: asked.size, waves, movedByReconnect: moved, handedOff: rest.length },
+      { reconnectRequested: asked.size, waves, movedByReconnect: moved, handedOff: rest.length, handOffWaves },
       'drain: streams moved to other origins',
     );
-    return { reconnectRequested: asked.size, handedOff: rest.length, waves };
+    return { reconnectRequested: asked.size, handedOff: rest.length, waves, handOffWaves };
+  }
+
+  /**
+   * Hands streams off `batch` at a time, `intervalMs` apart, until `until` (performance.now()); the rest then go
+   * together. Every publisher handed off comes back after its encoder's back-off, and each one's stream is then
+   * claimed at the origin it lands on and re-pulled there by every edge that carried it. All at once, at a rolling
+   * update of 200 streams that was 70 publishes and 170 pulls at two fresh origins within the same second: a pull
+   * took 0.35 s at p50 and up to 1.1 s to open (docs/RELIABILITY.md). Returns the number of waves.
+   */
+  private async handOffInWaves(rest: Ownership[], batch: number, intervalMs: number, until: number): Promise<number> {
+    let waves = 0;
+    let paced = intervalMs > 0 && performance.now() < until;
+    for (let i = 0; i < rest.length; waves++) {
+      const wave = paced ? rest.slice(i, i + batch) : rest.slice(i);
+      i += wave.length;
+      await Promise.all(wave.map((o) => this.handOff(o)));
+      const left = until - performance.now();
+      if (i >= rest.length || !paced) continue;
+      // Waking at the bound (a timer may fire a fraction of a millisecond early), the next wave is the rest.
+      paced = left > intervalMs;
+      if (left > 0) await new Promise((r) => setTimeout(r, Math.min(intervalMs, left)));
+    }
+    return waves;
   }
 
   /** Still owned here, and its publisher took E-RTMP Reconnect (a drain can ask it to move). */

@@ -29,7 +29,7 @@ export interface ClusterRuntime {
   /**
    * SIGTERM, before the listeners close: origins refuse new publishes and move their streams to other origins
    * (E-RTMP ReconnectRequest in waves of DRAIN_RECONNECT_BATCH every DRAIN_RECONNECT_INTERVAL_MS, else a hand-off
-   * edges treat as a failover); edges have nothing to do. Takes at most 2 x `reconnectWaitMs` plus a Redis round trip.
+   * edges treat as a failover, in waves of the same size and interval); edges have nothing to do. Takes at most 2 x `reconnectWaitMs` plus a Redis round trip.
    */
   drain(reconnectWaitMs: number): Promise<void>;
   /** Shutdown began (before DRAIN_DELAY_MS): the node record says `draining` from now on (viewer routing skips it). */
@@ -411,6 +411,7 @@ export async function prepareCluster(config: Config, role: ClusterRole, ctx: Clu
         reconnectWaitMs,
         reconnectBatch: config.drainReconnectBatch,
         reconnectIntervalMs: config.drainReconnectIntervalMs,
+        peersUp: peerOrigins.length > 0,
       });
     },
     isReady,
