@@ -1647,7 +1647,9 @@ describe('StreamHub shared join burst (one Buffer per GOP generation for every j
         frames.map((_, i) => 33 + i * 33),
         label,
       );
-      got.forEach((m, i) => assert.ok(('payload' in m ? m.payload : m.data).equals(frames[i]!), `${label}: frame ${i}`));
+      got.forEach((m, i) =>
+        assert.ok(('payload' in m ? m.payload : m.data).equals(frames[i]!), `${label}: frame ${i}`),
+      );
     }
   });
 

@@ -10,12 +10,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 
 import { ChunkReader, defaultMaxMessageSize, type ChunkReaderLimits } from '../src/chunk-reader.js';
-import {
-  ChunkWriter,
-  encodeMessageChunks,
-  encodedMessageSize,
-  payloadFromMessageChunks,
-} from '../src/chunk-writer.js';
+import { ChunkWriter, encodeMessageChunks, encodedMessageSize, payloadFromMessageChunks } from '../src/chunk-writer.js';
 import { CSID_MIN, MAX_CHUNK_SIZE, MessageType, PeerBandwidthLimit } from '../src/constants.js';
 import { abortMessage, setChunkSize, setPeerBandwidth, streamBegin, windowAckSize } from '../src/control.js';
 import { RtmpProtocolError } from '../src/errors.js';
