@@ -2,17 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ChunkReader, MessageType, type RtmpMessage } from '@rtmp-relay/rtmp';
 import { ChunkWalker, ChunkWalkerError, classifyVideo, MEDIA_HEAD_BYTES } from '../src/chunk-walker.js';
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../src/prng.js';
 
 interface CsState {
   length: number;

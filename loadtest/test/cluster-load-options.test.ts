@@ -6,7 +6,7 @@ import { metricsSample } from '../src/cluster-load/existing-cluster.js';
 import { compareModes, existingTarget } from '../src/cluster-load/main.js';
 import { DEFAULT_OPTIONS, optionProblems, reportedOptions } from '../src/cluster-load/options.js';
 import { CLI, relayNodeArgs } from '../src/cluster-load/processes.js';
-import { prng } from '../src/cluster-load/prng.js';
+import { prng } from '../src/prng.js';
 import { audiencePlan } from '../src/cluster-load/runner.js';
 import { checkLoopback, parseHostPort, parseHostPortList } from '../src/cluster-load/targets.js';
 import { RELAY_NODE_FLAGS } from '../src/node-flags.js';

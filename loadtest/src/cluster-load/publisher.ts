@@ -8,7 +8,7 @@
 import { CapsEx, MessageType, RtmpClient } from '@rtmp-relay/rtmp';
 import type { FlvSource } from '../source.js';
 import { ReasonCounter } from '../stats.js';
-import { prng } from './prng.js';
+import { prng } from '../prng.js';
 import type { TimestampWindow } from '../viewer.js';
 
 export interface PublisherOptions {

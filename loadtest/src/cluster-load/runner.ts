@@ -26,7 +26,7 @@ import { optionProblems, reportedOptions, UsageError, type ClusterLoadOptions } 
 import { metricValue, waitUntil } from './processes.js';
 import { createPublisherSet, type LoopDelay, type PublisherHandle, type PublisherSet } from './publishers.js';
 import type { ProcSample } from './procinfo.js';
-import { prng } from './prng.js';
+import { prng } from '../prng.js';
 
 const LIVE_WAIT_MS = 30_000;
 const CONNECT_TIMEOUT_MS = 10_000;

@@ -224,49 +224,45 @@ describe('origin drain pacing (OriginPolicy.drain)', () => {
   });
 
   it('hands legacy publishers off in waves of the batch size, an interval apart, until the bound; then the rest at once', async () => {
+    /** Drains `n` legacy publishers; returns the result, each hand-off's time from the drain's start, and its length. */
+    const drainLegacy = async (n: number, waitMs: number, batch: number, intervalMs: number) => {
+      const h = harness();
+      const ss: FakeStream[] = [];
+      for (let i = 0; i < n; i++) ss.push(await h.publish(`p${i}`, 'legacy'));
+      const t0 = performance.now();
+      const result = await h.policy.drain({
+        peerTcUrl: h.peerTcUrl,
+        reconnectWaitMs: waitMs,
+        reconnectBatch: batch,
+        reconnectIntervalMs: intervalMs,
+        peersUp: true,
+      });
+      const took = performance.now() - t0;
+      await h.close();
+      for (const s of ss) assert.equal(s.kickReason, 'draining');
+      assert.equal(h.released.length, n, 'every lease released');
+      return { result, at: ss.map((s) => s.kickedAt! - t0), took };
+    };
+    const together = (w: number[]): void =>
+      assert.ok(Math.max(...w) - Math.min(...w) < 50, `one wave spread over ${w.join(', ')} ms`);
+
     // Within the bound: 7 streams, batch 3, 150 ms apart: waves of 3, 3, 1 at 0, 150, 300 ms.
-    const paced = harness();
-    const ss: FakeStream[] = [];
-    for (let i = 0; i < 7; i++) ss.push(await paced.publish(`p${i}`, 'legacy'));
-    const t0 = performance.now();
-    const result = await paced.policy.drain({
-      peerTcUrl: paced.peerTcUrl,
-      reconnectWaitMs: 2000,
-      reconnectBatch: 3,
-      reconnectIntervalMs: 150,
-      peersUp: true,
-    });
-    await paced.close();
-    assert.deepEqual(result, { reconnectRequested: 0, handedOff: 7, waves: 0, handOffWaves: 3 });
-    const at = ss.map((s) => s.kickedAt! - t0);
-    const waves = [at.slice(0, 3), at.slice(3, 6), at.slice(6)];
-    for (const w of waves) assert.ok(Math.max(...w) - Math.min(...w) < 50, `one wave spread over ${w.join(', ')} ms`);
+    const paced = await drainLegacy(7, 2000, 3, 150);
+    assert.deepEqual(paced.result, { reconnectRequested: 0, handedOff: 7, waves: 0, handOffWaves: 3 });
+    const waves = [paced.at.slice(0, 3), paced.at.slice(3, 6), paced.at.slice(6)];
+    for (const w of waves) together(w);
     assert.ok(waves[0]![0]! < 100, `first hand-off after ${waves[0]![0]} ms`);
     for (let k = 1; k < 3; k++) {
       const gap = Math.min(...waves[k]!) - Math.max(...waves[k - 1]!);
       assert.ok(gap >= 149, `hand-off wave ${k + 1} came ${gap} ms after wave ${k}`);
     }
-    assert.equal(paced.released.length, 7, 'every lease released');
 
     // The bound cuts it: 2 x 200 ms. Waves of 1 at 0, 150, 300; at 400 the 4 left go together.
-    const bounded = harness();
-    const bs: FakeStream[] = [];
-    for (let i = 0; i < 7; i++) bs.push(await bounded.publish(`b${i}`, 'legacy'));
-    const t1 = performance.now();
-    const cut = await bounded.policy.drain({
-      peerTcUrl: bounded.peerTcUrl,
-      reconnectWaitMs: 200,
-      reconnectBatch: 1,
-      reconnectIntervalMs: 150,
-      peersUp: true,
-    });
-    const took = performance.now() - t1;
-    await bounded.close();
-    assert.deepEqual(cut, { reconnectRequested: 0, handedOff: 7, waves: 0, handOffWaves: 4 });
-    const last = bs.slice(3).map((s) => s.kickedAt! - t1);
-    assert.ok(Math.max(...last) - Math.min(...last) < 50, `the last wave spread over ${last.join(', ')} ms`);
+    const bounded = await drainLegacy(7, 200, 1, 150);
+    assert.deepEqual(bounded.result, { reconnectRequested: 0, handedOff: 7, waves: 0, handOffWaves: 4 });
+    const last = bounded.at.slice(3);
+    together(last);
     assert.ok(Math.min(...last) >= 399, `the rest went at ${Math.min(...last)} ms, before the bound`);
-    assert.ok(took < 400 + 300, `drain took ${took} ms (bound 2 x 200 ms + a Redis round trip)`);
-    for (const s of bs) assert.equal(s.kickReason, 'draining');
+    assert.ok(bounded.took < 400 + 300, `drain took ${bounded.took} ms (bound 2 x 200 ms + a Redis round trip)`);
   });
 });
