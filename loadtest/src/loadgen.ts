@@ -487,6 +487,7 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
     : 0;
   let queueSampling = false;
   const queueSamples: QueueSample[] = [];
+  let queueSampleInFlight = false;
   const tick = async (): Promise<void> => {
     if (ticking) return; // a worker still answering the last one
     ticking = true;
@@ -502,9 +503,13 @@ export async function runLoad(options: LoadOptions): Promise<Report> {
     }
   };
   const tickBody = (now: number, list: PoolStatus[]): void => {
-    if (queueSampling && queuePort) {
-      const q = sampleQueues(queuePort);
-      if (q) queueSamples.push(q);
+    if (queueSampling && queuePort && !queueSampleInFlight) {
+      queueSampleInFlight = true;
+      void sampleQueues(queuePort)
+        .then((q) => {
+          if (q && queueSampling) queueSamples.push(q);
+        })
+        .finally(() => (queueSampleInFlight = false));
     }
     const bytes = sum(list, (s) => s.totalBytes);
     const failures = mergeFailures(list);
