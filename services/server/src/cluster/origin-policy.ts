@@ -419,12 +419,8 @@ export class OriginPolicy implements StreamPolicy {
     await this.waitForMoves([...asked], performance.now() + opts.reconnectWaitMs);
     const moved = [...asked].filter((k) => !this.owned.has(k)).length;
     const rest = [...this.owned.values()];
-    const handOffWaves = await this.handOffInWaves(
-      rest,
-      opts.peersUp ? batch : Math.max(1, rest.length),
-      opts.reconnectIntervalMs,
-      drainEnd,
-    );
+    // With no other origin up there is no load to spread: interval 0 is the pacing's own off switch.
+    const handOffWaves = await this.handOffInWaves(rest, batch, opts.peersUp ? opts.reconnectIntervalMs : 0, drainEnd);
     this.log.info(
       { reconnectRequested: asked.size, waves, movedByReconnect: moved, handedOff: rest.length, handOffWaves },
       'drain: streams moved to other origins',
@@ -446,8 +442,8 @@ export class OriginPolicy implements StreamPolicy {
       const wave = paced ? rest.slice(i, i + batch) : rest.slice(i);
       i += wave.length;
       await Promise.all(wave.map((o) => this.handOff(o)));
-      const left = until - performance.now();
       if (i >= rest.length || !paced) continue;
+      const left = until - performance.now();
       // Waking at the bound (a timer may fire a fraction of a millisecond early), the next wave is the rest.
       paced = left > intervalMs;
       if (left > 0) await new Promise((r) => setTimeout(r, Math.min(intervalMs, left)));
