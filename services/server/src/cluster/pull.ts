@@ -228,6 +228,7 @@ export class UpstreamPull implements HubPublisher {
     clearTimeout(this.lingerTimer);
     clearTimeout(this.failoverTimer);
     this.abort.abort(new StoppedError(reason));
+    this.wake.abort(new StoppedError(reason));
     this.dropStandby('stopped');
     this.client?.close();
     if (this.attached) {
@@ -356,34 +357,43 @@ export class UpstreamPull implements HubPublisher {
   }
 
   private async loop(): Promise<void> {
-    while (!this.stopped) {
-      if (this.wake.signal.aborted) this.wake = new AbortController();
-      try {
-        const client = await pRetry(
-          (attempt) =>
-            inSpan('cluster.pull_start', { 'rtmp.stream': streamLabel(this.key), 'rtmp.attempt': attempt }, () =>
-              this.connectOnce(attempt),
-            ),
-          {
-            retries: Number.POSITIVE_INFINITY,
-            minTimeout: this.options.retryMinMs,
-            maxTimeout: this.options.retryMaxMs,
-            factor: 2,
-            randomize: true,
-            signal: AbortSignal.any([this.abort.signal, this.wake.signal]),
-            onFailedAttempt: ({ error }) => {
-              if (this.stopped) return;
-              this.deps.observer?.pullFailed?.(this.key, reasonOf(error));
-              this.log.warn({ stream: streamLabel(this.key), err: error.message }, 'pull attempt failed');
-            },
+    while (!this.stopped) await this.pullOnce();
+  }
+
+  /**
+   * One connection's life: connect (retrying), then wait for the upstream to end or break. A method of its own so
+   * that nothing of one connection outlives it: an async function suspended in a loop keeps the last value of its
+   * locals (V8 saves the frame's registers), which kept one closed connection per pull for as long as the pull lived.
+   */
+  private async pullOnce(): Promise<void> {
+    // A fresh wake per connection, which stop() aborts too: p-retry's signal. Not AbortSignal.any over the pull's
+    // long-lived abort signal: each call leaves an entry in that signal's dependant set (Node 20), one per re-pull.
+    this.wake = new AbortController();
+    try {
+      const client = await pRetry(
+        (attempt) =>
+          inSpan('cluster.pull_start', { 'rtmp.stream': streamLabel(this.key), 'rtmp.attempt': attempt }, () =>
+            this.connectOnce(attempt),
+          ),
+        {
+          retries: Number.POSITIVE_INFINITY,
+          minTimeout: this.options.retryMinMs,
+          maxTimeout: this.options.retryMaxMs,
+          factor: 2,
+          randomize: true,
+          signal: this.wake.signal,
+          onFailedAttempt: ({ error }) => {
+            if (this.stopped) return;
+            this.deps.observer?.pullFailed?.(this.key, reasonOf(error));
+            this.log.warn({ stream: streamLabel(this.key), err: error.message }, 'pull attempt failed');
           },
-        );
-        await this.flow(client, this.current!);
-      } catch (err) {
-        if (this.stopped || err instanceof StoppedError || this.abort.signal.aborted) return;
-        if (err instanceof WakeError || this.wake.signal.aborted) continue;
-        this.log.error({ stream: streamLabel(this.key), err }, 'pull loop error');
-      }
+        },
+      );
+      await this.flow(client, this.current!);
+    } catch (err) {
+      if (this.stopped || err instanceof StoppedError || this.abort.signal.aborted) return;
+      if (err instanceof WakeError || this.wake.signal.aborted) return;
+      this.log.error({ stream: streamLabel(this.key), err }, 'pull loop error');
     }
   }
 
