@@ -391,9 +391,10 @@ export class UpstreamPull implements HubPublisher {
       );
       await this.flow(client, this.current!);
     } catch (err) {
-      if (this.stopped || err instanceof StoppedError || this.abort.signal.aborted) return;
-      if (err instanceof WakeError || this.wake.signal.aborted) return;
-      this.log.error({ stream: streamLabel(this.key), err }, 'pull loop error');
+      // Stopped, or woken for a newer owner: the loop ends or starts the next connection.
+      const expected =
+        this.stopped || err instanceof StoppedError || err instanceof WakeError || this.wake.signal.aborted;
+      if (!expected) this.log.error({ stream: streamLabel(this.key), err }, 'pull loop error');
     }
   }
 
