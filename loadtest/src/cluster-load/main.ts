@@ -86,7 +86,8 @@ export function formatClusterReport(r: ClusterLoadReport): string {
     ...(r.rolling
       ? [
           `origin rollout: ${r.rolling.reconnectRequests} E-RTMP ReconnectRequests, switch ${s(r.rolling.switchMs)} ms; ` +
-            `gap per stream E-RTMP ${s(r.rolling.gapErtmpMs)} ms, legacy ${s(r.rolling.gapLegacyMs)} ms`,
+            `gap per stream E-RTMP ${s(r.rolling.gapErtmpMs)} ms, legacy ${s(r.rolling.gapLegacyMs)} ms ` +
+            `(legacy encoders' own reconnect ${s(r.rolling.legacyReconnectMs)} ms; the relay's share of a legacy gap ${s(r.rolling.gapLegacyRelayMs)} ms)`,
         ]
       : []),
     ...phase('origin rollout', r.rolling),

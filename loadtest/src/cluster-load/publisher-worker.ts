@@ -53,6 +53,8 @@ export interface PublisherCounters {
   connects: number;
   reconnectRequests: number;
   switchMs: number[];
+  /** Each reconnect after a lost connection: loss to publishing again, ms (StreamPublisher.awayMs). */
+  awayMs: number[];
   failures: Record<string, number>;
 }
 
@@ -150,6 +152,7 @@ if (parentPort) {
           connects: p.connects,
           reconnectRequests: p.reconnectRequests,
           switchMs: p.switchMs,
+          awayMs: p.awayMs,
           failures: p.failures.toJSON(),
         }));
       case 'loopDelay':

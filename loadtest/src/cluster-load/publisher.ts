@@ -54,9 +54,16 @@ export class StreamPublisher {
   reconnectRequests = 0;
   /** Time from a ReconnectRequest to publishing at the new address, ms. */
   readonly switchMs: number[] = [];
+  /**
+   * Time from losing a connection to publishing again through a reconnect, ms: the encoder's own reconnect (its
+   * back-off, then TCP, handshake, connect and publish), which the relay's share of a viewer's gap is measured against.
+   */
+  readonly awayMs: number[] = [];
   /** performance.now() of the last connection loss / of the last publish start. */
   lostAt = NaN;
   liveAt = NaN;
+  /** performance.now() of the loss that a reconnect has not yet made good (undefined while publishing or stopped). */
+  private awaySince: number | undefined;
   private client: RtmpClient | undefined;
   /** The connection a ReconnectRequest is moving us away from, while the move is under way. */
   private following: RtmpClient | undefined;
@@ -114,6 +121,7 @@ export class StreamPublisher {
    */
   stop(clean: boolean): Promise<void> {
     this.wanted = false;
+    this.awaySince = undefined;
     clearTimeout(this.retryTimer);
     const c = this.client;
     this.client = undefined;
@@ -151,6 +159,8 @@ export class StreamPublisher {
       }
       this.adopt(client);
       this.backoff = this.opts.reconnectDelayMs;
+      if (this.awaySince !== undefined) this.awayMs.push(this.liveAt - this.awaySince);
+      this.awaySince = undefined;
     } catch (err) {
       this.failures.add(reasonOf(err as Error));
       this.scheduleRetry();
@@ -187,6 +197,7 @@ export class StreamPublisher {
       if (this.client !== client || this.following === client) return;
       this.client = undefined;
       this.lostAt = performance.now();
+      this.awaySince = this.lostAt;
       this.failures.add('connection_lost');
       this.scheduleRetry();
     });
@@ -216,6 +227,7 @@ export class StreamPublisher {
       if (this.client === from && from.closed) {
         this.client = undefined;
         this.lostAt = performance.now();
+        this.awaySince = this.lostAt;
         this.failures.add('connection_lost');
         this.scheduleRetry();
       }

@@ -133,6 +133,7 @@ class LocalPublishers implements PublisherSet {
       connects: p.connects,
       reconnectRequests: p.reconnectRequests,
       switchMs: [...p.switchMs],
+      awayMs: [...p.awayMs],
       failures: p.failures.toJSON(),
     }));
   }

@@ -161,6 +161,13 @@ export interface ClusterLoadReport {
         /** Gap per stream, split by whether the publisher followed ReconnectRequest (E-RTMP) or reconnected. */
         gapErtmpMs: Summary;
         gapLegacyMs: Summary;
+        /**
+         * Legacy publishers' own reconnect in the phase (loss to publishing again: back-off, connect, publish), and per
+         * stream the relay's share of its gap: the gap less the stream's shortest reconnect in the phase (the shortest,
+         * so a stream moved twice is not credited with its slower reconnect).
+         */
+        legacyReconnectMs: Summary;
+        gapLegacyRelayMs: Summary;
       })
     | undefined;
   publishers: { connects: number; failuresByReason: Record<string, number> };
@@ -650,6 +657,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       const countersBefore = await pubSet.counters();
       const reqBefore = countersBefore.reduce((n, c) => n + c.reconnectRequests, 0);
       const switchBefore = countersBefore.map((c) => c.switchMs.length);
+      const awayBefore = countersBefore.map((c) => c.awayMs.length);
       for (const [i, old] of [...origins].entries()) {
         // A replacement first (surge rollout, maxUnavailable 0), then the old one drains; the load balancer stops
         // sending it publishers as soon as it is not ready (the runner's origin list models that).
@@ -675,12 +683,23 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
         switchMs: summarize(switchMs),
         gapErtmpMs: summarize([]),
         gapLegacyMs: summarize([]),
+        legacyReconnectMs: summarize([]),
+        gapLegacyRelayMs: summarize([]),
       };
       const gapByStream = rolling.gapByStream;
       const byKind = (ertmp: boolean): number[] =>
         [...gapByStream.entries()].filter(([i]) => publishers[i]!.ertmp === ertmp).map(([, g]) => g);
       rolling.gapErtmpMs = summarize(byKind(true));
       rolling.gapLegacyMs = summarize(byKind(false));
+      const awayInPhase = countersAfter.map((c, i) => c.awayMs.slice(awayBefore[i]));
+      rolling.legacyReconnectMs = summarize(
+        awayInPhase.flatMap((away, i) => (publishers[i]!.ertmp ? [] : away)),
+      );
+      rolling.gapLegacyRelayMs = summarize(
+        [...gapByStream.entries()]
+          .filter(([i]) => !publishers[i]!.ertmp && awayInPhase[i]!.length > 0)
+          .map(([i, gap]) => gap - Math.min(...awayInPhase[i]!)),
+      );
       log(
         `origin rollout done: ${rolling.viewersDisconnected} viewers disconnected, gap p50 ${rolling.gapPerStreamMs.p50} max ${rolling.gapPerStreamMs.max} ms`,
       );
@@ -825,6 +844,8 @@ function phaseOutcome(
   const now = performance.now();
   for (const s of viewers) {
     if (!s.ttffDone || s.v.phase === 'failed') continue;
+    // A viewer that left before the phase (churn) saw none of it: counted, it gave its stream a gap of 0.
+    if (!s.v.isUp && s.maxGapMs === 0) continue;
     // A gap still open at the end of the phase counts as far as it has gone: a stream whose viewers are still
     // waiting would otherwise show only the gaps that ended.
     const open = s.v.isUp ? now - s.lastFrameAt : 0;
