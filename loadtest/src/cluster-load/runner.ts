@@ -692,9 +692,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       rolling.gapErtmpMs = summarize(byKind(true));
       rolling.gapLegacyMs = summarize(byKind(false));
       const awayInPhase = countersAfter.map((c, i) => c.awayMs.slice(awayBefore[i]));
-      rolling.legacyReconnectMs = summarize(
-        awayInPhase.flatMap((away, i) => (publishers[i]!.ertmp ? [] : away)),
-      );
+      rolling.legacyReconnectMs = summarize(awayInPhase.flatMap((away, i) => (publishers[i]!.ertmp ? [] : away)));
       rolling.gapLegacyRelayMs = summarize(
         [...gapByStream.entries()]
           .filter(([i]) => !publishers[i]!.ertmp && awayInPhase[i]!.length > 0)
