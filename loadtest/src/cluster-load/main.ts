@@ -30,8 +30,9 @@ const p50p99 = (x: Summary): string => `${fmt(x.p50, 0)} / ${fmt(x.p99, 0)}`;
 function phase(name: string, p: PhaseOutcome | undefined): string[] {
   if (!p) return [];
   return [
-    `${name}: ${p.viewersDisconnected} viewers disconnected ${JSON.stringify(p.disconnectReasons)}, gap per stream ${s(p.gapPerStreamMs)} ms, ` +
-      `${p.streamsWithGapOver1s} streams with a gap > 1 s, ${p.streamsLost} streams lost, ${p.timestampRegressions} timestamp regressions, ${fmt(p.durationMs / 1000, 1)} s`,
+    `${name}: ${p.viewersDisconnected} viewers disconnected ${JSON.stringify(p.disconnectReasons)} (${p.slowViewerDrops} by the edges' slow-viewer policy), gap per stream ${s(p.gapPerStreamMs)} ms, ` +
+      `${p.streamsWithGapOver1s} streams with a gap > 1 s, ${p.streamsLost} streams lost, ${p.timestampRegressions} timestamp regressions, ${fmt(p.durationMs / 1000, 1)} s; ` +
+      `runner loop delay p99 ${fmt(p.runnerLagMs.p99, 0)} max ${fmt(p.runnerLagMs.max, 0)} ms`,
     ...p.notes.map((n) => `  note: ${n}`),
   ];
 }

@@ -77,6 +77,17 @@ export interface NodeUsage {
 export interface PhaseOutcome {
   viewersDisconnected: number;
   disconnectReasons: Record<string, number>;
+  /**
+   * Viewers the edges disconnected by their slow-viewer policy during the phase (rtmp_slow_viewers_disconnected_total
+   * of the edges up at its end; NaN if one did not answer): a viewer that stops reading, here the runner when its
+   * loop stalls, is closed by the edge (`closed_by_server` in disconnectReasons).
+   */
+  slowViewerDrops: number;
+  /**
+   * The runner's event-loop delay during the phase: a stall of the runner delays every viewer's frames at once, so
+   * each stream's gap is at least the runner's longest stall (its viewers are timed when the runner reads them).
+   */
+  runnerLagMs: LoopDelay;
   /** Per stream: the longest gap between video frames any of its viewers saw, ms. */
   gapPerStreamMs: Summary;
   /** Longest gap per stream index. */
@@ -580,6 +591,8 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       const joining: Array<Promise<void>> = [];
       let notRouted = 0;
       for (const st of viewers) st.maxGapMs = 0;
+      const dropsBefore = await slowViewerDrops(edges);
+      const churnLag = phaseLoopDelay();
       const memory = new MemoryTrend(() => nodes, MEMORY_SAMPLE_MS);
       while (Date.now() < end) {
         const now = performance.now();
@@ -630,6 +643,8 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       }
       churn = {
         ...phaseOutcome(viewers, before, startedAt, o.stallMs, publishers, undefined),
+        slowViewerDrops: dropsSince(dropsBefore, await slowViewerDrops(edges)),
+        runnerLagMs: churnLag(),
         memoryTrend: Object.fromEntries(memoryTrend),
         memoryWindows,
         publisherStops: stops,
@@ -658,6 +673,8 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       const reqBefore = countersBefore.reduce((n, c) => n + c.reconnectRequests, 0);
       const switchBefore = countersBefore.map((c) => c.switchMs.length);
       const awayBefore = countersBefore.map((c) => c.awayMs.length);
+      const dropsBefore = await slowViewerDrops(edges);
+      const rollingLag = phaseLoopDelay();
       for (const [i, old] of [...origins].entries()) {
         // A replacement first (surge rollout, maxUnavailable 0), then the old one drains; the load balancer stops
         // sending it publishers as soon as it is not ready (the runner's origin list models that).
@@ -679,6 +696,8 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       const switchMs = countersAfter.flatMap((c, i) => c.switchMs.slice(switchBefore[i]));
       rolling = {
         ...phaseOutcome(viewers, before, startedAt, o.stallMs, publishers, undefined),
+        slowViewerDrops: dropsSince(dropsBefore, await slowViewerDrops(edges)),
+        runnerLagMs: rollingLag(),
         reconnectRequests: countersAfter.reduce((n, c) => n + c.reconnectRequests, 0) - reqBefore,
         switchMs: summarize(switchMs),
         gapErtmpMs: summarize([]),
@@ -706,6 +725,8 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
         const eStarted = performance.now();
         const eBefore = snapshotFailures(viewers);
         for (const st of viewers) st.maxGapMs = 0;
+        const eDropsBefore = await slowViewerDrops(edges);
+        const edgesLag = phaseLoopDelay();
         for (let i = 0; i < edges.length; i++) {
           const old = edges[i]!;
           const fresh = await lifecycle.startNode('edge', i);
@@ -717,14 +738,18 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
           await Promise.all(orphaned.filter((st) => st.v.isDone).map((st) => join(st.stream)));
         }
         await sleep(o.settleMs * 2);
-        rollingEdges = phaseOutcome(
-          viewers,
-          eBefore,
-          eStarted,
-          o.stallMs,
-          publishers,
-          `edges closed their viewers; players rejoined through the load balancer (${o.lb})`,
-        );
+        rollingEdges = {
+          ...phaseOutcome(
+            viewers,
+            eBefore,
+            eStarted,
+            o.stallMs,
+            publishers,
+            `edges closed their viewers; players rejoined through the load balancer (${o.lb})`,
+          ),
+          slowViewerDrops: dropsSince(eDropsBefore, await slowViewerDrops(edges)),
+          runnerLagMs: edgesLag(),
+        };
       }
     }
 
@@ -829,7 +854,7 @@ function phaseOutcome(
   stallMs: number,
   publishers: readonly PublisherHandle[],
   note: string | undefined,
-): PhaseOutcome {
+): Omit<PhaseOutcome, 'slowViewerDrops' | 'runnerLagMs'> {
   const reasons = new ReasonCounter();
   let disconnected = 0;
   for (const s of viewers) {
@@ -903,6 +928,39 @@ async function edgePullStarts(edges: readonly NodeHandle[]): Promise<number> {
     edges.map(async (e) => metricValue(await e.metrics(), 'rtmp_pull_starts_total')).map((p) => p.catch(() => NaN)),
   );
   return counts.reduce((a, b) => a + b, 0);
+}
+
+/** Starts measuring the runner's event-loop delay; the returned function stops and reads it. */
+function phaseLoopDelay(): () => LoopDelay {
+  const h = monitorEventLoopDelay({ resolution: 10 });
+  h.enable();
+  return () => {
+    h.disable();
+    return { p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, max: h.max / 1e6 };
+  };
+}
+
+const SLOW_DROPS_METRIC = 'rtmp_slow_viewers_disconnected_total';
+
+/** Viewers each edge has disconnected by its slow-viewer policy so far, by node id (NaN where an edge did not answer). */
+async function slowViewerDrops(edges: readonly NodeHandle[]): Promise<Map<string, number>> {
+  const counts = await Promise.all(
+    edges
+      .map(async (e) => {
+        const text = await e.metrics();
+        // A counter with labels prints no sample before its first event: 0 only if the edge declares it.
+        return text.includes(`# TYPE ${SLOW_DROPS_METRIC} counter`) ? metricValue(text, SLOW_DROPS_METRIC) : NaN;
+      })
+      .map((p) => p.catch(() => NaN)),
+  );
+  return new Map(edges.map((e, i) => [e.id, counts[i]!]));
+}
+
+/** Drops since `before`, summed over the edges of `after` (an edge started in between counts from 0). */
+function dropsSince(before: Map<string, number>, after: Map<string, number>): number {
+  let sum = 0;
+  for (const [id, n] of after) sum += n - (before.get(id) ?? 0);
+  return sum;
 }
 
 /** Route mode: wait (bounded) until the registry lists every edge as ready, so the router can choose among all. */

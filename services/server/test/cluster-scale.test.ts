@@ -67,12 +67,14 @@ describe('cluster at scale (small): streams, churn, rolling origins, leaks', () 
     }
     assert.ok(r.nodes.filter((x) => x.churnMemory).length >= 3, context);
     assert.equal(r.churn!.viewersDisconnected, 0, context);
+    assert.equal(r.churn!.slowViewerDrops, 0, context); // read from every edge's /metrics (NaN if not)
     assert.equal(r.churn!.streamsLost, 0, context);
     assert.deepEqual(r.churn!.joinFailures, {}, context);
     // Rolling origins: nobody disconnected; E-RTMP publishers moved without a gap over 1 s, the others within
     // their own reconnect + 1 s (each legacy stream's reconnect includes its back-off; the relay's share is the rest).
     assert.ok(r.rolling, context);
     assert.equal(r.rolling!.viewersDisconnected, 0, context);
+    assert.equal(r.rolling!.slowViewerDrops, 0, context);
     assert.equal(r.rolling!.streamsLost, 0, context);
     assert.ok(r.rolling!.reconnectRequests >= 1, context);
     assert.ok(r.rolling!.gapErtmpMs.max < 1000, context);
