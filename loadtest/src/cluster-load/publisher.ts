@@ -59,11 +59,10 @@ export class StreamPublisher {
    * back-off, then TCP, handshake, connect and publish), which the relay's share of a viewer's gap is measured against.
    */
   readonly awayMs: number[] = [];
-  /** performance.now() of the last connection loss / of the last publish start. */
+  /** performance.now() of the connection loss a reconnect has not yet made good (NaN while publishing or stopped). */
   lostAt = NaN;
+  /** performance.now() of the last publish start. */
   liveAt = NaN;
-  /** performance.now() of the loss that a reconnect has not yet made good (undefined while publishing or stopped). */
-  private awaySince: number | undefined;
   private client: RtmpClient | undefined;
   /** The connection a ReconnectRequest is moving us away from, while the move is under way. */
   private following: RtmpClient | undefined;
@@ -121,7 +120,7 @@ export class StreamPublisher {
    */
   stop(clean: boolean): Promise<void> {
     this.wanted = false;
-    this.awaySince = undefined;
+    this.lostAt = NaN;
     clearTimeout(this.retryTimer);
     const c = this.client;
     this.client = undefined;
@@ -159,8 +158,8 @@ export class StreamPublisher {
       }
       this.adopt(client);
       this.backoff = this.opts.reconnectDelayMs;
-      if (this.awaySince !== undefined) this.awayMs.push(this.liveAt - this.awaySince);
-      this.awaySince = undefined;
+      if (!Number.isNaN(this.lostAt)) this.awayMs.push(this.liveAt - this.lostAt);
+      this.lostAt = NaN;
     } catch (err) {
       this.failures.add(reasonOf(err as Error));
       this.scheduleRetry();
@@ -197,7 +196,6 @@ export class StreamPublisher {
       if (this.client !== client || this.following === client) return;
       this.client = undefined;
       this.lostAt = performance.now();
-      this.awaySince = this.lostAt;
       this.failures.add('connection_lost');
       this.scheduleRetry();
     });
@@ -227,7 +225,6 @@ export class StreamPublisher {
       if (this.client === from && from.closed) {
         this.client = undefined;
         this.lostAt = performance.now();
-        this.awaySince = this.lostAt;
         this.failures.add('connection_lost');
         this.scheduleRetry();
       }

@@ -591,8 +591,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       const joining: Array<Promise<void>> = [];
       let notRouted = 0;
       for (const st of viewers) st.maxGapMs = 0;
-      const dropsBefore = await slowViewerDrops(edges);
-      const churnLag = phaseLoopDelay();
+      const churnProbes = await startPhaseProbes(edges);
       const memory = new MemoryTrend(() => nodes, MEMORY_SAMPLE_MS);
       while (Date.now() < end) {
         const now = performance.now();
@@ -643,8 +642,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       }
       churn = {
         ...phaseOutcome(viewers, before, startedAt, o.stallMs, publishers, undefined),
-        slowViewerDrops: dropsSince(dropsBefore, await slowViewerDrops(edges)),
-        runnerLagMs: churnLag(),
+        ...(await churnProbes()),
         memoryTrend: Object.fromEntries(memoryTrend),
         memoryWindows,
         publisherStops: stops,
@@ -673,8 +671,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       const reqBefore = countersBefore.reduce((n, c) => n + c.reconnectRequests, 0);
       const switchBefore = countersBefore.map((c) => c.switchMs.length);
       const awayBefore = countersBefore.map((c) => c.awayMs.length);
-      const dropsBefore = await slowViewerDrops(edges);
-      const rollingLag = phaseLoopDelay();
+      const rollingProbes = await startPhaseProbes(edges);
       for (const [i, old] of [...origins].entries()) {
         // A replacement first (surge rollout, maxUnavailable 0), then the old one drains; the load balancer stops
         // sending it publishers as soon as it is not ready (the runner's origin list models that).
@@ -694,29 +691,25 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       await sleep(o.settleMs * 2);
       const countersAfter = await pubSet.counters();
       const switchMs = countersAfter.flatMap((c, i) => c.switchMs.slice(switchBefore[i]));
+      const outcome = phaseOutcome(viewers, before, startedAt, o.stallMs, publishers, undefined);
+      const gaps = [...outcome.gapByStream.entries()];
+      const byKind = (ertmp: boolean): number[] =>
+        gaps.filter(([i]) => publishers[i]!.ertmp === ertmp).map(([, g]) => g);
+      const awayInPhase = countersAfter.map((c, i) => c.awayMs.slice(awayBefore[i]));
       rolling = {
-        ...phaseOutcome(viewers, before, startedAt, o.stallMs, publishers, undefined),
-        slowViewerDrops: dropsSince(dropsBefore, await slowViewerDrops(edges)),
-        runnerLagMs: rollingLag(),
+        ...outcome,
+        ...(await rollingProbes()),
         reconnectRequests: countersAfter.reduce((n, c) => n + c.reconnectRequests, 0) - reqBefore,
         switchMs: summarize(switchMs),
-        gapErtmpMs: summarize([]),
-        gapLegacyMs: summarize([]),
-        legacyReconnectMs: summarize([]),
-        gapLegacyRelayMs: summarize([]),
+        gapErtmpMs: summarize(byKind(true)),
+        gapLegacyMs: summarize(byKind(false)),
+        legacyReconnectMs: summarize(awayInPhase.flatMap((away, i) => (publishers[i]!.ertmp ? [] : away))),
+        gapLegacyRelayMs: summarize(
+          gaps
+            .filter(([i]) => !publishers[i]!.ertmp && awayInPhase[i]!.length > 0)
+            .map(([i, gap]) => gap - Math.min(...awayInPhase[i]!)),
+        ),
       };
-      const gapByStream = rolling.gapByStream;
-      const byKind = (ertmp: boolean): number[] =>
-        [...gapByStream.entries()].filter(([i]) => publishers[i]!.ertmp === ertmp).map(([, g]) => g);
-      rolling.gapErtmpMs = summarize(byKind(true));
-      rolling.gapLegacyMs = summarize(byKind(false));
-      const awayInPhase = countersAfter.map((c, i) => c.awayMs.slice(awayBefore[i]));
-      rolling.legacyReconnectMs = summarize(awayInPhase.flatMap((away, i) => (publishers[i]!.ertmp ? [] : away)));
-      rolling.gapLegacyRelayMs = summarize(
-        [...gapByStream.entries()]
-          .filter(([i]) => !publishers[i]!.ertmp && awayInPhase[i]!.length > 0)
-          .map(([i, gap]) => gap - Math.min(...awayInPhase[i]!)),
-      );
       log(
         `origin rollout done: ${rolling.viewersDisconnected} viewers disconnected, gap p50 ${rolling.gapPerStreamMs.p50} max ${rolling.gapPerStreamMs.max} ms`,
       );
@@ -725,8 +718,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
         const eStarted = performance.now();
         const eBefore = snapshotFailures(viewers);
         for (const st of viewers) st.maxGapMs = 0;
-        const eDropsBefore = await slowViewerDrops(edges);
-        const edgesLag = phaseLoopDelay();
+        const edgeProbes = await startPhaseProbes(edges);
         for (let i = 0; i < edges.length; i++) {
           const old = edges[i]!;
           const fresh = await lifecycle.startNode('edge', i);
@@ -747,8 +739,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
             publishers,
             `edges closed their viewers; players rejoined through the load balancer (${o.lb})`,
           ),
-          slowViewerDrops: dropsSince(eDropsBefore, await slowViewerDrops(edges)),
-          runnerLagMs: edgesLag(),
+          ...(await edgeProbes()),
         };
       }
     }
@@ -922,45 +913,52 @@ async function natsSubscriptions(nats: NatsProbe): Promise<number> {
   return v.num_subscriptions;
 }
 
-/** Pull connections the edges have started so far (rtmp_pull_starts_total summed; NaN if any edge does not answer). */
-async function edgePullStarts(edges: readonly NodeHandle[]): Promise<number> {
-  const counts = await Promise.all(
-    edges.map(async (e) => metricValue(await e.metrics(), 'rtmp_pull_starts_total')).map((p) => p.catch(() => NaN)),
-  );
-  return counts.reduce((a, b) => a + b, 0);
-}
-
-/** Starts measuring the runner's event-loop delay; the returned function stops and reads it. */
-function phaseLoopDelay(): () => LoopDelay {
-  const h = monitorEventLoopDelay({ resolution: 10 });
-  h.enable();
-  return () => {
-    h.disable();
-    return { p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, max: h.max / 1e6 };
-  };
-}
-
-const SLOW_DROPS_METRIC = 'rtmp_slow_viewers_disconnected_total';
-
-/** Viewers each edge has disconnected by its slow-viewer policy so far, by node id (NaN where an edge did not answer). */
-async function slowViewerDrops(edges: readonly NodeHandle[]): Promise<Map<string, number>> {
+/**
+ * A counter of each edge, by node id: NaN where the edge did not answer or does not declare it (a counter with labels
+ * prints no sample before its first event, so its absence alone cannot tell 0 from a wrong name).
+ */
+async function edgeCounter(edges: readonly NodeHandle[], name: string): Promise<Map<string, number>> {
   const counts = await Promise.all(
     edges
       .map(async (e) => {
         const text = await e.metrics();
-        // A counter with labels prints no sample before its first event: 0 only if the edge declares it.
-        return text.includes(`# TYPE ${SLOW_DROPS_METRIC} counter`) ? metricValue(text, SLOW_DROPS_METRIC) : NaN;
+        return text.includes(`# TYPE ${name} counter`) ? metricValue(text, name) : NaN;
       })
       .map((p) => p.catch(() => NaN)),
   );
   return new Map(edges.map((e, i) => [e.id, counts[i]!]));
 }
 
-/** Drops since `before`, summed over the edges of `after` (an edge started in between counts from 0). */
-function dropsSince(before: Map<string, number>, after: Map<string, number>): number {
+/** Pull connections the edges have started so far (rtmp_pull_starts_total summed; NaN if any edge does not answer). */
+async function edgePullStarts(edges: readonly NodeHandle[]): Promise<number> {
   let sum = 0;
-  for (const [id, n] of after) sum += n - (before.get(id) ?? 0);
+  for (const n of (await edgeCounter(edges, 'rtmp_pull_starts_total')).values()) sum += n;
   return sum;
+}
+
+const SLOW_DROPS_METRIC = 'rtmp_slow_viewers_disconnected_total';
+
+/**
+ * What every phase measures besides its viewers: the edges' slow-viewer drops and the runner's own loop delay. Starts
+ * both; the returned function reads them for the phase. `edges` is read again at the end (a rollout replaces edges:
+ * those up at the end count, a new one from 0).
+ */
+async function startPhaseProbes(
+  edges: readonly NodeHandle[],
+): Promise<() => Promise<Pick<PhaseOutcome, 'slowViewerDrops' | 'runnerLagMs'>>> {
+  const dropsBefore = await edgeCounter(edges, SLOW_DROPS_METRIC);
+  const lag = monitorEventLoopDelay({ resolution: 10 });
+  lag.enable();
+  return async () => {
+    lag.disable();
+    let slowViewerDrops = 0;
+    for (const [id, n] of await edgeCounter(edges, SLOW_DROPS_METRIC))
+      slowViewerDrops += n - (dropsBefore.get(id) ?? 0);
+    return {
+      slowViewerDrops,
+      runnerLagMs: { p50: lag.percentile(50) / 1e6, p99: lag.percentile(99) / 1e6, max: lag.max / 1e6 },
+    };
+  };
 }
 
 /** Route mode: wait (bounded) until the registry lists every edge as ready, so the router can choose among all. */
