@@ -143,3 +143,50 @@ export function ratio(a: number, b: number): number {
 export function jsonSafe(_key: string, value: unknown): unknown {
   return typeof value === 'number' && !Number.isFinite(value) ? null : value;
 }
+
+/**
+ * A uniform sample of at most `capacity` values from a stream of any length (reservoir sampling), with the stream's
+ * exact count, min, max and mean: constant memory for a measurement that runs for hours. Percentiles come from the
+ * sample (at the default capacity, within a fraction of a percentile rank of the stream's).
+ */
+export class Reservoir {
+  private readonly sample: Float64Array;
+  private kept = 0;
+  private seen = 0;
+  private min = Infinity;
+  private max = -Infinity;
+  private sum = 0;
+
+  constructor(
+    capacity = 200_000,
+    private readonly rand: () => number = Math.random,
+  ) {
+    this.sample = new Float64Array(Math.max(1, capacity));
+  }
+
+  /** Values pushed so far (not only those kept). */
+  get count(): number {
+    return this.seen;
+  }
+
+  push(v: number): void {
+    if (Number.isNaN(v)) return;
+    this.seen++;
+    this.sum += v;
+    if (v < this.min) this.min = v;
+    if (v > this.max) this.max = v;
+    if (this.kept < this.sample.length) {
+      this.sample[this.kept++] = v;
+      return;
+    }
+    const slot = Math.floor(this.rand() * this.seen);
+    if (slot < this.sample.length) this.sample[slot] = v;
+  }
+
+  /** The stream's summary: exact count, min, mean and max; percentiles of the sample. */
+  summary(): Summary {
+    const s = summarize(this.sample.subarray(0, this.kept));
+    if (this.seen === 0) return s;
+    return { ...s, count: this.seen, min: this.min, mean: this.sum / this.seen, max: this.max };
+  }
+}

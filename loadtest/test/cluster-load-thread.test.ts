@@ -71,6 +71,11 @@ describe('cluster-load publishers in a worker thread (small)', () => {
       assert.ok(r.publishers.connects >= 6 + r.churn!.publisherStops, ctx);
       assert.equal(r.churn!.streamsLost, 0, ctx);
       assert.equal(r.churn!.viewersDisconnected, 0, ctx);
+      // Viewers the churn stopped are retired: the runner follows its audience, not every viewer it opened.
+      assert.ok(r.churn!.viewerLeaves > 0, ctx);
+      assert.equal(r.runnerMemory.followedViewers, 18 + r.churn!.viewerJoins - r.churn!.viewerLeaves, ctx);
+      assert.ok(r.viewers.opened >= 18 + r.churn!.viewerJoins, ctx);
+      assert.ok(r.runnerMemory.rssMiB > r.runnerMemory.heapUsedMiB && r.runnerMemory.heapUsedMiB > 0, ctx);
       // The thread's own event-loop delay, next to the runner's.
       assert.ok(r.publisherLagMs, ctx);
       assert.ok(r.publisherLagMs.p99 > 0 && Number.isFinite(r.publisherLagMs.p99), ctx);

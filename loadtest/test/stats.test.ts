@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { prng } from '../src/prng.js';
 import { parseStat, parseVmRssKiB } from '../src/procstat.js';
 import {
   fmt,
@@ -8,6 +9,7 @@ import {
   percentileSorted,
   ratio,
   ReasonCounter,
+  Reservoir,
   round,
   roundSummary,
   SampleBuffer,
@@ -93,6 +95,38 @@ describe('SampleBuffer', () => {
     b.clear();
     assert.equal(b.length, 0);
     assert.equal(b.view().length, 0);
+  });
+});
+
+describe('Reservoir', () => {
+  it('summarizes fewer values than its capacity exactly, like summarize', () => {
+    const r = new Reservoir(100, prng(1));
+    const values = [5, -0.4, 12, 7, 3];
+    for (const v of values) r.push(v);
+    assert.deepEqual(r.summary(), summarize(values));
+  });
+
+  it('keeps exact count, min, mean and max of a long stream, and percentiles of a bounded uniform sample', () => {
+    const r = new Reservoir(10_000, prng(7));
+    const n = 1_000_000;
+    // A stream that rises then falls: a sample that kept only the first or the last values would miss the median.
+    for (let i = 0; i < n; i++) r.push(i < n / 2 ? 2 * i : 2 * (n - i) - 1);
+    const s = r.summary();
+    assert.equal(s.count, n);
+    assert.equal(s.min, 0);
+    assert.equal(s.max, n - 1);
+    assert.equal(s.mean, (n - 1) / 2);
+    // Uniform over 0..n-1: a 10 000-value sample puts the median within 2 % of the range.
+    assert.ok(Math.abs(s.p50 - n / 2) < 0.02 * n, `p50 ${s.p50}`);
+    assert.ok(Math.abs(s.p99 - 0.99 * n) < 0.01 * n, `p99 ${s.p99}`);
+  });
+
+  it('is empty (NaN) before any value and ignores NaN', () => {
+    const r = new Reservoir(4);
+    r.push(NaN);
+    const s = r.summary();
+    assert.equal(s.count, 0);
+    assert.ok(Number.isNaN(s.p50) && Number.isNaN(s.min));
   });
 });
 

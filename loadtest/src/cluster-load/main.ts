@@ -49,6 +49,7 @@ export function formatClusterReport(r: ClusterLoadReport): string {
     r.publisherLagMs
       ? `publisher thread event-loop delay: p50 ${fmt(r.publisherLagMs.p50, 0)} p99 ${fmt(r.publisherLagMs.p99, 0)} max ${fmt(r.publisherLagMs.max, 0)} ms (high = the publishers' sends and reconnects were late)`
       : `publishers ran in the runner's thread (--no-publisher-thread): its delay above is theirs too`,
+    `runner memory at the end of the phases: RSS ${fmt(r.runnerMemory.rssMiB, 0)} MiB, heap used ${fmt(r.runnerMemory.heapUsedMiB, 0)} MiB, ${r.runnerMemory.followedViewers} viewers followed (of ${r.viewers.opened} opened)`,
     `delivered (steady ${o.durationS} s): ${s(r.delivery.deliveredPercent, 1)} %; min ${fmt(r.delivery.deliveredPercent.min, 1)} %; ${r.delivery.under99} viewers under 99 % of ${r.delivery.viewersMeasured}`,
     `stalls (> ${o.stallMs} ms) in the window: ${r.stalls.total} (${r.stalls.viewersWithStalls} viewers)`,
     `TTFF cold (first viewer of a stream on an edge): ${s(r.ttffColdMs)} ms`,

@@ -15,8 +15,8 @@ import {
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseRtmpUrl } from '@rtmp-relay/rtmp';
 import { generateFlv, loadFlv, type FlvSource } from '../source.js';
-import { ReasonCounter, SampleBuffer, summarize, type Summary } from '../stats.js';
-import { LightViewer, type Viewer, type ViewerSink } from '../viewer.js';
+import { ReasonCounter, Reservoir, SampleBuffer, summarize, type Summary } from '../stats.js';
+import { LightViewer, type ViewerSink } from '../viewer.js';
 import { measureBalance, type BalanceOutcome } from './balance.js';
 import { createBalancer, RouteError, type EdgeChoice } from './balancer.js';
 import type { ClusterUnderTest, NatsProbe, NodeHandle, Role, UsageSource } from './cluster.js';
@@ -27,6 +27,7 @@ import { metricValue, waitUntil } from './processes.js';
 import { createPublisherSet, type LoopDelay, type PublisherHandle, type PublisherSet } from './publishers.js';
 import type { ProcSample } from './procinfo.js';
 import { prng } from '../prng.js';
+import { ViewerBook } from './viewer-book.js';
 
 const LIVE_WAIT_MS = 30_000;
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -48,6 +49,7 @@ const MEMORY_SAMPLE_MS = 5000;
  * collections (every few seconds under fan-out), rarely enough that the scrapes don't show in a node's profile.
  */
 const STEADY_MEMORY_SAMPLE_MS = 2000;
+const MIB = 1024 * 1024;
 
 export interface NodeUsage {
   id: string;
@@ -121,6 +123,12 @@ export interface ClusterLoadReport {
    * share the runner's thread (then runnerLagMs is theirs too).
    */
   publisherLagMs: LoopDelay | undefined;
+  /**
+   * The runner's own memory when the phases end (before the leak check stops everyone), and the viewers it still
+   * followed then: those it stopped (churn leaves, probes) are retired, so after hours of churn the runner is the size
+   * of its audience, not of every viewer it ever opened.
+   */
+  runnerMemory: { rssMiB: number; heapUsedMiB: number; followedViewers: number };
   delivery: { viewersMeasured: number; deliveredPercent: Summary; under99: number };
   stalls: { total: number; viewersWithStalls: number };
   /** TTFF during the ramp (a join storm: rampPerSecond new viewers a second). */
@@ -210,8 +218,6 @@ interface ViewerState {
   lastTs: number;
   maxGapMs: number;
   regressions: number;
-  /** Counted into a phase's disconnects already. */
-  counted: boolean;
 }
 
 /** Popularity: stream index per viewer (every stream gets one, the rest by 1/rank^s). */
@@ -277,7 +283,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
   /** Every node measured (replacements too). */
   const nodes: NodeHandle[] = [...origins, ...edges];
   const lifecycle = cluster.lifecycle;
-  const viewers: ViewerState[] = [];
+  const viewers = new ViewerBook<ViewerState>();
   let pubSet: PublisherSet | undefined;
   let publishers: readonly PublisherHandle[] = [];
   const failed = new ReasonCounter();
@@ -325,28 +331,31 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
     // Viewers.
     const pairActive = new Map<string, number>();
     const pairLastLeft = new Map<string, number>();
-    const byViewer = new Map<Viewer, ViewerState>();
     const ttffCold = new SampleBuffer();
     const ttffWarm = new SampleBuffer();
     const ttffSplit = {
       cold: { connect: new SampleBuffer(), play: new SampleBuffer() },
       warm: { connect: new SampleBuffer(), play: new SampleBuffer() },
     };
-    const latency = new SampleBuffer();
+    // Sampled over the whole run: hours of it must not grow the runner.
+    const latency = new Reservoir();
+    let everUp = 0;
     let stallsInWindow = 0;
     let windowOpen = false;
     let frameCounter = 0;
     const sink: ViewerSink = {
       up: () => {},
       failed: (v, reason) => {
-        const st = byViewer.get(v);
+        const st = viewers.get(v);
         if (st) leavePair(st);
         failed.add(reason);
       },
       videoFrame: (v, ts, now) => {
-        const st = byViewer.get(v)!;
+        const st = viewers.get(v);
+        if (!st) return; // stopped and retired
         if (!st.ttffDone) {
           st.ttffDone = true;
+          everUp++;
           st.firstFrameAt = now;
           if (st.openedIn === 'ramp') {
             (st.cold ? ttffCold : ttffWarm).push(now - v.startedAt);
@@ -433,10 +442,8 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
         lastTs: -1,
         maxGapMs: 0,
         regressions: 0,
-        counted: false,
       };
-      byViewer.set(v, st);
-      viewers.push(st);
+      viewers.add(st);
       v.start();
       return st;
     };
@@ -445,7 +452,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       const up = viewers.filter((s) => s.v.isUp).length;
       const live = publishers.filter((p) => p.live).length;
       log(
-        `[${((performance.now() - t0) / 1000).toFixed(0)}s ${phase}] viewers up ${up}/${viewers.length} failed ${failed.total} ` +
+        `[${((performance.now() - t0) / 1000).toFixed(0)}s ${phase}] viewers up ${up}/${viewers.opened} failed ${failed.total} ` +
           `streams live ${live}/${publishers.length} frames ${frameCounter} stalls(window) ${stallsInWindow}`,
       );
     };
@@ -464,7 +471,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
     await Promise.all(joining);
     await waitUntil(
       'every viewer to be up or failed',
-      () => viewers.every((s) => s.v.isDone || s.ttffDone),
+      () => viewers.filter((s) => !s.v.isDone && !s.ttffDone).length === 0,
       Math.max(30_000, (o.viewers / o.rampPerSecond) * 1000),
     ).catch((e: Error) => log(e.message));
     await sleep(o.settleMs);
@@ -513,7 +520,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       seed: o.seed,
       streams: publishers.length,
       edgeIds: edges.map((e) => e.id),
-      viewers: viewers.map((st) => ({ ...st, playing: st.v.isUp && st.ttffDone })),
+      viewers: [...viewers].map((st) => ({ ...st, playing: st.v.isUp && st.ttffDone })),
       pullingEdges,
       pullStarts: pullStartsAfter - pullStartsBefore,
       routeReasons: routeReasons.toJSON(),
@@ -551,6 +558,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
         if (st.ttffDone) into.push(st.firstFrameAt - st.v.startedAt);
         st.v.stop();
         leavePair(st);
+        viewers.retire(st);
         await sleep(PROBE_SPACING_MS);
       }
     }
@@ -587,10 +595,9 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       let nextView = performance.now();
       const restarts: Promise<void>[] = [];
       const churnedStreams = new Set<number>();
-      const joined: ViewerState[] = [];
       const joining: Array<Promise<void>> = [];
       let notRouted = 0;
-      for (const st of viewers) st.maxGapMs = 0;
+      viewers.beginPhase();
       const churnProbes = await startPhaseProbes(edges);
       const memory = new MemoryTrend(() => nodes, MEMORY_SAMPLE_MS);
       while (Date.now() < end) {
@@ -614,10 +621,11 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
           if (leaving) {
             leaving.v.stop();
             leavePair(leaving);
+            viewers.retire(leaving);
             leaves++;
           }
           const [s] = assignStreams(o.streams, o.streams + 1, o.zipf, churnRand).slice(o.streams);
-          joining.push(join(s!).then((st) => void (st ? joined.push(st) : notRouted++)));
+          joining.push(join(s!).then((st) => void (st ? undefined : notRouted++)));
           joins++;
         }
         await sleep(20);
@@ -649,7 +657,10 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
         viewerLeaves: leaves,
         viewerJoins: joins,
         joinFailures: mergeCounts([
-          ...joined.filter((j) => j.v.phase === 'failed').map((j) => ({ [j.v.failReason ?? 'unknown']: 1 })),
+          // Failed viewers are never retired: every churn joiner that failed is still followed.
+          ...viewers
+            .filter((j) => j.openedIn === 'churn' && j.v.phase === 'failed')
+            .map((j) => ({ [j.v.failReason ?? 'unknown']: 1 })),
           notRouted ? { route: notRouted } : {},
         ]),
       };
@@ -666,7 +677,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       phase = 'rolling-origins';
       const startedAt = performance.now();
       const before = snapshotFailures(viewers);
-      for (const st of viewers) st.maxGapMs = 0;
+      viewers.beginPhase();
       const countersBefore = await pubSet.counters();
       const reqBefore = countersBefore.reduce((n, c) => n + c.reconnectRequests, 0);
       const switchBefore = countersBefore.map((c) => c.switchMs.length);
@@ -717,7 +728,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
         phase = 'rolling-edges';
         const eStarted = performance.now();
         const eBefore = snapshotFailures(viewers);
-        for (const st of viewers) st.maxGapMs = 0;
+        viewers.beginPhase();
         const edgeProbes = await startPhaseProbes(edges);
         for (let i = 0; i < edges.length; i++) {
           const old = edges[i]!;
@@ -749,6 +760,8 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
     if (progressTimer) clearInterval(progressTimer);
     const live = nodes.filter((n) => n.alive);
     const rssBeforeStop = await Promise.all(live.map(async (n) => ({ id: n.id, kib: (await n.usage()).rssKiB })));
+    const own = process.memoryUsage();
+    const runnerMemory = { rssMiB: own.rss / MIB, heapUsedMiB: own.heapUsed / MIB, followedViewers: viewers.size };
     for (const st of viewers) st.v.stop();
     const publisherCounters = await pubSet.counters();
     const publisherLagMs = await pubSet.loopDelay();
@@ -768,14 +781,14 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       }
     }
     const afterLinger = leaks.pulls;
-    const regressions = viewers.reduce((n, s) => n + s.regressions, 0);
+    const regressions = viewers.totalRegressions();
     const report: ClusterLoadReport = {
       options: reportedOptions(o),
       cluster: cluster.description,
       load: { loadavg: (await import('node:os')).loadavg(), cores: (await import('node:os')).cpus().length },
       viewers: {
-        opened: viewers.length,
-        up: viewers.filter((s) => s.ttffDone).length,
+        opened: viewers.opened,
+        up: everUp,
         failed: failed.total,
         failedByReason: failed.toJSON(),
         steadyFailedByReason,
@@ -786,6 +799,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
         max: lag.max / 1e6,
       },
       publisherLagMs,
+      runnerMemory,
       delivery: { viewersMeasured: delivered.length, deliveredPercent: summarize(delivered.view()), under99 },
       stalls: {
         total: stallsInWindow,
@@ -800,7 +814,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       steadyWindowMonoUs,
       ttffColdProbeMs: summarize(probeCold.view()),
       ttffWarmProbeMs: summarize(probeWarm.view()),
-      latencyMs: summarize(latency.view()),
+      latencyMs: latency.summary(),
       pulls: { ...pulls, afterLinger },
       redisCommandsPerSecPerStream: (redisAfter - redisBefore) / windowS / liveStreams,
       natsMsgsPerSecPerStream: (natsAfter - natsBefore) / windowS / liveStreams,
@@ -834,12 +848,12 @@ function mergeCounts(all: Array<Record<string, number>>): Record<string, number>
   return out;
 }
 
-function snapshotFailures(viewers: ViewerState[]): Set<ViewerState> {
+function snapshotFailures(viewers: ViewerBook<ViewerState>): Set<ViewerState> {
   return new Set(viewers.filter((s) => s.v.phase === 'failed'));
 }
 
 function phaseOutcome(
-  viewers: ViewerState[],
+  viewers: ViewerBook<ViewerState>,
   failedBefore: Set<ViewerState>,
   startedAt: number,
   stallMs: number,
@@ -853,8 +867,9 @@ function phaseOutcome(
     disconnected++;
     reasons.add(s.v.failReason ?? 'unknown');
   }
-  const gapByStream = new Map<number, number>();
-  let regressions = 0;
+  const retired = viewers.retiredInPhase();
+  const gapByStream = new Map(retired.gapByStream);
+  let regressions = retired.regressions;
   const now = performance.now();
   for (const s of viewers) {
     if (!s.ttffDone || s.v.phase === 'failed') continue;
@@ -867,10 +882,10 @@ function phaseOutcome(
     regressions += s.regressions;
   }
   const gaps = [...gapByStream.values()];
-  const lost = publishers.filter(
-    (p, i) =>
-      !p.live || viewers.some((s) => s.stream === i && s.v.isUp && s.ttffDone && now - s.lastFrameAt > LOST_AFTER_MS),
-  ).length;
+  const silent = new Set(
+    viewers.filter((s) => s.v.isUp && s.ttffDone && now - s.lastFrameAt > LOST_AFTER_MS).map((s) => s.stream),
+  );
+  const lost = publishers.filter((p, i) => !p.live || silent.has(i)).length;
   return {
     viewersDisconnected: disconnected,
     disconnectReasons: reasons.toJSON(),
@@ -1002,7 +1017,7 @@ async function checkPulls(
   origins: readonly NodeHandle[],
   edges: readonly NodeHandle[],
   publishers: readonly PublisherHandle[],
-  viewers: ViewerState[],
+  viewers: Iterable<ViewerState>,
 ): Promise<{
   pairsWithViewers: number;
   pairsWithExactlyOnePull: number;
@@ -1018,13 +1033,14 @@ async function checkPulls(
   let pairs = 0;
   let exact = 0;
   const pullingEdges = new Map<number, number>();
+  const watched = new Set<string>();
+  for (const v of viewers) if (v.v.isUp) watched.add(`${v.stream}|${v.edge}`);
   for (let si = 0; si < publishers.length; si++) {
     const key = publishers[si]!.key;
     let edgesWith = 0;
     const pulling = edgeStreams.filter((list) => list.some((s) => s.key === key && s.publisher === `pull:${key}`));
     for (let ei = 0; ei < edges.length; ei++) {
-      const watching = viewers.some((v) => v.stream === si && v.edge === ei && v.v.isUp);
-      if (!watching) continue;
+      if (!watched.has(`${si}|${ei}`)) continue;
       pairs++;
       edgesWith++;
       const hub = edgeStreams[ei]!.find((s) => s.key === key);
