@@ -27,6 +27,7 @@ import { metricValue, waitUntil } from './processes.js';
 import { createPublisherSet, type LoopDelay, type PublisherHandle, type PublisherSet } from './publishers.js';
 import type { ProcSample } from './procinfo.js';
 import { prng } from '../prng.js';
+import { RateClock } from './rate-clock.js';
 import { ViewerBook } from './viewer-book.js';
 
 const LIVE_WAIT_MS = 30_000;
@@ -50,6 +51,10 @@ const MEMORY_SAMPLE_MS = 5000;
  */
 const STEADY_MEMORY_SAMPLE_MS = 2000;
 const MIB = 1024 * 1024;
+/** Churn: most publisher stops, and most viewer leave+join pairs, one turn of the churn loop may catch up on. */
+const CHURN_EVENTS_PER_TURN = 25;
+/** Churn: events due longer ago than this are dropped rather than caught up on in a burst. */
+const CHURN_BACKLOG_MS = 1000;
 
 export interface NodeUsage {
   id: string;
@@ -591,8 +596,8 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       const end = Math.min(Date.now() + o.churnS * 1000, deadline);
       const pubEvery = 1000 / Math.max(0.001, o.publisherChurnPerS);
       const viewEvery = 1000 / Math.max(0.001, o.viewerChurnPerS);
-      let nextPub = performance.now();
-      let nextView = performance.now();
+      const stopClock = new RateClock(pubEvery, performance.now(), CHURN_EVENTS_PER_TURN, CHURN_BACKLOG_MS);
+      const viewClock = new RateClock(viewEvery, performance.now(), CHURN_EVENTS_PER_TURN, CHURN_BACKLOG_MS);
       const restarts: Promise<void>[] = [];
       const churnedStreams = new Set<number>();
       const joining: Array<Promise<void>> = [];
@@ -602,8 +607,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       const memory = new MemoryTrend(() => nodes, MEMORY_SAMPLE_MS);
       while (Date.now() < end) {
         const now = performance.now();
-        if (now >= nextPub) {
-          nextPub += pubEvery;
+        for (let due = stopClock.take(now); due > 0; due--) {
           const idx = Math.floor(churnRand() * publishers.length);
           const p = publishers[idx]!;
           if (p.live) {
@@ -614,8 +618,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
             restarts.push(Promise.all([stopped, sleep(o.republishDelayMs).then(() => p.start())]).then(() => {}));
           }
         }
-        if (now >= nextView) {
-          nextView += viewEvery;
+        for (let due = viewClock.take(now); due > 0; due--) {
           const upList = viewers.filter((s) => s.v.isUp);
           const leaving = upList[Math.floor(churnRand() * upList.length)];
           if (leaving) {
@@ -630,6 +633,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
         }
         await sleep(20);
       }
+      const churnS = (performance.now() - startedAt) / 1000;
       await Promise.all([...restarts, ...joining]);
       await waitUntil('churned streams live again', () => publishers.every((p) => p.live), LIVE_WAIT_MS).catch(
         (e: Error) => log(e.message),
@@ -666,7 +670,10 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       };
       // Viewers that joined a stream while its publisher was away and gave up (play wait) are failures too.
       log(
-        `churn done: ${stops} publisher stops, ${leaves} leaves, ${joins} joins, ${churn.viewersDisconnected} disconnected`,
+        `churn done: ${stops} publisher stops (${(stops / churnS).toFixed(2)}/s of ${o.publisherChurnPerS} asked), ` +
+          `${leaves} leaves, ${joins} joins (${(joins / churnS).toFixed(1)}/s of ${o.viewerChurnPerS} asked; ` +
+          `${viewClock.dropped} dropped by a runner more than ${CHURN_BACKLOG_MS} ms late), ` +
+          `${churn.viewersDisconnected} disconnected`,
       );
     }
 
