@@ -139,8 +139,12 @@ export function ratio(a: number, b: number): number {
   return a / b;
 }
 
-/** JSON.stringify replacer that turns NaN/Infinity into null (JSON has no NaN). */
+/**
+ * JSON.stringify replacer that turns NaN/Infinity into null (JSON has no NaN) and a Map into an object of its entries
+ * (JSON.stringify writes a Map as {}: a report's per-stream gaps were lost that way).
+ */
 export function jsonSafe(_key: string, value: unknown): unknown {
+  if (value instanceof Map) return Object.fromEntries(value);
   return typeof value === 'number' && !Number.isFinite(value) ? null : value;
 }
 

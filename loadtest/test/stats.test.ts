@@ -67,6 +67,18 @@ describe('summarize', () => {
     assert.equal(s.count, 0);
     assert.ok(Number.isNaN(s.p50) && Number.isNaN(s.mean) && Number.isNaN(s.max));
     assert.equal(JSON.stringify({ p50: s.p50, n: 1, inf: Infinity }, jsonSafe), '{"p50":null,"n":1,"inf":null}');
+    assert.equal(
+      JSON.stringify(
+        {
+          gapByStream: new Map([
+            [3, 1200.5],
+            [7, NaN],
+          ]),
+        },
+        jsonSafe,
+      ),
+      '{"gapByStream":{"3":1200.5,"7":null}}',
+    );
   });
 
   it('rounds', () => {
