@@ -596,8 +596,8 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       const end = Math.min(Date.now() + o.churnS * 1000, deadline);
       const pubEvery = 1000 / Math.max(0.001, o.publisherChurnPerS);
       const viewEvery = 1000 / Math.max(0.001, o.viewerChurnPerS);
-      const stopClock = new RateClock(pubEvery, performance.now(), CHURN_EVENTS_PER_TURN, CHURN_BACKLOG_MS);
-      const viewClock = new RateClock(viewEvery, performance.now(), CHURN_EVENTS_PER_TURN, CHURN_BACKLOG_MS);
+      const stopsDue = new RateClock(pubEvery, performance.now(), CHURN_EVENTS_PER_TURN, CHURN_BACKLOG_MS);
+      const leavesAndJoinsDue = new RateClock(viewEvery, performance.now(), CHURN_EVENTS_PER_TURN, CHURN_BACKLOG_MS);
       const restarts: Promise<void>[] = [];
       const churnedStreams = new Set<number>();
       const joining: Array<Promise<void>> = [];
@@ -607,7 +607,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       const memory = new MemoryTrend(() => nodes, MEMORY_SAMPLE_MS);
       while (Date.now() < end) {
         const now = performance.now();
-        for (let due = stopClock.take(now); due > 0; due--) {
+        for (let due = stopsDue.take(now); due > 0; due--) {
           const idx = Math.floor(churnRand() * publishers.length);
           const p = publishers[idx]!;
           if (p.live) {
@@ -618,7 +618,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
             restarts.push(Promise.all([stopped, sleep(o.republishDelayMs).then(() => p.start())]).then(() => {}));
           }
         }
-        for (let due = viewClock.take(now); due > 0; due--) {
+        for (let due = leavesAndJoinsDue.take(now); due > 0; due--) {
           const upList = viewers.filter((s) => s.v.isUp);
           const leaving = upList[Math.floor(churnRand() * upList.length)];
           if (leaving) {
@@ -672,7 +672,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       log(
         `churn done: ${stops} publisher stops (${(stops / churnS).toFixed(2)}/s of ${o.publisherChurnPerS} asked), ` +
           `${leaves} leaves, ${joins} joins (${(joins / churnS).toFixed(1)}/s of ${o.viewerChurnPerS} asked; ` +
-          `${viewClock.dropped} dropped by a runner more than ${CHURN_BACKLOG_MS} ms late), ` +
+          `${leavesAndJoinsDue.dropped} dropped by a runner more than ${CHURN_BACKLOG_MS} ms late), ` +
           `${churn.viewersDisconnected} disconnected`,
       );
     }
