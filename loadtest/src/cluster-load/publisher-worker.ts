@@ -5,7 +5,7 @@
  * {seq, result} or {seq, error}. Send times, the measurement windows, window bytes, timeline starts and liveness go
  * through shared memory, in the main thread's clock.
  */
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadFlv, type FlvSource } from '../source.js';
 import { StreamPublisher } from './publisher.js';
@@ -62,6 +62,11 @@ export interface LoopDelay {
   p50: number;
   p99: number;
   max: number;
+}
+
+/** An event-loop delay histogram (nanoseconds) as p50 / p99 / max in ms. */
+export function loopDelayMs(h: IntervalHistogram): LoopDelay {
+  return { p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, max: h.max / 1e6 };
 }
 
 /** A TimestampWindow over two slots of shared memory. */
@@ -156,7 +161,7 @@ if (parentPort) {
           failures: p.failures.toJSON(),
         }));
       case 'loopDelay':
-        return { p50: eld.percentile(50) / 1e6, p99: eld.percentile(99) / 1e6, max: eld.max / 1e6 } satisfies LoopDelay;
+        return loopDelayMs(eld);
       case 'dispose': {
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([

@@ -20,6 +20,7 @@ import { SharedWindow } from './publisher-worker.js';
 import { SentTimes } from './sent-times.js';
 
 export type { LoopDelay, PublisherCounters } from './publisher-worker.js';
+export { loopDelayMs } from './publisher-worker.js';
 
 export interface PublisherSpec {
   key: string;

@@ -24,7 +24,13 @@ import { connectExistingCluster } from './existing-cluster.js';
 import { startLocalCluster } from './local-cluster.js';
 import { optionProblems, reportedOptions, UsageError, type ClusterLoadOptions } from './options.js';
 import { metricValue, waitUntil } from './processes.js';
-import { createPublisherSet, type LoopDelay, type PublisherHandle, type PublisherSet } from './publishers.js';
+import {
+  createPublisherSet,
+  loopDelayMs,
+  type LoopDelay,
+  type PublisherHandle,
+  type PublisherSet,
+} from './publishers.js';
 import type { ProcSample } from './procinfo.js';
 import { prng } from '../prng.js';
 import { RateClock } from './rate-clock.js';
@@ -800,11 +806,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
         failedByReason: failed.toJSON(),
         steadyFailedByReason,
       },
-      runnerLagMs: {
-        p50: lag.percentile(50) / 1e6,
-        p99: lag.percentile(99) / 1e6,
-        max: lag.max / 1e6,
-      },
+      runnerLagMs: loopDelayMs(lag),
       publisherLagMs,
       runnerMemory,
       delivery: { viewersMeasured: delivered.length, deliveredPercent: summarize(delivered.view()), under99 },
@@ -978,7 +980,7 @@ async function startPhaseProbes(
       slowViewerDrops += n - (dropsBefore.get(id) ?? 0);
     return {
       slowViewerDrops,
-      runnerLagMs: { p50: lag.percentile(50) / 1e6, p99: lag.percentile(99) / 1e6, max: lag.max / 1e6 },
+      runnerLagMs: loopDelayMs(lag),
     };
   };
 }
