@@ -35,9 +35,28 @@ const KILL_AFTER_MS = 5000;
 const RESERVED = new Set([6379, 4222, 6222, 8222]);
 
 const tracked = new Set<ChildProcess>();
-process.once('exit', () => {
+const killTracked = (): void => {
   for (const c of tracked) c.kill('SIGKILL');
-});
+};
+process.once('exit', killTracked);
+let signalsHandled = false;
+/**
+ * Ctrl-C or a SIGTERM ends the run without 'exit': every node, Redis and NATS of the run outlived it. Installed at
+ * the first spawn, so that importing this module (the bench does, for CLI) changes no signal handling.
+ */
+function killTrackedOnSignals(): void {
+  if (signalsHandled) return;
+  signalsHandled = true;
+  for (const [signal, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const) {
+    process.once(signal, () => {
+      killTracked();
+      process.exit(code);
+    });
+  }
+}
 
 export async function freePort(): Promise<number> {
   for (;;) {
@@ -77,6 +96,7 @@ export class Proc {
     readonly child: ChildProcess,
   ) {
     tracked.add(child);
+    killTrackedOnSignals();
     // CLUSTER_LOAD_LOG_DIR keeps every process's whole output (the in-memory copy is capped) for reading afterwards.
     const logDir = process.env.CLUSTER_LOAD_LOG_DIR;
     let file: WriteStream | undefined;
