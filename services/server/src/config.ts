@@ -305,6 +305,11 @@ const DEFS = {
     250,
     'origin drain: time between waves (reconnect requests, then hand-offs); a wave of requests goes earlier once every stream of the previous one has moved (0 = no pacing)',
   ),
+  drainMoveLeadMs: def(
+    ms(0, 10_000),
+    2000,
+    "origin drain: an E-RTMP publisher is asked to reconnect once every edge pulling its stream has its next pull waiting at the target origin, or after this (at most half the drain's 5 s wait; 0 = ask at once)",
+  ),
   redisUrl: def(url(['redis:', 'rediss:']), '', 'Redis for stream ownership and the node registry (origin, edge)'),
   natsUrl: def(
     urlList(['nats:', 'tls:']),

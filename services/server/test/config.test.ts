@@ -65,6 +65,7 @@ describe('config', () => {
       drainDelayMs: 0,
       drainReconnectBatch: 20,
       drainReconnectIntervalMs: 250,
+      drainMoveLeadMs: 2000,
       redisUrl: '',
       natsUrl: '',
       advertiseHost: '',
@@ -258,6 +259,7 @@ describe('config', () => {
       'DRAIN_DELAY_MS',
       'DRAIN_RECONNECT_BATCH',
       'DRAIN_RECONNECT_INTERVAL_MS',
+      'DRAIN_MOVE_LEAD_MS',
     ]) {
       assert.ok(envs.has(env), `${env} is in SETTINGS`);
     }
@@ -390,6 +392,12 @@ describe('cluster settings', () => {
     assert.throws(
       () => loadConfig({ env: { DRAIN_RECONNECT_INTERVAL_MS: '-1' } }),
       /DRAIN_RECONNECT_INTERVAL_MS \(--drain-reconnect-interval-ms\): expected an integer 0-60000/,
+    );
+    assert.equal(loadConfig({ env: {} }).drainMoveLeadMs, 2000);
+    assert.equal(loadConfig({ flags: { 'drain-move-lead-ms': '0' }, env: {} }).drainMoveLeadMs, 0);
+    assert.throws(
+      () => loadConfig({ env: { DRAIN_MOVE_LEAD_MS: '10001' } }),
+      /DRAIN_MOVE_LEAD_MS \(--drain-move-lead-ms\): expected an integer 0-10000/,
     );
   });
 });

@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { HubRegistry } from '@rtmp-relay/hub';
 import { pino } from 'pino';
-import type { AdminEvent, EventBus } from '../src/cluster/events.js';
+import {
+  controlEvent,
+  type AdminEvent,
+  type ControlEvent,
+  type EventBus,
+  type StreamStandby,
+} from '../src/cluster/events.js';
 import { OriginPolicy } from '../src/cluster/origin-policy.js';
 import type { StreamOwnership } from '../src/cluster/redis-registry.js';
 import type { StreamRequest } from '../src/streams/types.js';
@@ -26,8 +32,14 @@ interface FakeStream {
   kickReason?: string;
 }
 
-function harness(moveAfterMs = 0) {
+/**
+ * `answerAfterMs`: for each stream key, when (ms after its `stream.moving`) each of its edges answers `stream.standby`
+ * (what the edges do over NATS in drain-lead.test.ts).
+ */
+function harness(moveAfterMs = 0, answerAfterMs: Record<string, number[]> = {}) {
   let admin: ((e: AdminEvent) => void) | undefined;
+  let onStandby: ((e: StreamStandby) => void) | undefined;
+  const announcedAt = new Map<string, number>();
   const streams = new Map<string, FakeStream>();
   const released: string[] = [];
   const ownership = {
@@ -40,8 +52,19 @@ function harness(moveAfterMs = 0) {
   } as unknown as StreamOwnership;
   const bus = {
     connected: true,
-    publish: () => true,
-    on: () => () => undefined,
+    publish: (e: ControlEvent) => {
+      if (e.type !== 'stream.moving') return true;
+      announcedAt.set(e.key, performance.now());
+      for (const [i, ms] of (answerAfterMs[e.key] ?? []).entries()) {
+        const answer = { key: e.key, fromNodeId: e.fromNodeId, nodeId: `edge-${i}`, epoch: e.epoch, ready: true };
+        setTimeout(() => onStandby?.(controlEvent('stream.standby', answer)), ms);
+      }
+      return true;
+    },
+    on: (type: string, handler: (e: StreamStandby) => void) => {
+      if (type === 'stream.standby') onStandby = handler;
+      return () => undefined;
+    },
     onAdmin: (_node: string, handler: (e: AdminEvent) => void) => {
       admin = handler;
       return () => undefined;
@@ -113,7 +136,7 @@ function harness(moveAfterMs = 0) {
     peerCalls.push(key);
     return `rtmp://127.0.0.1:2/${app}`;
   };
-  return { policy, publish, peerTcUrl, peerCalls, released, close: () => policy.releaseAll() };
+  return { policy, publish, peerTcUrl, peerCalls, released, announcedAt, close: () => policy.releaseAll() };
 }
 
 describe('origin drain pacing (OriginPolicy.drain)', () => {
@@ -141,7 +164,14 @@ describe('origin drain pacing (OriginPolicy.drain)', () => {
       'every stream asked',
     );
     // The hand-off starts at the drain's bound (2 x WAIT): no time is left to pace it, so it is one wave.
-    assert.deepEqual(result, { reconnectRequested: 9, handedOff: 9, waves: 4, handOffWaves: 1 });
+    assert.deepEqual(result, {
+      reconnectRequested: 9,
+      handedOff: 9,
+      waves: 4,
+      handOffWaves: 1,
+      movesPrepared: 0,
+      leadExpired: 0,
+    });
     for (const w of waves) assert.ok(Math.max(...w) - Math.min(...w) < 50, `one wave spread over ${w.join(', ')} ms`);
     for (let k = 1; k < 3; k++) {
       const gap = Math.min(...waves[k]!) - Math.max(...waves[k - 1]!);
@@ -182,7 +212,14 @@ describe('origin drain pacing (OriginPolicy.drain)', () => {
     await h.close();
     const movers = ss.filter((s) => s.behavior === 'move');
     const legacy = ss.filter((s) => s.behavior === 'legacy');
-    assert.deepEqual(result, { reconnectRequested: 5, handedOff: 2, waves: 3, handOffWaves: 1 });
+    assert.deepEqual(result, {
+      reconnectRequested: 5,
+      handedOff: 2,
+      waves: 3,
+      handOffWaves: 1,
+      movesPrepared: 0,
+      leadExpired: 0,
+    });
     assert.deepEqual(
       h.peerCalls,
       movers.map((s) => s.key),
@@ -218,7 +255,14 @@ describe('origin drain pacing (OriginPolicy.drain)', () => {
     });
     const took = performance.now() - t0;
     await h.close();
-    assert.deepEqual(result, { reconnectRequested: 0, handedOff: 2, waves: 0, handOffWaves: 1 });
+    assert.deepEqual(result, {
+      reconnectRequested: 0,
+      handedOff: 2,
+      waves: 0,
+      handOffWaves: 1,
+      movesPrepared: 0,
+      leadExpired: 0,
+    });
     for (const s of ss) assert.equal(s.kickReason, 'draining');
     assert.ok(took < 1000, `drain took ${took} ms`);
   });
@@ -248,7 +292,14 @@ describe('origin drain pacing (OriginPolicy.drain)', () => {
 
     // Within the bound: 7 streams, batch 3, 150 ms apart: waves of 3, 3, 1 at 0, 150, 300 ms.
     const paced = await drainLegacy(7, 2000, 3, 150);
-    assert.deepEqual(paced.result, { reconnectRequested: 0, handedOff: 7, waves: 0, handOffWaves: 3 });
+    assert.deepEqual(paced.result, {
+      reconnectRequested: 0,
+      handedOff: 7,
+      waves: 0,
+      handOffWaves: 3,
+      movesPrepared: 0,
+      leadExpired: 0,
+    });
     const waves = [paced.at.slice(0, 3), paced.at.slice(3, 6), paced.at.slice(6)];
     for (const w of waves) together(w);
     assert.ok(waves[0]![0]! < 100, `first hand-off after ${waves[0]![0]} ms`);
@@ -259,10 +310,72 @@ describe('origin drain pacing (OriginPolicy.drain)', () => {
 
     // The bound cuts it: 2 x 200 ms. Waves of 1 at 0, 150, 300; at 400 the 4 left go together.
     const bounded = await drainLegacy(7, 200, 1, 150);
-    assert.deepEqual(bounded.result, { reconnectRequested: 0, handedOff: 7, waves: 0, handOffWaves: 4 });
+    assert.deepEqual(bounded.result, {
+      reconnectRequested: 0,
+      handedOff: 7,
+      waves: 0,
+      handOffWaves: 4,
+      movesPrepared: 0,
+      leadExpired: 0,
+    });
     const last = bounded.at.slice(3);
     together(last);
     assert.ok(Math.min(...last) >= 399, `the rest went at ${Math.min(...last)} ms, before the bound`);
     assert.ok(bounded.took < 400 + 300, `drain took ${bounded.took} ms (bound 2 x 200 ms + a Redis round trip)`);
+  });
+  it('asks each publisher once its own edges answered the announced move, or at the lead; the wave waits for none', async () => {
+    const LEAD = 400;
+    // s0's two edges answer at 30 and 80 ms, s1's one edge at 150 ms, s2's second edge never (the lead ends it),
+    // s3 has no edge (asked at once).
+    const h = harness(0, { 'live/s0': [30, 80], 'live/s1': [150], 'live/s2': [20] });
+    const edges: Record<string, number> = { 'live/s0': 2, 'live/s1': 1, 'live/s2': 2, 'live/s3': 0 };
+    const ss: FakeStream[] = [];
+    for (let i = 0; i < 4; i++) ss.push(await h.publish(`s${i}`, 'move'));
+    const result = await h.policy.drain({
+      peerTcUrl: h.peerTcUrl,
+      peerAddrOf: () => '127.0.0.1:2',
+      edgePullsOf: (key) => edges[key] ?? 0,
+      moveLeadMs: LEAD,
+      reconnectWaitMs: 2000,
+      reconnectBatch: 10,
+      reconnectIntervalMs: 0,
+      peersUp: true,
+    });
+    await h.close();
+    const lead = ss.map((s) => s.requestedAt! - h.announcedAt.get(s.key)!);
+    console.log(`[drain-waves] asked after announcing: ${lead.map((ms) => ms.toFixed(0)).join(', ')} ms`);
+    assert.ok(lead[0]! >= 79 && lead[0]! < 80 + 100, `s0 asked ${lead[0]} ms after announcing (last answer at 80)`);
+    assert.ok(lead[1]! >= 149 && lead[1]! < 150 + 100, `s1 asked ${lead[1]} ms after announcing (answer at 150)`);
+    assert.ok(lead[2]! >= LEAD - 1 && lead[2]! < LEAD + 100, `s2 asked ${lead[2]} ms after announcing (lead ${LEAD})`);
+    assert.ok(lead[3]! < 50, `s3 (no edge) asked ${lead[3]} ms after announcing`);
+    assert.deepEqual(result, {
+      reconnectRequested: 4,
+      handedOff: 0,
+      waves: 1,
+      handOffWaves: 0,
+      movesPrepared: 2,
+      leadExpired: 1,
+    });
+  });
+
+  it('caps the lead at half the reconnect wait, so an asked publisher keeps time to move', async () => {
+    const h = harness(0, {});
+    const s = await h.publish('slow', 'move');
+    const result = await h.policy.drain({
+      peerTcUrl: h.peerTcUrl,
+      peerAddrOf: () => '127.0.0.1:2',
+      edgePullsOf: () => 1,
+      moveLeadMs: 10_000,
+      reconnectWaitMs: 300,
+      reconnectBatch: 10,
+      reconnectIntervalMs: 0,
+      peersUp: true,
+    });
+    await h.close();
+    const lead = s.requestedAt! - h.announcedAt.get(s.key)!;
+    assert.ok(lead >= 149 && lead < 150 + 100, `asked ${lead} ms after announcing (cap 150)`);
+    assert.equal(result.leadExpired, 1);
+    assert.equal(result.reconnectRequested, 1);
+    assert.equal(result.handedOff, 0, 'the publisher had no time left to move');
   });
 });

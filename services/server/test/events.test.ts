@@ -85,6 +85,8 @@ const samples: ControlEvent[] = [
   controlEvent('admin.kick_viewer', { key: KEY, target: 'edge-1', sessionId: 'c42' }),
   controlEvent('admin.drop_stream', { key: KEY, reason: 'takedown' }),
   controlEvent('admin.release_stream', { key: KEY, target: 'origin-1', from: 'origin-2', reason: 'takeover' }),
+  controlEvent('stream.moving', { key: KEY, fromNodeId: 'origin-3', addr: '10.0.0.2:1935', epoch: 9 }),
+  controlEvent('stream.standby', { key: KEY, fromNodeId: 'origin-3', nodeId: 'edge-1', epoch: 9, ready: true }),
 ];
 
 after(async () => {
@@ -107,6 +109,8 @@ describe('control events: subjects and decoding (no server)', () => {
       'rtmp.v1.admin.edge-1',
       'rtmp.v1.admin.all',
       'rtmp.v1.admin.origin-1',
+      'rtmp.v1.stream.moving',
+      'rtmp.v1.stream.standby',
     ];
     assert.deepEqual(
       samples.map((e) => subjectFor(e)),
@@ -149,7 +153,10 @@ describe('control events: subjects and decoding (no server)', () => {
     assert.equal(reason('rtmp.v1.stream.published', { ...good, epoch: -1 }), 'schema');
     assert.equal(reason('rtmp.v1.stream.published', { ...good, type: 'stream.exploded' }), 'schema');
     assert.equal(reason('rtmp.v1.stream.unpublished', good), 'subject');
-    assert.equal(reason('rtmp.v1.admin.all', { ...samples[7]!, target: 'all' }), 'schema');
+    assert.equal(
+      reason('rtmp.v1.admin.all', { ...samples.find((e) => e.type === 'admin.kick_publisher')!, target: 'all' }),
+      'schema',
+    );
     const ok = decodeControlEvent('rtmp.v1.stream.published', enc({ ...good, extra: 'ignored' }));
     assert.ok(ok.ok);
     assert.deepEqual(ok.event, good, 'unknown fields are stripped');

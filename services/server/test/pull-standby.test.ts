@@ -118,6 +118,8 @@ describe('edge pull: next upstream prepared on stream.moving', () => {
       const outcomes: StandbyOutcome[] = [];
       const failures: string[] = [];
       const attached: string[] = [];
+      const answers: string[] = [];
+      let resolves = 0;
       const registry = new HubRegistry();
       const pull = new UpstreamPull(
         'live/early',
@@ -125,8 +127,12 @@ describe('edge pull: next upstream prepared on stream.moving', () => {
         'early',
         () => registry.getOrCreate('live/early'),
         {
-          resolveOwner: async () => owner,
+          resolveOwner: async () => {
+            resolves++;
+            return owner;
+          },
           waitForOwnerEvent: (_key, ms) => new Promise((resolve) => setTimeout(resolve, Math.min(ms, 100))),
+          answerMove: (_key, move, ready) => answers.push(`${move.fromNodeId}->${move.addr}:${ready}`),
           observer: {
             standby: (_key, outcome) => outcomes.push(outcome),
             pullFailed: (_key, reason) => failures.push(reason),
@@ -162,6 +168,8 @@ describe('edge pull: next upstream prepared on stream.moving', () => {
       assert.deepEqual(failures, ['owner_changed'], 'only the old upstream, cut for the move, failed');
       assert.deepEqual(attached, ['o1', 'o2']);
       assert.equal(hub.currentPublisher, pull);
+      // The standby answered the announcement once it connected (after the move had taken it).
+      assert.deepEqual(answers, [`o1->${next.addr}:true`]);
     },
   );
 });

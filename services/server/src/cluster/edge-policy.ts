@@ -3,12 +3,21 @@ import type { Logger } from 'pino';
 import { streamLabel } from '../streams/redact.js';
 import { inSpan } from '../tracing.js';
 import type { PlayDecision, PublishDecision, StreamPolicy, StreamRequest } from '../streams/types.js';
-import type { EventBus } from './events.js';
+import { controlEvent, type EventBus } from './events.js';
 import type { PublishAuthorizer } from './origin-policy.js';
-import { UpstreamPull, type PullDeps, type PullOptions, type StandbyOutcome, type UpstreamOwner } from './pull.js';
+import {
+  UpstreamPull,
+  type AnnouncedMove,
+  type PullDeps,
+  type PullOptions,
+  type StandbyOutcome,
+  type UpstreamOwner,
+} from './pull.js';
 import type { StreamOwnership } from './redis-registry.js';
 
 export interface EdgePolicyOptions {
+  /** This edge's node id: it signs its answers to announced moves (`stream.standby`); absent: no answers. */
+  nodeId?: string;
   playWaitMs: number;
   pull: PullOptions;
   /** Tiered edges (cluster/tiers.ts): where to pull a stream from, given its owner; absent: the owner itself. */
@@ -60,6 +69,9 @@ export class EdgePolicy implements StreamPolicy {
       resolveOwner: (key) => this.resolve(key),
       waitForOwnerEvent: (key, ms, signal) => this.waitForOwnerEvent(key, ms, signal),
       ...(playQuery ? { playQuery } : {}),
+      ...(options.nodeId !== undefined
+        ? { answerMove: (key, move, ready) => this.answerMove(bus, key, move, ready) }
+        : {}),
       observer: {
         pullStarted: (key, attempt) => observer.pullStarted?.(key, attempt),
         pullFailed: (key, reason) => {
@@ -93,6 +105,19 @@ export class EdgePolicy implements StreamPolicy {
       bus.on('stream.moving', (e) =>
         this.pulls.get(e.key)?.prepareMove({ fromNodeId: e.fromNodeId, addr: e.addr, epoch: e.epoch }),
       ),
+    );
+  }
+
+  /** Tells the draining origin whether our next upstream for `key` waits at the address it announced. */
+  private answerMove(bus: EventBus, key: string, move: AnnouncedMove, ready: boolean): void {
+    bus.publish(
+      controlEvent('stream.standby', {
+        key,
+        fromNodeId: move.fromNodeId,
+        nodeId: this.options.nodeId!,
+        epoch: move.epoch,
+        ready,
+      }),
     );
   }
 

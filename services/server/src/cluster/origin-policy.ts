@@ -6,6 +6,7 @@ import type { PlayDecision, PublishDecision, StreamPolicy, StreamRequest } from 
 import type { ReconnectablePublisher } from '../rtmp/session.js';
 import { controlEvent, type AdminEvent, type EventBus } from './events.js';
 import type { StreamOwnership } from './redis-registry.js';
+import { StandbyAnswers } from './standby-answers.js';
 
 /** Authorization the origin consults before claiming (tokens, webhooks); optional. */
 export interface PublishAuthorizer {
@@ -36,6 +37,34 @@ export interface OriginPolicyOptions {
    * other origin can claim our streams either, and self-fencing would only take every live stream down.
    */
   redisDownEverywhereSince?(since: number): boolean;
+}
+
+export interface DrainOptions {
+  peerTcUrl: (app: string, key: string) => string | undefined;
+  /** The RTMP address (host:port) of the origin a tcUrl names, when known: edges then prepare the move. */
+  peerAddrOf?: (tcUrl: string) => string | undefined;
+  /** How many edges pull `key` from this origin (each answers an announced move); absent: none waited for. */
+  edgePullsOf?: (key: string) => number;
+  /** Longest wait for the edges' answers before a publisher is asked to move (capped at half `reconnectWaitMs`). */
+  moveLeadMs?: number;
+  reconnectWaitMs: number;
+  /** Most ReconnectRequests in one wave (at least 1). */
+  reconnectBatch: number;
+  /** Time between the starts of two waves (0: no pacing). */
+  reconnectIntervalMs: number;
+  /** Another origin is up to take the streams (a hand-off is then paced; else there is nothing to spread). */
+  peersUp: boolean;
+}
+
+export interface DrainResult {
+  reconnectRequested: number;
+  handedOff: number;
+  waves: number;
+  handOffWaves: number;
+  /** Moves whose publisher was asked after every edge answered. */
+  movesPrepared: number;
+  /** Moves whose publisher was asked when the lead's bound passed, before every edge answered. */
+  leadExpired: number;
 }
 
 interface Ownership {
@@ -71,6 +100,8 @@ export class OriginPolicy implements StreamPolicy {
   private leaseTimer: NodeJS.Timeout | undefined;
   private refreshing = false;
   private draining = false;
+  private readonly standbyAnswers = new StandbyAnswers();
+  private readonly unsubscribeAnswers: () => void;
 
   constructor(
     private readonly ownership: StreamOwnership,
@@ -87,6 +118,9 @@ export class OriginPolicy implements StreamPolicy {
     this.leaseTimer = setInterval(() => this.expireLeases(), this.leaseCheckMs);
     this.leaseTimer.unref();
     this.unsubscribeAdmin = bus.onAdmin(options.nodeId, (e) => this.onAdmin(e));
+    this.unsubscribeAnswers = bus.on('stream.standby', (e) => {
+      if (e.fromNodeId === options.nodeId) this.standbyAnswers.answer(e);
+    });
   }
 
   private get me(): { nodeId: string; addr: string } {
@@ -358,74 +392,111 @@ export class OriginPolicy implements StreamPolicy {
    * 1. Publishers that negotiated E-RTMP v2 Reconnect get a `ReconnectRequest` naming another origin (`peerTcUrl`);
    *    they publish there while still publishing here, the new origin takes the stream over (epoch + 1, our copy is
    *    released by its `admin.release_stream`) and edges move with `stream.moved`: no gap. With the target's address
-   *    known (`peerAddrOf`), `stream.moving` tells edges first, so they open their next pull there ahead of the
-   *    move (pull.ts prepareMove). The requests go out in
-   *    waves of at most `reconnectBatch` (in publish order), one wave every `reconnectIntervalMs`, so that the
-   *    receiving origin (and the edges re-pulling from it) is not swamped by every stream at once; the next wave
-   *    goes earlier as soon as every stream of the previous one has moved away. Pacing lasts at most
-   *    `reconnectWaitMs`: the streams not asked by then are asked together in one last wave.
+   *    known (`peerAddrOf`), `stream.moving` tells edges first, so they open their next pull there ahead of the move
+   *    (pull.ts prepareMove), and the request waits until every edge pulling the stream (`edgePullsOf`) has
+   *    answered that its next pull is waiting there (`stream.standby`), for at most `moveLeadMs` (see
+   *    StandbyAnswers). The requests go out in waves of at most `reconnectBatch` (in publish order), one wave every
+   *    `reconnectIntervalMs`, so that the receiving origin (and the edges re-pulling from it) is not swamped by every
+   *    stream at once; the next wave goes earlier as soon as every stream of the previous one has moved away. Pacing
+   *    lasts at most `reconnectWaitMs`: the streams not asked by then are asked together in one last wave.
    * 2. Streams still here `reconnectWaitMs` after the last wave was sent (legacy encoders, publishers that ignored
    *    the request) are handed off: the lease is released so any origin can claim at once, then edges' pulls are
    *    cut without an end-of-stream (so edges hold their viewers and wait for the new owner, as in a failover), then
    *    the publisher is disconnected and reconnects elsewhere. Hand-offs go in waves too (`handOffInWaves`), while
    *    the drain is within its bound; with no other origin up (`peersUp` false), all at once.
-   * Bound: pacing (<= `reconnectWaitMs`) + the wait (<= `reconnectWaitMs`), hand-off waves only within what is left
-   * of those two, then the hand-off's lease releases (Redis, concurrent, each bounded by the command timeout): at
-   * most 2 x `reconnectWaitMs` plus one Redis round trip.
+   * Bound: 2 x `reconnectWaitMs` plus one Redis round trip: pacing (<= `reconnectWaitMs`, the last wave's lead at
+   * most half of it more), then the wait (to the bound), hand-off waves only within the bound, then the hand-off's
+   * lease releases (Redis, concurrent, each bounded by the command timeout).
    */
-  async drain(opts: {
-    peerTcUrl: (app: string, key: string) => string | undefined;
-    /** The RTMP address (host:port) of the origin a tcUrl names, when known: edges then prepare the move. */
-    peerAddrOf?: (tcUrl: string) => string | undefined;
-    reconnectWaitMs: number;
-    /** Most ReconnectRequests in one wave (at least 1). */
-    reconnectBatch: number;
-    /** Time between the starts of two waves (0: no pacing). */
-    reconnectIntervalMs: number;
-    /** Another origin is up to take the streams (a hand-off is then paced; else there is nothing to spread). */
-    peersUp: boolean;
-  }): Promise<{ reconnectRequested: number; handedOff: number; waves: number; handOffWaves: number }> {
+  async drain(opts: DrainOptions): Promise<DrainResult> {
     this.draining = true;
     const drainEnd = performance.now() + 2 * opts.reconnectWaitMs;
     const batch = Math.max(1, Math.floor(opts.reconnectBatch));
     const pacingEnd = performance.now() + opts.reconnectWaitMs;
     const asked = new Set<string>();
-    let wave: string[] = [];
+    const lead = { prepared: 0, expired: 0 };
     let waves = 0;
     // Publish order: a snapshot, since owned streams leave the map while we pace.
-    for (const o of [...this.owned.values()]) {
-      if (!this.reconnectable(o)) continue;
-      if (wave.length >= batch && performance.now() < pacingEnd) {
-        // This wave is full: let it move (or the interval pass) before the next one.
-        await this.waitForMoves(wave, Math.min(performance.now() + opts.reconnectIntervalMs, pacingEnd));
-        wave = [];
-        if (!this.reconnectable(o)) continue; // moved, fenced or gone meanwhile
+    const queue = [...this.owned.values()];
+    for (let next = 0; next < queue.length;) {
+      const paced = performance.now() < pacingEnd;
+      const wave: Ownership[] = [];
+      while (next < queue.length && (!paced || wave.length < batch)) {
+        const o = queue[next++]!;
+        if (this.reconnectable(o)) wave.push(o); // not moved, fenced or gone meanwhile
       }
-      const tcUrl = opts.peerTcUrl(o.req.app, o.req.key);
-      const publisher = this.registry.get(o.req.key)?.currentPublisher as Partial<ReconnectablePublisher> | undefined;
-      if (!tcUrl || !publisher?.requestReconnect?.(tcUrl, 'This server is shutting down; reconnect to continue.'))
-        continue;
-      // Edges pulling this copy open their next upstream there now (stream.moving), before the publisher arrives.
-      const addr = opts.peerAddrOf?.(tcUrl);
-      if (addr && o.epoch !== undefined)
-        this.bus.publish(
-          controlEvent('stream.moving', { key: o.req.key, fromNodeId: this.options.nodeId, addr, epoch: o.epoch }),
-        );
-      if (wave.length === 0) waves++;
-      wave.push(o.req.key);
-      asked.add(o.req.key);
+      const sent = await this.askToMove(wave, opts, lead);
+      if (sent.length === 0) continue;
+      waves++;
+      for (const key of sent) asked.add(key);
+      // Let this wave move (or the interval pass) before the next one.
+      if (next < queue.length && performance.now() < pacingEnd)
+        await this.waitForMoves(sent, Math.min(performance.now() + opts.reconnectIntervalMs, pacingEnd));
     }
-    // Every stream asked gets the full wait, counted from the last wave.
-    await this.waitForMoves([...asked], performance.now() + opts.reconnectWaitMs);
+    // Every stream asked gets the full wait, counted from the last wave, within the drain's bound.
+    await this.waitForMoves([...asked], Math.min(performance.now() + opts.reconnectWaitMs, drainEnd));
     const moved = [...asked].filter((k) => !this.owned.has(k)).length;
     const rest = [...this.owned.values()];
     // With no other origin up there is no load to spread: interval 0 is the pacing's own off switch.
     const handOffWaves = await this.handOffInWaves(rest, batch, opts.peersUp ? opts.reconnectIntervalMs : 0, drainEnd);
     this.log.info(
-      { reconnectRequested: asked.size, waves, movedByReconnect: moved, handedOff: rest.length, handOffWaves },
+      {
+        reconnectRequested: asked.size,
+        waves,
+        movesPrepared: lead.prepared,
+        leadExpired: lead.expired,
+        movedByReconnect: moved,
+        handedOff: rest.length,
+        handOffWaves,
+      },
       'drain: streams moved to other origins',
     );
-    return { reconnectRequested: asked.size, handedOff: rest.length, waves, handOffWaves };
+    return {
+      reconnectRequested: asked.size,
+      handedOff: rest.length,
+      waves,
+      handOffWaves,
+      movesPrepared: lead.prepared,
+      leadExpired: lead.expired,
+    };
+  }
+
+  /**
+   * One wave of ReconnectRequests: each stream's move is announced (`stream.moving`), and its publisher asked once
+   * its edges' next pulls wait at the target (or the lead's bound passed). Returns the keys whose publisher was asked.
+   */
+  private async askToMove(
+    wave: readonly Ownership[],
+    opts: DrainOptions,
+    lead: { prepared: number; expired: number },
+  ): Promise<string[]> {
+    // At most half the wait: the publisher still needs the rest to move.
+    const leadEnd = performance.now() + Math.min(opts.moveLeadMs ?? 0, opts.reconnectWaitMs / 2);
+    const sent = await Promise.all(
+      wave.map(async (o) => {
+        const key = o.req.key;
+        const tcUrl = opts.peerTcUrl(o.req.app, key);
+        if (!tcUrl) return undefined;
+        const addr = opts.peerAddrOf?.(tcUrl);
+        const epoch = o.epoch;
+        if (addr && epoch !== undefined) {
+          // Edges answer over NATS: without it none would, and the wait would only cost the lead.
+          const expected = this.bus.connected ? (opts.edgePullsOf?.(key) ?? 0) : 0;
+          const answers = this.standbyAnswers.wait(key, epoch, expected, leadEnd);
+          this.bus.publish(controlEvent('stream.moving', { key, fromNodeId: this.options.nodeId, addr, epoch }));
+          const answered = await answers;
+          if (expected > 0) {
+            if (answered.timedOut) lead.expired++;
+            else lead.prepared++;
+          }
+          if (!this.reconnectable(o)) return undefined; // moved, fenced or gone while the edges prepared
+        }
+        const publisher = this.registry.get(key)?.currentPublisher as Partial<ReconnectablePublisher> | undefined;
+        const requested = publisher?.requestReconnect?.(tcUrl, 'This server is shutting down; reconnect to continue.');
+        return requested ? key : undefined;
+      }),
+    );
+    return sent.filter((key): key is string => key !== undefined);
   }
 
   /**
@@ -486,6 +557,8 @@ export class OriginPolicy implements StreamPolicy {
     clearInterval(this.refreshTimer);
     clearInterval(this.leaseTimer);
     this.unsubscribeAdmin();
+    this.unsubscribeAnswers();
+    this.standbyAnswers.clear();
     await Promise.all(
       [...this.owned.values()].map(async (o) => {
         if (o.epoch === undefined) return;

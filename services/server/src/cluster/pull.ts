@@ -37,6 +37,12 @@ export interface PullDeps {
     /** The next upstream opened ahead of an announced move, and what became of it. */
     standby?(key: string, outcome: StandbyOutcome): void;
   };
+  /**
+   * The answer to an announced move of the copy this pull plays (`stream.standby`): `ready` once the next upstream
+   * is connected and its play waits there, false when it could not be opened or the pull could not prepare (it is
+   * between upstreams). Once per announcement; not for a move of a copy we don't pull.
+   */
+  answerMove?(key: string, move: AnnouncedMove, ready: boolean): void;
 }
 
 export type StandbyOutcome = 'opened' | 'used' | 'failed' | 'expired' | 'unused' | 'stopped';
@@ -248,10 +254,18 @@ export class UpstreamPull implements HubPublisher {
    */
   prepareMove(move: AnnouncedMove): void {
     const current = this.current;
-    if (this.stopped || !this.attached || this.inAttempt || !current) return;
+    if (this.stopped || !current) return;
     // Only for a move of the copy we pull (a leaf pulling through a parent ignores it), and not a stale one.
     if (current.nodeId !== move.fromNodeId || current.epoch !== move.epoch || current.addr === move.addr) return;
-    if (this.standby?.addr === move.addr) return;
+    let answered = false;
+    const answer = (ready: boolean): void => {
+      if (answered) return;
+      answered = true;
+      this.deps.answerMove?.(this.key, move, ready);
+    };
+    // Between upstreams: the attempt under way resolves the new owner itself; the drain need not wait for us.
+    if (!this.attached || this.inAttempt) return answer(false);
+    if (this.standby?.addr === move.addr) return answer(this.standby.client !== undefined);
     this.dropStandby('unused');
     const standby: Standby = { addr: move.addr, client: undefined, taken: false, opened: undefined!, timer: undefined };
     standby.opened = this.openUpstream(move.addr, (client) => {
@@ -260,12 +274,15 @@ export class UpstreamPull implements HubPublisher {
         // Connected after the attempt took it: that attempt's connection now (a newer owner can cut it short).
         this.attemptClient = client;
         if (this.stopped) throw new AbortError(new StoppedError('stopped'));
-        return;
+        return answer(true);
       }
       if (this.standby !== standby)
         throw new RtmpClientError('closed', 'standby dropped', { reason: 'standby_dropped' });
+      // Connected, with createStream and play sent (pipelined): the play now waits there for the publisher.
+      answer(true);
     });
     standby.opened.catch(() => {
+      answer(false);
       if (this.standby !== standby) return; // taken: the attempt that took it reports the failure
       this.standby = undefined;
       clearTimeout(standby.timer);

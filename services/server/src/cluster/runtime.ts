@@ -7,6 +7,7 @@ import { configToConnectionLimits, type Config } from '../config.js';
 import type { ClusterRole } from '../roles.js';
 import { withUnavailableErrors, type ClusterApi } from './api.js';
 import type { HotCounters } from '../metrics.js';
+import { statsOf } from '../streams/stats.js';
 import type { StreamPolicy } from '../streams/types.js';
 import { EdgePolicy } from './edge-policy.js';
 import { ControlBus, NoopBus, controlEvent, type EventBus, type NodeRole } from './events.js';
@@ -195,6 +196,7 @@ export async function prepareCluster(config: Config, role: ClusterRole, ctx: Clu
       ctx.registry,
       ctx.waitForLive,
       {
+        nodeId: config.nodeId,
         playWaitMs: config.playWaitMs,
         pull: {
           lingerMs: config.pullLingerMs,
@@ -364,6 +366,16 @@ export async function prepareCluster(config: Config, role: ClusterRole, ctx: Clu
     peerAddrByTcUrl.set(tcUrl, best.addr);
     return tcUrl;
   };
+  /**
+   * The edges pulling `key` from this origin, each of which answers an announced move. Plays signed with the cluster
+   * secret are edges; without a secret no play can be told from an edge's, so every player counts (a viewer playing
+   * from the origin directly then costs that stream the lead's bound, never more).
+   */
+  const edgePullsOf = (key: string): number => {
+    const hub = ctx.registry.get(key);
+    if (!hub) return 0;
+    return config.clusterSecret ? statsOf(hub).edgePulls : hub.viewerCount;
+  };
   // What a node carries and can keep serving without Redis: an origin its (unfenced) leases, an edge its pulls.
   const carriesStreams = (): boolean =>
     policy instanceof OriginPolicy ? policy.ownedStreams().length > 0 : policy.activePulls().length > 0;
@@ -408,6 +420,8 @@ export async function prepareCluster(config: Config, role: ClusterRole, ctx: Clu
       await policy.drain({
         peerTcUrl,
         peerAddrOf: (tcUrl) => peerAddrByTcUrl.get(tcUrl),
+        edgePullsOf,
+        moveLeadMs: config.drainMoveLeadMs,
         reconnectWaitMs,
         reconnectBatch: config.drainReconnectBatch,
         reconnectIntervalMs: config.drainReconnectIntervalMs,

@@ -79,6 +79,23 @@ export const StreamMovingSchema = z.object({
   epoch,
 });
 
+/**
+ * An edge's answer to `stream.moving`: its next upstream at the announced address is connected and its play waits
+ * there for the publisher (`ready`), or could not be opened (`ready: false`). `nodeId` is the edge, `fromNodeId` and
+ * `epoch` the draining origin's copy the move is of. The draining origin sends the publisher its ReconnectRequest once
+ * every edge pulling the stream has answered (or a bound passed): a publisher that arrives before the edges' next
+ * pulls leaves their viewers a connection set-up's gap. Advisory, like `stream.moving`.
+ */
+export const StreamStandbySchema = z.object({
+  ...base,
+  type: z.literal('stream.standby'),
+  key: id,
+  fromNodeId: id,
+  nodeId: id,
+  epoch,
+  ready: z.boolean(),
+});
+
 export const NodeLoadSchema = z.object({
   viewers: count,
   streams: count,
@@ -129,6 +146,7 @@ export const ControlEventSchema = z.discriminatedUnion('type', [
   StreamUnpublishedSchema,
   StreamMovedSchema,
   StreamMovingSchema,
+  StreamStandbySchema,
   NodeUpSchema,
   NodeDownSchema,
   NodeLoadEventSchema,
@@ -142,6 +160,7 @@ export type StreamPublished = z.infer<typeof StreamPublishedSchema>;
 export type StreamUnpublished = z.infer<typeof StreamUnpublishedSchema>;
 export type StreamMoved = z.infer<typeof StreamMovedSchema>;
 export type StreamMoving = z.infer<typeof StreamMovingSchema>;
+export type StreamStandby = z.infer<typeof StreamStandbySchema>;
 export type NodeLoad = z.infer<typeof NodeLoadSchema>;
 export type NodeUp = z.infer<typeof NodeUpSchema>;
 export type NodeDown = z.infer<typeof NodeDownSchema>;
@@ -155,7 +174,7 @@ export type AdminReleaseStream = z.infer<typeof AdminReleaseStreamSchema>;
 export type ControlEvent = z.infer<typeof ControlEventSchema>;
 export type ControlEventType = ControlEvent['type'];
 export type EventOf<T extends ControlEventType> = Extract<ControlEvent, { type: T }>;
-export type StreamEvent = StreamPublished | StreamUnpublished | StreamMoved | StreamMoving;
+export type StreamEvent = StreamPublished | StreamUnpublished | StreamMoved | StreamMoving | StreamStandby;
 export type NodeEvent = NodeUp | NodeDown | NodeLoadEvent;
 export type AdminEvent = EventOf<AdminType>;
 
@@ -164,6 +183,7 @@ export const CONTROL_EVENT_TYPES: readonly ControlEventType[] = [
   'stream.unpublished',
   'stream.moved',
   'stream.moving',
+  'stream.standby',
   'node.up',
   'node.down',
   'node.load',

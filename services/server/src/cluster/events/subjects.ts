@@ -28,6 +28,7 @@ export function subjects(prefix: string = DEFAULT_PREFIX) {
     streamUnpublished: `${root}.stream.unpublished`,
     streamMoved: `${root}.stream.moved`,
     streamMoving: `${root}.stream.moving`,
+    streamStandby: `${root}.stream.standby`,
     nodeUp: `${root}.node.up`,
     nodeDown: `${root}.node.down`,
     nodeLoad: `${root}.node.load`,
