@@ -168,6 +168,8 @@ describe('edge pull: next upstream prepared on stream.moving', () => {
       assert.deepEqual(failures, ['owner_changed'], 'only the old upstream, cut for the move, failed');
       assert.deepEqual(attached, ['o1', 'o2']);
       assert.equal(hub.currentPublisher, pull);
+      // The move's attempt pulled from the announced owner: Redis was asked once, for the first owner only.
+      assert.equal(resolves, 1, 'the move asked the registry for the owner the event had named');
       // The standby answered the announcement once it connected (after the move had taken it).
       assert.deepEqual(answers, [`o1->${next.addr}:true`]);
     },

@@ -142,6 +142,8 @@ export class UpstreamPull implements HubPublisher {
   private ownerFound = false;
   /** The next upstream, opened ahead of an announced move (see prepareMove). */
   private standby: Standby | undefined;
+  /** A newer owner an event announced while attached: the next attempt's owner (see ownerChanged). */
+  private announcedOwner: UpstreamOwner | undefined;
 
   constructor(
     readonly key: string,
@@ -218,6 +220,9 @@ export class UpstreamPull implements HubPublisher {
         this.attemptClient?.connection.close('owner_changed');
       return;
     }
+    // The next attempt pulls from the announced owner without asking Redis again: on a busy edge that round trip was
+    // most of a prepared move's gap (the standby waits for it). An attempt that fails there resolves as usual.
+    this.announcedOwner = owner;
     if (this.client) this.client.connection.close('owner_changed');
     else this.wake.abort(new WakeError('owner changed'));
   }
@@ -434,7 +439,8 @@ export class UpstreamPull implements HubPublisher {
 
   private async attemptOnce(attempt: number): Promise<RtmpClient> {
     if (this.stopped) throw new AbortError(new StoppedError('stopped'));
-    let owner = await this.deps.resolveOwner(this.key);
+    let owner = this.announcedOwner ?? (await this.deps.resolveOwner(this.key));
+    this.announcedOwner = undefined;
     while (!owner) {
       this.ownerFound = false;
       await this.deps.waitForOwnerEvent(this.key, this.options.ownerRecheckMs, this.abort.signal);
