@@ -378,4 +378,23 @@ describe('origin drain pacing (OriginPolicy.drain)', () => {
     assert.equal(result.reconnectRequested, 1);
     assert.equal(result.handedOff, 0, 'the publisher had no time left to move');
   });
+  it('DRAIN_MOVE_LEAD_MS 0 asks at once: no wait, nothing counted as prepared or expired', async () => {
+    const h = harness(0, { 'live/now': [300] });
+    const s = await h.publish('now', 'move');
+    const result = await h.policy.drain({
+      peerTcUrl: h.peerTcUrl,
+      peerAddrOf: () => '127.0.0.1:2',
+      edgePullsOf: () => 1,
+      moveLeadMs: 0,
+      reconnectWaitMs: 2000,
+      reconnectBatch: 10,
+      reconnectIntervalMs: 0,
+      peersUp: true,
+    });
+    await h.close();
+    const lead = s.requestedAt! - h.announcedAt.get(s.key)!;
+    assert.ok(lead < 50, `asked ${lead} ms after announcing`);
+    assert.equal(result.movesPrepared, 0);
+    assert.equal(result.leadExpired, 0);
+  });
 });

@@ -471,7 +471,8 @@ export class OriginPolicy implements StreamPolicy {
     lead: { prepared: number; expired: number },
   ): Promise<string[]> {
     // At most half the wait: the publisher still needs the rest to move.
-    const leadEnd = performance.now() + Math.min(opts.moveLeadMs ?? 0, opts.reconnectWaitMs / 2);
+    const leadMs = Math.min(opts.moveLeadMs ?? 0, opts.reconnectWaitMs / 2);
+    const leadEnd = performance.now() + leadMs;
     const sent = await Promise.all(
       wave.map(async (o) => {
         const key = o.req.key;
@@ -480,8 +481,8 @@ export class OriginPolicy implements StreamPolicy {
         const addr = opts.peerAddrOf?.(tcUrl);
         const epoch = o.epoch;
         if (addr && epoch !== undefined) {
-          // Edges answer over NATS: without it none would, and the wait would only cost the lead.
-          const expected = this.bus.connected ? (opts.edgePullsOf?.(key) ?? 0) : 0;
+          // Edges answer over NATS: without it none would, and the wait would only cost the lead. No lead: no wait.
+          const expected = this.bus.connected && leadMs > 0 ? (opts.edgePullsOf?.(key) ?? 0) : 0;
           const answers = this.standbyAnswers.wait(key, epoch, expected, leadEnd);
           this.bus.publish(controlEvent('stream.moving', { key, fromNodeId: this.options.nodeId, addr, epoch }));
           const answered = await answers;
