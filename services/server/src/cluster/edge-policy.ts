@@ -90,10 +90,11 @@ export class EdgePolicy implements StreamPolicy {
     const onOwner = (e: { key: string; nodeId: string; addr: string; epoch: number }): void => {
       const owner = { nodeId: e.nodeId, addr: e.addr, epoch: e.epoch };
       const pull = this.pulls.get(e.key);
-      // A leaf keeps pulling through its parent when the stream moves between origins: the new epoch re-pulls there.
+      // A leaf pulls through a parent: when the stream moves between origins and the parent stays the same, the
+      // parent follows the move itself and the leaf keeps its connection (followedByParent).
       if (pull && this.options.upstream)
         void this.options.upstream.choose(e.key, owner).then(
-          (up) => pull.ownerChanged(up),
+          (up) => (up.nodeId === owner.nodeId ? pull.ownerChanged(up) : pull.followedByParent(up)),
           () => undefined,
         );
       else pull?.ownerChanged(owner);

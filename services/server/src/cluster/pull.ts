@@ -45,6 +45,9 @@ export interface PullDeps {
   answerMove?(key: string, move: AnnouncedMove, ready: boolean): void;
 }
 
+/** The close reason of an upstream connection a pull cuts for a newer owner. */
+const OWNER_CHANGED = 'owner_changed';
+
 export type StandbyOutcome = 'opened' | 'used' | 'failed' | 'expired' | 'unused' | 'stopped';
 
 /** An announced move (`stream.moving`): the publisher of `fromNodeId`'s copy (epoch `epoch`) was sent to `addr`. */
@@ -217,14 +220,28 @@ export class UpstreamPull implements HubPublisher {
       // would orphan the connection being opened; a connection to an older owner is cut short instead.
       if (isNewerOwner(owner, this.missedOwner)) this.missedOwner = owner;
       if (this.attemptOwner && isNewerOwner(owner, this.attemptOwner))
-        this.attemptClient?.connection.close('owner_changed');
+        this.attemptClient?.connection.close(OWNER_CHANGED);
       return;
     }
     // The next attempt pulls from the announced owner without asking Redis again: on a busy edge that round trip was
     // most of a prepared move's gap (the standby waits for it). An attempt that fails there resolves as usual.
     this.announcedOwner = owner;
-    if (this.client) this.client.connection.close('owner_changed');
+    if (this.client) this.client.connection.close(OWNER_CHANGED);
     else this.wake.abort(new WakeError('owner changed'));
+  }
+
+  /**
+   * The stream moved between origins, and `upstream` is the parent edge we pull through. When that is the parent we
+   * are attached to, it follows the move itself (its hub goes on, see prepareMove) and our connection stays: only the
+   * epoch we compare later events with moves on. Re-pulling would cost this leaf's viewers a gap for nothing. Any
+   * other parent (or no attached upstream) is an owner change.
+   */
+  followedByParent(upstream: UpstreamOwner): void {
+    const current = this.current;
+    if (this.stopped || !current || !this.attached || this.inAttempt || !this.client)
+      return this.ownerChanged(upstream);
+    if (current.nodeId !== upstream.nodeId || current.addr !== upstream.addr) return this.ownerChanged(upstream);
+    if (upstream.epoch > current.epoch) this.current = { ...current, epoch: upstream.epoch };
   }
 
   /** The hub replaced us (a local publisher took the key) or the node is shutting down. */
@@ -469,7 +486,7 @@ export class UpstreamPull implements HubPublisher {
           this.attemptClient = client;
           if (this.stopped) throw new AbortError(new StoppedError('stopped'));
           if (client.closed)
-            throw new RtmpClientError('closed', 'connection closed: owner_changed', { reason: 'owner_changed' });
+            throw new RtmpClientError('closed', 'connection closed: owner_changed', { reason: OWNER_CHANGED });
           this.client = client;
         });
       }
@@ -506,6 +523,8 @@ export class UpstreamPull implements HubPublisher {
     return new Promise((resolve) => {
       let endDecided: Promise<void> | undefined;
       client.once('end', () => {
+        // Against the owner this connection started with, even when a parent followed a move since (followedByParent):
+        // a newer owner in Redis at the end means the stream lives on there, and a re-pull finds it.
         endDecided = this.afterUpstreamEnd(from).finally(() => client.close());
       });
       const onClose = (reason: string): void => {
@@ -528,7 +547,7 @@ export class UpstreamPull implements HubPublisher {
           { stream: streamLabel(this.key), addr: missed.addr, epoch: missed.epoch },
           'upstream owner changed: re-pulling',
         );
-        client.connection.close('owner_changed');
+        client.connection.close(OWNER_CHANGED);
       }
     });
   }
