@@ -33,6 +33,7 @@ import {
 } from './publishers.js';
 import type { ProcSample } from './procinfo.js';
 import { prng } from '../prng.js';
+import { InFlight } from './in-flight.js';
 import { RateClock } from './rate-clock.js';
 import { ViewerBook } from './viewer-book.js';
 
@@ -604,9 +605,9 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       const viewEvery = 1000 / Math.max(0.001, o.viewerChurnPerS);
       const stopsDue = new RateClock(pubEvery, performance.now(), CHURN_EVENTS_PER_TURN, CHURN_BACKLOG_MS);
       const leavesAndJoinsDue = new RateClock(viewEvery, performance.now(), CHURN_EVENTS_PER_TURN, CHURN_BACKLOG_MS);
-      const restarts: Promise<void>[] = [];
+      // Publisher restarts and viewer joins under way (settled ones are not kept).
+      const churnWork = new InFlight();
       const churnedStreams = new Set<number>();
-      const joining: Array<Promise<void>> = [];
       let notRouted = 0;
       viewers.beginPhase();
       const churnProbes = await startPhaseProbes(edges);
@@ -621,7 +622,7 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
             churnedStreams.add(idx);
             // Not live from here on; the restart goes after the stop (one ordered channel to the publishers' thread).
             const stopped = p.stop(churnRand() >= o.dropFraction);
-            restarts.push(Promise.all([stopped, sleep(o.republishDelayMs).then(() => p.start())]).then(() => {}));
+            churnWork.add(Promise.all([stopped, sleep(o.republishDelayMs).then(() => p.start())]));
           }
         }
         for (let due = leavesAndJoinsDue.take(now); due > 0; due--) {
@@ -634,13 +635,13 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
             leaves++;
           }
           const [s] = assignStreams(o.streams, o.streams + 1, o.zipf, churnRand).slice(o.streams);
-          joining.push(join(s!).then((st) => void (st ? undefined : notRouted++)));
+          churnWork.add(join(s!).then((st) => void (st ? undefined : notRouted++)));
           joins++;
         }
         await sleep(20);
       }
       const churnS = (performance.now() - startedAt) / 1000;
-      await Promise.all([...restarts, ...joining]);
+      await churnWork.settled();
       await waitUntil('churned streams live again', () => publishers.every((p) => p.live), LIVE_WAIT_MS).catch(
         (e: Error) => log(e.message),
       );
@@ -678,7 +679,8 @@ export async function runScenario(cluster: ClusterUnderTest, o: ClusterLoadOptio
       log(
         `churn done: ${stops} publisher stops (${(stops / churnS).toFixed(2)}/s of ${o.publisherChurnPerS} asked), ` +
           `${leaves} leaves, ${joins} joins (${(joins / churnS).toFixed(1)}/s of ${o.viewerChurnPerS} asked; ` +
-          `${leavesAndJoinsDue.dropped} dropped by a runner more than ${CHURN_BACKLOG_MS} ms late), ` +
+          `${leavesAndJoinsDue.dropped} pairs and ${stopsDue.dropped} stops dropped by a runner more than ` +
+          `${CHURN_BACKLOG_MS} ms late), ` +
           `${churn.viewersDisconnected} disconnected`,
       );
     }
