@@ -439,19 +439,7 @@ export class OriginPolicy implements StreamPolicy {
     const rest = [...this.owned.values()];
     // With no other origin up there is no load to spread: interval 0 is the pacing's own off switch.
     const handOffWaves = await this.handOffInWaves(rest, batch, opts.peersUp ? opts.reconnectIntervalMs : 0, drainEnd);
-    this.log.info(
-      {
-        reconnectRequested: asked.size,
-        waves,
-        movesPrepared: lead.prepared,
-        leadExpired: lead.expired,
-        movedByReconnect: moved,
-        handedOff: rest.length,
-        handOffWaves,
-      },
-      'drain: streams moved to other origins',
-    );
-    return {
+    const result: DrainResult = {
       reconnectRequested: asked.size,
       handedOff: rest.length,
       waves,
@@ -459,6 +447,8 @@ export class OriginPolicy implements StreamPolicy {
       movesPrepared: lead.prepared,
       leadExpired: lead.expired,
     };
+    this.log.info({ ...result, movedByReconnect: moved }, 'drain: streams moved to other origins');
+    return result;
   }
 
   /**
@@ -492,8 +482,10 @@ export class OriginPolicy implements StreamPolicy {
           }
           if (!this.reconnectable(o)) return undefined; // moved, fenced or gone while the edges prepared
         }
-        const publisher = this.registry.get(key)?.currentPublisher as Partial<ReconnectablePublisher> | undefined;
-        const requested = publisher?.requestReconnect?.(tcUrl, 'This server is shutting down; reconnect to continue.');
+        const requested = this.publisherOf(key)?.requestReconnect?.(
+          tcUrl,
+          'This server is shutting down; reconnect to continue.',
+        );
         return requested ? key : undefined;
       }),
     );
@@ -526,8 +518,12 @@ export class OriginPolicy implements StreamPolicy {
   /** Still owned here, and its publisher took E-RTMP Reconnect (a drain can ask it to move). */
   private reconnectable(o: Ownership): boolean {
     if (this.owned.get(o.req.key) !== o) return false;
-    const publisher = this.registry.get(o.req.key)?.currentPublisher as Partial<ReconnectablePublisher> | undefined;
-    return publisher?.canReconnect?.() === true;
+    return this.publisherOf(o.req.key)?.canReconnect?.() === true;
+  }
+
+  /** The local publisher of `key`, with the E-RTMP Reconnect methods an RTMP session has (a pull has none). */
+  private publisherOf(key: string): Partial<ReconnectablePublisher> | undefined {
+    return this.registry.get(key)?.currentPublisher as Partial<ReconnectablePublisher> | undefined;
   }
 
   /** Until none of `keys` is owned here any more, or `until` (performance.now()). */

@@ -486,7 +486,7 @@ export class UpstreamPull implements HubPublisher {
           this.attemptClient = client;
           if (this.stopped) throw new AbortError(new StoppedError('stopped'));
           if (client.closed)
-            throw new RtmpClientError('closed', 'connection closed: owner_changed', { reason: OWNER_CHANGED });
+            throw new RtmpClientError('closed', `connection closed: ${OWNER_CHANGED}`, { reason: OWNER_CHANGED });
           this.client = client;
         });
       }
